@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// The torchbert command line.
+import { Command } from 'commander';
+
+const program = new Command();
+program.name('torchbert').description('Train and serve BERT from Node.js on libtorch').version(require('../package.json').version);
+
+program
+  .command('info')
+  .description('print versions, library paths, CUDA and threads')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const { info } = await import('./torch');
+    const i = info();
+    if (opts.json) {
+      console.log(JSON.stringify(i, null, 2));
+      return;
+    }
+    const lt = i.libtorch as Record<string, unknown>;
+    const cu = i.cuda as Record<string, unknown>;
+    console.log(`torchbert   ${i.torchbert}`);
+    console.log(`node        ${i.node} (Node-API ${i.napiVersion})`);
+    console.log(`libtorch    ${lt.version} ${lt.flavour ?? ''} from ${lt.source ?? '?'}`);
+    console.log(`            ${lt.lib ?? ''}`);
+    console.log(`addon       ${i.addon}`);
+    console.log(`cuda        ${cu.available ? `available, ${cu.devices} device(s)` : 'not available'}`);
+    console.log(`threads     ${i.threads}`);
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  console.error(`torchbert: ${e.message}`);
+  process.exit(1);
+});

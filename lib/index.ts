@@ -1,0 +1,12 @@
+// torchbert: libtorch tensors, TorchScript modules, BERT tokenizers and models for Node.js.
+export { TorchError, LibtorchNotFoundError } from './errors';
+export {
+  Tensor, tensor, zeros, ones, empty, full, arange, linspace, rand, randn, randint, randperm,
+  zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, cat, stack, where, op, DTYPES,
+} from './tensor';
+export type { DType, Device, Shape, Scalar, TensorLike, TensorOptions, TypedArrayFor, NestedArray } from './tensor';
+export { tidy, keep, DisposeScope } from './scope';
+export { noGrad, enableGrad, isGradEnabled, setGradEnabled, manualSeed, setNumThreads, getNumThreads, memory, cuda, info } from './torch';
+export { ScriptModule } from './module';
+export type { IValue } from './module';
+export * as F from './functional';

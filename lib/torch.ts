@@ -1,0 +1,71 @@
+// Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
+import { native, loadInfo, MemoryInfo } from './binding';
+
+/**
+ * Runs fn with gradient tracking off (torch.no_grad()). Async functions keep it off until they settle;
+ * grad mode is per thread in libtorch, so other code interleaving on the event loop sees it too.
+ */
+export function noGrad<T>(fn: () => T): T {
+  return withGrad(false, fn);
+}
+/** Runs fn with gradient tracking on (torch.enable_grad()). */
+export function enableGrad<T>(fn: () => T): T {
+  return withGrad(true, fn);
+}
+function withGrad<T>(on: boolean, fn: () => T): T {
+  const prev = native.setGradEnabled(on);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    native.setGradEnabled(prev);
+    throw e;
+  }
+  if (result instanceof Promise) {
+    return result.finally(() => native.setGradEnabled(prev)) as T;
+  }
+  native.setGradEnabled(prev);
+  return result;
+}
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled();
+}
+export function setGradEnabled(on: boolean): void {
+  native.setGradEnabled(on);
+}
+
+/** Seeds the global generators; the same seed and calls give PyTorch's CPU numbers. */
+export function manualSeed(seed: number | bigint): void {
+  native.manualSeed(seed);
+}
+export function setNumThreads(n: number): void {
+  native.setNumThreads(n);
+}
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+/** Live tensors and their bytes, per device (storage shared by views is counted once). */
+export function memory(): MemoryInfo {
+  return native.memory();
+}
+
+export const cuda = {
+  isAvailable: (): boolean => native.cudaIsAvailable(),
+  deviceCount: (): number => native.cudaDeviceCount(),
+  synchronize: (): void => native.cudaSynchronize(),
+};
+
+/** Versions, library paths, CUDA and threads (what `npx torchbert info` prints). */
+export function info(): Record<string, unknown> {
+  const b = native.buildInfo();
+  return {
+    torchbert: require('../package.json').version,
+    node: process.version,
+    napiVersion: b.napiVersion,
+    libtorch: { version: b.torchVersion, ...loadInfo.libtorch, cxx11Abi: b.cxx11Abi },
+    addon: loadInfo.addon,
+    cuda: { available: native.cudaIsAvailable(), devices: native.cudaDeviceCount() },
+    threads: native.getNumThreads(),
+    parallel: b.parallelInfo.trim(),
+  };
+}

@@ -1,0 +1,70 @@
+// Exception translation (see errors.h).
+#include "errors.h"
+
+#include <c10/util/Exception.h>
+
+namespace torchbert {
+
+static Napi::FunctionReference torch_error_class;
+
+void SetErrorClass(const Napi::CallbackInfo& info) {
+  torch_error_class = Napi::Persistent(info[0].As<Napi::Function>());
+}
+
+ErrorInfo Capture(std::exception_ptr e) {
+  using K = ErrorInfo::Kind;
+  try {
+    std::rethrow_exception(e);
+  } catch (const c10::OutOfMemoryError& err) {
+    return {K::OutOfMemory, err.what_without_backtrace()};
+  } catch (const c10::IndexError& err) {
+    return {K::Range, err.what_without_backtrace()};
+  } catch (const c10::TypeError& err) {
+    return {K::Type, err.what_without_backtrace()};
+  } catch (const c10::NotImplementedError& err) {
+    return {K::NotImplemented, err.what_without_backtrace()};
+  } catch (const c10::Error& err) {
+    return {K::Torch, err.what_without_backtrace()};
+  } catch (const std::bad_alloc&) {
+    return {K::OutOfMemory, "out of memory (std::bad_alloc)"};
+  } catch (const std::out_of_range& err) {
+    return {K::Range, err.what()};
+  } catch (const std::invalid_argument& err) {
+    return {K::Type, err.what()};
+  } catch (const std::exception& err) {
+    return {K::Generic, err.what()};
+  } catch (...) {
+    return {K::Generic, "unknown native error"};
+  }
+}
+
+Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info) {
+  using K = ErrorInfo::Kind;
+  switch (info.kind) {
+    case K::Type:
+      return Napi::TypeError::New(env, info.message);
+    case K::Range:
+      return Napi::RangeError::New(env, info.message);
+    case K::Torch:
+    case K::OutOfMemory:
+    case K::NotImplemented: {
+      const char* code = info.kind == K::OutOfMemory ? "TORCH_OUT_OF_MEMORY"
+                         : info.kind == K::NotImplemented ? "TORCH_NOT_IMPLEMENTED"
+                                                          : "TORCH_ERROR";
+      if (!torch_error_class.IsEmpty()) {
+        Napi::Object err = torch_error_class.New({Napi::String::New(env, info.message), Napi::String::New(env, code)});
+        return Napi::Error(env, err);
+      }
+      Napi::Error err = Napi::Error::New(env, info.message);
+      err.Set("code", Napi::String::New(env, code));
+      return err;
+    }
+    default:
+      return Napi::Error::New(env, info.message);
+  }
+}
+
+void ThrowType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+void ThrowRange(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+}  // namespace torchbert

@@ -1,0 +1,45 @@
+// Exception translation: every libtorch / C++ error becomes a JS error, never an abort.
+// Modelled on PyTorch's torch/csrc/Exceptions.h: IndexError -> RangeError, TypeError -> TypeError,
+// other c10::Error (OOM with its own code) -> TorchError, std::exception and unknown last.
+#pragma once
+#include <napi.h>
+
+#include <exception>
+#include <string>
+
+namespace torchbert {
+
+// A thread-safe snapshot of an error, made on a worker thread and turned into JS on the main thread.
+struct ErrorInfo {
+  enum class Kind { None, Type, Range, Torch, OutOfMemory, NotImplemented, Generic };
+  Kind kind = Kind::None;
+  std::string message;
+  explicit operator bool() const { return kind != Kind::None; }
+};
+
+ErrorInfo Capture(std::exception_ptr e);
+Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info);
+void SetErrorClass(const Napi::CallbackInfo& info);  // TS passes its TorchError class once
+
+// Runs f, translating any C++ exception into the matching JS exception.
+template <typename F>
+auto Guard(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    throw ToJsError(env, Capture(std::current_exception()));
+  }
+}
+
+// Wraps a native callback so every exported function runs inside Guard.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&] { return F(info); });
+}
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg);
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg);
+
+}  // namespace torchbert

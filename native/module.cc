@@ -1,0 +1,406 @@
+// ScriptModule: owns a torch::jit::Module. Modules are loaded from .pt files or built natively from
+// TorchScript source (parameters, buffers, attributes, submodules, methods). Load, save and method
+// calls run on worker threads; a module in use by a worker is busy, and a second use is an error.
+#include <torch/script.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <atomic>
+
+#include "async.h"
+#include "errors.h"
+#include "ivalue.h"
+#include "ops.h"
+#include "tensor.h"
+
+namespace torchbert {
+
+namespace {
+
+std::shared_ptr<torch::jit::CompilationUnit> compilation_unit() {
+  static auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  return cu;
+}
+
+c10::TypePtr ParseAttrType(Napi::Env env, const std::string& s) {
+  if (s == "int") return c10::IntType::get();
+  if (s == "float") return c10::FloatType::get();
+  if (s == "bool") return c10::BoolType::get();
+  if (s == "str") return c10::StringType::get();
+  if (s == "Tensor") return c10::TensorType::get();
+  if (s == "Optional[Tensor]") return c10::OptionalType::create(c10::TensorType::get());
+  if (s == "List[int]") return c10::ListType::ofInts();
+  if (s == "List[float]") return c10::ListType::ofFloats();
+  if (s == "List[str]") return c10::ListType::ofStrings();
+  if (s == "List[Tensor]") return c10::ListType::ofTensors();
+  ThrowType(env, "unsupported attribute type '" + s + "'");
+}
+
+class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
+ public:
+  static Napi::FunctionReference ctor;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function f = DefineClass(
+        env, "NativeModule",
+        {
+            StaticMethod<&ModuleWrap::S<&ModuleWrap::Load>>("load"),
+            StaticMethod<&ModuleWrap::S<&ModuleWrap::LoadSync>>("loadSync"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Save>>("save"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::SaveSync>>("saveSync"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Call>>("call"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::CallSync>>("callSync"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Define>>("define"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterParameter>>("registerParameter"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterModule>>("registerModule"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterAttribute>>("registerAttribute"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::SetAttr>>("setAttr"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::GetAttr>>("getAttr"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::HasAttr>>("hasAttr"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::MethodNames>>("methodNames"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::MethodSchema>>("methodSchema"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::NamedParameters>>("namedParameters"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::NamedBuffers>>("namedBuffers"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::NamedChildren>>("namedChildren"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Train>>("train"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::IsTraining>>("isTraining"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::To>>("to"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Clone>>("clone"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Freeze>>("freeze"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::TypeName>>("typeName"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Code>>("code"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::Dispose>>("dispose"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::IsBusy>>("isBusy"),
+        });
+    ctor = Napi::Persistent(f);
+    exports.Set("NativeModule", f);
+  }
+
+  static Napi::Object New(Napi::Env env, torch::jit::Module m) {
+    Napi::Object o = ctor.New({});
+    Unwrap(o)->Reset(std::move(m));
+    return o;
+  }
+
+  static ModuleWrap* Get(const Napi::Value& v, const char* what) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(ctor.Value())) ThrowType(v.Env(), std::string(what) + " must be a ScriptModule");
+    ModuleWrap* w = Unwrap(v.As<Napi::Object>());
+    w->CheckLive(v.Env());
+    return w;
+  }
+
+  explicit ModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleWrap>(info) {
+    if (info.Length() > 0 && info[0].IsString()) {
+      std::string name = info[0].As<Napi::String>().Utf8Value();
+      Guard(info.Env(), [&] {
+        Reset(torch::jit::Module(c10::QualifiedName("__torch__.torchbert." + name), compilation_unit(), /*shouldMangle=*/true));
+        return 0;
+      });
+    }
+  }
+
+  void Reset(torch::jit::Module m) {
+    m_ = std::move(m);
+    live_ = true;
+  }
+
+  // Marks the module busy for the duration of a worker; released in the worker's Finally().
+  void Acquire(Napi::Env env) {
+    CheckLive(env);
+    bool expected = false;
+    if (!busy_.compare_exchange_strong(expected, true))
+      throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
+  }
+  void ReleaseBusy() { busy_ = false; }
+  const torch::jit::Module& module() const { return m_; }
+
+ private:
+  template <Napi::Value (ModuleWrap::*M)(const Napi::CallbackInfo&)>
+  Napi::Value G(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&] { return (this->*M)(info); });
+  }
+  template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+  static Napi::Value S(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&] { return F(info); });
+  }
+
+  void CheckLive(Napi::Env env) const {
+    if (!live_) throw Napi::Error::New(env, "ScriptModule has been disposed");
+  }
+  // Mutations and sync calls must not overlap a worker using the module.
+  void CheckIdle(Napi::Env env) const {
+    CheckLive(env);
+    if (busy_) throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
+  }
+
+  static std::string PathArg(const Napi::CallbackInfo& info, size_t i) {
+    if (!info[i].IsString()) ThrowType(info.Env(), "path must be a string");
+    return info[i].As<Napi::String>().Utf8Value();
+  }
+  static std::optional<c10::Device> DeviceArg(const Napi::CallbackInfo& info, size_t i) {
+    if (info.Length() <= i || !info[i].IsString()) return std::nullopt;
+    return ParseDevice(info.Env(), info[i].As<Napi::String>().Utf8Value());
+  }
+
+  class LoadWorker : public TorchWorker {
+   public:
+    LoadWorker(Napi::Env env, std::string path, std::optional<c10::Device> dev) : TorchWorker(env), path_(std::move(path)), dev_(dev) {}
+    void Run() override { m_ = torch::jit::load(path_, dev_); }
+    Napi::Value Result(Napi::Env env) override { return New(env, m_); }
+
+   private:
+    std::string path_;
+    std::optional<c10::Device> dev_;
+    torch::jit::Module m_;
+  };
+
+  static Napi::Value Load(const Napi::CallbackInfo& info) {
+    return (new LoadWorker(info.Env(), PathArg(info, 0), DeviceArg(info, 1)))->Start();
+  }
+  static Napi::Value LoadSync(const Napi::CallbackInfo& info) {
+    return New(info.Env(), torch::jit::load(PathArg(info, 0), DeviceArg(info, 1)));
+  }
+
+  class SaveWorker : public TorchWorker {
+   public:
+    SaveWorker(Napi::Env env, ModuleWrap* w, std::string path) : TorchWorker(env), w_(w), ref_(Napi::Persistent(w->Value())), path_(std::move(path)) {
+      w_->Acquire(env);
+    }
+    void Run() override { w_->m_.save(path_); }
+    Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+    void Finally() override { w_->ReleaseBusy(); }
+
+   private:
+    ModuleWrap* w_;
+    Napi::ObjectReference ref_;  // keeps the wrapper alive while the worker runs
+    std::string path_;
+  };
+
+  Napi::Value Save(const Napi::CallbackInfo& info) { return (new SaveWorker(info.Env(), this, PathArg(info, 0)))->Start(); }
+  Napi::Value SaveSync(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    m_.save(PathArg(info, 0));
+    return info.Env().Undefined();
+  }
+
+  torch::jit::Method FindMethod(Napi::Env env, const Napi::Value& name) {
+    if (!name.IsString()) ThrowType(env, "method name must be a string");
+    std::string n = name.As<Napi::String>().Utf8Value();
+    auto m = m_.find_method(n);
+    if (!m) ThrowType(env, "ScriptModule " + m_.type()->name()->name() + " has no method '" + n + "'");
+    return *m;
+  }
+
+  class CallWorker : public TorchWorker {
+   public:
+    CallWorker(Napi::Env env, ModuleWrap* w, torch::jit::Method method, c10::Stack args)
+        : TorchWorker(env), w_(w), ref_(Napi::Persistent(w->Value())), method_(std::move(method)), args_(std::move(args)) {
+      w_->Acquire(env);
+    }
+    void Run() override { out_ = method_(std::move(args_)); }
+    Napi::Value Result(Napi::Env env) override { return FromIValue(env, out_, true); }
+    void Finally() override { w_->ReleaseBusy(); }
+
+   private:
+    ModuleWrap* w_;
+    Napi::ObjectReference ref_;
+    torch::jit::Method method_;
+    c10::Stack args_;
+    c10::IValue out_;
+  };
+
+  c10::Stack MethodArgs(const Napi::CallbackInfo& info, const torch::jit::Method& method) {
+    c10::Stack stack;
+    PushArgs(info[1], method.function().getSchema(), 1, method.name(), stack);
+    return stack;
+  }
+
+  Napi::Value Call(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    torch::jit::Method method = FindMethod(info.Env(), info[0]);
+    c10::Stack args = MethodArgs(info, method);
+    return (new CallWorker(info.Env(), this, std::move(method), std::move(args)))->Start();
+  }
+  Napi::Value CallSync(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    torch::jit::Method method = FindMethod(info.Env(), info[0]);
+    c10::Stack args = MethodArgs(info, method);
+    return FromIValue(info.Env(), method(std::move(args)), true);
+  }
+
+  Napi::Value Define(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    if (!info[0].IsString()) ThrowType(info.Env(), "TorchScript source must be a string");
+    m_.define(info[0].As<Napi::String>().Utf8Value());
+    return info.Env().Undefined();
+  }
+
+  static std::string NameArg(const Napi::CallbackInfo& info) {
+    if (!info[0].IsString()) ThrowType(info.Env(), "name must be a string");
+    std::string n = info[0].As<Napi::String>().Utf8Value();
+    if (n.empty() || n.find('.') != std::string::npos) ThrowType(info.Env(), "invalid attribute name '" + n + "'");
+    return n;
+  }
+
+  Napi::Value RegisterParameter(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    const at::Tensor& t = tensors::Get(info[1], "tensor");
+    bool is_buffer = info.Length() > 2 && info[2].ToBoolean().Value();
+    m_.register_parameter(name, t, is_buffer);
+    return info.Env().Undefined();
+  }
+  Napi::Value RegisterModule(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    m_.register_module(name, Get(info[1], "module")->m_);
+    return info.Env().Undefined();
+  }
+  Napi::Value RegisterAttribute(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    if (!info[1].IsString()) ThrowType(info.Env(), "attribute type must be a string");
+    c10::TypePtr type = ParseAttrType(info.Env(), info[1].As<Napi::String>().Utf8Value());
+    m_.register_attribute(name, type, ToIValue(info[2], type, What{nullptr, &name}));
+    return info.Env().Undefined();
+  }
+  Napi::Value SetAttr(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    if (!m_.hasattr(name)) ThrowType(info.Env(), "ScriptModule has no attribute '" + name + "'");
+    c10::TypePtr type = m_.type()->getAttribute(name);
+    m_.setattr(name, ToIValue(info[1], type, What{nullptr, &name}));
+    return info.Env().Undefined();
+  }
+  Napi::Value GetAttr(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    std::string name = NameArg(info);
+    if (!m_.hasattr(name)) ThrowType(info.Env(), "ScriptModule has no attribute '" + name + "'");
+    c10::IValue v = m_.attr(name);
+    if (v.isModule()) return New(info.Env(), v.toModule());
+    return FromIValue(info.Env(), v, true);
+  }
+  Napi::Value HasAttr(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    return Napi::Boolean::New(info.Env(), m_.hasattr(NameArg(info)));
+  }
+  Napi::Value MethodNames(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    auto methods = m_.get_methods();
+    Napi::Array a = Napi::Array::New(info.Env(), methods.size());
+    uint32_t i = 0;
+    for (const auto& m : methods) a.Set(i++, m.name());
+    return a;
+  }
+  Napi::Value MethodSchema(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    return Napi::String::New(info.Env(), c10::toString(FindMethod(info.Env(), info[0]).function().getSchema()));
+  }
+
+  template <typename List>
+  static Napi::Value Pairs(Napi::Env env, const List& list) {
+    Napi::Array a = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const auto& item : list) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, item.name);
+      pair.Set(1u, tensors::Put(env, item.value));
+      a.Set(i++, pair);
+    }
+    return a;
+  }
+  Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    bool recurse = info.Length() == 0 || info[0].IsUndefined() || info[0].ToBoolean().Value();
+    return Pairs(info.Env(), m_.named_parameters(recurse));
+  }
+  Napi::Value NamedBuffers(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    bool recurse = info.Length() == 0 || info[0].IsUndefined() || info[0].ToBoolean().Value();
+    return Pairs(info.Env(), m_.named_buffers(recurse));
+  }
+  Napi::Value NamedChildren(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    Napi::Array a = Napi::Array::New(info.Env());
+    uint32_t i = 0;
+    for (const auto& c : m_.named_children()) {
+      Napi::Array pair = Napi::Array::New(info.Env(), 2);
+      pair.Set(0u, c.name);
+      pair.Set(1u, New(info.Env(), c.value));
+      a.Set(i++, pair);
+    }
+    return a;
+  }
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    m_.train(info.Length() == 0 || info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value IsTraining(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    return Napi::Boolean::New(info.Env(), m_.is_training());
+  }
+  // to(device?, dtype?)
+  Napi::Value To(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckIdle(env);
+    std::optional<c10::Device> dev = DeviceArg(info, 0);
+    if (info.Length() > 1 && info[1].IsString()) {
+      c10::ScalarType dt = ParseDtype(env, info[1].As<Napi::String>().Utf8Value());
+      if (dev) m_.to(*dev, dt); else m_.to(dt);
+    } else if (dev) {
+      m_.to(*dev);
+    }
+    return env.Undefined();
+  }
+  Napi::Value Clone(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    return New(info.Env(), m_.clone());
+  }
+  // freeze(): an inference-only copy with weights inlined as constants and graph optimisations applied.
+  Napi::Value Freeze(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::vector<std::string> keep;
+    if (info.Length() > 0 && info[0].IsArray()) {
+      Napi::Array a = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) keep.push_back(a.Get(i).ToString().Utf8Value());
+    }
+    torch::jit::Module copy = m_.clone();
+    copy.eval();
+    torch::jit::Module frozen = torch::jit::freeze(copy, keep, /*optimize_numerics=*/true);
+    if (info.Length() > 1 && info[1].ToBoolean().Value()) frozen = torch::jit::optimize_for_inference(frozen, keep);
+    return New(info.Env(), frozen);
+  }
+  Napi::Value TypeName(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    return Napi::String::New(info.Env(), m_.type()->name()->qualifiedName());
+  }
+  Napi::Value Code(const Napi::CallbackInfo& info) {
+    CheckLive(info.Env());
+    std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "forward";
+    auto m = m_.find_method(name);
+    if (!m) ThrowType(info.Env(), "no method '" + name + "'");
+    return Napi::String::New(info.Env(), m->graph()->toString());
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "ScriptModule is busy and cannot be disposed until its call finishes");
+    if (live_) {
+      live_ = false;
+      m_ = torch::jit::Module();
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value IsBusy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_.load()); }
+
+  torch::jit::Module m_;
+  bool live_ = false;
+  std::atomic<bool> busy_{false};
+};
+
+Napi::FunctionReference ModuleWrap::ctor;
+
+}  // namespace
+
+void InitModules(Napi::Env env, Napi::Object exports) { ModuleWrap::Init(env, exports); }
+
+}  // namespace torchbert

@@ -1,0 +1,76 @@
+// Generic access to every ATen operator through the dispatcher: TS resolves an operator name once to
+// a handle, then calls it with positional args converted by the operator's own schema. This keeps the
+// native layer thin while the TS Tensor class exposes a typed, PyTorch-shaped API.
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <deque>
+
+#include "errors.h"
+#include "ivalue.h"
+#include "ops.h"
+
+namespace torchbert {
+
+namespace {
+struct Op {
+  c10::OperatorHandle handle;
+  std::string name;
+};
+std::deque<Op> ops;  // deque: stable addresses while handles are appended
+
+const Op& GetOp(const Napi::Value& id) {
+  if (!id.IsNumber()) ThrowType(id.Env(), "operator handle must be a number");
+  uint32_t i = id.As<Napi::Number>().Uint32Value();
+  if (i >= ops.size()) ThrowRange(id.Env(), "unknown operator handle " + std::to_string(i));
+  return ops[i];
+}
+
+// opHandle("aten::add.Tensor") -> integer handle
+Napi::Value OpHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "operator name must be a string");
+  std::string full = info[0].As<Napi::String>().Utf8Value();
+  size_t ns = full.find("::");
+  size_t dot = full.find('.', ns == std::string::npos ? 0 : ns);
+  std::string name = dot == std::string::npos ? full : full.substr(0, dot);
+  std::string overload = dot == std::string::npos ? "" : full.substr(dot + 1);
+  auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
+  if (!handle) ThrowType(env, "unknown operator '" + full + "'");
+  ops.push_back({*handle, full});
+  return Napi::Number::New(env, static_cast<double>(ops.size() - 1));
+}
+
+Napi::Value OpSchema(const Napi::CallbackInfo& info) {
+  const Op& op = GetOp(info[0]);
+  return Napi::String::New(info.Env(), c10::toString(op.handle.schema()));
+}
+
+c10::Stack Invoke(const Napi::CallbackInfo& info) {
+  const Op& op = GetOp(info[0]);
+  c10::Stack stack;
+  PushArgs(info[1], op.handle.schema(), 0, op.name, stack);
+  op.handle.callBoxed(stack);
+  return stack;
+}
+
+// callOp(handle, args): returns the op's result(s).
+Napi::Value CallOp(const Napi::CallbackInfo& info) {
+  c10::Stack stack = Invoke(info);
+  return StackResult(info.Env(), stack, false);
+}
+
+// callOpInplace(handle, args): for in-place ops, whose result is an argument the caller already holds.
+Napi::Value CallOpInplace(const Napi::CallbackInfo& info) {
+  Invoke(info);
+  return info.Env().Undefined();
+}
+}  // namespace
+
+void InitOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("opHandle", Napi::Function::New<Guarded<OpHandle>>(env));
+  exports.Set("opSchema", Napi::Function::New<Guarded<OpSchema>>(env));
+  exports.Set("callOp", Napi::Function::New<Guarded<CallOp>>(env));
+  exports.Set("callOpInplace", Napi::Function::New<Guarded<CallOpInplace>>(env));
+}
+
+}  // namespace torchbert

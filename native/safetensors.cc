@@ -1,0 +1,180 @@
+// Bulk data of safetensors files. The TS side parses and validates the JSON header; this side re-checks
+// every range against the real file size and dtype/shape before reading, so a hostile header can
+// never cause an out-of-bounds read. Reads and writes run on worker threads.
+#include <ATen/ATen.h>
+
+#include <cstdio>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "async.h"
+#include "errors.h"
+#include "ops.h"
+#include "tensor.h"
+
+namespace torchbert {
+
+namespace {
+
+struct Entry {
+  c10::ScalarType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;
+};
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void ReadFully(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::string& path) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, dst, n > (1u << 30) ? (1u << 30) : n, static_cast<off_t>(offset));
+    if (r <= 0) throw std::runtime_error(path + ": unexpected end of file or read error");
+    dst += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+std::vector<at::Tensor> ReadTensors(const std::string& path, uint64_t data_start, const std::vector<Entry>& entries,
+                                    std::optional<c10::Device> device) {
+  Fd f;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) throw std::runtime_error(path + ": cannot open file");
+  struct stat st;
+  if (::fstat(f.fd, &st) != 0) throw std::runtime_error(path + ": cannot stat file");
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (data_start > size) throw std::out_of_range(path + ": header extends past the end of the file");
+  std::vector<at::Tensor> out;
+  out.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); i++) {
+    const Entry& e = entries[i];
+    uint64_t numel = 1;
+    for (int64_t d : e.shape) {
+      if (d < 0 || (d > 0 && numel > UINT64_MAX / static_cast<uint64_t>(d))) throw std::out_of_range(path + ": invalid shape");
+      numel *= static_cast<uint64_t>(d);
+    }
+    uint64_t want = numel * c10::elementSize(e.dtype);
+    if (e.end < e.begin || e.end - e.begin != want || e.end > size - data_start)
+      throw std::out_of_range(path + ": tensor " + std::to_string(i) + " has data offsets outside the file or not matching its shape");
+    at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+    if (want) ReadFully(f.fd, static_cast<uint8_t*>(t.data_ptr()), want, data_start + e.begin, path);
+    if (device && *device != t.device()) t = t.to(*device);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void WriteTensors(const std::string& path, const std::vector<uint8_t>& header, const std::vector<at::Tensor>& tensors) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw std::runtime_error(path + ": cannot open for writing");
+  auto fail = [&](const char* what) {
+    std::fclose(f);
+    throw std::runtime_error(path + ": " + what);
+  };
+  if (std::fwrite(header.data(), 1, header.size(), f) != header.size()) fail("write failed");
+  for (const at::Tensor& t : tensors) {
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    size_t n = c.numel() * c.element_size();
+    if (n && std::fwrite(c.data_ptr(), 1, n, f) != n) fail("write failed");
+  }
+  if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) fail("flush failed");
+  if (std::fclose(f) != 0) throw std::runtime_error(path + ": close failed");
+}
+
+std::vector<Entry> ParseEntries(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsArray()) ThrowType(env, "entries must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Entry> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    Entry e;
+    e.dtype = ParseDtype(env, o.Get("dtype").ToString().Utf8Value());
+    Napi::Array s = o.Get("shape").As<Napi::Array>();
+    for (uint32_t j = 0; j < s.Length(); j++) e.shape.push_back(static_cast<int64_t>(s.Get(j).ToNumber().DoubleValue()));
+    double b = o.Get("begin").ToNumber().DoubleValue(), en = o.Get("end").ToNumber().DoubleValue();
+    if (!(b >= 0) || !(en >= 0)) ThrowRange(env, "entry offsets must be non-negative");
+    e.begin = static_cast<uint64_t>(b);
+    e.end = static_cast<uint64_t>(en);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+Napi::Value TensorArray(Napi::Env env, const std::vector<at::Tensor>& ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) a.Set(i, tensors::Put(env, ts[i]));
+  return a;
+}
+
+class ReadWorker : public TorchWorker {
+ public:
+  ReadWorker(Napi::Env env, std::string path, uint64_t start, std::vector<Entry> entries, std::optional<c10::Device> dev)
+      : TorchWorker(env), path_(std::move(path)), start_(start), entries_(std::move(entries)), dev_(dev) {}
+  void Run() override { out_ = ReadTensors(path_, start_, entries_, dev_); }
+  Napi::Value Result(Napi::Env env) override { return TensorArray(env, out_); }
+
+ private:
+  std::string path_;
+  uint64_t start_;
+  std::vector<Entry> entries_;
+  std::optional<c10::Device> dev_;
+  std::vector<at::Tensor> out_;
+};
+
+class WriteWorker : public TorchWorker {
+ public:
+  WriteWorker(Napi::Env env, std::string path, std::vector<uint8_t> header, std::vector<at::Tensor> ts)
+      : TorchWorker(env), path_(std::move(path)), header_(std::move(header)), ts_(std::move(ts)) {}
+  void Run() override { WriteTensors(path_, header_, ts_); }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::string path_;
+  std::vector<uint8_t> header_;
+  std::vector<at::Tensor> ts_;
+};
+
+// readTensors(path, dataStart, entries, device?, async)
+Napi::Value ReadTensorsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  double start = info[1].ToNumber().DoubleValue();
+  if (!(start >= 0)) ThrowRange(env, "dataStart must be non-negative");
+  std::vector<Entry> entries = ParseEntries(env, info[2]);
+  std::optional<c10::Device> dev;
+  if (info[3].IsString()) dev = ParseDevice(env, info[3].As<Napi::String>().Utf8Value());
+  if (info[4].ToBoolean().Value()) return (new ReadWorker(env, path, static_cast<uint64_t>(start), std::move(entries), dev))->Start();
+  return TensorArray(env, ReadTensors(path, static_cast<uint64_t>(start), entries, dev));
+}
+
+// writeTensors(path, headerBytes, tensors, async)
+Napi::Value WriteTensorsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "path must be a string");
+  if (!info[1].IsTypedArray()) ThrowType(env, "header must be a Uint8Array");
+  Napi::Uint8Array h = info[1].As<Napi::Uint8Array>();
+  std::vector<uint8_t> header(h.Data(), h.Data() + h.ByteLength());
+  if (!info[2].IsArray()) ThrowType(env, "tensors must be an array");
+  Napi::Array a = info[2].As<Napi::Array>();
+  std::vector<at::Tensor> ts;
+  for (uint32_t i = 0; i < a.Length(); i++) ts.push_back(tensors::Get(a.Get(i), "tensors[i]"));
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  if (info[3].ToBoolean().Value()) return (new WriteWorker(env, path, std::move(header), std::move(ts)))->Start();
+  WriteTensors(path, header, ts);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitSafetensors(Napi::Env env, Napi::Object exports) {
+  exports.Set("readTensors", Napi::Function::New<Guarded<ReadTensorsJs>>(env));
+  exports.Set("writeTensors", Napi::Function::New<Guarded<WriteTensorsJs>>(env));
+}
+
+}  // namespace torchbert

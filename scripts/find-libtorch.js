@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Locates the libtorch that torchbert builds against and loads at run time. One locator serves
+// CMake (cmake-js), node-gyp (binding.gyp) and the runtime loader, so all three agree.
+// Order: $LIBTORCH, then the `torch` package of python3, then a system install (Debian libtorch-dev).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const HOW_TO_GET =
+  'torchbert needs libtorch (the PyTorch C++ library). Get one of:\n' +
+  '  - pip:    python3 -m pip install torch==2.13.0   (CPU; a CUDA wheel works too)\n' +
+  '  - folder: download LibTorch from pytorch.org, unpack it and set LIBTORCH=/path/to/libtorch\n' +
+  '  - Debian/Ubuntu: apt-get install libtorch-dev\n' +
+  'then run the command again. Set LIBTORCH to choose one when several are installed.';
+
+function libName(base) {
+  return process.platform === 'darwin' ? `lib${base}.dylib` : process.platform === 'win32' ? `${base}.dll` : `lib${base}.so`;
+}
+
+/** Reads the version from the headers, which every layout ships. */
+function readVersion(includeDir) {
+  for (const rel of ['torch/headeronly/version.h', 'torch/csrc/api/include/torch/version.h']) {
+    const f = path.join(includeDir, rel);
+    if (!fs.existsSync(f)) continue;
+    const src = fs.readFileSync(f, 'utf8');
+    const parts = ['MAJOR', 'MINOR', 'PATCH'].map((k) => (src.match(new RegExp(`TORCH_VERSION_${k}\\s+(\\d+)`)) || [])[1]);
+    if (parts.every(Boolean)) return parts.join('.');
+  }
+  return 'unknown';
+}
+
+/** A LibTorch distribution folder and a pip `torch` folder share this layout. */
+function fromPrefix(root, source) {
+  const lib = path.join(root, 'lib');
+  const include = path.join(root, 'include');
+  if (!fs.existsSync(path.join(lib, libName('torch'))) || !fs.existsSync(path.join(include, 'torch'))) return null;
+  const cmakeDir = path.join(root, 'share', 'cmake', 'Torch');
+  const flavour = fs.existsSync(path.join(lib, libName('torch_cuda'))) ? cudaFlavour(root) : 'cpu';
+  return {
+    source, root, lib, cmakeDir: fs.existsSync(cmakeDir) ? cmakeDir : null,
+    include: [include, path.join(include, 'torch', 'csrc', 'api', 'include')],
+    version: readVersion(include), flavour,
+  };
+}
+
+function cudaFlavour(root) {
+  // pip wheels record the CUDA version in version.py; LibTorch zips in build-version (e.g. 2.11.0+cu130).
+  for (const f of ['version.py', 'build-version']) {
+    const p = path.join(root, f);
+    if (!fs.existsSync(p)) continue;
+    const m = fs.readFileSync(p, 'utf8').match(/cuda(?::\s*Optional\[str\])?\s*=\s*'(\d+)\.(\d+)'|\+cu(\d+)/);
+    if (m) return m[3] ? `cu${m[3]}` : `cu${m[1]}${m[2]}`;
+  }
+  return 'cuda';
+}
+
+function fromPython() {
+  const py = process.env.PYTHON || 'python3';
+  try {
+    const out = execFileSync(py, ['-c', 'import os, importlib.util as u; s = u.find_spec("torch"); print(os.path.dirname(s.origin) if s else "")'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20000 }).trim();
+    return out ? fromPrefix(out, `${py} torch package`) : null;
+  } catch {
+    return null;
+  }
+}
+
+function fromSystem() {
+  const candidates = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib', '/usr/local/lib'];
+  for (const lib of candidates) {
+    if (!fs.existsSync(path.join(lib, libName('torch')))) continue;
+    const include = ['/usr/include', '/usr/local/include'].find((d) => fs.existsSync(path.join(d, 'torch')));
+    if (!include) continue;
+    const apiInc = path.join(include, 'torch', 'csrc', 'api', 'include');
+    const cmakeDir = path.join(lib, 'cmake', 'Torch');
+    return {
+      source: 'system install', root: path.dirname(lib), lib, cmakeDir: fs.existsSync(cmakeDir) ? cmakeDir : null,
+      include: fs.existsSync(apiInc) ? [include, apiInc] : [include], version: readVersion(include),
+      flavour: fs.existsSync(path.join(lib, libName('torch_cuda'))) ? 'cuda' : 'cpu',
+    };
+  }
+  return null;
+}
+
+/**
+ * Finds libtorch. Returns null when none is found, or throws when $LIBTORCH points at something
+ * that is not libtorch (an explicit choice must not silently fall through to another install).
+ */
+function findLibtorch() {
+  const env = process.env.LIBTORCH;
+  if (env) {
+    const found = fromPrefix(path.resolve(env), 'LIBTORCH');
+    if (!found) throw new Error(`LIBTORCH=${env} is not a libtorch folder: expected ${libName('torch')} under lib/ and headers under include/torch.`);
+    return found;
+  }
+  return fromPython() || fromSystem();
+}
+
+function requireLibtorch() {
+  const found = findLibtorch();
+  if (!found) throw new Error(`libtorch not found.\n${HOW_TO_GET}`);
+  return found;
+}
+
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET };
+
+if (require.main === module) {
+  try {
+    const t = requireLibtorch();
+    const what = process.argv[2] || '--json';
+    const out = {
+      '--json': () => JSON.stringify(t, null, 2),
+      '--root': () => t.root,
+      '--lib': () => t.lib,
+      '--include': () => t.include.join(' '),
+      '--cmake': () => t.cmakeDir || '',
+      '--version': () => t.version,
+    }[what];
+    if (!out) throw new Error(`unknown option ${what}`);
+    process.stdout.write(out() + '\n');
+  } catch (e) {
+    process.stderr.write(`${e.message}\n`);
+    process.exit(1);
+  }
+}
