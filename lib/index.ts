@@ -1,7 +1,7 @@
 // torchbert: libtorch tensors, TorchScript modules, BERT tokenizers and models for Node.js.
 export { TorchError, LibtorchNotFoundError } from './errors';
 export {
-  Tensor, tensor, zeros, ones, empty, full, arange, linspace, rand, randn, randint, randperm,
+  Tensor, tensor, zeros, ones, empty, full, arange, linspace, rand, randn, randint, randperm, eye,
   zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, cat, stack, where, op, DTYPES,
 } from './tensor';
 export type { DType, Device, Shape, Scalar, TensorLike, TensorOptions, TypedArrayFor, NestedArray } from './tensor';

@@ -755,6 +755,9 @@ export function randint(low: number, high: number, shape: Shape | number, opts: 
   if (!(high > low)) throw new RangeError(`randint(): high (${high}) must be greater than low (${low})`);
   return finish(op('aten::randint.low').t([low, high, checkShape(shape), ...factoryArgs({ dtype: 'int64', ...opts })]), opts);
 }
+export function eye(n: number, opts: TensorOptions = {}): Tensor {
+  return finish(op('aten::eye').t([n, ...factoryArgs(opts)]), opts);
+}
 export function randperm(n: number, opts: TensorOptions = {}): Tensor {
   return finish(op('aten::randperm').t([n, ...factoryArgs({ dtype: 'int64', ...opts })]), opts);
 }

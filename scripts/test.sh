@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: sets up whatever is missing, generates parity fixtures with the Python reference,
+# then runs jest. Extra arguments go to jest (e.g. `npm test -- test/tensor.test.ts`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+${PYTHON:-python3} scripts/fixtures.py
+export TORCHBERT_DATA=${TORCHBERT_DATA:-$(cd .. && pwd)/shared/data}
+npx jest --ci "$@"
