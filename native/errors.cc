@@ -2,6 +2,8 @@
 #include "errors.h"
 
 #include <c10/util/Exception.h>
+#include <torch/csrc/jit/frontend/error_report.h>
+#include <torch/csrc/jit/runtime/jit_exception.h>
 
 namespace torchbert {
 
@@ -24,7 +26,16 @@ ErrorInfo Capture(std::exception_ptr e) {
   } catch (const c10::NotImplementedError& err) {
     return {K::NotImplemented, err.what_without_backtrace()};
   } catch (const c10::Error& err) {
-    return {K::Torch, err.what_without_backtrace()};
+    // The CPU allocator reports exhaustion as a plain c10::Error.
+    std::string msg = err.what_without_backtrace();
+    bool oom = msg.find("can't allocate memory") != std::string::npos || msg.find("out of memory") != std::string::npos;
+    return {oom ? K::OutOfMemory : K::Torch, msg};
+  } catch (const torch::jit::JITException& err) {
+    // Errors raised inside TorchScript code: the original type is folded into the message.
+    std::string msg = err.what();
+    return {msg.find("out of memory") != std::string::npos ? K::OutOfMemory : K::Torch, msg};
+  } catch (const torch::jit::ErrorReport& err) {
+    return {K::Torch, err.what()};
   } catch (const std::bad_alloc&) {
     return {K::OutOfMemory, "out of memory (std::bad_alloc)"};
   } catch (const std::out_of_range& err) {
@@ -32,7 +43,11 @@ ErrorInfo Capture(std::exception_ptr e) {
   } catch (const std::invalid_argument& err) {
     return {K::Type, err.what()};
   } catch (const std::exception& err) {
-    return {K::Generic, err.what()};
+    // The TorchScript interpreter rethrows op failures as std::runtime_error with its traceback.
+    std::string msg = err.what();
+    if (msg.rfind("The following operation failed in the TorchScript interpreter", 0) == 0)
+      return {msg.find("out of memory") != std::string::npos ? K::OutOfMemory : K::Torch, msg};
+    return {K::Generic, msg};
   } catch (...) {
     return {K::Generic, "unknown native error"};
   }

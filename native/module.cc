@@ -93,7 +93,10 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     if (info.Length() > 0 && info[0].IsString()) {
       std::string name = info[0].As<Napi::String>().Utf8Value();
       Guard(info.Env(), [&] {
-        Reset(torch::jit::Module(c10::QualifiedName("__torch__.torchbert." + name), compilation_unit(), /*shouldMangle=*/true));
+        torch::jit::Module m(c10::QualifiedName("__torch__.torchbert." + name), compilation_unit(), /*shouldMangle=*/true);
+        // Module::train() and scripted code (self.training) expect this attribute, as nn.Module has.
+        m.register_attribute("training", c10::BoolType::get(), true);
+        Reset(std::move(m));
         return 0;
       });
     }

@@ -1,0 +1,67 @@
+// No input from JS can abort the process; errors are typed and carry libtorch's message.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as tb from '../lib';
+
+/** Native errors come from the main realm, so jest's toThrow(RangeError) cannot match them: check names. */
+function errorOf(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a throw');
+}
+
+test('every native entry point survives wrong types, shapes, disposed tensors and absurd sizes', () => {
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'fuzz-native-child.js')], { encoding: 'utf8', timeout: 120000 });
+  expect(r.stderr).not.toMatch(/terminate called|Aborted|Segmentation/);
+  expect(r.status).toBe(0);
+  const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  expect(summary.calls).toBeGreaterThan(2000);
+  expect(summary.errors).toBeGreaterThan(1000);
+  expect(summary.async).toEqual(['rejected', 'rejected', 'rejected', 'rejected', 'rejected']);
+  // Bad input must come back as typed JS errors, libtorch failures as TorchError.
+  expect(summary.kinds.TypeError).toBeGreaterThan(0);
+  expect(summary.kinds.TorchError).toBeGreaterThan(0);
+});
+
+describe('error types', () => {
+  test('shape and dtype mismatches are TorchErrors with libtorch messages', () => {
+    const a = tb.ones([2, 3]);
+    let err: unknown;
+    try {
+      a.matmul(tb.ones([4, 5]));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(tb.TorchError);
+    expect((err as tb.TorchError).code).toBe('TORCH_ERROR');
+    expect((err as Error).message).toMatch(/cannot be multiplied|size mismatch|shapes/);
+  });
+
+  test('out of memory has its own code', () => {
+    let err: any;
+    try {
+      tb.empty([1e13]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(tb.TorchError);
+    expect(err.code).toBe('TORCH_OUT_OF_MEMORY');
+  });
+
+  test('index errors are RangeErrors; wrong argument types are TypeErrors naming the argument', () => {
+    expect(errorOf(() => tb.ones([2, 3]).select(0, 5)).name).toBe('RangeError');
+    expect(() => tb.ones([2]).softmax(1.5)).toThrow(/dim must be an integer/);
+    expect(errorOf(() => tb.zeros([2, -1])).name).toBe('RangeError');
+    expect(() => tb.zeros([2], { dtype: 'float8' as any })).toThrow(/unknown dtype 'float8'/);
+    expect(() => tb.zeros([2], { device: 'tpu' })).toThrow(/invalid device 'tpu'/);
+    expect(() => tb.tensor([[1, 2], [3]])).toThrow(/ragged/);
+    expect(errorOf(() => tb.ones([2]).add({} as any)).name).toBe('TypeError');
+    const e = errorOf(() => tb.op('aten::add.Tensor').t([tb.ones([2])._handle, 'x']));
+    expect(e.name).toBe('TypeError');
+    expect(e.message).toMatch(/aten::add.Tensor argument 'other' must be a Tensor/);
+    expect(errorOf(() => tb.ones([3]).item()).name).toBe('RangeError');
+  });
+});
