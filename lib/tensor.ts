@@ -43,18 +43,18 @@ class Op {
     return this.#id;
   }
   /** Calls an op whose result is one tensor. */
-  t(args: unknown[]): Tensor {
-    return Tensor._wrap(native.callOp(this.id, args) as Handle);
+  t(...args: unknown[]): Tensor {
+    return Tensor._wrap(native.callOp(this.id, ...args) as Handle);
   }
   /** Calls an op whose result is a list or tuple of tensors. */
-  ts(args: unknown[]): Tensor[] {
-    return (native.callOp(this.id, args) as Handle[]).map((h) => Tensor._wrap(h));
+  ts(...args: unknown[]): Tensor[] {
+    return (native.callOp(this.id, ...args) as Handle[]).map((h) => Tensor._wrap(h));
   }
-  raw(args: unknown[]): unknown {
-    return native.callOp(this.id, args);
+  raw(...args: unknown[]): unknown {
+    return native.callOp(this.id, ...args);
   }
-  inplace(args: unknown[]): void {
-    native.callOpInplace(this.id, args);
+  inplace(...args: unknown[]): void {
+    native.callOpInplace(this.id, ...args);
   }
 }
 const ops = new Map<string, Op>();
@@ -68,6 +68,18 @@ export function op(name: string): Op {
 // GC backstop: a tensor that is collected without dispose() is freed here. Handles carry a generation,
 // so releasing an already disposed (and possibly reused) handle is a no-op; no unregister is needed.
 const finalizer = new FinalizationRegistry<Handle>((h) => native.release(h));
+// Registering costs about 1 us, as much as a small op, and most tensors are disposed at once: new
+// tensors wait in a nursery and only those still alive when the current job ends (or when the nursery
+// fills) are registered. Until then the nursery keeps them reachable, so nothing leaks.
+let nursery: Tensor[] = [];
+let flushQueued = false;
+const NURSERY_MAX = 4096;
+function flushNursery(): void {
+  const batch = nursery;
+  nursery = [];
+  flushQueued = false;
+  for (const t of batch) if (!t.isDisposed) finalizer.register(t, t._handle);
+}
 
 let handleOf: (t: Tensor) => Handle;
 
@@ -125,7 +137,12 @@ export class Tensor {
 
   private constructor(h: Handle) {
     this.#h = h;
-    finalizer.register(this, h);
+    nursery.push(this);
+    if (nursery.length >= NURSERY_MAX) flushNursery();
+    else if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(flushNursery);
+    }
     registerInScope(this);
   }
 
@@ -226,10 +243,10 @@ export class Tensor {
     native.backward(handleOf(this), gradient ? handleOf(gradient) : undefined, !!opts.retainGraph, !!opts.createGraph, false);
   }
   detach(): Tensor {
-    return op('aten::detach').t([handleOf(this)]);
+    return op('aten::detach').t(handleOf(this));
   }
   detach_(): this {
-    op('aten::detach_').inplace([handleOf(this)]);
+    op('aten::detach_').inplace(handleOf(this));
     return this;
   }
 
@@ -273,7 +290,7 @@ export class Tensor {
       device = target.device === undefined ? undefined : checkDevice(target.device);
       dtype = target.dtype === undefined ? undefined : checkDtype(target.dtype);
     } else throw new TypeError('to() needs a device, a dtype or {device, dtype}');
-    return op('aten::to.dtype_layout').t([handleOf(this), dtype, undefined, device, undefined, !!opts.nonBlocking, !!opts.copy]);
+    return op('aten::to.dtype_layout').t(handleOf(this), dtype, undefined, device, undefined, !!opts.nonBlocking, !!opts.copy);
   }
   cpu(): Tensor {
     return this.to('cpu');
@@ -300,107 +317,107 @@ export class Tensor {
     return this.to('bool');
   }
   contiguous(): Tensor {
-    return op('aten::contiguous').t([handleOf(this)]);
+    return op('aten::contiguous').t(handleOf(this));
   }
   clone(): Tensor {
-    return op('aten::clone').t([handleOf(this)]);
+    return op('aten::clone').t(handleOf(this));
   }
   /** Copies src into this tensor in place (broadcasting). */
   copy_(src: Tensor): this {
-    op('aten::copy_').inplace([handleOf(this), handleOf(src)]);
+    op('aten::copy_').inplace(handleOf(this), handleOf(src));
     return this;
   }
 
   // ---------- arithmetic ----------
 
   add(other: TensorLike, alpha: number = 1): Tensor {
-    return other instanceof Tensor ? op('aten::add.Tensor').t([handleOf(this), handleOf(other), alpha]) : op('aten::add.Scalar').t([handleOf(this), operand(other, 'other'), alpha]);
+    return other instanceof Tensor ? op('aten::add.Tensor').t(handleOf(this), handleOf(other), alpha) : op('aten::add.Scalar').t(handleOf(this), operand(other, 'other'), alpha);
   }
   sub(other: TensorLike, alpha: number = 1): Tensor {
-    return other instanceof Tensor ? op('aten::sub.Tensor').t([handleOf(this), handleOf(other), alpha]) : op('aten::sub.Scalar').t([handleOf(this), operand(other, 'other'), alpha]);
+    return other instanceof Tensor ? op('aten::sub.Tensor').t(handleOf(this), handleOf(other), alpha) : op('aten::sub.Scalar').t(handleOf(this), operand(other, 'other'), alpha);
   }
   mul(other: TensorLike): Tensor {
-    return other instanceof Tensor ? op('aten::mul.Tensor').t([handleOf(this), handleOf(other)]) : op('aten::mul.Scalar').t([handleOf(this), operand(other, 'other')]);
+    return other instanceof Tensor ? op('aten::mul.Tensor').t(handleOf(this), handleOf(other)) : op('aten::mul.Scalar').t(handleOf(this), operand(other, 'other'));
   }
   div(other: TensorLike, roundingMode?: 'trunc' | 'floor'): Tensor {
     if (roundingMode !== undefined) {
       return other instanceof Tensor
-        ? op('aten::div.Tensor_mode').t([handleOf(this), handleOf(other), roundingMode])
-        : op('aten::div.Scalar_mode').t([handleOf(this), operand(other, 'other'), roundingMode]);
+        ? op('aten::div.Tensor_mode').t(handleOf(this), handleOf(other), roundingMode)
+        : op('aten::div.Scalar_mode').t(handleOf(this), operand(other, 'other'), roundingMode);
     }
-    return other instanceof Tensor ? op('aten::div.Tensor').t([handleOf(this), handleOf(other)]) : op('aten::div.Scalar').t([handleOf(this), operand(other, 'other')]);
+    return other instanceof Tensor ? op('aten::div.Tensor').t(handleOf(this), handleOf(other)) : op('aten::div.Scalar').t(handleOf(this), operand(other, 'other'));
   }
   pow(exponent: TensorLike): Tensor {
     return exponent instanceof Tensor
-      ? op('aten::pow.Tensor_Tensor').t([handleOf(this), handleOf(exponent)])
-      : op('aten::pow.Tensor_Scalar').t([handleOf(this), operand(exponent, 'exponent')]);
+      ? op('aten::pow.Tensor_Tensor').t(handleOf(this), handleOf(exponent))
+      : op('aten::pow.Tensor_Scalar').t(handleOf(this), operand(exponent, 'exponent'));
   }
   remainder(other: TensorLike): Tensor {
-    return other instanceof Tensor ? op('aten::remainder.Tensor').t([handleOf(this), handleOf(other)]) : op('aten::remainder.Scalar').t([handleOf(this), operand(other, 'other')]);
+    return other instanceof Tensor ? op('aten::remainder.Tensor').t(handleOf(this), handleOf(other)) : op('aten::remainder.Scalar').t(handleOf(this), operand(other, 'other'));
   }
   neg(): Tensor {
-    return op('aten::neg').t([handleOf(this)]);
+    return op('aten::neg').t(handleOf(this));
   }
   abs(): Tensor {
-    return op('aten::abs').t([handleOf(this)]);
+    return op('aten::abs').t(handleOf(this));
   }
   add_(other: TensorLike, alpha: number = 1): this {
-    if (other instanceof Tensor) op('aten::add_.Tensor').inplace([handleOf(this), handleOf(other), alpha]);
-    else op('aten::add_.Scalar').inplace([handleOf(this), operand(other, 'other'), alpha]);
+    if (other instanceof Tensor) op('aten::add_.Tensor').inplace(handleOf(this), handleOf(other), alpha);
+    else op('aten::add_.Scalar').inplace(handleOf(this), operand(other, 'other'), alpha);
     return this;
   }
   sub_(other: TensorLike, alpha: number = 1): this {
-    if (other instanceof Tensor) op('aten::sub_.Tensor').inplace([handleOf(this), handleOf(other), alpha]);
-    else op('aten::sub_.Scalar').inplace([handleOf(this), operand(other, 'other'), alpha]);
+    if (other instanceof Tensor) op('aten::sub_.Tensor').inplace(handleOf(this), handleOf(other), alpha);
+    else op('aten::sub_.Scalar').inplace(handleOf(this), operand(other, 'other'), alpha);
     return this;
   }
   mul_(other: TensorLike): this {
-    if (other instanceof Tensor) op('aten::mul_.Tensor').inplace([handleOf(this), handleOf(other)]);
-    else op('aten::mul_.Scalar').inplace([handleOf(this), operand(other, 'other')]);
+    if (other instanceof Tensor) op('aten::mul_.Tensor').inplace(handleOf(this), handleOf(other));
+    else op('aten::mul_.Scalar').inplace(handleOf(this), operand(other, 'other'));
     return this;
   }
   div_(other: TensorLike): this {
-    if (other instanceof Tensor) op('aten::div_.Tensor').inplace([handleOf(this), handleOf(other)]);
-    else op('aten::div_.Scalar').inplace([handleOf(this), operand(other, 'other')]);
+    if (other instanceof Tensor) op('aten::div_.Tensor').inplace(handleOf(this), handleOf(other));
+    else op('aten::div_.Scalar').inplace(handleOf(this), operand(other, 'other'));
     return this;
   }
   zero_(): this {
-    op('aten::zero_').inplace([handleOf(this)]);
+    op('aten::zero_').inplace(handleOf(this));
     return this;
   }
   fill_(value: Scalar): this {
-    op('aten::fill_.Scalar').inplace([handleOf(this), operand(value, 'value')]);
+    op('aten::fill_.Scalar').inplace(handleOf(this), operand(value, 'value'));
     return this;
   }
   clamp_(min?: number, max?: number): this {
-    op('aten::clamp_').inplace([handleOf(this), min, max]);
+    op('aten::clamp_').inplace(handleOf(this), min, max);
     return this;
   }
   maskedFill_(mask: Tensor, value: Scalar): this {
-    op('aten::masked_fill_.Scalar').inplace([handleOf(this), handleOf(mask), operand(value, 'value')]);
+    op('aten::masked_fill_.Scalar').inplace(handleOf(this), handleOf(mask), operand(value, 'value'));
     return this;
   }
 
   // ---------- linear algebra ----------
 
   matmul(other: Tensor): Tensor {
-    return op('aten::matmul').t([handleOf(this), handleOf(other)]);
+    return op('aten::matmul').t(handleOf(this), handleOf(other));
   }
   mm(other: Tensor): Tensor {
-    return op('aten::mm').t([handleOf(this), handleOf(other)]);
+    return op('aten::mm').t(handleOf(this), handleOf(other));
   }
   bmm(other: Tensor): Tensor {
-    return op('aten::bmm').t([handleOf(this), handleOf(other)]);
+    return op('aten::bmm').t(handleOf(this), handleOf(other));
   }
   /** The matrix transpose of a 2-d tensor (`t.T` in PyTorch). */
   t(): Tensor {
-    return op('aten::t').t([handleOf(this)]);
+    return op('aten::t').t(handleOf(this));
   }
 
   // ---------- comparisons ----------
 
   #cmp(name: string, other: TensorLike): Tensor {
-    return other instanceof Tensor ? op(`aten::${name}.Tensor`).t([handleOf(this), handleOf(other)]) : op(`aten::${name}.Scalar`).t([handleOf(this), operand(other, 'other')]);
+    return other instanceof Tensor ? op(`aten::${name}.Tensor`).t(handleOf(this), handleOf(other)) : op(`aten::${name}.Scalar`).t(handleOf(this), operand(other, 'other'));
   }
   eq(other: TensorLike): Tensor {
     return this.#cmp('eq', other);
@@ -422,19 +439,19 @@ export class Tensor {
   }
   /** True when shapes and all elements are equal. */
   equal(other: Tensor): boolean {
-    return op('aten::equal').raw([handleOf(this), handleOf(other)]) as boolean;
+    return op('aten::equal').raw(handleOf(this), handleOf(other)) as boolean;
   }
   allclose(other: Tensor, rtol = 1e-5, atol = 1e-8): boolean {
-    return op('aten::allclose').raw([handleOf(this), handleOf(other), rtol, atol, false]) as boolean;
+    return op('aten::allclose').raw(handleOf(this), handleOf(other), rtol, atol, false) as boolean;
   }
   logicalNot(): Tensor {
-    return op('aten::logical_not').t([handleOf(this)]);
+    return op('aten::logical_not').t(handleOf(this));
   }
   logicalAnd(other: Tensor): Tensor {
-    return op('aten::logical_and').t([handleOf(this), handleOf(other)]);
+    return op('aten::logical_and').t(handleOf(this), handleOf(other));
   }
   logicalOr(other: Tensor): Tensor {
-    return op('aten::logical_or').t([handleOf(this), handleOf(other)]);
+    return op('aten::logical_or').t(handleOf(this), handleOf(other));
   }
   /** Elementwise choice: this where cond, else other. */
   where(cond: Tensor, other: TensorLike): Tensor {
@@ -444,200 +461,200 @@ export class Tensor {
   // ---------- reductions ----------
 
   sum(dim?: number | number[], keepdim = false, dtype?: DType): Tensor {
-    if (dim === undefined) return op('aten::sum').t([handleOf(this), dtype]);
-    return op('aten::sum.dim_IntList').t([handleOf(this), dim, keepdim, dtype]);
+    if (dim === undefined) return op('aten::sum').t(handleOf(this), dtype);
+    return op('aten::sum.dim_IntList').t(handleOf(this), dim, keepdim, dtype);
   }
   mean(dim?: number | number[], keepdim = false, dtype?: DType): Tensor {
-    if (dim === undefined) return op('aten::mean').t([handleOf(this), dtype]);
-    return op('aten::mean.dim').t([handleOf(this), dim, keepdim, dtype]);
+    if (dim === undefined) return op('aten::mean').t(handleOf(this), dtype);
+    return op('aten::mean.dim').t(handleOf(this), dim, keepdim, dtype);
   }
   /** Maximum of all elements, or `{values, indices}` along dim. */
   max(): Tensor;
   max(dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
   max(dim?: number, keepdim = false): Tensor | { values: Tensor; indices: Tensor } {
-    if (dim === undefined) return op('aten::max').t([handleOf(this)]);
+    if (dim === undefined) return op('aten::max').t(handleOf(this));
     checkDim('dim', dim);
-    const [values, indices] = op('aten::max.dim').ts([handleOf(this), dim, keepdim]);
+    const [values, indices] = op('aten::max.dim').ts(handleOf(this), dim, keepdim);
     return { values, indices };
   }
   min(): Tensor;
   min(dim: number, keepdim?: boolean): { values: Tensor; indices: Tensor };
   min(dim?: number, keepdim = false): Tensor | { values: Tensor; indices: Tensor } {
-    if (dim === undefined) return op('aten::min').t([handleOf(this)]);
+    if (dim === undefined) return op('aten::min').t(handleOf(this));
     checkDim('dim', dim);
-    const [values, indices] = op('aten::min.dim').ts([handleOf(this), dim, keepdim]);
+    const [values, indices] = op('aten::min.dim').ts(handleOf(this), dim, keepdim);
     return { values, indices };
   }
   argmax(dim?: number, keepdim = false): Tensor {
-    return op('aten::argmax').t([handleOf(this), dim, keepdim]);
+    return op('aten::argmax').t(handleOf(this), dim, keepdim);
   }
   argmin(dim?: number, keepdim = false): Tensor {
-    return op('aten::argmin').t([handleOf(this), dim, keepdim]);
+    return op('aten::argmin').t(handleOf(this), dim, keepdim);
   }
   /** Population variance unless correction=1 (the default, as in PyTorch). */
   var(dim?: number | number[], keepdim = false, correction = 1): Tensor {
-    return op('aten::var.correction').t([handleOf(this), dim, correction, keepdim]);
+    return op('aten::var.correction').t(handleOf(this), dim, correction, keepdim);
   }
   std(dim?: number | number[], keepdim = false, correction = 1): Tensor {
-    return op('aten::std.correction').t([handleOf(this), dim, correction, keepdim]);
+    return op('aten::std.correction').t(handleOf(this), dim, correction, keepdim);
   }
   norm(p = 2, dim?: number | number[], keepdim = false): Tensor {
-    return op('aten::linalg_vector_norm').t([handleOf(this), p, dim, keepdim, undefined]);
+    return op('aten::linalg_vector_norm').t(handleOf(this), p, dim, keepdim, undefined);
   }
   any(): Tensor {
-    return op('aten::any').t([handleOf(this)]);
+    return op('aten::any').t(handleOf(this));
   }
   all(): Tensor {
-    return op('aten::all').t([handleOf(this)]);
+    return op('aten::all').t(handleOf(this));
   }
   topk(k: number, dim = -1, largest = true, sorted = true): { values: Tensor; indices: Tensor } {
-    const [values, indices] = op('aten::topk').ts([handleOf(this), k, dim, largest, sorted]);
+    const [values, indices] = op('aten::topk').ts(handleOf(this), k, dim, largest, sorted);
     return { values, indices };
   }
   cumsum(dim: number, dtype?: DType): Tensor {
-    return op('aten::cumsum').t([handleOf(this), dim, dtype]);
+    return op('aten::cumsum').t(handleOf(this), dim, dtype);
   }
 
   // ---------- activations and elementwise math ----------
 
   softmax(dim: number, dtype?: DType): Tensor {
     checkDim('dim', dim);
-    return op('aten::softmax.int').t([handleOf(this), dim, dtype]);
+    return op('aten::softmax.int').t(handleOf(this), dim, dtype);
   }
   logSoftmax(dim: number, dtype?: DType): Tensor {
     checkDim('dim', dim);
-    return op('aten::log_softmax.int').t([handleOf(this), dim, dtype]);
+    return op('aten::log_softmax.int').t(handleOf(this), dim, dtype);
   }
   clamp(min?: number, max?: number): Tensor {
-    return op('aten::clamp').t([handleOf(this), min, max]);
+    return op('aten::clamp').t(handleOf(this), min, max);
   }
   sqrt(): Tensor {
-    return op('aten::sqrt').t([handleOf(this)]);
+    return op('aten::sqrt').t(handleOf(this));
   }
   rsqrt(): Tensor {
-    return op('aten::rsqrt').t([handleOf(this)]);
+    return op('aten::rsqrt').t(handleOf(this));
   }
   exp(): Tensor {
-    return op('aten::exp').t([handleOf(this)]);
+    return op('aten::exp').t(handleOf(this));
   }
   log(): Tensor {
-    return op('aten::log').t([handleOf(this)]);
+    return op('aten::log').t(handleOf(this));
   }
   tanh(): Tensor {
-    return op('aten::tanh').t([handleOf(this)]);
+    return op('aten::tanh').t(handleOf(this));
   }
   sigmoid(): Tensor {
-    return op('aten::sigmoid').t([handleOf(this)]);
+    return op('aten::sigmoid').t(handleOf(this));
   }
   relu(): Tensor {
-    return op('aten::relu').t([handleOf(this)]);
+    return op('aten::relu').t(handleOf(this));
   }
   /** GELU; approximate 'tanh' matches HF's gelu_new. */
   gelu(approximate: 'none' | 'tanh' = 'none'): Tensor {
-    return op('aten::gelu').t([handleOf(this), approximate]);
+    return op('aten::gelu').t(handleOf(this), approximate);
   }
   /** Dropout with probability p when train is true (identity otherwise). */
   dropout(p: number, train = true): Tensor {
     if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability must be in [0, 1], got ${p}`);
-    return op('aten::dropout').t([handleOf(this), p, train]);
+    return op('aten::dropout').t(handleOf(this), p, train);
   }
   round(): Tensor {
-    return op('aten::round').t([handleOf(this)]);
+    return op('aten::round').t(handleOf(this));
   }
   floor(): Tensor {
-    return op('aten::floor').t([handleOf(this)]);
+    return op('aten::floor').t(handleOf(this));
   }
   sign(): Tensor {
-    return op('aten::sign').t([handleOf(this)]);
+    return op('aten::sign').t(handleOf(this));
   }
 
   // ---------- shapes ----------
 
   reshape(...shape: number[] | [number[]]): Tensor {
-    return op('aten::reshape').t([handleOf(this), flatArgs(shape)]);
+    return op('aten::reshape').t(handleOf(this), flatArgs(shape));
   }
   view(...shape: number[] | [number[]]): Tensor {
-    return op('aten::view').t([handleOf(this), flatArgs(shape)]);
+    return op('aten::view').t(handleOf(this), flatArgs(shape));
   }
   flatten(startDim = 0, endDim = -1): Tensor {
-    return op('aten::flatten.using_ints').t([handleOf(this), startDim, endDim]);
+    return op('aten::flatten.using_ints').t(handleOf(this), startDim, endDim);
   }
   permute(...dims: number[] | [number[]]): Tensor {
-    return op('aten::permute').t([handleOf(this), flatArgs(dims)]);
+    return op('aten::permute').t(handleOf(this), flatArgs(dims));
   }
   transpose(dim0: number, dim1: number): Tensor {
-    return op('aten::transpose.int').t([handleOf(this), dim0, dim1]);
+    return op('aten::transpose.int').t(handleOf(this), dim0, dim1);
   }
   squeeze(dim?: number): Tensor {
-    return dim === undefined ? op('aten::squeeze').t([handleOf(this)]) : op('aten::squeeze.dim').t([handleOf(this), dim]);
+    return dim === undefined ? op('aten::squeeze').t(handleOf(this)) : op('aten::squeeze.dim').t(handleOf(this), dim);
   }
   unsqueeze(dim: number): Tensor {
     checkDim('dim', dim);
-    return op('aten::unsqueeze').t([handleOf(this), dim]);
+    return op('aten::unsqueeze').t(handleOf(this), dim);
   }
   expand(...shape: number[] | [number[]]): Tensor {
-    return op('aten::expand').t([handleOf(this), flatArgs(shape)]);
+    return op('aten::expand').t(handleOf(this), flatArgs(shape));
   }
   expandAs(other: Tensor): Tensor {
     return this.expand(other.shape);
   }
   repeat(...times: number[] | [number[]]): Tensor {
-    return op('aten::repeat').t([handleOf(this), flatArgs(times)]);
+    return op('aten::repeat').t(handleOf(this), flatArgs(times));
   }
   /** Splits into chunks of `size` (or of the given sizes) along dim. */
   split(size: number | number[], dim = 0): Tensor[] {
-    return Array.isArray(size) ? op('aten::split_with_sizes').ts([handleOf(this), size, dim]) : op('aten::split.Tensor').ts([handleOf(this), size, dim]);
+    return Array.isArray(size) ? op('aten::split_with_sizes').ts(handleOf(this), size, dim) : op('aten::split.Tensor').ts(handleOf(this), size, dim);
   }
   chunk(chunks: number, dim = 0): Tensor[] {
-    return op('aten::chunk').ts([handleOf(this), chunks, dim]);
+    return op('aten::chunk').ts(handleOf(this), chunks, dim);
   }
   unbind(dim = 0): Tensor[] {
-    return op('aten::unbind.int').ts([handleOf(this), dim]);
+    return op('aten::unbind.int').ts(handleOf(this), dim);
   }
   narrow(dim: number, start: number, length: number): Tensor {
-    return op('aten::narrow').t([handleOf(this), dim, start, length]);
+    return op('aten::narrow').t(handleOf(this), dim, start, length);
   }
   /** Python's t[..., start:end:step] along one dim. */
   slice(dim: number, start?: number, end?: number, step = 1): Tensor {
-    return op('aten::slice.Tensor').t([handleOf(this), dim, start, end, step]);
+    return op('aten::slice.Tensor').t(handleOf(this), dim, start, end, step);
   }
   /** Python's t[i] along one dim (removes that dim). */
   select(dim: number, index: number): Tensor {
-    return op('aten::select.int').t([handleOf(this), dim, index]);
+    return op('aten::select.int').t(handleOf(this), dim, index);
   }
 
   // ---------- indexing ----------
 
   /** Advanced indexing, like `t[idx0, idx1]` with tensors (null skips a dim). */
   index(indices: (Tensor | null)[]): Tensor {
-    return op('aten::index.Tensor').t([handleOf(this), indices.map((t) => (t === null ? null : handleOf(t)))]);
+    return op('aten::index.Tensor').t(handleOf(this), indices.map((t) => (t === null ? null : handleOf(t))));
   }
   /** In-place `t[indices] = values`. */
   indexPut_(indices: (Tensor | null)[], values: Tensor, accumulate = false): this {
-    op('aten::index_put_').inplace([handleOf(this), indices.map((t) => (t === null ? null : handleOf(t))), handleOf(values), accumulate]);
+    op('aten::index_put_').inplace(handleOf(this), indices.map((t) => (t === null ? null : handleOf(t))), handleOf(values), accumulate);
     return this;
   }
   indexSelect(dim: number, index: Tensor): Tensor {
-    return op('aten::index_select').t([handleOf(this), dim, handleOf(index)]);
+    return op('aten::index_select').t(handleOf(this), dim, handleOf(index));
   }
   gather(dim: number, index: Tensor): Tensor {
-    return op('aten::gather').t([handleOf(this), dim, handleOf(index), false]);
+    return op('aten::gather').t(handleOf(this), dim, handleOf(index), false);
   }
   scatter(dim: number, index: Tensor, src: TensorLike): Tensor {
     return src instanceof Tensor
-      ? op('aten::scatter.src').t([handleOf(this), dim, handleOf(index), handleOf(src)])
-      : op('aten::scatter.value').t([handleOf(this), dim, handleOf(index), operand(src, 'value')]);
+      ? op('aten::scatter.src').t(handleOf(this), dim, handleOf(index), handleOf(src))
+      : op('aten::scatter.value').t(handleOf(this), dim, handleOf(index), operand(src, 'value'));
   }
   maskedFill(mask: Tensor, value: TensorLike): Tensor {
     return value instanceof Tensor
-      ? op('aten::masked_fill.Tensor').t([handleOf(this), handleOf(mask), handleOf(value)])
-      : op('aten::masked_fill.Scalar').t([handleOf(this), handleOf(mask), operand(value, 'value')]);
+      ? op('aten::masked_fill.Tensor').t(handleOf(this), handleOf(mask), handleOf(value))
+      : op('aten::masked_fill.Scalar').t(handleOf(this), handleOf(mask), operand(value, 'value'));
   }
   maskedSelect(mask: Tensor): Tensor {
-    return op('aten::masked_select').t([handleOf(this), handleOf(mask)]);
+    return op('aten::masked_select').t(handleOf(this), handleOf(mask));
   }
   nonzero(): Tensor {
-    return op('aten::nonzero').t([handleOf(this)]);
+    return op('aten::nonzero').t(handleOf(this));
   }
 
   // ---------- *Like factories ----------
@@ -723,79 +740,79 @@ function factoryArgs(opts: TensorOptions): [DType, undefined, string | undefined
 }
 
 export function zeros(shape: Shape | number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::zeros').t([checkShape(shape), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::zeros').t(checkShape(shape), ...factoryArgs(opts)), opts);
 }
 export function ones(shape: Shape | number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::ones').t([checkShape(shape), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::ones').t(checkShape(shape), ...factoryArgs(opts)), opts);
 }
 export function empty(shape: Shape | number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::empty.memory_format').t([checkShape(shape), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::empty.memory_format').t(checkShape(shape), ...factoryArgs(opts)), opts);
 }
 export function full(shape: Shape | number, value: Scalar, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::full').t([checkShape(shape), operand(value, 'value'), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::full').t(checkShape(shape), operand(value, 'value'), ...factoryArgs(opts)), opts);
 }
 /** Values from start (inclusive) to end (exclusive) by step; `arange(n)` counts 0..n-1. float32 unless dtype says. */
 export function arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
   if (end === undefined) [start, end] = [0, start];
   if (step === 0) throw new RangeError('arange(): step must be non-zero');
-  return finish(op('aten::arange.start_step').t([start, end, step, ...factoryArgs(opts)]), opts);
+  return finish(op('aten::arange.start_step').t(start, end, step, ...factoryArgs(opts)), opts);
 }
 export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::linspace').t([start, end, steps, ...factoryArgs(opts)]), opts);
+  return finish(op('aten::linspace').t(start, end, steps, ...factoryArgs(opts)), opts);
 }
 /** Uniform [0, 1) samples from the global generator (same stream as PyTorch's CPU generator). */
 export function rand(shape: Shape | number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::rand').t([checkShape(shape), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::rand').t(checkShape(shape), ...factoryArgs(opts)), opts);
 }
 export function randn(shape: Shape | number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::randn').t([checkShape(shape), ...factoryArgs(opts)]), opts);
+  return finish(op('aten::randn').t(checkShape(shape), ...factoryArgs(opts)), opts);
 }
 /** Integers in [low, high); int64 unless dtype says. */
 export function randint(low: number, high: number, shape: Shape | number, opts: TensorOptions = {}): Tensor {
   if (!(high > low)) throw new RangeError(`randint(): high (${high}) must be greater than low (${low})`);
-  return finish(op('aten::randint.low').t([low, high, checkShape(shape), ...factoryArgs({ dtype: 'int64', ...opts })]), opts);
+  return finish(op('aten::randint.low').t(low, high, checkShape(shape), ...factoryArgs({ dtype: 'int64', ...opts })), opts);
 }
 export function eye(n: number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::eye').t([n, ...factoryArgs(opts)]), opts);
+  return finish(op('aten::eye').t(n, ...factoryArgs(opts)), opts);
 }
 export function randperm(n: number, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::randperm').t([n, ...factoryArgs({ dtype: 'int64', ...opts })]), opts);
+  return finish(op('aten::randperm').t(n, ...factoryArgs({ dtype: 'int64', ...opts })), opts);
 }
 function likeArgs(t: Tensor, opts: TensorOptions): unknown[] {
   return [t._handle, opts.dtype === undefined ? undefined : checkDtype(opts.dtype), undefined, opts.device === undefined ? undefined : checkDevice(opts.device)];
 }
 export function zerosLike(t: Tensor, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::zeros_like').t(likeArgs(t, opts)), opts);
+  return finish(op('aten::zeros_like').t(...likeArgs(t, opts)), opts);
 }
 export function onesLike(t: Tensor, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::ones_like').t(likeArgs(t, opts)), opts);
+  return finish(op('aten::ones_like').t(...likeArgs(t, opts)), opts);
 }
 export function emptyLike(t: Tensor, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::empty_like').t(likeArgs(t, opts)), opts);
+  return finish(op('aten::empty_like').t(...likeArgs(t, opts)), opts);
 }
 export function fullLike(t: Tensor, value: Scalar, opts: TensorOptions = {}): Tensor {
   const [h, dtype, layout, device] = likeArgs(t, opts);
-  return finish(op('aten::full_like').t([h, operand(value, 'value'), dtype, layout, device]), opts);
+  return finish(op('aten::full_like').t(h, operand(value, 'value'), dtype, layout, device), opts);
 }
 export function randLike(t: Tensor, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::rand_like').t(likeArgs(t, opts)), opts);
+  return finish(op('aten::rand_like').t(...likeArgs(t, opts)), opts);
 }
 export function randnLike(t: Tensor, opts: TensorOptions = {}): Tensor {
-  return finish(op('aten::randn_like').t(likeArgs(t, opts)), opts);
+  return finish(op('aten::randn_like').t(...likeArgs(t, opts)), opts);
 }
 
 // ---------- functions over several tensors ----------
 
 export function cat(tensors: Tensor[], dim = 0): Tensor {
-  return op('aten::cat').t([tensors.map((t) => t._handle), dim]);
+  return op('aten::cat').t(tensors.map((t) => t._handle), dim);
 }
 export function stack(tensors: Tensor[], dim = 0): Tensor {
-  return op('aten::stack').t([tensors.map((t) => t._handle), dim]);
+  return op('aten::stack').t(tensors.map((t) => t._handle), dim);
 }
 /** Elementwise: x where cond, else y. */
 export function where(cond: Tensor, x: TensorLike, y: TensorLike): Tensor {
-  if (x instanceof Tensor && y instanceof Tensor) return op('aten::where.self').t([cond._handle, x._handle, y._handle]);
-  if (x instanceof Tensor) return op('aten::where.ScalarOther').t([cond._handle, x._handle, operand(y, 'y')]);
-  if (y instanceof Tensor) return op('aten::where.ScalarSelf').t([cond._handle, operand(x, 'x'), y._handle]);
-  return op('aten::where.Scalar').t([cond._handle, operand(x, 'x'), operand(y, 'y')]);
+  if (x instanceof Tensor && y instanceof Tensor) return op('aten::where.self').t(cond._handle, x._handle, y._handle);
+  if (x instanceof Tensor) return op('aten::where.ScalarOther').t(cond._handle, x._handle, operand(y, 'y'));
+  if (y instanceof Tensor) return op('aten::where.ScalarSelf').t(cond._handle, operand(x, 'x'), y._handle);
+  return op('aten::where.Scalar').t(cond._handle, operand(x, 'x'), operand(y, 'y'));
 }

@@ -239,17 +239,27 @@ Napi::Value FromIValue(Napi::Env env, const c10::IValue& v, bool bigint_handles)
   ThrowType(env, "a value of type " + v.tagKind() + " cannot be returned to JS");
 }
 
-void PushArgs(const Napi::Value& argsValue, const c10::FunctionSchema& schema, size_t first, const std::string& who, c10::Stack& stack) {
-  Napi::Env env = argsValue.Env();
-  if (!argsValue.IsArray()) ThrowType(env, who + ": arguments must be an array");
-  Napi::Array args = argsValue.As<Napi::Array>();
+// Arguments arrive either as one JS array (method calls) or as the call's own trailing arguments
+// (operator calls: no array to allocate and unpack on the hot path).
+struct ArgList {
+  Napi::Env env;
+  const Napi::CallbackInfo* info = nullptr;
+  size_t start = 0;
+  Napi::Array array;
+  size_t Length() const { return info ? (info->Length() > start ? info->Length() - start : 0) : array.Length(); }
+  Napi::Value Get(size_t i) const { return info ? (*info)[start + i] : array.Get(static_cast<uint32_t>(i)); }
+};
+
+static void PushArgList(const ArgList& args, const c10::FunctionSchema& schema, size_t first, const std::string& who, torch::jit::Stack& stack) {
+  Napi::Env env = args.env;
   const auto& formals = schema.arguments();
   size_t n = formals.size() - first;
-  if (args.Length() > n)
-    ThrowType(env, who + " takes at most " + std::to_string(n) + " arguments, got " + std::to_string(args.Length()));
+  size_t given = args.Length();
+  if (given > n) ThrowType(env, who + " takes at most " + std::to_string(n) + " arguments, got " + std::to_string(given));
+  stack.reserve(stack.size() + n);
   for (size_t i = 0; i < n; i++) {
     const c10::Argument& formal = formals[first + i];
-    Napi::Value v = i < args.Length() ? args.Get(static_cast<uint32_t>(i)) : env.Undefined();
+    Napi::Value v = i < given ? args.Get(i) : env.Undefined();
     if (v.IsUndefined()) {
       if (formal.default_value()) {
         stack.push_back(*formal.default_value());
@@ -262,7 +272,16 @@ void PushArgs(const Napi::Value& argsValue, const c10::FunctionSchema& schema, s
   }
 }
 
-Napi::Value StackResult(Napi::Env env, c10::Stack& stack, bool bigint_handles) {
+void PushArgs(const Napi::Value& argsValue, const c10::FunctionSchema& schema, size_t first, const std::string& who, torch::jit::Stack& stack) {
+  if (!argsValue.IsArray()) ThrowType(argsValue.Env(), who + ": arguments must be an array");
+  PushArgList(ArgList{argsValue.Env(), nullptr, 0, argsValue.As<Napi::Array>()}, schema, first, who, stack);
+}
+
+void PushCallArgs(const Napi::CallbackInfo& info, size_t start, const c10::FunctionSchema& schema, const std::string& who, torch::jit::Stack& stack) {
+  PushArgList(ArgList{info.Env(), &info, start, Napi::Array()}, schema, 0, who, stack);
+}
+
+Napi::Value StackResult(Napi::Env env, torch::jit::Stack& stack, bool bigint_handles) {
   if (stack.empty()) return env.Undefined();
   if (stack.size() == 1) return FromIValue(env, stack[0], bigint_handles);
   Napi::Array a = Napi::Array::New(env, stack.size());

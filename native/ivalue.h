@@ -24,7 +24,9 @@ c10::IValue ToIValue(const Napi::Value& v, const c10::TypePtr& type, const What&
 // Tensors become handles: numbers where the caller knows the result type, BigInts where it must tell them apart.
 Napi::Value FromIValue(Napi::Env env, const c10::IValue& v, bool bigint_handles);
 // Converts positional JS args (undefined = schema default) to a stack; `first` skips `self` for methods.
-void PushArgs(const Napi::Value& args, const c10::FunctionSchema& schema, size_t first, const std::string& who, c10::Stack& stack);
-Napi::Value StackResult(Napi::Env env, c10::Stack& stack, bool bigint_handles);
+void PushArgs(const Napi::Value& args, const c10::FunctionSchema& schema, size_t first, const std::string& who, torch::jit::Stack& stack);
+// The same, from the call's own arguments info[start...].
+void PushCallArgs(const Napi::CallbackInfo& info, size_t start, const c10::FunctionSchema& schema, const std::string& who, torch::jit::Stack& stack);
+Napi::Value StackResult(Napi::Env env, torch::jit::Stack& stack, bool bigint_handles);
 
 }  // namespace torchbert

@@ -196,7 +196,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   class CallWorker : public TorchWorker {
    public:
-    CallWorker(Napi::Env env, ModuleWrap* w, torch::jit::Method method, c10::Stack args)
+    CallWorker(Napi::Env env, ModuleWrap* w, torch::jit::Method method, torch::jit::Stack args)
         : TorchWorker(env), w_(w), ref_(Napi::Persistent(w->Value())), method_(std::move(method)), args_(std::move(args)) {
       w_->Acquire(env);
     }
@@ -208,12 +208,12 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     ModuleWrap* w_;
     Napi::ObjectReference ref_;
     torch::jit::Method method_;
-    c10::Stack args_;
+    torch::jit::Stack args_;
     c10::IValue out_;
   };
 
-  c10::Stack MethodArgs(const Napi::CallbackInfo& info, const torch::jit::Method& method) {
-    c10::Stack stack;
+  torch::jit::Stack MethodArgs(const Napi::CallbackInfo& info, const torch::jit::Method& method) {
+    torch::jit::Stack stack;
     PushArgs(info[1], method.function().getSchema(), 1, method.name(), stack);
     return stack;
   }
@@ -221,13 +221,13 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   Napi::Value Call(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env());
     torch::jit::Method method = FindMethod(info.Env(), info[0]);
-    c10::Stack args = MethodArgs(info, method);
+    torch::jit::Stack args = MethodArgs(info, method);
     return (new CallWorker(info.Env(), this, std::move(method), std::move(args)))->Start();
   }
   Napi::Value CallSync(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env());
     torch::jit::Method method = FindMethod(info.Env(), info[0]);
-    c10::Stack args = MethodArgs(info, method);
+    torch::jit::Stack args = MethodArgs(info, method);
     return FromIValue(info.Env(), method(std::move(args)), true);
   }
 

@@ -45,21 +45,21 @@ Napi::Value OpSchema(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), c10::toString(op.handle.schema()));
 }
 
-c10::Stack Invoke(const Napi::CallbackInfo& info) {
+torch::jit::Stack Invoke(const Napi::CallbackInfo& info) {
   const Op& op = GetOp(info[0]);
-  c10::Stack stack;
-  PushArgs(info[1], op.handle.schema(), 0, op.name, stack);
+  torch::jit::Stack stack;
+  PushCallArgs(info, 1, op.handle.schema(), op.name, stack);
   op.handle.callBoxed(stack);
   return stack;
 }
 
-// callOp(handle, args): returns the op's result(s).
+// callOp(handle, ...args): returns the op's result(s).
 Napi::Value CallOp(const Napi::CallbackInfo& info) {
-  c10::Stack stack = Invoke(info);
+  torch::jit::Stack stack = Invoke(info);
   return StackResult(info.Env(), stack, false);
 }
 
-// callOpInplace(handle, args): for in-place ops, whose result is an argument the caller already holds.
+// callOpInplace(handle, ...args): for in-place ops, whose result is an argument the caller already holds.
 Napi::Value CallOpInplace(const Napi::CallbackInfo& info) {
   Invoke(info);
   return info.Env().Undefined();

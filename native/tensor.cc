@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <unordered_map>
+#include <c10/util/flat_hash_map.h>
 
 #include "async.h"
 #include "errors.h"
@@ -64,10 +64,14 @@ struct DeviceStats {
 std::vector<Slot> slots;
 std::vector<uint32_t> free_slots;
 std::map<std::pair<int, int>, DeviceStats> device_stats;                 // by (device type, index)
-std::unordered_map<const c10::StorageImpl*, int64_t> storage_refs;  // handles per storage
+ska::flat_hash_map<const c10::StorageImpl*, int64_t> storage_refs;  // handles per storage (open addressing: no malloc per tensor)
 int64_t pending_external = 0;  // CPU bytes not yet reported to V8 (reported in 1 MiB steps)
 
-DeviceStats& StatsFor(const c10::Device& d) { return device_stats[{static_cast<int>(d.type()), d.index()}]; }
+DeviceStats& StatsFor(const c10::Device& d) {
+  static DeviceStats& cpu = device_stats[{static_cast<int>(c10::DeviceType::CPU), -1}];
+  if (d.is_cpu()) return cpu;
+  return device_stats[{static_cast<int>(d.type()), d.index()}];
+}
 
 void ReportExternal(Napi::Env env, int64_t delta) {
   pending_external += delta;
@@ -94,17 +98,16 @@ void Track(Napi::Env env, const at::Tensor& t, int sign) {
 
 Slot* Find(const Napi::Value& v) {
   double h;
-  if (v.IsNumber())
-    h = v.As<Napi::Number>().DoubleValue();
-  else if (v.IsBigInt()) {
+  napi_status st = napi_get_value_double(v.Env(), v, &h);
+  if (st != napi_ok) {
+    if (!v.IsBigInt()) return nullptr;
     bool lossless;
     h = static_cast<double>(v.As<Napi::BigInt>().Uint64Value(&lossless));
-  } else
-    return nullptr;
-  if (!(h >= kSlots) || h > 4.5e15) return nullptr;
-  double gen = std::floor(h / kSlots);
-  size_t idx = static_cast<size_t>(h - gen * kSlots);
-  if (idx >= slots.size() || slots[idx].gen != static_cast<uint32_t>(gen)) return nullptr;
+  }
+  if (!(h >= kSlots) || h > 4.5e15 || h != std::floor(h)) return nullptr;
+  uint64_t u = static_cast<uint64_t>(h);
+  size_t idx = static_cast<size_t>(u & 67108863u);
+  if (idx >= slots.size() || slots[idx].gen != static_cast<uint32_t>(u >> 26)) return nullptr;
   return &slots[idx];
 }
 }  // namespace
@@ -373,7 +376,11 @@ static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
   if (natural == at::ScalarType::Undefined) ThrowType(env, "unsupported TypedArray kind for dtype " + DtypeName(target));
   c10::Device device = info[3].IsString() ? ParseDevice(env, info[3].As<Napi::String>().Utf8Value()) : c10::Device(at::kCPU);
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(natural));
-  if (numel > 0) std::memcpy(t.data_ptr(), static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset(), arr.ByteLength());
+  if (numel > 0) {
+    void* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    // A borrowed view of the JS memory, copied by TensorIterator (parallel for large sizes).
+    t.copy_(at::from_blob(src, shape, at::TensorOptions().dtype(natural)));
+  }
   if (natural == at::kBool) t = t.ne(0);  // canonicalise non-0/1 bytes
   if (natural != target || device != t.device()) t = t.to(device, target);
   return Put(env, std::move(t));

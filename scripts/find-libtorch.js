@@ -103,7 +103,25 @@ function requireLibtorch() {
   return found;
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET };
+/** TORCH_CXX_FLAGS as TorchConfig.cmake sets it (the C++ ABI flag on older builds), for node-gyp. */
+function cxxFlags(t) {
+  const cfg = t.cmakeDir && path.join(t.cmakeDir, 'TorchConfig.cmake');
+  if (cfg && fs.existsSync(cfg)) {
+    const m = fs.readFileSync(cfg, 'utf8').match(/set\(TORCH_CXX_FLAGS\s+"([^"]*)"\)/);
+    if (m) return m[1];
+  }
+  return '-D_GLIBCXX_USE_CXX11_ABI=1';
+}
+
+/** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
+function linkFlags(t) {
+  const libs = ['c10', 'torch_cpu', 'torch'];
+  // CUDA kernels register from these at load time; --no-as-needed keeps them linked.
+  for (const l of ['c10_cuda', 'torch_cuda']) if (fs.existsSync(path.join(t.lib, libName(l)))) libs.push(l);
+  return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
+}
+
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags };
 
 if (require.main === module) {
   try {
@@ -116,6 +134,8 @@ if (require.main === module) {
       '--include': () => t.include.join(' '),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
+      '--cxxflags': () => cxxFlags(t),
+      '--libs': () => linkFlags(t),
     }[what];
     if (!out) throw new Error(`unknown option ${what}`);
     process.stdout.write(out() + '\n');

@@ -59,7 +59,7 @@ describe('error types', () => {
     expect(() => tb.zeros([2], { device: 'tpu' })).toThrow(/invalid device 'tpu'/);
     expect(() => tb.tensor([[1, 2], [3]])).toThrow(/ragged/);
     expect(errorOf(() => tb.ones([2]).add({} as any)).name).toBe('TypeError');
-    const e = errorOf(() => tb.op('aten::add.Tensor').t([tb.ones([2])._handle, 'x']));
+    const e = errorOf(() => tb.op('aten::add.Tensor').t(tb.ones([2])._handle, 'x'));
     expect(e.name).toBe('TypeError');
     expect(e.message).toMatch(/aten::add.Tensor argument 'other' must be a Tensor/);
     expect(errorOf(() => tb.ones([3]).item()).name).toBe('RangeError');

@@ -46,10 +46,10 @@ attempt(() => b.setNumThreads('many'));
 // Absurd sizes and shapes.
 const zeros = b.opHandle('aten::zeros');
 const empty = b.opHandle('aten::empty.memory_format');
-attempt(() => b.callOp(empty, [[1e13], 'float32']));
-attempt(() => b.callOp(empty, [[2 ** 40, 2 ** 40], 'float32']));
-attempt(() => b.callOp(zeros, [[-5], 'float32']));
-attempt(() => b.callOp(zeros, [[3], 'complex-ish']));
+attempt(() => b.callOp(empty, [1e13], 'float32'));
+attempt(() => b.callOp(empty, [2 ** 40, 2 ** 40], 'float32'));
+attempt(() => b.callOp(zeros, [-5], 'float32'));
+attempt(() => b.callOp(zeros, [3], 'complex-ish'));
 attempt(() => b.fromTypedArray(new Float32Array(4), [3], 'float32'));
 attempt(() => b.fromTypedArray(new Float32Array(4), [-4], 'float32'));
 attempt(() => b.fromTypedArray(new Float32Array(4), [2, 2], 'float32', 'cuda:99'));
@@ -60,13 +60,15 @@ const ops = ['aten::matmul', 'aten::add.Tensor', 'aten::cat', 'aten::index_selec
 for (const name of ops) {
   const h = b.opHandle(name);
   for (const x of bad) {
+    attempt(() => b.callOp(h, live, x));
+    attempt(() => b.callOp(h, x, live, x));
     attempt(() => b.callOp(h, [live, x]));
-    attempt(() => b.callOp(h, [x, live, x]));
-    attempt(() => b.callOp(h, [live, live, live, live, live, live, live, live, live, live]));
+    attempt(() => b.callOpInplace(h, live, x, x));
+    attempt(() => b.callOp(h, live, live, live, live, live, live, live, live, live, live));
   }
 }
 attempt(() => b.opHandle('aten::no_such_op'));
-attempt(() => b.callOp(123456, []));
+attempt(() => b.callOp(123456));
 // Safetensors entry points with hostile arguments.
 attempt(() => b.readTensors('/nonexistent', 0, [], undefined, false));
 attempt(() => b.readTensors(__filename, 1e15, [{ dtype: 'float32', shape: [1], begin: 0, end: 4 }], undefined, false));

@@ -1,0 +1,151 @@
+// Deterministic lifetime: dispose, using, tidy, async scopes, memory accounting, GC backstop, leaks.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as tb from '../lib';
+import { ScriptModule, Tensor, F } from '../lib';
+
+const live = () => tb.memory().tensors;
+
+test('dispose is idempotent, frees now, and use after dispose throws', () => {
+  const before = tb.memory();
+  const t = tb.zeros([1000]);
+  expect(tb.memory().tensors).toBe(before.tensors + 1);
+  expect(tb.memory().bytes).toBe(before.bytes + 4000);
+  t.dispose();
+  t.dispose();
+  expect(t.isDisposed).toBe(true);
+  expect(tb.memory().tensors).toBe(before.tensors);
+  expect(tb.memory().bytes).toBe(before.bytes);
+  expect(() => t.add(1)).toThrow(/disposed/);
+  expect(() => t.shape).toThrow(/disposed/);
+  expect(() => tb.ones([2]).add(t)).toThrow(/disposed/);
+});
+
+test('views share storage and are counted once', () => {
+  const before = tb.memory();
+  const t = tb.zeros([10, 10]);
+  const v = t.view(100);
+  expect(tb.memory().tensors).toBe(before.tensors + 2);
+  expect(tb.memory().bytes).toBe(before.bytes + 400);
+  t.dispose();
+  const s = v.sum(); // the view keeps the storage alive
+  expect(s.item()).toBe(0);
+  s.dispose();
+  v.dispose();
+  expect(tb.memory().bytes).toBe(before.bytes);
+});
+
+test('using disposes at the end of the block', () => {
+  const before = live();
+  {
+    using a = tb.ones([3]);
+    using b = a.mul(2);
+    expect(b.sum().item()).toBe(6);
+    expect(live()).toBeGreaterThan(before);
+  }
+  expect(live()).toBe(before + 1); // only the unscoped sum() result remains
+});
+
+test('tidy disposes temporaries, keeps what is returned and what is kept', () => {
+  const x = tb.ones([4]);
+  const before = live();
+  let kept: Tensor | undefined;
+  const out = tb.tidy(() => {
+    const a = x.mul(2);
+    const b = a.add(1);
+    kept = tb.keep(b.mul(10));
+    return { y: b.sum(), list: [a.neg()] };
+  });
+  expect(live()).toBe(before + 3); // y, list[0] and kept survive; a and b are gone
+  expect(out.y.item()).toBe(12);
+  using s = out.list[0].sum();
+  expect(s.item()).toBe(-8);
+  expect(kept!.isDisposed).toBe(false);
+  const inner = tb.tidy(() => tb.tidy(() => x.mul(3)));
+  expect(inner.isDisposed).toBe(false);
+  expect(() => tb.tidy(() => Promise.resolve(1) as any)).toThrow(/synchronous/);
+  expect(() => tb.tidy(() => {
+    x.mul(5);
+    throw new Error('inside');
+  })).toThrow('inside');
+  expect(live()).toBe(before + 3 + 1 /* s */ + 1 /* inner */);
+});
+
+test('async DisposeScope tracks only its own work, across awaits', async () => {
+  const before = live();
+  const run = async (k: number) => {
+    const scope = new tb.DisposeScope();
+    const result = await scope.run(async () => {
+      const a = tb.full([8], k);
+      await new Promise((r) => setTimeout(r, 5 * k));
+      const b = a.mul(2);
+      const arr = await b.data();
+      return b.sum().add(arr[0]);
+    });
+    scope.dispose(result);
+    return result;
+  };
+  const [r1, r2] = await Promise.all([run(1), run(2)]);
+  expect(r1.item()).toBe(18);
+  expect(r2.item()).toBe(36);
+  expect(live()).toBe(before + 2);
+  r1.dispose();
+  r2.dispose();
+  expect(live()).toBe(before);
+});
+
+test('the GC frees tensors that were never disposed (backstop)', () => {
+  const code = `
+const tb = require(${JSON.stringify(path.join(__dirname, '..', 'lib'))});
+const base = tb.memory().tensors;
+for (let i = 0; i < 20000; i++) tb.ones([64]).mul(2);
+const peak = tb.memory().tensors;
+setTimeout(() => {
+  global.gc(); global.gc();
+  setTimeout(() => { global.gc(); console.log(JSON.stringify({ base, peak, after: tb.memory().tensors })); }, 50);
+}, 10);`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '-r', require.resolve('ts-node/register/transpile-only'), '-e', code], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  const { base, peak, after } = JSON.parse(r.stdout);
+  expect(peak).toBeGreaterThan(base + 1000);
+  expect(after).toBeLessThan(base + 1000);
+});
+
+test('leak: 1,000 steps of forward + backward + update return to the live-tensor baseline, RSS flat', async () => {
+  tb.manualSeed(0);
+  const m = new ScriptModule('LeakNet');
+  m.registerParameter('w1', tb.randn([32, 64]).mul(0.1), { requiresGrad: true });
+  m.registerParameter('w2', tb.randn([2, 32]).mul(0.1), { requiresGrad: true });
+  m.define(`
+def forward(self, x: Tensor) -> Tensor:
+    return torch.linear(torch.tanh(torch.linear(x, self.w1)), self.w2)
+`);
+  const params = m.parameters();
+  const x = tb.randn([16, 64]);
+  const y = tb.randint(0, 2, [16]);
+  const step = async () => {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const logits = (await m.forward(x)) as Tensor;
+      const loss = F.crossEntropy(logits, y);
+      await loss.backward();
+      tb.noGrad(() => {
+        for (const p of params) {
+          const g = p.grad!;
+          p.sub_(g, 0.01);
+          g.zero_();
+        }
+      });
+    });
+    scope.dispose();
+  };
+  for (let i = 0; i < 100; i++) await step(); // warm-up: allocator pools, JIT profiling
+  if (global.gc) global.gc();
+  const baseline = live();
+  const rss0 = process.memoryUsage().rss;
+  for (let i = 0; i < 1000; i++) await step();
+  if (global.gc) global.gc();
+  expect(live()).toBe(baseline);
+  const growth = (process.memoryUsage().rss - rss0) / rss0;
+  expect(growth).toBeLessThan(0.05);
+});
