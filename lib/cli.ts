@@ -27,6 +27,17 @@ program
     console.log(`threads     ${i.threads}`);
   });
 
+program
+  .command('demo')
+  .description('train a small TorchScript classifier on SST-2 and report dev accuracy')
+  .option('--data <dir>', 'data folder holding sst2/', process.env.TORCHBERT_DATA ?? '../shared/data')
+  .option('--steps <n>', 'training steps', '3000')
+  .action(async (opts: { data: string; steps: string }) => {
+    const { demo } = await import('./demo');
+    const r = await demo({ data: opts.data, steps: Number(opts.steps), log: (s) => console.log(s) });
+    console.log(`SST-2 dev accuracy ${(100 * r.accuracy).toFixed(1)}% (majority class ${(100 * r.majority).toFixed(1)}%)`);
+  });
+
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`torchbert: ${e.message}`);
   process.exit(1);
