@@ -10,3 +10,7 @@ export { noGrad, enableGrad, isGradEnabled, setGradEnabled, manualSeed, setNumTh
 export { ScriptModule } from './module';
 export type { IValue } from './module';
 export * as F from './functional';
+export { BertTokenizer, BatchEncoding, WordPieceTrainer } from './tokenizer';
+export type { CallOptions, BertTokenizerOptions, Encoding } from './tokenizer';
+export * as datasets from './data/datasets';
+export { hubFile, hubCacheDir } from './hub';

@@ -127,15 +127,185 @@ def core():
                           'params': {n: tl(p) for n, p in m.named_parameters()}})
 
 
+# ---------- tokenizer parity ----------
+# Line sets read with the same rules as lib/data/datasets.ts parityCorpora().
+
+def read_lines(path, encoding='utf-8'):
+    with open(path, 'rb') as f:
+        text = f.read().decode(encoding, errors='replace')
+    lines = text.split('\n')
+    if lines and lines[-1] == '':
+        lines.pop()
+    return lines
+
+
+def read_sst2(path):
+    lines = read_lines(path)
+    header = lines.pop(0).split('\t')
+    ti = header.index('sentence') if 'sentence' in header else 0
+    return [l.split('\t')[ti] for l in lines]
+
+
+def read_conll_sentences(path):
+    out, cur = [], []
+    for line in read_lines(path):
+        l = line.strip()
+        if not l or l.startswith('-DOCSTART-'):
+            if cur:
+                out.append(' '.join(cur))
+            cur = []
+            continue
+        cur.append(l.split()[0])
+    if cur:
+        out.append(' '.join(cur))
+    return out
+
+
+def parity_corpora():
+    d = lambda *p: os.path.join(DATA, *p)
+    return {
+        'sst2-train': read_sst2(d('sst2', 'train.tsv')),
+        'sst2-dev': read_sst2(d('sst2', 'dev.tsv')),
+        'conll': [s for f in ('eng.train', 'eng.testa', 'eng.testb') for s in read_conll_sentences(d('conll2003', f))],
+        'wikitext': read_lines(d('wikitext-2', 'test.txt')) + read_lines(d('wikitext-2', 'valid.txt')),
+        'rt-polarity': read_lines(d('rt-polarity', 'rt-polarity.pos'), 'latin-1') + read_lines(d('rt-polarity', 'rt-polarity.neg'), 'latin-1'),
+        'shakespeare': read_lines(d('tinyshakespeare', 'input.txt')),
+    }
+
+
+def load_tokenizers():
+    from transformers import BertTokenizer
+    d = lambda n: os.path.join(DATA, n)
+    # The cased folders here lack the Hub's tokenizer_config.json, which says do_lower_case=False for them;
+    # without it transformers 5 defaults to lowercasing even over tokenizer.json, so pass it explicitly.
+    return {
+        'uncased': BertTokenizer.from_pretrained(d('bert-base-uncased')),
+        'cased': BertTokenizer.from_pretrained(d('bert-base-cased'), do_lower_case=False),
+        'chinese': BertTokenizer.from_pretrained(d('bert-base-chinese'), do_lower_case=False),
+        'multilingual': BertTokenizer.from_pretrained(d('bert-base-multilingual-cased'), do_lower_case=False),
+    }
+
+
+def utf16_offsets(text, offsets):
+    # HF offsets count code points; JS strings index UTF-16 units.
+    pos = [0]
+    for c in text:
+        pos.append(pos[-1] + (2 if ord(c) > 0xFFFF else 1))
+    return [[pos[a], pos[b]] for a, b in offsets]
+
+
+def fnv1a(s):
+    h = 0x811c9dc5
+    for b in s.encode('ascii'):
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def canonical(ids, types, attn, offsets, special):
+    # Must match test/tokenizer.parity.test.ts canonical().
+    return '|'.join([','.join(map(str, ids)), ','.join(map(str, types)), ','.join(map(str, attn)),
+                     ','.join(f'{a}-{b}' for a, b in offsets), ','.join(map(str, special))])
+
+
+@section
+def tokenizer_corpora():
+    toks = load_tokenizers()
+    corpora = parity_corpora()
+    out = {'counts': {k: len(v) for k, v in corpora.items()}, 'hashes': {}, 'samples': {}}
+    for tname, tok in toks.items():
+        for cname, lines in corpora.items():
+            enc = tok(lines, return_offsets_mapping=True, return_special_tokens_mask=True)
+            hashes = []
+            for i, text in enumerate(lines):
+                offs = utf16_offsets(text, enc['offset_mapping'][i])
+                hashes.append(fnv1a(canonical(enc['input_ids'][i], enc['token_type_ids'][i], enc['attention_mask'][i], offs, enc['special_tokens_mask'][i])))
+            out['hashes'][f'{tname}/{cname}'] = hashes
+            # A few full rows for readable diffs.
+            out['samples'][f'{tname}/{cname}'] = [
+                {'i': i, 'ids': enc['input_ids'][i], 'offsets': utf16_offsets(lines[i], enc['offset_mapping'][i])} for i in range(0, len(lines), max(1, len(lines) // 20))]
+    dump('tokenizer-corpora.json', out)
+
+
+@section
+def tokenizer_cases():
+    toks = load_tokenizers()
+    corpora = parity_corpora()
+
+    # Pairs under each truncation strategy, overflow with stride, each padding mode.
+    wiki = [l for l in corpora['wikitext'] if len(l.split()) > 6]
+    sst = corpora['sst2-dev']
+    pairs = [(sst[i], wiki[i]) for i in range(120)] + [(wiki[i + 200], sst[i + 200]) for i in range(120)]
+    configs = [
+        {'truncation': 'longest_first', 'max_length': 24},
+        {'truncation': 'only_first', 'max_length': 40},
+        {'truncation': 'only_second', 'max_length': 40},
+        {'truncation': 'longest_first', 'max_length': 20, 'stride': 4, 'return_overflowing_tokens': True},
+        {'truncation': 'only_second', 'max_length': 48, 'stride': 8, 'return_overflowing_tokens': True},
+        {'truncation': 'only_first', 'max_length': 48, 'stride': 3, 'return_overflowing_tokens': True},
+        {'padding': 'longest'},
+        {'padding': 'max_length', 'max_length': 96, 'truncation': True},
+        {'padding': True, 'pad_to_multiple_of': 16},
+        {'padding': 'longest', 'truncation': 'longest_first', 'max_length': 32, 'stride': 6, 'return_overflowing_tokens': True},
+    ]
+    cases = []
+    tok = toks['uncased']
+    for cfg in configs:
+        for start in range(0, len(pairs), 40):
+            chunk = pairs[start:start + 40]
+            a = [p[0] for p in chunk]
+            b = [p[1] for p in chunk]
+            try:
+                enc = tok(a, b, return_offsets_mapping=True, return_special_tokens_mask=True, **cfg)
+                res = {k: enc[k] for k in ('input_ids', 'token_type_ids', 'attention_mask', 'special_tokens_mask')}
+                res['offset_mapping'] = [[list(o) for o in row] for row in enc['offset_mapping']]
+                if 'overflow_to_sample_mapping' in enc:
+                    res['overflow_to_sample_mapping'] = enc['overflow_to_sample_mapping']
+                res['word_ids'] = [enc.word_ids(i) for i in range(len(enc['input_ids']))]
+                res['sequence_ids'] = [enc.sequence_ids(i) for i in range(len(enc['input_ids']))]
+            except BaseException as e:  # the Rust side panics (PanicException) on an impossible stride
+                res = {'error': str(e)}
+            cases.append({'config': cfg, 'a': a, 'b': b, 'result': res})
+    # Single sequences: truncation without pairs, decode.
+    singles = corpora['wikitext'][:300]
+    enc = tok(singles, truncation=True, max_length=16, stride=5, return_overflowing_tokens=True)
+    decoded = [tok.decode(ids) for ids in tok(corpora['sst2-dev'][:200] + wiki[:100])['input_ids']]
+    decoded_skip = [tok.decode(ids, skip_special_tokens=True) for ids in tok(corpora['sst2-dev'][:200] + wiki[:100])['input_ids']]
+    # Edge inputs; lone surrogates are given as U+FFFD, what UTF-8 encoding of a JS string yields.
+    import random
+    rnd = random.Random(0)
+    words = corpora['sst2-train'][:2000]
+    big = ' '.join(words[rnd.randrange(len(words))] for _ in range(160000))[:10_000_000]
+    edges = {
+        'empty': '', 'spaces': '   \t\n  ', 'punct': '!!?...,;:--((', 'word1mb': 'a' * 1_000_000,
+        'surrogate': 'abc \ufffd def \ufffd', 'nul': 'a\x00b\x00 c', 'combining': 'e\u0301 a\u0308\u0308 n\u0303o Z\u0335\u0327a',
+        'zwj': 'family 👩\u200d👩\u200d👧 and 🏳️\u200d🌈 flag', 'rtl': 'שלום עולם مرحبا بالعالم', 'fullwidth': 'ＡＢＣ１２３！？　ｘｙｚ',
+        'controls': 'a\u0085b\u200bc\u00add\ufeffe\u2028f', 'cjk': '日本語の文章と中文句子, 한국어 문장',
+    }
+    edge_out = {}
+    for name, text in edges.items():
+        for tname in ('uncased', 'cased', 'multilingual'):
+            e = toks[tname](text, return_offsets_mapping=True, return_special_tokens_mask=True)
+            edge_out[f'{tname}/{name}'] = fnv1a(canonical(e['input_ids'], e['token_type_ids'], e['attention_mask'], utf16_offsets(text, e['offset_mapping']), e['special_tokens_mask']))
+    big_enc = tok(big, return_offsets_mapping=True)
+    dump('tokenizer-cases.json', {
+        'cases': cases, 'singles': {'texts': singles, 'input_ids': enc['input_ids'], 'overflow_to_sample_mapping': enc['overflow_to_sample_mapping']},
+        'decode': {'texts': corpora['sst2-dev'][:200] + wiki[:100], 'plain': decoded, 'skip': decoded_skip},
+        'edges': edge_out, 'big': {'seed_words': 2000, 'n': 160000, 'tokens': len(big_enc['input_ids']),
+                                   'hash': fnv1a(canonical(big_enc['input_ids'], [], [], utf16_offsets(big, big_enc['offset_mapping']), []))},
+        'tokenize': {t: toks['uncased'].tokenize(t) for t in ['Hello, World! unaffable naïve', 'don\'t stop', '北京欢迎你']},
+    })
+
+
 def main(argv):
     force = '--force' in argv
     wanted = [a for a in argv if not a.startswith('--')] or list(SECTIONS)
     os.makedirs(OUT, exist_ok=True)
     import importlib.metadata as md
     versions = {p: md.version(p) for p in ('torch', 'transformers', 'tokenizers', 'safetensors')}
-    with open(__file__, 'rb') as f:
-        digest = hashlib.sha256(f.read() + json.dumps(versions).encode()).hexdigest()
+    import inspect
     for name in wanted:
+        # A section is regenerated when its own source or the reference versions change.
+        digest = hashlib.sha256((inspect.getsource(SECTIONS[name]) + json.dumps(versions)).encode()).hexdigest()
         stamp = os.path.join(OUT, f'.{name}.stamp')
         if not force and os.path.exists(stamp) and open(stamp).read() == digest:
             continue

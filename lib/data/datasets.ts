@@ -1,0 +1,141 @@
+// Readers for the corpora torchbert trains and tests on: SST-2 TSV, Rotten Tomatoes polarity (Latin-1),
+// CoNLL-2003 (IOB1, with IOB2 conversion), plain text lines, CSV/TSV and JSONL. Each reader names the
+// file and line of malformed input.
+import * as fs from 'fs';
+import * as path from 'path';
+
+export interface TextExample {
+  text: string;
+  label: number;
+}
+export interface TokenExample {
+  tokens: string[];
+  tags: string[];
+}
+
+function read(file: string, encoding: 'utf8' | 'latin1' = 'utf8'): string {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file (set TORCHBERT_DATA or --data to the folder holding the data)`);
+  return encoding === 'latin1' ? fs.readFileSync(file).toString('latin1') : new TextDecoder('utf-8').decode(fs.readFileSync(file));
+}
+
+/** Lines of a text file, without the empty string after a final newline. */
+export function readLines(file: string, encoding: 'utf8' | 'latin1' = 'utf8'): string[] {
+  const lines = read(file, encoding).split('\n');
+  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/** SST-2 (GLUE) TSV: a header, then `sentence<TAB>label`. */
+export function readSst2(file: string): TextExample[] {
+  const lines = readLines(file);
+  const header = (lines.shift() ?? '').split('\t');
+  const ti = header.indexOf('sentence') >= 0 ? header.indexOf('sentence') : 0;
+  const li = header.indexOf('label') >= 0 ? header.indexOf('label') : 1;
+  return lines.map((l, i) => {
+    const cols = l.split('\t');
+    const label = Number(cols[li]);
+    if (cols.length < 2 || !Number.isInteger(label)) throw new Error(`${file}:${i + 2}: expected 'sentence<TAB>label'`);
+    return { text: cols[ti], label };
+  });
+}
+
+/** Rotten Tomatoes polarity: rt-polarity.pos / .neg, one review a line, Latin-1. */
+export function readRtPolarity(dir: string): TextExample[] {
+  const pos = readLines(path.join(dir, 'rt-polarity.pos'), 'latin1').map((text) => ({ text, label: 1 }));
+  const neg = readLines(path.join(dir, 'rt-polarity.neg'), 'latin1').map((text) => ({ text, label: 0 }));
+  return [...pos, ...neg];
+}
+
+/** CoNLL-2003: `token POS chunk NER` lines, blank lines between sentences, -DOCSTART- skipped. */
+export function readConll(file: string, scheme: 'iob1' | 'iob2' = 'iob2'): TokenExample[] {
+  const out: TokenExample[] = [];
+  let cur: TokenExample = { tokens: [], tags: [] };
+  const flush = () => {
+    if (cur.tokens.length) out.push(scheme === 'iob2' ? { tokens: cur.tokens, tags: iob1ToIob2(cur.tags) } : cur);
+    cur = { tokens: [], tags: [] };
+  };
+  readLines(file).forEach((line, i) => {
+    const l = line.trim();
+    if (!l) return flush();
+    if (l.startsWith('-DOCSTART-')) return flush();
+    const cols = l.split(/\s+/);
+    if (cols.length < 2) throw new Error(`${file}:${i + 1}: expected 'token ... tag'`);
+    cur.tokens.push(cols[0]);
+    cur.tags.push(cols[cols.length - 1]);
+  });
+  flush();
+  return out;
+}
+
+/** IOB1 (I- starts entities unless it follows the same type) to IOB2 (every entity starts with B-). */
+export function iob1ToIob2(tags: string[]): string[] {
+  return tags.map((t, i) => {
+    if (!t.startsWith('I-')) return t;
+    const prev = i > 0 ? tags[i - 1] : 'O';
+    return prev === 'O' || prev.slice(2) !== t.slice(2) ? `B-${t.slice(2)}` : t;
+  });
+}
+
+/** CSV or TSV with a header row; quoted fields ("a, b" and "" escapes) are handled. */
+export function readDelimited(file: string, delimiter = file.endsWith('.tsv') ? '\t' : ','): Record<string, string>[] {
+  const text = read(file);
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"' && field === '') quoted = true;
+    else if (c === delimiter) {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length) {
+    row.push(field);
+    rows.push(row);
+  }
+  const [header, ...body] = rows.filter((r) => !(r.length === 1 && r[0] === ''));
+  if (!header) throw new Error(`${file}: empty file`);
+  return body.map((r, i) => {
+    if (r.length !== header.length) throw new Error(`${file}: row ${i + 2} has ${r.length} fields, the header has ${header.length}`);
+    return Object.fromEntries(header.map((h, j) => [h, r[j]]));
+  });
+}
+
+/** JSON Lines: one object per line. */
+export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
+  return readLines(file).flatMap((l, i) => {
+    if (!l.trim()) return [];
+    try {
+      return [JSON.parse(l) as T];
+    } catch (e) {
+      throw new Error(`${file}:${i + 1}: invalid JSON (${(e as Error).message})`);
+    }
+  });
+}
+
+/** The line sets the tokenizer parity test compares (same rules as scripts/fixtures.py). */
+export function parityCorpora(dataDir: string): Record<string, string[]> {
+  const d = (...p: string[]) => path.join(dataDir, ...p);
+  return {
+    'sst2-train': readSst2(d('sst2', 'train.tsv')).map((e) => e.text),
+    'sst2-dev': readSst2(d('sst2', 'dev.tsv')).map((e) => e.text),
+    conll: ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(d('conll2003', f), 'iob1').map((s) => s.tokens.join(' '))),
+    wikitext: [...readLines(d('wikitext-2', 'test.txt')), ...readLines(d('wikitext-2', 'valid.txt'))],
+    'rt-polarity': readRtPolarity(d('rt-polarity')).map((e) => e.text),
+    shakespeare: readLines(d('tinyshakespeare', 'input.txt')),
+  };
+}
