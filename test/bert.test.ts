@@ -1,0 +1,198 @@
+// BERT parity with transformers: every head on a tiny random config (outputs, losses, gradients),
+// the bert-base shape, old checkpoint names, HF round trips, TorchScript interop, a traced HF .pt,
+// and the real pretrained all-MiniLM-L6-v2. Fixtures: scripts/fixtures.py (sections bert, minilm).
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../lib';
+import { Tensor, ScriptModule } from '../lib';
+import { BertConfig } from '../lib/models/config';
+import { fromPretrained, fromConfig, HEADS, HeadKind, BertOutput } from '../lib/models/bert';
+import { loadFileSync } from '../lib/safetensors';
+import { BertTokenizer } from '../lib/tokenizer';
+import { FIXTURES, fixture, maxAbsDiff, python, tmpDir, flat } from './helpers';
+
+const fx = fixture('bert.json');
+const BERT = path.join(FIXTURES, 'bert');
+const i64 = (x: unknown) => tb.tensor((x as number[][]).map((r) => (Array.isArray(r) ? r.map((v: any) => (Array.isArray(v) ? v.map(BigInt) : BigInt(v))) : BigInt(r))) as any);
+
+function inputsFor(head: HeadKind) {
+  const I = fx.inputs;
+  const mc = head === 'BertForMultipleChoice';
+  const ids = i64(mc ? I.mc_input_ids : I.input_ids);
+  return {
+    inputIds: ids,
+    attentionMask: mc ? tb.onesLike(ids) : i64(I.attention_mask),
+    tokenTypeIds: mc ? tb.zerosLike(ids) : i64(I.token_type_ids),
+    outputHiddenStates: true,
+    outputAttentions: true,
+    labels: I.labels[head] ? i64(I.labels[head]) : undefined,
+    nextSentenceLabel: head === 'BertForPreTraining' ? i64(I.next_sentence_label) : undefined,
+    startPositions: head === 'BertForQuestionAnswering' ? i64(I.start_positions) : undefined,
+    endPositions: head === 'BertForQuestionAnswering' ? i64(I.end_positions) : undefined,
+  };
+}
+
+const OUT_KEYS: [keyof BertOutput, string][] = [
+  ['lastHiddenState', 'last_hidden_state'], ['poolerOutput', 'pooler_output'], ['logits', 'logits'], ['predictionLogits', 'prediction_logits'],
+  ['seqRelationshipLogits', 'seq_relationship_logits'], ['startLogits', 'start_logits'], ['endLogits', 'end_logits'], ['loss', 'loss'],
+];
+
+describe.each(HEADS)('%s equals transformers', (head) => {
+  test('outputs, hidden states, attentions, loss within 1e-5; gradients within 1e-4 relative', async () => {
+    const model = await fromPretrained(path.join(BERT, head), { kind: head });
+    expect(model.loadReport.missingKeys).toEqual([]);
+    const want = fx.results[head];
+    const out = await model.forward(inputsFor(head));
+    let compared = 0;
+    for (const [ours, theirs] of OUT_KEYS) {
+      if (want[theirs] === undefined) continue;
+      const t = out[ours] as Tensor;
+      expect([head, ours, maxAbsDiff(t.toArraySync(), want[theirs]) < 1e-5]).toEqual([head, ours, true]);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(0);
+    expect(out.hiddenStates!.length).toBe(want.hidden_states.length);
+    out.hiddenStates!.forEach((h, i) => expect(maxAbsDiff(h.toArraySync(), want.hidden_states[i])).toBeLessThan(1e-5));
+    out.attentions!.forEach((a, i) => expect(maxAbsDiff(a.toArraySync(), want.attentions[i])).toBeLessThan(1e-5));
+    if (out.loss) {
+      await out.loss.backward();
+      const grads = loadFileSync(path.join(BERT, head, 'grads.safetensors'));
+      const ours = new Map(model.module.namedParameters());
+      let checked = 0;
+      for (const [name, g] of grads) {
+        const p = ours.get(name) ?? ours.get(name.replace('cls.predictions.decoder.bias', 'cls.predictions.bias'));
+        expect(p).toBeDefined();
+        const mine = p!.grad;
+        const ref = flat(g.toArraySync());
+        const scale = Math.max(1e-6, ...ref.map(Math.abs));
+        const diff = mine ? maxAbsDiff(mine.toArraySync(), g.toArraySync()) : scale;
+        expect([name, diff / scale < 1e-4]).toEqual([name, true]);
+        checked++;
+      }
+      expect(checked).toBeGreaterThan(10);
+    }
+  });
+});
+
+describe('checkpoints', () => {
+  test('the bert-base shape loads and equals transformers', async () => {
+    const model = await fromPretrained(path.join(BERT, 'base'));
+    expect(model.loadReport.missingKeys).toEqual([]);
+    const I = fx.inputs;
+    const out = tb.noGrad(() => model.forwardSync({ inputIds: i64(I.input_ids), attentionMask: i64(I.attention_mask), tokenTypeIds: i64(I.token_type_ids) }));
+    expect(maxAbsDiff(out.lastHiddenState!.toArraySync(), fx.results.base.last_hidden_state)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(out.poolerOutput!.toArraySync(), fx.results.base.pooler_output)).toBeLessThan(1e-5);
+  });
+
+  test('old gamma/beta names without the bert. prefix load into every head', async () => {
+    const m = await fromPretrained(path.join(BERT, 'old-names'), { kind: 'BertForSequenceClassification' });
+    expect(m.loadReport.missingKeys).toEqual(['classifier.weight', 'classifier.bias']);
+    expect(m.loadReport.unexpectedKeys).toEqual([]);
+    const base = await fromPretrained(path.join(BERT, 'old-names'), { kind: 'BertModel' });
+    expect(base.loadReport.missingKeys).toEqual([]);
+  });
+
+  test('savePretrained: transformers loads it with no missing keys; HF -> torchbert -> HF is bit-identical', async () => {
+    const src = path.join(BERT, 'BertForMaskedLM');
+    const m = await fromPretrained(src);
+    const dir = tmpDir();
+    await m.savePretrained(dir);
+    const r = python(
+      `import sys, json, torch, transformers
+from safetensors.torch import load_file
+m, info = transformers.BertForMaskedLM.from_pretrained(sys.argv[1], output_loading_info=True)
+ref = transformers.BertForMaskedLM.from_pretrained(sys.argv[2])
+a, b = m.state_dict(), ref.state_dict()
+same = all(torch.equal(a[k], b[k]) for k in b)
+print(json.dumps({'missing': sorted(info['missing_keys']), 'unexpected': sorted(info['unexpected_keys']), 'identical': same, 'keys': len(b)}))`,
+      [dir, src],
+    );
+    expect(r.missing).toEqual([]);
+    expect(r.unexpected).toEqual([]);
+    expect(r.identical).toBe(true);
+    expect(r.keys).toBeGreaterThan(30);
+  });
+
+  test('a model saved as TorchScript runs in torch.jit.load with equal outputs', async () => {
+    const m = await fromPretrained(path.join(BERT, 'BertForSequenceClassification'));
+    const file = path.join(tmpDir(), 'cls.pt');
+    await m.saveTorchScript(file);
+    const I = fx.inputs;
+    const r = python(
+      `import sys, json, torch
+m = torch.jit.load(sys.argv[1]); m.eval()
+I = json.loads(sys.argv[2])
+t = lambda k: torch.tensor(I[k])
+logits, hs, ats = m(t('input_ids'), t('attention_mask'), t('token_type_ids'), None, False, False)
+print(json.dumps(logits.tolist()))`,
+      [file, JSON.stringify({ input_ids: I.input_ids, attention_mask: I.attention_mask, token_type_ids: I.token_type_ids })],
+    );
+    expect(maxAbsDiff(r, fx.results.BertForSequenceClassification.logits)).toBeLessThan(1e-5);
+  });
+
+  test('a .pt traced from HF BertModel in Python runs here', async () => {
+    const m = await ScriptModule.load(path.join(BERT, 'traced.pt'));
+    const I = fx.inputs;
+    const [h, p] = (await m.forward(i64(I.input_ids), i64(I.attention_mask), i64(I.token_type_ids))) as Tensor[];
+    expect(maxAbsDiff(h.toArraySync(), fx.results.traced.last_hidden_state)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(p.toArraySync(), fx.results.traced.pooler_output)).toBeLessThan(1e-5);
+  });
+
+  test('config: every HF field, validation, unknown fields survive a save', () => {
+    const c = new BertConfig({ hidden_size: 64, num_attention_heads: 4, custom_field: { a: 1 } } as any);
+    const file = path.join(tmpDir(), 'config.json');
+    c.save(file);
+    const back = BertConfig.fromFile(file).toJSON();
+    expect(back.custom_field).toEqual({ a: 1 });
+    for (const k of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'hidden_act', 'hidden_dropout_prob',
+      'attention_probs_dropout_prob', 'max_position_embeddings', 'type_vocab_size', 'initializer_range', 'layer_norm_eps', 'pad_token_id',
+      'position_embedding_type', 'classifier_dropout', 'num_labels', 'id2label', 'label2id']) expect(back).toHaveProperty(k);
+    expect(() => new BertConfig({ hidden_size: 30, num_attention_heads: 4 })).toThrow(/not a multiple of num_attention_heads/);
+    expect(() => new BertConfig({ hidden_act: 'mish' as any })).toThrow(/hidden_act 'mish' is not supported/);
+    expect(() => new BertConfig({ hidden_dropout_prob: 2 })).toThrow(/hidden_dropout_prob/);
+    expect(() => fromConfig('BertForMagic' as any, {})).toThrow(/unknown BERT architecture/);
+  });
+
+  test('train mode applies dropout, eval mode does not', async () => {
+    tb.manualSeed(0);
+    const m = fromConfig('BertModel', { ...fx.tiny, hidden_dropout_prob: 0.5 });
+    const x = { inputIds: i64(fx.inputs.input_ids) };
+    m.eval();
+    const a = (await m.forward(x)).lastHiddenState!;
+    const b = (await m.forward(x)).lastHiddenState!;
+    expect(a.equal(b)).toBe(true);
+    m.train();
+    const c = (await m.forward(x)).lastHiddenState!;
+    expect(c.equal(a)).toBe(false);
+  });
+});
+
+describe('real pretrained all-MiniLM-L6-v2', () => {
+  const mini = fixture('minilm.json');
+  const run = mini.missing ? test.skip : test;
+  run('hidden states within 1e-4; mean-pooled embeddings of 1,000 SST-2 sentences at cosine >= 0.99999', async () => {
+    const model = await fromPretrained(mini.dir, { kind: 'BertModel' });
+    expect(model.loadReport.missingKeys).toEqual([]);
+    const fb = mini.first_batch;
+    const h = tb.noGrad(() => model.forwardSync({ inputIds: i64(fb.input_ids), attentionMask: i64(fb.attention_mask), tokenTypeIds: i64(fb.token_type_ids) }));
+    expect(maxAbsDiff(h.lastHiddenState!.toArraySync(), fb.last_hidden_state)).toBeLessThan(1e-4);
+    const tok = await BertTokenizer.fromPretrained(mini.dir);
+    const sents = tb.datasets.readSst2(path.join(process.env.TORCHBERT_DATA ?? path.join(__dirname, '..', '..', 'shared', 'data'), 'sst2', 'train.tsv')).slice(0, 1000).map((e) => e.text);
+    let minCos = 1;
+    for (let i = 0; i < sents.length; i += 50) {
+      const scope = new tb.DisposeScope();
+      await scope.run(async () => {
+        const enc = tok.call(sents.slice(i, i + 50), undefined, { padding: true, returnTensors: 'pt' });
+        const out = await tb.noGrad(() => model.forward({ inputIds: enc.inputIds as Tensor, attentionMask: enc.attentionMask as Tensor, tokenTypeIds: enc.tokenTypeIds as Tensor }));
+        const m = (enc.attentionMask as Tensor).unsqueeze(-1).float();
+        const emb = out.lastHiddenState!.mul(m).sum(1).div(m.sum(1).clamp(1e-9));
+        const ref = tb.tensor(mini.embeddings.slice(i, i + 50));
+        const cos = tb.F.cosineSimilarity(emb, ref, 1, 1e-12).min().item() as number;
+        minCos = Math.min(minCos, cos);
+      });
+      scope.dispose();
+    }
+    console.log(`MiniLM: minimum cosine similarity over 1000 SST-2 sentences: ${minCos}`);
+    expect(minCos).toBeGreaterThanOrEqual(0.99999);
+  });
+});
