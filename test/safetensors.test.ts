@@ -1,0 +1,73 @@
+// safetensors: round trips with the Python reference, sharded checkpoints, and 10,000 mutated files.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../lib';
+import { saveFile, loadFile, readHeader } from '../lib/safetensors';
+import { fromPretrained } from '../lib/models/bert';
+import { FIXTURES, python, tmpDir, maxAbsDiff } from './helpers';
+
+test('files written here load in Python safetensors, and back, for every dtype', async () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 't.safetensors');
+  const tensors = new Map<string, tb.Tensor>();
+  for (const dtype of tb.DTYPES) tensors.set(`t_${dtype}`, tb.tensor([[1, 0, 2], [3, 1, 0]], { dtype }));
+  tensors.set('scalar', tb.tensor(2.5));
+  tensors.set('empty', tb.zeros([0, 3]));
+  await saveFile(tensors, file, { format: 'pt' });
+  const r = python(`import sys, json
+from safetensors import safe_open
+out = {}
+with safe_open(sys.argv[1], 'pt') as f:
+    meta = f.metadata()
+    for k in f.keys():
+        t = f.get_tensor(k)
+        out[k] = {'dtype': str(t.dtype), 'shape': list(t.shape), 'sum': float(t.float().sum())}
+print(json.dumps({'meta': meta, 't': out}))`, [file]);
+  expect(r.meta).toEqual({ format: 'pt' });
+  expect(r.t.t_bfloat16).toEqual({ dtype: 'torch.bfloat16', shape: [2, 3], sum: 7 });
+  expect(r.t.t_bool.sum).toBe(4);
+  expect(r.t.scalar).toEqual({ dtype: 'torch.float32', shape: [], sum: 2.5 });
+  expect(r.t.empty.shape).toEqual([0, 3]);
+  const back = await loadFile(file);
+  for (const [k, t] of tensors) expect(back.get(k)!.equal(t)).toBe(true);
+});
+
+test('sharded checkpoints (model.safetensors.index.json) load', async () => {
+  const src = path.join(FIXTURES, 'bert', 'BertModel');
+  const dir = tmpDir();
+  python(`import sys, transformers
+m = transformers.BertModel.from_pretrained(sys.argv[1])
+m.save_pretrained(sys.argv[2], max_shard_size='20KB')
+print('{}')`, [src, dir]);
+  expect(fs.existsSync(path.join(dir, 'model.safetensors.index.json'))).toBe(true);
+  const sharded = await fromPretrained(dir);
+  const single = await fromPretrained(src);
+  expect(sharded.loadReport.missingKeys).toEqual([]);
+  for (const [n, p] of single.namedParameters()) expect(maxAbsDiff(p.toArraySync(), sharded.stateDict().get(n)!.toArraySync())).toBe(0);
+});
+
+test('hostile headers are clear errors', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'bad.safetensors');
+  fs.writeFileSync(file, Buffer.from([1, 2, 3]));
+  expect(() => readHeader(file)).toThrow(/shorter than the 8-byte header length/);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(10n ** 15n);
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from('{}')]));
+  expect(() => readHeader(file)).toThrow(/header length .* exceeds the file/);
+  const body = Buffer.from(JSON.stringify({ x: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }));
+  len.writeBigUInt64LE(BigInt(body.length));
+  fs.writeFileSync(file, Buffer.concat([len, body, Buffer.alloc(8)]));
+  expect(() => readHeader(file)).toThrow(/outside the 8-byte data section/);
+});
+
+test('10,000 mutated files: every one loads or fails with an error, none crashes', () => {
+  const r = spawnSync(process.execPath, ['-r', require.resolve('ts-node/register/transpile-only'), path.join(__dirname, 'fuzz-safetensors-child.ts')], { encoding: 'utf8', timeout: 300000 });
+  expect(r.stderr).not.toMatch(/Segmentation|Aborted|terminate called/);
+  expect(r.status).toBe(0);
+  const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  console.log(`safetensors fuzz: ${s.files} files, ${s.ok} loaded, ${s.failed} rejected, 0 crashes`);
+  expect(s.files).toBe(10000);
+  expect(s.failed).toBeGreaterThan(5000);
+});
