@@ -90,6 +90,7 @@ export interface Binding {
   opSchema(op: number): string;
   callOp(op: number, ...args: Arg[]): unknown;
   callOpInplace(op: number, ...args: Arg[]): void;
+  callOpAsync(op: number, ...args: Arg[]): Promise<unknown>;
   NativeModule: NativeModuleClass;
   readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: true): Promise<Handle[]>;
   readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: false): Handle[];

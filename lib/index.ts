@@ -14,3 +14,6 @@ export { BertTokenizer, BatchEncoding, WordPieceTrainer } from './tokenizer';
 export type { CallOptions, BertTokenizerOptions, Encoding } from './tokenizer';
 export * as datasets from './data/datasets';
 export { hubFile, hubCacheDir } from './hub';
+export * as models from './models';
+export * as train from './train';
+export { AdamW, clipGradNorm, getLinearScheduleWithWarmup, getScheduler } from './train';

@@ -56,6 +56,10 @@ class Op {
   inplace(...args: unknown[]): void {
     native.callOpInplace(this.id, ...args);
   }
+  /** Runs the op on a worker thread (for long kernels such as an optimizer step). */
+  async(...args: unknown[]): Promise<unknown> {
+    return native.callOpAsync(this.id, ...args);
+  }
 }
 const ops = new Map<string, Op>();
 /** Looks up an ATen operator by its schema name, e.g. `aten::add.Tensor`. */
@@ -530,6 +534,9 @@ export class Tensor {
   }
   sqrt(): Tensor {
     return op('aten::sqrt').t(handleOf(this));
+  }
+  reciprocal(): Tensor {
+    return op('aten::reciprocal').t(handleOf(this));
   }
   rsqrt(): Tensor {
     return op('aten::rsqrt').t(handleOf(this));

@@ -5,6 +5,7 @@
 
 #include <deque>
 
+#include "async.h"
 #include "errors.h"
 #include "ivalue.h"
 #include "ops.h"
@@ -64,6 +65,27 @@ Napi::Value CallOpInplace(const Napi::CallbackInfo& info) {
   Invoke(info);
   return info.Env().Undefined();
 }
+// Runs an operator on a worker thread (an optimizer step over all parameters, a large copy): the stack
+// is built on the main thread, the kernel runs off it, tensors come back as handles.
+class OpWorker : public TorchWorker {
+ public:
+  OpWorker(Napi::Env env, c10::OperatorHandle handle, torch::jit::Stack stack)
+      : TorchWorker(env), handle_(std::move(handle)), stack_(std::move(stack)) {}
+  void Run() override { handle_.callBoxed(stack_); }
+  Napi::Value Result(Napi::Env env) override { return StackResult(env, stack_, false); }
+
+ private:
+  c10::OperatorHandle handle_;
+  torch::jit::Stack stack_;
+};
+
+// callOpAsync(handle, ...args) -> Promise of the op's result(s).
+Napi::Value CallOpAsync(const Napi::CallbackInfo& info) {
+  const Op& op = GetOp(info[0]);
+  torch::jit::Stack stack;
+  PushCallArgs(info, 1, op.handle.schema(), op.name, stack);
+  return (new OpWorker(info.Env(), op.handle, std::move(stack)))->Start();
+}
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
@@ -71,6 +93,7 @@ void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("opSchema", Napi::Function::New<Guarded<OpSchema>>(env));
   exports.Set("callOp", Napi::Function::New<Guarded<CallOp>>(env));
   exports.Set("callOpInplace", Napi::Function::New<Guarded<CallOpInplace>>(env));
+  exports.Set("callOpAsync", Napi::Function::New<Guarded<CallOpAsync>>(env));
 }
 
 }  // namespace torchbert

@@ -426,6 +426,90 @@ def minilm():
     dump('minilm.json', {'dir': d, 'first_batch': hidden0, 'embeddings': torch.cat(embs).tolist()})
 
 
+# ---------- optimizer, schedules, training ----------
+
+@section
+def optim():
+    import torch
+    import transformers
+    from transformers import optimization as O
+    torch.set_num_threads(1)
+    out = {}
+    for variant, kw in (('default', {}), ('amsgrad_maximize', {'amsgrad': True, 'maximize': True})):
+        torch.manual_seed(0)
+        ps = [torch.randn(5, 4).requires_grad_(), torch.randn(4).requires_grad_(), torch.randn(3, 3).requires_grad_()]
+        init = [p.detach().clone().tolist() for p in ps]
+        opt = torch.optim.AdamW([{'params': ps[:2], 'weight_decay': 0.01}, {'params': ps[2:], 'weight_decay': 0.0}], lr=1e-2, eps=1e-8, **kw)
+        g = torch.Generator().manual_seed(1)
+        grads = []
+        for step in range(100):
+            gs = [torch.randn(p.shape, generator=g) for p in ps]
+            grads.append([x.tolist() for x in gs])
+            for p, x in zip(ps, gs):
+                p.grad = x.clone()
+            opt.step()
+        out[variant] = {'init': init, 'grads': grads, 'final': [p.detach().tolist() for p in ps],
+                        'exp_avg': [opt.state[p]['exp_avg'].tolist() for p in ps]}
+    sched = {}
+    configs = {
+        'linear': lambda o: O.get_linear_schedule_with_warmup(o, 3, 20),
+        'cosine': lambda o: O.get_cosine_schedule_with_warmup(o, 3, 20),
+        'cosine_with_restarts': lambda o: O.get_cosine_with_hard_restarts_schedule_with_warmup(o, 3, 20, num_cycles=2),
+        'polynomial': lambda o: O.get_polynomial_decay_schedule_with_warmup(o, 3, 20, lr_end=1e-4, power=2.0),
+        'constant': lambda o: O.get_constant_schedule(o),
+        'constant_with_warmup': lambda o: O.get_constant_schedule_with_warmup(o, 3),
+        'inverse_sqrt': lambda o: O.get_inverse_sqrt_schedule(o, 3),
+    }
+    for name, make in configs.items():
+        o = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sch = make(o)
+        lrs = []
+        for _ in range(25):
+            lrs.append(sch.get_last_lr()[0])
+            o.step()
+            sch.step()
+        sched[name] = lrs
+    out['schedules'] = sched
+    torch.manual_seed(3)
+    ps = [torch.randn(4, 4, requires_grad=True), torch.randn(7, requires_grad=True)]
+    for p in ps:
+        p.grad = torch.randn(p.shape)
+    before = [p.grad.tolist() for p in ps]
+    norm = torch.nn.utils.clip_grad_norm_(ps, 0.5)
+    out['clip'] = {'grads': before, 'norm': norm.item(), 'clipped': [p.grad.tolist() for p in ps]}
+    # 30 fine-tuning steps of a tiny BERT, dropout off: AdamW + linear warmup, HF weight-decay groups, clipping.
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(**dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    model = transformers.BertForSequenceClassification(cfg)
+    d = os.path.join(OUT, 'train-tiny')
+    model.save_pretrained(d)
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(30):
+        ids = torch.randint(5, 1000, (4, 10), generator=g)
+        mask = torch.ones(4, 10, dtype=torch.long)
+        mask[0, 7:] = 0
+        labels = torch.randint(0, 3, (4,), generator=g)
+        batches.append({'input_ids': ids.tolist(), 'attention_mask': mask.tolist(), 'labels': labels.tolist()})
+    no_decay = ['bias', 'LayerNorm.weight']
+    groups = [{'params': [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], 'weight_decay': 0.01},
+              {'params': [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], 'weight_decay': 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3, eps=1e-8)
+    sch = O.get_linear_schedule_with_warmup(opt, 3, 30)
+    model.train()
+    losses = []
+    for b in batches:
+        o = model(input_ids=torch.tensor(b['input_ids']), attention_mask=torch.tensor(b['attention_mask']), labels=torch.tensor(b['labels']))
+        o.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sch.step()
+        opt.zero_grad()
+        losses.append(o.loss.item())
+    out['training'] = {'dir': d, 'batches': batches, 'losses': losses}
+    dump('optim.json', out)
+
+
 def main(argv):
     force = '--force' in argv
     wanted = [a for a in argv if not a.startswith('--')] or list(SECTIONS)

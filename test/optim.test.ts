@@ -1,0 +1,120 @@
+// AdamW, schedules, clipping and a 30-step fine-tuning run against PyTorch/transformers (fixtures:
+// scripts/fixtures.py section optim).
+import * as path from 'path';
+import * as tb from '../lib';
+import { Tensor } from '../lib';
+import { AdamW, clipGradNorm, weightDecayGroups, getScheduler, getLinearScheduleWithWarmup, ScheduleName } from '../lib/train';
+import { fromPretrained } from '../lib/models';
+import { fixture, maxAbsDiff } from './helpers';
+
+const fx = fixture('optim.json');
+
+describe.each(['default', 'amsgrad_maximize'])('AdamW (%s) equals torch.optim.AdamW', (variant) => {
+  test.each([true, false])('100 steps within 1e-6 (async step: %s)', async (asyncStep) => {
+    const v = fx[variant];
+    const ps = v.init.map((x: number[]) => tb.tensor(x).requiresGrad_());
+    const opts = variant === 'default' ? {} : { amsgrad: true, maximize: true };
+    const opt = new AdamW([{ params: ps.slice(0, 2), weightDecay: 0.01 }, { params: ps.slice(2), weightDecay: 0 }], { lr: 1e-2, eps: 1e-8, ...opts });
+    for (const grads of v.grads) {
+      ps.forEach((p: Tensor, i: number) => (p.grad = tb.tensor(grads[i])));
+      if (asyncStep) await opt.step();
+      else opt.stepSync();
+    }
+    ps.forEach((p: Tensor, i: number) => expect(maxAbsDiff(p.toArraySync(), v.final[i])).toBeLessThan(1e-6));
+    const sd = opt.stateDict();
+    expect(sd.state[0].step).toBe(100);
+    expect(maxAbsDiff(sd.state[0].exp_avg.toArraySync(), v.exp_avg[0])).toBeLessThan(1e-6);
+  });
+});
+
+test('AdamW state survives stateDict / loadStateDict', async () => {
+  const v = fx.default;
+  const run = async (split: boolean) => {
+    const ps = v.init.map((x: number[]) => tb.tensor(x).requiresGrad_());
+    let opt = new AdamW(ps, { lr: 1e-2 });
+    for (let k = 0; k < 20; k++) {
+      if (split && k === 10) {
+        const sd = opt.stateDict();
+        opt = new AdamW(ps, { lr: 1e-2 });
+        opt.loadStateDict(sd);
+      }
+      ps.forEach((p: Tensor, i: number) => (p.grad = tb.tensor(v.grads[k][i])));
+      await opt.step();
+    }
+    return ps.map((p: Tensor) => p.toArraySync());
+  };
+  expect(maxAbsDiff(await run(true), await run(false))).toBe(0);
+});
+
+test('AdamW rejects bad arguments', () => {
+  expect(() => new AdamW([], {})).toThrow(/empty parameter list/);
+  expect(() => new AdamW([tb.ones([2])], { lr: -1 })).toThrow(/invalid lr/);
+  expect(() => new AdamW([tb.ones([2])], { betas: [1, 0.9] })).toThrow(/invalid beta1/);
+  expect(() => new AdamW([tb.ones([2], { dtype: 'int64' })])).toThrow(/floating point/);
+});
+
+test.each(Object.keys(fx.schedules))('schedule %s gives HF learning rates at every step', (name) => {
+  const opt = new AdamW([tb.zeros([1]).requiresGrad_()], { lr: 0.1 });
+  const opts: Record<string, object> = {
+    linear: { numWarmupSteps: 3, numTrainingSteps: 20 }, cosine: { numWarmupSteps: 3, numTrainingSteps: 20 },
+    cosine_with_restarts: { numWarmupSteps: 3, numTrainingSteps: 20, numCycles: 2 }, polynomial: { numWarmupSteps: 3, numTrainingSteps: 20, lrEnd: 1e-4, power: 2 },
+    constant: {}, constant_with_warmup: { numWarmupSteps: 3 }, inverse_sqrt: { numWarmupSteps: 3 },
+  };
+  const sch = getScheduler(name as ScheduleName, opt, opts[name]);
+  const lrs: number[] = [];
+  for (let i = 0; i < 25; i++) {
+    lrs.push(sch.getLastLr()[0]);
+    sch.step();
+  }
+  expect(maxAbsDiff(lrs, fx.schedules[name])).toBeLessThan(1e-12);
+});
+
+test('schedules reject invalid arguments clearly', () => {
+  const opt = new AdamW([tb.zeros([1]).requiresGrad_()]);
+  expect(() => getLinearScheduleWithWarmup(opt, { numWarmupSteps: 0, numTrainingSteps: -1 })).toThrow(/numTrainingSteps must be a non-negative integer, got -1/);
+  expect(() => getLinearScheduleWithWarmup(opt, { numWarmupSteps: 10, numTrainingSteps: 5 })).toThrow(/at least numWarmupSteps/);
+  expect(() => getScheduler('nope' as ScheduleName, opt)).toThrow(/unknown schedule/);
+});
+
+test('clipGradNorm equals clip_grad_norm_', () => {
+  const c = fx.clip;
+  const ps = c.grads.map((g: number[]) => {
+    const p = tb.zeros([g.length === 4 ? 4 : g.length]);
+    return p;
+  });
+  const params = [tb.zeros([4, 4]).requiresGrad_(), tb.zeros([7]).requiresGrad_()];
+  params.forEach((p, i) => (p.grad = tb.tensor(c.grads[i])));
+  void ps;
+  const norm = clipGradNorm(params, 0.5);
+  expect(Math.abs(norm - c.norm)).toBeLessThan(1e-5);
+  params.forEach((p, i) => expect(maxAbsDiff(p.grad!.toArraySync(), c.clipped[i])).toBeLessThan(1e-6));
+});
+
+test('30 fine-tuning steps of a tiny BERT give the losses of transformers + torch.optim.AdamW within 1e-4', async () => {
+  const t = fx.training;
+  const model = await fromPretrained(t.dir, { kind: 'BertForSequenceClassification' });
+  model.train();
+  const opt = new AdamW(weightDecayGroups(model.namedParameters(), 0.01), { lr: 1e-3, eps: 1e-8 });
+  const sch = getLinearScheduleWithWarmup(opt, { numWarmupSteps: 3, numTrainingSteps: 30 });
+  const losses: number[] = [];
+  for (const b of t.batches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const out = await model.forward({
+        inputIds: tb.tensor(b.input_ids.map((r: number[]) => r.map(BigInt))),
+        attentionMask: tb.tensor(b.attention_mask.map((r: number[]) => r.map(BigInt))),
+        labels: tb.tensor(b.labels.map(BigInt)),
+      });
+      await out.loss!.backward();
+      clipGradNorm(model.parameters(), 1.0);
+      await opt.step();
+      sch.step();
+      opt.zeroGrad();
+      losses.push(out.loss!.item() as number);
+    });
+    scope.dispose();
+  }
+  expect(maxAbsDiff(losses, t.losses)).toBeLessThan(1e-4);
+});
+
+void path;
