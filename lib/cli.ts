@@ -28,14 +28,29 @@ program
   });
 
 program
-  .command('demo')
-  .description('train a small TorchScript classifier on SST-2 and report dev accuracy')
-  .option('--data <dir>', 'data folder holding sst2/', process.env.TORCHBERT_DATA ?? '../shared/data')
-  .option('--steps <n>', 'training steps', '3000')
-  .action(async (opts: { data: string; steps: string }) => {
-    const { demo } = await import('./demo');
-    const r = await demo({ data: opts.data, steps: Number(opts.steps), log: (s) => console.log(s) });
-    console.log(`SST-2 dev accuracy ${(100 * r.accuracy).toFixed(1)}% (majority class ${(100 * r.majority).toFixed(1)}%)`);
+  .command('main')
+  .description('the end-to-end job: vocabulary, MLM pre-training, SST-2 fine-tuning, baselines, save, predict')
+  .option('--data <dir>', 'data folder (sst2/, wikitext-2/)', process.env.TORCHBERT_DATA ?? '../shared/data')
+  .option('--out <dir>', 'output folder', 'runs/main')
+  .option('--pretrain-steps <n>', 'masked-LM pre-training steps (batch 64)', '2400')
+  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32)', '4000')
+  .option('--pretrain-seconds <n>', 'stop pre-training early after this many seconds', '420')
+  .option('--finetune-seconds <n>', 'stop fine-tuning early after this many seconds', '330')
+  .option('--hidden <n>', 'hidden size', '128')
+  .option('--layers <n>', 'encoder layers', '2')
+  .action(async (o: { data: string; out: string; pretrainSteps: string; finetuneSteps: string; pretrainSeconds: string; finetuneSeconds: string; hidden: string; layers: string }) => {
+    const { fromScratch } = await import('./recipes/scratch');
+    const started = Date.now();
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: Number(o.pretrainSteps), finetuneSteps: Number(o.finetuneSteps), pretrainSeconds: Number(o.pretrainSeconds), finetuneSeconds: Number(o.finetuneSeconds), hidden: Number(o.hidden), layers: Number(o.layers) });
+    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+    console.log('');
+    console.log(`SST-2 dev accuracy: ${pct(r.dev.accuracy)} (F1 ${pct(r.dev.f1)})`);
+    console.log(`  majority class:                 ${pct(r.dev.majority)}`);
+    console.log(`  bag-of-words logistic regression: ${pct(r.dev.bagOfWords)}`);
+    for (const p of r.predictions) console.log(`  ${p.label.padEnd(8)} ${p.score.toFixed(3)}  ${p.text}`);
+    console.log(`saved: ${r.savedTo.hf} (Hugging Face format) and ${r.savedTo.torchscript} (TorchScript)`);
+    console.log(`total ${((Date.now() - started) / 1000).toFixed(0)}s`);
+    require('fs').writeFileSync(require('path').join(o.out, 'report.json'), JSON.stringify(r, null, 2));
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TORCHBERT_DATA=${TORCHBERT_DATA:-$(cd .. && pwd)/shared/data}
-node dist/cli.js demo "$@"
+node dist/cli.js main "$@"

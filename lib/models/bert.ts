@@ -278,6 +278,16 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     return self.cls.predictions.forward(h), hs, ats                                         # [B, T, V]
+
+def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tensor:
+    # The MLM loss from the masked positions only: the same mean cross entropy as over all
+    # positions with -100 ignored, without the [B, T, V] logits of unmasked tokens.
+    h, pooled, hs, ats = self.bert.forward(input_ids, attention_mask, None, None, False, False)
+    sel = labels.ne(-100)                                                                   # [B, T]
+    logits = self.cls.predictions.forward(h[sel])                                           # [N, H] -> [N, V]
+    target = labels[sel]
+    picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+    return (torch.logsumexp(logits, -1) - picked).mean()
 `);
       break;
     }
@@ -497,6 +507,12 @@ export class BertPreTrainedModel {
         return { startLogits, endLogits, loss, ...extras(out[2], out[3]) };
       }
     }
+  }
+
+  /** Masked-LM loss computed on the masked positions only (BertForMaskedLM); equals forward's loss. */
+  async mlmLoss(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<Tensor> {
+    if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLoss needs a BertForMaskedLM, this is a ${this.kind}`);
+    return (await this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor;
   }
 
   // ---------- checkpoints ----------

@@ -2,3 +2,8 @@
 export { AdamW, clipGradNorm, weightDecayGroups } from './optim';
 export type { AdamWOptions, ParamGroup, OptimizerStateDict } from './optim';
 export * from './schedules';
+export { padCollate, maskTokens, batchIndices } from './collate';
+export type { Example, Batch, MlmOptions } from './collate';
+export { accuracy, f1, mcc } from './metrics';
+export { Trainer, predictClasses } from './trainer';
+export type { TrainerOptions, TrainResult } from './trainer';

@@ -1,0 +1,165 @@
+// The main job: the seed's story end to end on 2 CPU cores. Learn a WordPiece vocabulary, pre-train a
+// small BERT with masked-LM on text from the data folder, fine-tune it on SST-2, report dev accuracy
+// beside a majority-class baseline and a bag-of-words logistic regression, save the model (HF format
+// and TorchScript) and classify a few sentences.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../index';
+import { Tensor, F } from '../index';
+import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
+import { readSst2, readLines } from '../data/datasets';
+import { fromConfig, fromPretrained } from '../models/bert';
+import { Trainer, predictClasses, padCollate, maskTokens, batchIndices, accuracy, f1, AdamW } from '../train';
+import type { Example } from '../train';
+
+export interface ScratchOptions {
+  data: string;
+  out: string;
+  vocabSize?: number;
+  hidden?: number;
+  layers?: number;
+  pretrainSteps?: number;
+  finetuneSteps?: number;
+  /** safety stops: training ends early when a phase exceeds its time budget */
+  pretrainSeconds?: number;
+  finetuneSeconds?: number;
+  seqLen?: number;
+  seed?: number;
+  log?: (s: string) => void;
+}
+
+export interface ScratchReport {
+  vocabSize: number;
+  pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number };
+  finetune: { steps: number; seconds: number };
+  dev: { accuracy: number; f1: number; majority: number; bagOfWords: number };
+  predictions: { text: string; label: string; score: number }[];
+  savedTo: { hf: string; torchscript: string };
+}
+
+function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
+  return texts.map((t) => tok.call(t, undefined, { truncation: true, maxLength }).inputIds as number[]);
+}
+
+/** Bag-of-words logistic regression on token counts (the classic baseline), trained with AdamW. */
+async function bagOfWords(tok: BertTokenizer, train: { text: string; label: number }[], dev: { text: string; label: number }[]): Promise<number> {
+  const V = tok.vocabSize;
+  const feats = (rows: { text: string }[]) => {
+    const flat = new Float32Array(rows.length * V);
+    rows.forEach((r, i) => {
+      for (const id of tok.call(r.text, undefined, { addSpecialTokens: false }).inputIds as number[]) flat[i * V + id] = 1;
+    });
+    return tb.tensor(flat, { shape: [rows.length, V] });
+  };
+  const xDev = feats(dev);
+  const yTrain = train.map((r) => r.label);
+  const w = tb.zeros([2, V]).requiresGrad_();
+  const b = tb.zeros([2]).requiresGrad_();
+  const opt = new AdamW([w, b], { lr: 0.01, weightDecay: 0.01 });
+  const batches = batchIndices(train.map(() => 1), 256, { seed: 1 });
+  for (let epoch = 0; epoch < 2; epoch++) {
+    for (const idx of batches) {
+      const scope = new tb.DisposeScope();
+      await scope.run(async () => {
+        const x = feats(idx.map((i) => train[i]));
+        const y = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(yTrain[i])));
+        await F.crossEntropy(F.linear(x, w, b), y).backward();
+        await opt.step();
+        opt.zeroGrad();
+      });
+      scope.dispose();
+    }
+  }
+  const pred = tb.noGrad(() => F.linear(xDev, w, b).argmax(1));
+  return accuracy(Array.from(pred.dataSync() as BigInt64Array, Number), dev.map((r) => r.label));
+}
+
+export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  const seqLen = o.seqLen ?? 64;
+  tb.manualSeed(o.seed ?? 0);
+  fs.mkdirSync(o.out, { recursive: true });
+  const train = readSst2(path.join(o.data, 'sst2', 'train.tsv'));
+  const dev = readSst2(path.join(o.data, 'sst2', 'dev.tsv'));
+  const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
+  const corpus = [...train.map((r) => r.text), ...wiki];
+
+  // 1. Vocabulary.
+  let t0 = Date.now();
+  const tok = new WordPieceTrainer({ vocabSize: o.vocabSize ?? 8000 }).trainTokenizer(corpus);
+  tok.savePretrained(path.join(o.out, 'tokenizer'));
+  log(`vocabulary: ${tok.vocabSize} WordPiece tokens learned from ${corpus.length} lines in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+
+  // 2. Masked-LM pre-training.
+  const H = o.hidden ?? 128;
+  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
+  const mlm = fromConfig('BertForMaskedLM', config);
+  const mlmIds = encodeAll(tok, corpus, seqLen);
+  const mlmBatches = batchIndices(mlmIds.map((r) => r.length), 64, { seed: 1, groupByLength: true });
+  const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
+  const pre = new Trainer(mlm, {
+    name: 'pretrain', learningRate: 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.pretrainSteps ?? 2400, timeBudgetSec: o.pretrainSeconds ?? 420, loggingSteps: 100,
+    logFile: path.join(o.out, 'metrics.jsonl'), log,
+  });
+  const preRes = await pre.train(
+    (step) => padCollate(mlmBatches[step % mlmBatches.length].map((i) => ({ inputIds: mlmIds[i] })), tok.padTokenId),
+    (b) => {
+      const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId });
+      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels };
+    },
+    undefined,
+    (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
+  );
+  const mlmDir = path.join(o.out, 'pretrained');
+  await mlm.savePretrained(mlmDir);
+  log(`pre-training: ${preRes.steps} steps in ${preRes.seconds.toFixed(0)}s, MLM loss ${preRes.losses[0]?.loss.toFixed(3)} -> ${preRes.losses.at(-1)?.loss.toFixed(3)}`);
+
+  // 3. Fine-tuning on SST-2.
+  const cls = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } } });
+  log(`fine-tuning from the pre-trained encoder (new weights: ${cls.loadReport.missingKeys.join(', ')})`);
+  const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
+  const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
+  const ftBatches = batchIndices(trainEx.map((e) => e.inputIds.length), 32, { seed: 2, groupByLength: true });
+  const devBatches = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
+  const devGold = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).flat().map((i) => devEx[i].label!);
+  const evaluate = async () => ({ accuracy: accuracy(await predictClasses(cls, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask })), devGold) });
+  const ft = new Trainer(cls, {
+    name: 'finetune', learningRate: 2e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? 4000, timeBudgetSec: o.finetuneSeconds ?? 330,
+    loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
+  });
+  const ftRes = await ft.train(
+    (step) => padCollate(ftBatches[step % ftBatches.length].map((i) => trainEx[i]), tok.padTokenId),
+    (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
+    evaluate,
+  );
+  const pred = await predictClasses(cls, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+  const acc = accuracy(pred, devGold);
+  const ones = dev.filter((r) => r.label === 1).length;
+  const majority = Math.max(ones, dev.length - ones) / dev.length;
+  t0 = Date.now();
+  const bow = await bagOfWords(tok, train, dev);
+  log(`bag-of-words logistic regression trained in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+
+  // 4. Save and classify a few sentences.
+  const hfDir = path.join(o.out, 'sst2-model');
+  await cls.savePretrained(hfDir);
+  tok.savePretrained(hfDir);
+  const ts = path.join(o.out, 'sst2-model.pt');
+  await cls.saveTorchScript(ts);
+  const samples = ['a gripping , beautifully acted film .', 'dull , lifeless and far too long .', 'the best movie i have seen this year', 'i wanted my two hours back .'];
+  const enc = tok.call(samples, undefined, { padding: true, returnTensors: 'pt' });
+  const logits = (await tb.noGrad(() => cls.forward({ inputIds: enc.inputIds as Tensor, attentionMask: enc.attentionMask as Tensor }))).logits!;
+  const probs = logits.softmax(-1).toArraySync() as number[][];
+  const predictions = samples.map((text, i) => {
+    const k = probs[i][1] > probs[i][0] ? 1 : 0;
+    return { text, label: k ? 'positive' : 'negative', score: probs[i][k] };
+  });
+  return {
+    vocabSize: tok.vocabSize,
+    pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: preRes.losses[0]?.loss ?? NaN, lastLoss: preRes.losses.at(-1)?.loss ?? NaN },
+    finetune: { steps: ftRes.steps, seconds: ftRes.seconds },
+    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: bow },
+    predictions,
+    savedTo: { hf: hfDir, torchscript: ts },
+  };
+}

@@ -1,0 +1,131 @@
+// A small Trainer in the spirit of HF's: AdamW with HF weight-decay groups, a linear warmup schedule,
+// gradient accumulation and clipping, a time or step budget, periodic evaluation, a progress bar on a
+// terminal (plain log lines otherwise) and a JSONL metrics log. Every FLOP runs in libtorch.
+import * as fs from 'fs';
+import * as tb from '../index';
+import { Tensor } from '../index';
+import type { BertPreTrainedModel, BertInputs } from '../models/bert';
+import { AdamW, clipGradNorm, weightDecayGroups } from './optim';
+import { getScheduler, ScheduleName } from './schedules';
+import type { Batch } from './collate';
+
+export interface TrainerOptions {
+  learningRate?: number;
+  weightDecay?: number;
+  adamEpsilon?: number;
+  warmupRatio?: number;
+  warmupSteps?: number;
+  maxSteps: number;
+  gradientAccumulationSteps?: number;
+  maxGradNorm?: number;
+  schedule?: ScheduleName;
+  /** stop early (after the current step) once this many seconds have passed */
+  timeBudgetSec?: number;
+  loggingSteps?: number;
+  evalSteps?: number;
+  logFile?: string;
+  seed?: number;
+  name?: string;
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  steps: number;
+  seconds: number;
+  losses: { step: number; loss: number; lr: number }[];
+  evals: { step: number; metrics: Record<string, number> }[];
+}
+
+export class Trainer {
+  readonly optimizer: AdamW;
+  readonly opts: Required<Omit<TrainerOptions, 'timeBudgetSec' | 'warmupSteps' | 'evalSteps' | 'logFile' | 'log'>> & TrainerOptions;
+
+  constructor(readonly model: BertPreTrainedModel, opts: TrainerOptions) {
+    if (!Number.isInteger(opts.maxSteps) || opts.maxSteps <= 0) throw new RangeError(`Trainer: maxSteps must be a positive integer, got ${opts.maxSteps}`);
+    this.opts = { learningRate: 5e-5, weightDecay: 0, adamEpsilon: 1e-8, warmupRatio: 0, gradientAccumulationSteps: 1, maxGradNorm: 1, schedule: 'linear', loggingSteps: 50, seed: 42, name: 'train', ...opts };
+    this.optimizer = new AdamW(weightDecayGroups(model.namedParameters(), this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
+  }
+
+  /**
+   * Trains for maxSteps optimizer steps (or the time budget), drawing batches from nextBatch.
+   * `toInputs` maps a batch to model inputs with labels; `evaluate` runs every evalSteps.
+   */
+  async train(nextBatch: (step: number) => Batch, toInputs: (b: Batch) => BertInputs, evaluate?: () => Promise<Record<string, number>>, lossFn?: (inputs: BertInputs) => Promise<Tensor>): Promise<TrainResult> {
+    const o = this.opts;
+    const warmup = o.warmupSteps ?? Math.ceil(o.maxSteps * o.warmupRatio);
+    const sched = getScheduler(o.schedule, this.optimizer, { numWarmupSteps: warmup, numTrainingSteps: o.maxSteps });
+    const log = o.log ?? ((s: string) => console.log(s));
+    const jsonl = o.logFile ? fs.openSync(o.logFile, 'a') : undefined;
+    const write = (rec: object) => jsonl !== undefined && fs.writeSync(jsonl, JSON.stringify(rec) + '\n');
+    const bar = process.stdout.isTTY ? new (require('cli-progress').SingleBar)({ format: `${o.name} |{bar}| {value}/{total} loss {loss} lr {lr} {rate} steps/s eta {eta_formatted}`, hideCursor: true }, require('cli-progress').Presets.shades_classic) : null;
+    bar?.start(o.maxSteps, 0, { loss: '-', lr: '-', rate: '-' });
+    const start = Date.now();
+    const result: TrainResult = { steps: 0, seconds: 0, losses: [], evals: [] };
+    this.model.train();
+    let running = 0;
+    let count = 0;
+    for (let step = 0; step < o.maxSteps; step++) {
+      for (let micro = 0; micro < o.gradientAccumulationSteps; micro++) {
+        const scope = new tb.DisposeScope();
+        const loss = await scope.run(async () => {
+          const inputs = toInputs(nextBatch(step * o.gradientAccumulationSteps + micro));
+          const full = lossFn ? await lossFn(inputs) : (await this.model.forward(inputs)).loss!;
+          const l = o.gradientAccumulationSteps > 1 ? full.div(o.gradientAccumulationSteps) : full;
+          await l.backward();
+          return full.item() as number;
+        });
+        scope.dispose();
+        if (!Number.isFinite(loss)) throw new Error(`${o.name}: loss became ${loss} at step ${step}; lower the learning rate`);
+        running += loss;
+        count++;
+      }
+      if (o.maxGradNorm > 0) clipGradNorm(this.model.parameters(), o.maxGradNorm);
+      await this.optimizer.step();
+      sched.step();
+      this.optimizer.zeroGrad();
+      result.steps = step + 1;
+      const elapsed = (Date.now() - start) / 1000;
+      if ((step + 1) % o.loggingSteps === 0 || step + 1 === o.maxSteps) {
+        const rec = { step: step + 1, loss: running / count, lr: sched.getLastLr()[0], stepsPerSec: (step + 1) / elapsed };
+        result.losses.push(rec);
+        write({ type: 'train', name: o.name, ...rec });
+        if (bar) bar.update(step + 1, { loss: rec.loss.toFixed(4), lr: rec.lr.toExponential(2), rate: rec.stepsPerSec.toFixed(2) });
+        else log(`${o.name} step ${step + 1}/${o.maxSteps} loss ${rec.loss.toFixed(4)} lr ${rec.lr.toExponential(2)} ${rec.stepsPerSec.toFixed(2)} steps/s`);
+        running = 0;
+        count = 0;
+      } else bar?.update(step + 1);
+      if (evaluate && o.evalSteps && (step + 1) % o.evalSteps === 0) {
+        const metrics = await evaluate();
+        this.model.train();
+        result.evals.push({ step: step + 1, metrics });
+        write({ type: 'eval', name: o.name, step: step + 1, ...metrics });
+        if (!bar) log(`${o.name} eval at step ${step + 1}: ${JSON.stringify(metrics)}`);
+      }
+      if (o.timeBudgetSec && elapsed > o.timeBudgetSec) {
+        log(`${o.name}: time budget of ${o.timeBudgetSec}s reached after ${step + 1} steps`);
+        break;
+      }
+    }
+    bar?.stop();
+    if (jsonl !== undefined) fs.closeSync(jsonl);
+    result.seconds = (Date.now() - start) / 1000;
+    this.model.eval();
+    return result;
+  }
+}
+
+/** Runs the model over batches without gradients and returns argmax predictions. */
+export async function predictClasses(model: BertPreTrainedModel, batches: Batch[], toInputs: (b: Batch) => BertInputs): Promise<number[]> {
+  model.eval();
+  const preds: number[] = [];
+  for (const b of batches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const out = await tb.noGrad(() => model.forward(toInputs(b)));
+      const p = (out.logits as Tensor).argmax(-1);
+      for (const v of (await p.data()) as BigInt64Array) preds.push(Number(v));
+    });
+    scope.dispose();
+  }
+  return preds;
+}
