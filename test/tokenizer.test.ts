@@ -144,6 +144,29 @@ describe('calling', () => {
   });
 });
 
+describe('parallel batch path', () => {
+  test('callParallel equals call, pairs and overflow included', async () => {
+    const tok = await BertTokenizer.fromPretrained(UNCASED);
+    const texts = readLines(path.join(DATA, 'wikitext-2', 'valid.txt')).slice(0, 500);
+    const pairs = texts.map((t, i) => texts[(i + 7) % texts.length]);
+    const pool = tok.createPool(2);
+    try {
+      const opts = { padding: true, truncation: 'longest_first', maxLength: 48, stride: 8, returnOverflowingTokens: true, returnOffsetsMapping: true } as const;
+      const a = await tok.callParallel(texts, pairs, opts, pool);
+      const b = tok.call(texts, pairs, opts);
+      expect(a.inputIds).toEqual(b.inputIds);
+      expect(a.offsetMapping).toEqual(b.offsetMapping);
+      expect(a.overflowToSampleMapping).toEqual(b.overflowToSampleMapping);
+      expect(a.wordIds(5)).toEqual(b.wordIds(5));
+      const c = await tok.callParallel(texts, undefined, { padding: true, returnTensors: 'pt' }, pool);
+      expect((c.inputIds as import('../lib').Tensor).equal(tok.call(texts, undefined, { padding: true, returnTensors: 'pt' }).inputIds as import('../lib').Tensor)).toBe(true);
+      await expect(tok.callParallel(texts, undefined, { truncation: true, maxLength: 1 }, pool)).rejects.toThrow(/no room/);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('WordPieceTrainer', () => {
   test('learns a vocabulary with under 1% [UNK] on held-out text, loadable by transformers', () => {
     const train = readLines(path.join(DATA, 'wikitext-2', 'test.txt'));

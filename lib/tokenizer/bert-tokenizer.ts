@@ -409,16 +409,67 @@ export class BertTokenizer {
       if (pairs.length !== texts.length) throw new RangeError(`got ${texts.length} texts but ${pairs.length} pairs`);
       pairs.forEach((p, i) => checkText(p, batched ? `pair[${i}]` : 'pair'));
     }
+    const { rows, sampleMap } = this.encodeRows(texts, pair === undefined || pair === null ? null : pairs, opts);
+    this.#pad(rows, opts);
+    return this.#output(rows, sampleMap, batched || !!opts.returnOverflowingTokens, opts);
+  }
+
+  /** @internal Encodes texts (and pairs) into rows without padding; sampleMap gives each row's input. */
+  encodeRows(texts: string[], pairs: (string | null)[] | null, opts: CallOptions): { rows: Encoding[]; sampleMap: number[] } {
     const rows: Encoding[] = [];
     const sampleMap: number[] = [];
     texts.forEach((t, i) => {
-      for (const e of this.#encodeOne(t, pairs[i], opts)) {
+      for (const e of this.#encodeOne(t, pairs ? pairs[i] : null, opts)) {
         rows.push(e);
         sampleMap.push(i);
       }
     });
+    return { rows, sampleMap };
+  }
+
+  /**
+   * The parallel batch path: like call() for a list of texts, encoded by a pool of worker threads.
+   * @example const pool = tok.createPool(); const r = await tok.callParallel(texts, undefined, { padding: true }, pool);
+   */
+  async callParallel(texts: string[], pair: string[] | null | undefined, opts: CallOptions, pool: import('./parallel').TokenizerPool): Promise<BatchEncoding> {
+    if (!Array.isArray(texts)) throw new TypeError('callParallel takes an array of texts');
+    texts.forEach((t, i) => checkText(t, `text[${i}]`));
+    if (pair) {
+      if (!Array.isArray(pair) || pair.length !== texts.length) throw new RangeError(`got ${texts.length} texts but ${Array.isArray(pair) ? pair.length : 'no array of'} pairs`);
+      pair.forEach((p, i) => checkText(p, `pair[${i}]`));
+    }
+    const chunk = Math.ceil(texts.length / pool.threads);
+    const parts = await Promise.all(
+      Array.from({ length: pool.threads }, (_, k) => {
+        const a = k * chunk;
+        return pool.encodeRows(texts.slice(a, a + chunk), pair ? pair.slice(a, a + chunk) : null, { ...opts, returnTensors: undefined });
+      }),
+    );
+    const rows: Encoding[] = [];
+    const sampleMap: number[] = [];
+    parts.forEach((p, k) => {
+      rows.push(...p.rows);
+      for (const s of p.sampleMap) sampleMap.push(s + k * chunk);
+    });
     this.#pad(rows, opts);
-    return this.#output(rows, sampleMap, batched || !!opts.returnOverflowingTokens, opts);
+    return this.#output(rows, sampleMap, true, opts);
+  }
+
+  /** A pool of worker threads for callParallel (threads defaults to the number of cores). */
+  createPool(threads?: number): import('./parallel').TokenizerPool {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { TokenizerPool } = require('./parallel') as typeof import('./parallel');
+    return new TokenizerPool(this, threads);
+  }
+
+  /** A plain-data form of this tokenizer (for worker threads). */
+  serialize(): { vocab: [string, number][]; options: BertTokenizerOptions; added: AddedToken[] } {
+    return { vocab: [...this.vocab.entries()], options: { ...this.options }, added: this.pipeline.addedTokens };
+  }
+  static deserialize(d: { vocab: [string, number][]; options: BertTokenizerOptions; added: AddedToken[] }): BertTokenizer {
+    const t = new BertTokenizer(new Map(d.vocab), d.options);
+    t.pipeline.setAddedTokens(d.added);
+    return t;
   }
 
   #encodeOne(a: string, b: string | null, opts: CallOptions): Encoding[] {

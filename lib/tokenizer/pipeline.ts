@@ -30,11 +30,86 @@ export interface RawEncoding {
   special: boolean[];
 }
 
-/** A normalized string with, per UTF-16 unit, the span of the original text it came from. */
+/**
+ * A normalized string with, per UTF-16 unit, the span of the original text it came from. When the
+ * alignment is the identity (printable ASCII, the common case), the arrays are omitted and unit i of
+ * text came from base + i.
+ */
 interface Normalized {
   text: string;
-  start: Int32Array;
-  end: Int32Array;
+  base: number;
+  start?: Int32Array;
+  end?: Int32Array;
+}
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
+/**
+ * A trie over UTF-16 units for one-pass longest-prefix matching in WordPiece. Edges live in one
+ * open-addressing hash table of typed arrays keyed by (node, unit): no objects or Maps per node.
+ */
+class Trie {
+  #nodes = 1;
+  #tokenId = new Int32Array(1024).fill(-1);
+  #keyNode = new Int32Array(0);
+  #keyUnit = new Int32Array(0);
+  #child = new Int32Array(0);
+  #mask = 0;
+  #pending: [number, number, number][] = [];
+
+  constructor(entries: [string, number][]) {
+    // Count edges first, then size the table at a load factor of at most 1/2.
+    const edges: Map<string, number> = new Map();
+    for (const [s, id] of entries) {
+      let n = 0;
+      for (let i = 0; i < s.length; i++) {
+        const k = `${n}:${s.charCodeAt(i)}`;
+        let m = edges.get(k);
+        if (m === undefined) {
+          m = this.#nodes++;
+          edges.set(k, m);
+          this.#pending.push([n, s.charCodeAt(i), m]);
+        }
+        n = m;
+      }
+      this.#setId(n, id);
+    }
+    let size = 16;
+    while (size < this.#pending.length * 2) size *= 2;
+    this.#mask = size - 1;
+    this.#keyNode = new Int32Array(size).fill(-1);
+    this.#keyUnit = new Int32Array(size);
+    this.#child = new Int32Array(size);
+    for (const [n, c, m] of this.#pending) {
+      let h = (Math.imul(n, 0x9e3779b1) ^ c) & this.#mask;
+      while (this.#keyNode[h] !== -1) h = (h + 1) & this.#mask;
+      this.#keyNode[h] = n;
+      this.#keyUnit[h] = c;
+      this.#child[h] = m;
+    }
+    this.#pending = [];
+  }
+  #setId(node: number, id: number): void {
+    if (node >= this.#tokenId.length) {
+      const grown = new Int32Array(Math.max(node + 1, this.#tokenId.length * 2)).fill(-1);
+      grown.set(this.#tokenId);
+      this.#tokenId = grown;
+    }
+    this.#tokenId[node] = id;
+  }
+  /** Child of node by unit, or -1. */
+  step(node: number, unit: number): number {
+    let h = (Math.imul(node, 0x9e3779b1) ^ unit) & this.#mask;
+    for (;;) {
+      const k = this.#keyNode[h];
+      if (k === -1) return -1;
+      if (k === node && this.#keyUnit[h] === unit) return this.#child[h];
+      h = (h + 1) & this.#mask;
+    }
+  }
+  id(node: number): number {
+    return node < this.#tokenId.length ? this.#tokenId[node] : -1;
+  }
 }
 
 export class WordPieceModel {
@@ -49,10 +124,18 @@ export class WordPieceModel {
     if (unk === undefined) throw new Error(`WordPiece: the vocabulary has no unknown token '${unkToken}'`);
     this.unkId = unk;
     let m = 0;
-    for (const k of vocab.keys()) m = Math.max(m, k.startsWith(prefix) ? k.length - prefix.length : k.length);
+    const cont: [string, number][] = [];
+    for (const [k, id] of vocab) {
+      m = Math.max(m, k.startsWith(prefix) ? k.length - prefix.length : k.length);
+      if (k.startsWith(prefix)) cont.push([k.slice(prefix.length), id]);
+    }
     this.maxTokenLen = m;
+    this.#initial = new Trie([...vocab.entries()]);
+    this.#cont = new Trie(cont);
   }
   readonly unkId: number;
+  readonly #initial: Trie;
+  readonly #cont: Trie;
 
   /** Tokenizes one word norm.text[a, b), pushing ids and normalized spans. */
   tokenizeWord(text: string, a: number, b: number, ids: number[], spans: number[]): void {
@@ -70,24 +153,21 @@ export class WordPieceModel {
     const mark = ids.length;
     let start = a;
     while (start < b) {
-      let end = Math.min(b, start + this.maxTokenLen);
+      // Longest vocabulary entry starting at `start`, in one walk down the trie.
+      const trie = start === a ? this.#initial : this.#cont;
+      let node = 0;
       let found = -1;
-      while (end > start) {
-        // never split a surrogate pair
-        const last = text.charCodeAt(end - 1);
-        if (last >= 0xd800 && last <= 0xdbff && end < b) {
-          end--;
-          continue;
-        }
-        const piece = start === a ? text.slice(start, end) : this.prefix + text.slice(start, end);
-        const id = this.vocab.get(piece);
-        if (id !== undefined) {
+      let foundEnd = start;
+      for (let i = start; i < b; i++) {
+        const c = text.charCodeAt(i);
+        node = trie.step(node, c);
+        if (node < 0) break;
+        const id = trie.id(node);
+        // never end inside a surrogate pair
+        if (id >= 0 && !(c >= 0xd800 && c <= 0xdbff && i + 1 < b)) {
           found = id;
-          break;
+          foundEnd = i + 1;
         }
-        end--;
-        const c = text.charCodeAt(end);
-        if (c >= 0xdc00 && c <= 0xdfff && end > start) end--;
       }
       if (found < 0) {
         ids.length = mark;
@@ -97,8 +177,8 @@ export class WordPieceModel {
         return;
       }
       ids.push(found);
-      spans.push(start, end);
-      start = end;
+      spans.push(start, foundEnd);
+      start = foundEnd;
     }
   }
 }
@@ -127,6 +207,8 @@ export class BertPipeline {
   /** BertNormalizer over text[a, b). */
   normalize(input: string, a: number, b: number): Normalized {
     const o = this.normalizer;
+    const seg = a === 0 && b === input.length ? input : input.slice(a, b);
+    if (PRINTABLE_ASCII.test(seg)) return { text: o.lowercase ? seg.toLowerCase() : seg, base: a };
     let out = '';
     const start: number[] = [];
     const end: number[] = [];
@@ -177,7 +259,7 @@ export class BertPipeline {
       if (o.lowercase) s = s.toLowerCase();
       if (s) emit(s, os, oe);
     }
-    return { text: out, start: Int32Array.from(start), end: Int32Array.from(end) };
+    return { text: out, base: a, start: Int32Array.from(start), end: Int32Array.from(end) };
   }
 
   /** The pre-tokenized words of a text (normalized), as the WordPiece trainer counts them. */
@@ -225,7 +307,7 @@ export class BertPipeline {
         this.model.tokenizeWord(t, w0, end, pieceIds, spans);
         for (let k = 0; k < pieceIds.length; k++) {
           ids.push(pieceIds[k]);
-          offsets.push([norm.start[spans[2 * k]], norm.end[spans[2 * k + 1] - 1]]);
+          offsets.push(norm.start ? [norm.start[spans[2 * k]], norm.end![spans[2 * k + 1] - 1]] : [norm.base + spans[2 * k], norm.base + spans[2 * k + 1]]);
           words.push(word);
           special.push(false);
         }
