@@ -98,7 +98,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const mlmBatches = batchIndices(mlmIds.map((r) => r.length), 64, { seed: 1, groupByLength: true });
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   const pre = new Trainer(mlm, {
-    name: 'pretrain', learningRate: 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.pretrainSteps ?? 2400, timeBudgetSec: o.pretrainSeconds ?? 420, loggingSteps: 100,
+    name: 'pretrain', learningRate: 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.pretrainSteps ?? 3600, timeBudgetSec: o.pretrainSeconds ?? 480, loggingSteps: 100,
     logFile: path.join(o.out, 'metrics.jsonl'), log,
   });
   const preRes = await pre.train(
