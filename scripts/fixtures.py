@@ -207,6 +207,16 @@ def canonical(ids, types, attn, offsets, special):
                      ','.join(f'{a}-{b}' for a, b in offsets), ','.join(map(str, special))])
 
 
+def big_text(sentences, size=10_000_000):
+    # 10 MB of text from a linear congruential generator (the same one is in test/tokenizer.parity.test.ts).
+    s, parts, n = 12345, [], 0
+    while n < size:
+        s = (s * 1103515245 + 12345) % 2147483648
+        parts.append(sentences[s % len(sentences)])
+        n += len(parts[-1]) + 1
+    return ' '.join(parts)[:size]
+
+
 @section
 def tokenizer_corpora():
     toks = load_tokenizers()
@@ -271,10 +281,7 @@ def tokenizer_cases():
     decoded = [tok.decode(ids) for ids in tok(corpora['sst2-dev'][:200] + wiki[:100])['input_ids']]
     decoded_skip = [tok.decode(ids, skip_special_tokens=True) for ids in tok(corpora['sst2-dev'][:200] + wiki[:100])['input_ids']]
     # Edge inputs; lone surrogates are given as U+FFFD, what UTF-8 encoding of a JS string yields.
-    import random
-    rnd = random.Random(0)
-    words = corpora['sst2-train'][:2000]
-    big = ' '.join(words[rnd.randrange(len(words))] for _ in range(160000))[:10_000_000]
+    big = big_text(corpora['sst2-train'][:2000])
     edges = {
         'empty': '', 'spaces': '   \t\n  ', 'punct': '!!?...,;:--((', 'word1mb': 'a' * 1_000_000,
         'surrogate': 'abc \ufffd def \ufffd', 'nul': 'a\x00b\x00 c', 'combining': 'e\u0301 a\u0308\u0308 n\u0303o Z\u0335\u0327a',
@@ -290,7 +297,7 @@ def tokenizer_cases():
     dump('tokenizer-cases.json', {
         'cases': cases, 'singles': {'texts': singles, 'input_ids': enc['input_ids'], 'overflow_to_sample_mapping': enc['overflow_to_sample_mapping']},
         'decode': {'texts': corpora['sst2-dev'][:200] + wiki[:100], 'plain': decoded, 'skip': decoded_skip},
-        'edges': edge_out, 'big': {'seed_words': 2000, 'n': 160000, 'tokens': len(big_enc['input_ids']),
+        'edges': edge_out, 'big': {'chars': len(big), 'tokens': len(big_enc['input_ids']),
                                    'hash': fnv1a(canonical(big_enc['input_ids'], [], [], utf16_offsets(big, big_enc['offset_mapping']), []))},
         'tokenize': {t: toks['uncased'].tokenize(t) for t in ['Hello, World! unaffable naïve', 'don\'t stop', '北京欢迎你']},
     })

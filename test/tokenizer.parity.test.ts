@@ -102,6 +102,23 @@ describe('pairs, truncation, overflow, padding, decoding, edge inputs', () => {
     for (const [text, want] of Object.entries(fx.tokenize)) expect(tok.tokenize(text)).toEqual(want);
   });
 
+  test('10 MB of text equals HF', () => {
+    const sents = parityCorpora(DATA)['sst2-train'].slice(0, 2000);
+    let s = 12345;
+    const parts: string[] = [];
+    let n = 0;
+    while (n < 10_000_000) {
+      s = Number((BigInt(s) * 1103515245n + 12345n) % 2147483648n);
+      parts.push(sents[s % sents.length]);
+      n += parts[parts.length - 1].length + 1;
+    }
+    const big = parts.join(' ').slice(0, 10_000_000);
+    expect(big.length).toBe(fx.big.chars);
+    const r = tok.call(big, undefined, { returnOffsetsMapping: true });
+    expect((r.inputIds as number[]).length).toBe(fx.big.tokens);
+    expect(fnv1a(canonical(r.inputIds as number[], [], [], r.offsetMapping as [number, number][], []))).toBe(fx.big.hash);
+  });
+
   test('edge inputs equal HF without a crash', () => {
     const edges: Record<string, string> = {
       empty: '', spaces: '   \t\n  ', punct: '!!?...,;:--((', word1mb: 'a'.repeat(1_000_000),
