@@ -80,6 +80,8 @@ export interface Binding {
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
   manualSeed(seed: number | bigint): void;
+  getRngState(): Handle;
+  setRngState(state: Handle): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   cudaIsAvailable(): boolean;

@@ -1,5 +1,6 @@
 // Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
 import { native, loadInfo, MemoryInfo } from './binding';
+import { Tensor } from './tensor';
 
 /**
  * Runs fn with gradient tracking off (torch.no_grad()). Async functions keep it off until they settle;
@@ -37,6 +38,14 @@ export function setGradEnabled(on: boolean): void {
 /** Seeds the global generators; the same seed and calls give PyTorch's CPU numbers. */
 export function manualSeed(seed: number | bigint): void {
   native.manualSeed(seed);
+}
+/** The CPU generator's state (torch.get_rng_state()). */
+export function getRngState(): Tensor {
+  return Tensor._wrap(native.getRngState());
+}
+/** Restores a state from getRngState() (torch.set_rng_state()). */
+export function setRngState(state: Tensor): void {
+  native.setRngState(state._handle);
 }
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);

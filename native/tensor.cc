@@ -2,8 +2,11 @@
 // global torch switches (grad mode, seeds, threads, CUDA queries) that tensors need.
 #include "tensor.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
+
+#include <mutex>
 #include <torch/version.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -410,6 +413,19 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   at::manual_seed(seed);
   return env.Undefined();
 }
+// The default CPU generator's state (a uint8 tensor), for checkpoints that resume bit-exactly.
+static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return Put(info.Env(), gen.get_state());
+}
+static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  const at::Tensor& state = Get(info[0], "state");
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+  return info.Env().Undefined();
+}
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
@@ -463,6 +479,8 @@ void InitTensorFunctions(Napi::Env env, Napi::Object exports) {
   EXPORT("item", Item);
   EXPORT("backward", Backward);
   EXPORT("fromTypedArray", FromTypedArray);
+  EXPORT("getRngState", GetRngState);
+  EXPORT("setRngState", SetRngState);
 #undef EXPORT
   exports.Set("setGradEnabled", Napi::Function::New<Guarded<SetGradEnabled>>(env));
   exports.Set("isGradEnabled", Napi::Function::New<Guarded<IsGradEnabled>>(env));

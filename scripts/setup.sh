@@ -20,7 +20,7 @@ PY=${PYTHON:-python3}
 if ! $PY - <<'PYEOF' 2>/dev/null
 import importlib.metadata as m, sys
 want = {l.split('==')[0]: l.split('==')[1].strip() for l in open('requirements-dev.txt') if '==' in l and not l.startswith('#')}
-sys.exit(0 if all(m.version(k) == v for k, v in want.items()) else 1)
+sys.exit(0 if all(m.version(k).split('+')[0] == v for k, v in want.items()) else 1)
 PYEOF
 then
   echo "setup: pip install -r requirements-dev.txt"

@@ -6,10 +6,19 @@ import * as tb from '../index';
 import { Tensor } from '../index';
 import type { BertPreTrainedModel, BertInputs } from '../models/bert';
 import { AdamW, clipGradNorm, weightDecayGroups } from './optim';
-import { getScheduler, ScheduleName } from './schedules';
+import { getScheduler, ScheduleName, LRScheduler } from './schedules';
+import { saveFile, loadFile } from '../safetensors';
+import * as path from 'path';
 import type { Batch } from './collate';
 
 export interface TrainerOptions {
+  /** write a checkpoint every saveSteps optimizer steps into outputDir/checkpoint-<step> */
+  saveSteps?: number;
+  outputDir?: string;
+  /** keep only the newest saveTotalLimit checkpoints */
+  saveTotalLimit?: number;
+  /** resume from this checkpoint folder (model, optimizer, scheduler, RNG and step) */
+  resumeFrom?: string;
   learningRate?: number;
   weightDecay?: number;
   adamEpsilon?: number;
@@ -38,12 +47,70 @@ export interface TrainResult {
 
 export class Trainer {
   readonly optimizer: AdamW;
-  readonly opts: Required<Omit<TrainerOptions, 'timeBudgetSec' | 'warmupSteps' | 'evalSteps' | 'logFile' | 'log'>> & TrainerOptions;
+  readonly opts: Required<Omit<TrainerOptions, 'timeBudgetSec' | 'warmupSteps' | 'evalSteps' | 'logFile' | 'log' | 'saveSteps' | 'outputDir' | 'saveTotalLimit' | 'resumeFrom'>> & TrainerOptions;
 
   constructor(readonly model: BertPreTrainedModel, opts: TrainerOptions) {
     if (!Number.isInteger(opts.maxSteps) || opts.maxSteps <= 0) throw new RangeError(`Trainer: maxSteps must be a positive integer, got ${opts.maxSteps}`);
     this.opts = { learningRate: 5e-5, weightDecay: 0, adamEpsilon: 1e-8, warmupRatio: 0, gradientAccumulationSteps: 1, maxGradNorm: 1, schedule: 'linear', loggingSteps: 50, seed: 42, name: 'train', ...opts };
     this.optimizer = new AdamW(weightDecayGroups(model.namedParameters(), this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
+  }
+
+  /**
+   * Writes a checkpoint atomically: everything goes into a temporary folder that is renamed into place,
+   * so a crash (even kill -9) mid-save leaves earlier checkpoints intact and no partial one.
+   */
+  async saveCheckpoint(dir: string, sched: LRScheduler, step: number): Promise<void> {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    await this.model.savePretrained(tmp);
+    const sd = this.optimizer.stateDict();
+    const tensors = new Map<string, Tensor>();
+    for (const [i, st] of Object.entries(sd.state)) {
+      tensors.set(`state.${i}.exp_avg`, st.exp_avg);
+      tensors.set(`state.${i}.exp_avg_sq`, st.exp_avg_sq);
+      if (st.max_exp_avg_sq) tensors.set(`state.${i}.max_exp_avg_sq`, st.max_exp_avg_sq);
+    }
+    const rng = tb.getRngState();
+    tensors.set('rng_state', rng);
+    await saveFile(tensors, path.join(tmp, 'optimizer.safetensors'));
+    rng.dispose();
+    const steps = Object.fromEntries(Object.entries(sd.state).map(([i, st]) => [i, st.step]));
+    fs.writeFileSync(path.join(tmp, 'optimizer.json'), JSON.stringify({ steps, param_groups: sd.param_groups }));
+    fs.writeFileSync(path.join(tmp, 'scheduler.json'), JSON.stringify(sched.stateDict()));
+    fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify({ global_step: step, name: this.opts.name }));
+    const fd = fs.openSync(tmp, 'r');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+  }
+
+  /** Restores model, optimizer, scheduler and RNG from a checkpoint; returns the step it was taken at. */
+  async loadCheckpoint(dir: string, sched: LRScheduler): Promise<number> {
+    const need = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'optimizer.json', 'scheduler.json', 'trainer_state.json'];
+    for (const f of need) if (!fs.existsSync(path.join(dir, f))) throw new Error(`${dir}: not a complete checkpoint (missing ${f})`);
+    const weights = await loadFile(path.join(dir, 'model.safetensors'));
+    this.model.loadStateDict(weights, { strict: false });
+    weights.forEach((t) => t.dispose());
+    const opt = JSON.parse(fs.readFileSync(path.join(dir, 'optimizer.json'), 'utf8'));
+    const tensors = await loadFile(path.join(dir, 'optimizer.safetensors'));
+    const state: Record<number, { step: number; exp_avg: Tensor; exp_avg_sq: Tensor; max_exp_avg_sq?: Tensor }> = {};
+    for (const [i, step] of Object.entries(opt.steps)) {
+      state[Number(i)] = { step: step as number, exp_avg: tensors.get(`state.${i}.exp_avg`)!, exp_avg_sq: tensors.get(`state.${i}.exp_avg_sq`)!, max_exp_avg_sq: tensors.get(`state.${i}.max_exp_avg_sq`) };
+    }
+    this.optimizer.loadStateDict({ state, param_groups: opt.param_groups });
+    sched.loadStateDict(JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')));
+    tb.setRngState(tensors.get('rng_state')!);
+    tensors.forEach((t) => t.dispose());
+    return JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')).global_step;
+  }
+
+  #prune(): void {
+    const o = this.opts;
+    if (!o.outputDir || !o.saveTotalLimit) return;
+    const cks = fs.readdirSync(o.outputDir).filter((d) => /^checkpoint-\d+$/.test(d)).sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
+    for (const d of cks.slice(0, Math.max(0, cks.length - o.saveTotalLimit))) fs.rmSync(path.join(o.outputDir, d), { recursive: true, force: true });
   }
 
   /**
@@ -64,7 +131,13 @@ export class Trainer {
     this.model.train();
     let running = 0;
     let count = 0;
-    for (let step = 0; step < o.maxSteps; step++) {
+    let first = 0;
+    if (o.resumeFrom) {
+      first = await this.loadCheckpoint(o.resumeFrom, sched);
+      this.model.train();
+      log(`${o.name}: resumed from ${o.resumeFrom} at step ${first}`);
+    }
+    for (let step = first; step < o.maxSteps; step++) {
       for (let micro = 0; micro < o.gradientAccumulationSteps; micro++) {
         const scope = new tb.DisposeScope();
         const loss = await scope.run(async () => {
@@ -94,6 +167,10 @@ export class Trainer {
         running = 0;
         count = 0;
       } else bar?.update(step + 1);
+      if (o.saveSteps && o.outputDir && (step + 1) % o.saveSteps === 0) {
+        await this.saveCheckpoint(path.join(o.outputDir, `checkpoint-${step + 1}`), sched, step + 1);
+        this.#prune();
+      }
       if (evaluate && o.evalSteps && (step + 1) % o.evalSteps === 0) {
         const metrics = await evaluate();
         this.model.train();
