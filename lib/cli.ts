@@ -53,6 +53,50 @@ program
     require('fs').writeFileSync(require('path').join(o.out, 'report.json'), JSON.stringify(r, null, 2));
   });
 
+program
+  .command('predict')
+  .description('classify sentences with a sequence-classification model folder (config.json, model.safetensors, tokenizer files)')
+  .argument('<model>', 'model folder or Hub name')
+  .argument('<texts...>', 'sentences to classify')
+  .action(async (model: string, texts: string[]) => {
+    const { BertTokenizer } = await import('./tokenizer');
+    const { fromPretrained } = await import('./models/bert');
+    const tb = await import('./index');
+    const tok = await BertTokenizer.fromPretrained(model);
+    const m = await fromPretrained(model, { kind: 'BertForSequenceClassification' });
+    const enc = tok.call(texts, undefined, { padding: true, truncation: true, maxLength: m.config.fields.max_position_embeddings, returnTensors: 'pt' });
+    const out = await tb.noGrad(() => m.forward({ inputIds: enc.inputIds as import('./tensor').Tensor, attentionMask: enc.attentionMask as import('./tensor').Tensor }));
+    const probs = out.logits!.softmax(-1).toArraySync() as number[][];
+    const id2label = m.config.fields.id2label ?? {};
+    texts.forEach((t, i) => {
+      const k = probs[i].indexOf(Math.max(...probs[i]));
+      console.log(`${(id2label[String(k)] ?? String(k)).padEnd(10)} ${probs[i][k].toFixed(3)}  ${t}`);
+    });
+  });
+
+program
+  .command('eval')
+  .description('accuracy and F1 of a sequence-classification model on SST-2 dev (or any SST-2-format TSV)')
+  .argument('<model>', 'model folder or Hub name')
+  .option('--file <tsv>', 'sentence<TAB>label file', `${process.env.TORCHBERT_DATA ?? '../shared/data'}/sst2/dev.tsv`)
+  .action(async (model: string, o: { file: string }) => {
+    const { BertTokenizer } = await import('./tokenizer');
+    const { fromPretrained } = await import('./models/bert');
+    const { readSst2 } = await import('./data/datasets');
+    const { predictClasses, padCollate, accuracy, f1 } = await import('./train');
+    const tok = await BertTokenizer.fromPretrained(model);
+    const m = await fromPretrained(model, { kind: 'BertForSequenceClassification' });
+    const rows = readSst2(o.file);
+    const maxLength = m.config.fields.max_position_embeddings;
+    const batches = [];
+    for (let i = 0; i < rows.length; i += 64) {
+      batches.push(padCollate(rows.slice(i, i + 64).map((r) => ({ inputIds: tok.call(r.text, undefined, { truncation: true, maxLength }).inputIds as number[] })), tok.padTokenId));
+    }
+    const pred = await predictClasses(m, batches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+    const gold = rows.map((r) => r.label);
+    console.log(JSON.stringify({ file: o.file, examples: rows.length, accuracy: accuracy(pred, gold), f1: f1(pred, gold) }));
+  });
+
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`torchbert: ${e.message}`);
   process.exit(1);
