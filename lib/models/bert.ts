@@ -66,6 +66,20 @@ def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor], position_
   return m;
 }
 
+/** BertSelfOutput and BertOutput: dense, dropout, then LayerNorm of the residual sum. */
+function denseAddNorm(name: string, inF: number, c: BertConfigFields): ScriptModule {
+  const H = c.hidden_size;
+  const m = new ScriptModule(name);
+  m.registerModule('dense', linear(inF, H, c.initializer_range));
+  m.registerModule('LayerNorm', layerNorm(H));
+  m.define(`
+def forward(self, h: Tensor, inp: Tensor) -> Tensor:
+    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
+    return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
+`);
+  return m;
+}
+
 function buildLayer(c: BertConfigFields): ScriptModule {
   const std = c.initializer_range;
   const H = c.hidden_size;
@@ -93,14 +107,7 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
         ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                      # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                               # [B, nH, T, dH] -> [B, T, H]
 `);
-  const selfOut = new ScriptModule('BertSelfOutput');
-  selfOut.registerModule('dense', linear(H, H, std));
-  selfOut.registerModule('LayerNorm', layerNorm(H));
-  selfOut.define(`
-def forward(self, h: Tensor, inp: Tensor) -> Tensor:
-    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
-    return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
-`);
+  const selfOut = denseAddNorm('BertSelfOutput', H, c);
   const attention = new ScriptModule('BertAttention');
   attention.registerModule('self', self);
   attention.registerModule('output', selfOut);
@@ -115,14 +122,7 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
 def forward(self, h: Tensor) -> Tensor:
     return ${act(c.hidden_act, 'torch.linear(h, self.dense.weight, self.dense.bias)')}
 `);
-  const out = new ScriptModule('BertOutput');
-  out.registerModule('dense', linear(c.intermediate_size, H, std));
-  out.registerModule('LayerNorm', layerNorm(H));
-  out.define(`
-def forward(self, h: Tensor, inp: Tensor) -> Tensor:
-    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
-    return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
-`);
+  const out = denseAddNorm('BertOutput', c.intermediate_size, c);
   const layer = new ScriptModule('BertLayer');
   layer.registerModule('attention', attention);
   layer.registerModule('intermediate', inter);
