@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Inference benchmark: bert-base shape (random weights from the fixture checkpoint), fp32, sequence
 // length 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, and frozen) against HF
-// transformers (PyTorch eager, same torch and thread count) in the same run; GFLOP/s against this
-// machine's measured matmul peak. Usage: node bench/inference.js
+// transformers (PyTorch, same torch and thread count) and transformers.js (onnxruntime-node) on the
+// same weights in the same run; GFLOP/s against this machine's measured matmul peak.
+// Usage: python3 scripts/fixtures.py bert onnx_base && node bench/inference.js
 'use strict';
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -68,10 +69,35 @@ print(json.dumps(out))`;
     oursFrozen[B] = await tb.noGrad(() => timeModel((ids, mask) => frozen.forward(ids, mask, null, null, false, false), B));
   }
   const hf = python();
+  // transformers.js (onnxruntime-node, fp32) on the same weights exported to ONNX by scripts/fixtures.py.
+  const js = {};
+  const onnxDir = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'onnx-base');
+  try {
+    const { AutoModel, env, Tensor: JsTensor } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.localModelPath = path.dirname(onnxDir) + path.sep;
+    const m = await AutoModel.from_pretrained(path.basename(onnxDir), { dtype: 'fp32', device: 'cpu' });
+    for (const B of BATCHES) {
+      const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
+      const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
+      for (let i = 0; i < 2; i++) await m(feeds);
+      const reps = B === 1 ? 10 : B === 8 ? 4 : 2;
+      const ts = [];
+      for (let i = 0; i < reps; i++) {
+        const t0 = now();
+        await m(feeds);
+        ts.push(now() - t0);
+      }
+      js[B] = median(ts);
+    }
+  } catch (e) {
+    console.error(`transformers.js peer skipped: ${e.message} (run python3 scripts/fixtures.py onnx_base)`);
+  }
   const rows = BATCHES.map((B) => ({
     batch: B,
-    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], hfMs: hf[B],
+    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], hfMs: hf[B], transformersJsMs: js[B] ?? null,
     speedupVsHf: hf[B] / ours[B], frozenSpeedupVsHf: hf[B] / oursFrozen[B],
+    speedupVsTransformersJs: js[B] ? js[B] / Math.min(ours[B], oursFrozen[B]) : null,
     torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B]) / 1000),
   }));
   console.log(JSON.stringify({ threads: tb.getNumThreads(), matmulPeakGflops: peak, rows }, null, 2));
