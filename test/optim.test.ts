@@ -1,6 +1,5 @@
 // AdamW, schedules, clipping and a 30-step fine-tuning run against PyTorch/transformers (fixtures:
 // scripts/fixtures.py section optim).
-import * as path from 'path';
 import * as tb from '../lib';
 import { Tensor } from '../lib';
 import { AdamW, clipGradNorm, weightDecayGroups, getScheduler, getLinearScheduleWithWarmup, ScheduleName } from '../lib/train';
@@ -78,13 +77,8 @@ test('schedules reject invalid arguments clearly', () => {
 
 test('clipGradNorm equals clip_grad_norm_', () => {
   const c = fx.clip;
-  const ps = c.grads.map((g: number[]) => {
-    const p = tb.zeros([g.length === 4 ? 4 : g.length]);
-    return p;
-  });
   const params = [tb.zeros([4, 4]).requiresGrad_(), tb.zeros([7]).requiresGrad_()];
   params.forEach((p, i) => (p.grad = tb.tensor(c.grads[i])));
-  void ps;
   const norm = clipGradNorm(params, 0.5);
   expect(Math.abs(norm - c.norm)).toBeLessThan(1e-5);
   params.forEach((p, i) => expect(maxAbsDiff(p.grad!.toArraySync(), c.clipped[i])).toBeLessThan(1e-6));
@@ -117,4 +111,3 @@ test('30 fine-tuning steps of a tiny BERT give the losses of transformers + torc
   expect(maxAbsDiff(losses, t.losses)).toBeLessThan(1e-4);
 });
 
-void path;

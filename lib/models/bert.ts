@@ -518,14 +518,13 @@ export class BertPreTrainedModel {
   // ---------- checkpoints ----------
 
   /** Writes config.json and model.safetensors (HF names, tied weights once), loadable by transformers. */
-  async savePretrained(dir: string, opts: { safeSerialization?: boolean } = {}): Promise<void> {
+  async savePretrained(dir: string): Promise<void> {
     fs.mkdirSync(dir, { recursive: true });
     const cfg = this.config.with({ architectures: [this.kind], torch_dtype: this.namedParameters()[0][1].dtype });
     cfg.save(path.join(dir, 'config.json'));
     const state = new Map<string, Tensor>();
     for (const [n, p] of this.namedParameters()) if (!TIED.includes(n)) state.set(n, p.detach());
     await saveFile(state, path.join(dir, 'model.safetensors'), { format: 'pt' });
-    void opts;
   }
 
   /** Saves the TorchScript module (Python's torch.jit.load runs it). */
