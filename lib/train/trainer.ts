@@ -38,6 +38,17 @@ export interface TrainerOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * Removes a checkpoint folder without ever leaving a partial one under its name: it is renamed away
+ * first (atomic), then deleted, so a crash mid-delete leaves only a `.deleting-*` folder.
+ */
+function discard(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  const trash = path.join(path.dirname(dir), `.deleting-${path.basename(dir)}-${process.pid}-${Date.now()}`);
+  fs.renameSync(dir, trash);
+  fs.rmSync(trash, { recursive: true, force: true });
+}
+
 export interface TrainResult {
   steps: number;
   seconds: number;
@@ -82,7 +93,7 @@ export class Trainer {
     const fd = fs.openSync(tmp, 'r');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
-    fs.rmSync(dir, { recursive: true, force: true });
+    discard(dir);
     fs.renameSync(tmp, dir);
   }
 
@@ -110,7 +121,7 @@ export class Trainer {
     const o = this.opts;
     if (!o.outputDir || !o.saveTotalLimit) return;
     const cks = fs.readdirSync(o.outputDir).filter((d) => /^checkpoint-\d+$/.test(d)).sort((a, b) => Number(a.split('-')[1]) - Number(b.split('-')[1]));
-    for (const d of cks.slice(0, Math.max(0, cks.length - o.saveTotalLimit))) fs.rmSync(path.join(o.outputDir, d), { recursive: true, force: true });
+    for (const d of cks.slice(0, Math.max(0, cks.length - o.saveTotalLimit))) discard(path.join(o.outputDir, d));
   }
 
   /**
