@@ -143,16 +143,25 @@ export function postProcess(a: Seq, b: Seq | null, tpl: Template | null): Encodi
 export function pad(e: Encoding, length: number, padId: number, side: 'right' | 'left' = 'right'): void {
   const n = length - e.ids.length;
   if (n <= 0) return;
-  const fill = <T>(arr: T[], v: T) => {
-    const extra = new Array<T>(n).fill(v);
-    if (side === 'right') arr.push(...extra);
-    else arr.unshift(...extra);
-  };
-  fill(e.ids, padId);
-  fill(e.typeIds, 0);
-  for (let i = 0; i < n; i++) side === 'right' ? e.offsets.push([0, 0]) : e.offsets.unshift([0, 0]);
-  fill(e.specialTokensMask, 1);
-  fill(e.attentionMask, 0);
-  fill(e.wordIds, null);
-  fill(e.sequenceIds, null);
+  if (side === 'left') {
+    const fill = <T>(arr: T[], v: T) => arr.unshift(...new Array<T>(n).fill(v));
+    fill(e.ids, padId);
+    fill(e.typeIds, 0);
+    for (let i = 0; i < n; i++) e.offsets.unshift([0, 0]);
+    fill(e.specialTokensMask, 1);
+    fill(e.attentionMask, 0);
+    fill(e.wordIds, null);
+    fill(e.sequenceIds, null);
+    return;
+  }
+  // Plain loops: no temporary arrays or spread calls on the batch hot path.
+  for (let i = 0; i < n; i++) {
+    e.ids.push(padId);
+    e.typeIds.push(0);
+    e.offsets.push([0, 0]);
+    e.specialTokensMask.push(1);
+    e.attentionMask.push(0);
+    e.wordIds.push(null);
+    e.sequenceIds.push(null);
+  }
 }
