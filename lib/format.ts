@@ -73,29 +73,23 @@ export function formatTensor(flat: ArrayLike<number | bigint>, shape: number[], 
   const summarize = numel > THRESHOLD;
   const floating = dtype.startsWith('float') || dtype === 'bfloat16';
   const strides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-  const indices = (n: number): number[] =>
-    summarize && n > 2 * EDGE ? [0, 1, 2, n - 3, n - 2, n - 1] : Array.from({ length: n }, (_, i) => i);
+  // Indices shown along a dim of size n; -1 marks the '...' of a summarised dim.
+  const shownIndices = (n: number): number[] =>
+    summarize && n > 2 * EDGE
+      ? [...Array.from({ length: EDGE }, (_, i) => i), -1, ...Array.from({ length: EDGE }, (_, i) => n - EDGE + i)]
+      : Array.from({ length: n }, (_, i) => i);
   const value = (off: number) => Number(flat[off]);
 
   const shown: number[] = [];
   const visit = (d: number, off: number): void => {
     if (d === shape.length) shown.push(value(off));
-    else for (const i of indices(shape[d])) visit(d + 1, off + i * strides[d]);
+    else for (const i of shownIndices(shape[d])) if (i >= 0) visit(d + 1, off + i * strides[d]);
   };
   if (numel > 0) visit(0, 0);
   const f = new Formatter(shown, floating, dtype === 'bool');
 
   const vector = (off: number, n: number, stride: number, indent: number): string => {
-    const items: string[] = [];
-    const cut = summarize && n > 2 * EDGE;
-    for (let i = 0; i < n; i++) {
-      if (cut && i === EDGE) {
-        items.push(' ...');
-        i = n - EDGE - 1;
-        continue;
-      }
-      items.push(f.format(value(off + i * stride)));
-    }
+    const items = shownIndices(n).map((i) => (i < 0 ? ' ...' : f.format(value(off + i * stride))));
     const perLine = Math.max(1, Math.floor((LINEWIDTH - indent) / (f.width + 2)));
     const lines: string[] = [];
     for (let i = 0; i < items.length; i += perLine) lines.push(items.slice(i, i + perLine).join(', '));
@@ -103,17 +97,7 @@ export function formatTensor(flat: ArrayLike<number | bigint>, shape: number[], 
   };
   const render = (d: number, off: number, indent: number): string => {
     if (d === shape.length - 1) return vector(off, shape[d], strides[d], indent);
-    const n = shape[d];
-    const parts: string[] = [];
-    const cut = summarize && n > 2 * EDGE;
-    for (let i = 0; i < n; i++) {
-      if (cut && i === EDGE) {
-        parts.push('...');
-        i = n - EDGE - 1;
-        continue;
-      }
-      parts.push(render(d + 1, off + i * strides[d], indent + 1));
-    }
+    const parts = shownIndices(shape[d]).map((i) => (i < 0 ? '...' : render(d + 1, off + i * strides[d], indent + 1)));
     return `[${parts.join(',' + '\n'.repeat(shape.length - d - 1) + ' '.repeat(indent + 1))}]`;
   };
 
