@@ -17,3 +17,7 @@ export { hubFile, hubCacheDir } from './hub';
 export * as models from './models';
 export * as train from './train';
 export { AdamW, clipGradNorm, getLinearScheduleWithWarmup, getScheduler } from './train';
+export { pipeline, tasksFor, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from './pipelines';
+export type { Task, PipelineOptions, LabelScore, TokenEntity, EntityGroup, FillMaskResult, QAInput, QAAnswer, AggregationStrategy, Pooling } from './pipelines';
+export { Batcher, QueueFullError, BatcherClosedError } from './serve/batcher';
+export type { BatcherOptions, BatchInfo } from './serve/batcher';

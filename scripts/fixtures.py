@@ -547,6 +547,112 @@ def onnx_base():
     shutil.copy(os.path.join(DATA, 'bert-base-uncased', 'tokenizer.json'), dst)
 
 
+@section
+def pipelines():
+    """HF pipelines on tiny random models and on MiniLM with seeded heads, saved with their tokenizers.
+    Question answering left transformers 5, so its reference is transformers 4.57's pipeline, run in a
+    subprocess from .cache/transformers4 (scripts/setup.sh installs it)."""
+    import subprocess
+    import torch
+    import transformers
+    torch.set_num_threads(2)
+    root = os.path.join(OUT, 'pipelines')
+    os.makedirs(root, exist_ok=True)
+    vocab_dir = os.path.join(DATA, 'bert-base-uncased')
+    conll = ['B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'B-MISC', 'I-MISC', 'O']
+    tiny = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                max_position_embeddings=512, initializer_range=0.3)
+    models = {}
+
+    def save(name, model, tok_src, max_len=None):
+        d = os.path.join(root, name)
+        model.eval().save_pretrained(d)
+        tok = transformers.BertTokenizer.from_pretrained(tok_src)
+        if max_len:
+            tok.model_max_length = max_len
+        tok.save_pretrained(d)
+        models[name] = d
+        return d
+
+    for i, (head, extra) in enumerate([('BertForSequenceClassification', dict(num_labels=3, id2label={0: 'negative', 1: 'neutral', 2: 'positive'})),
+                                       ('BertForTokenClassification', dict(num_labels=9, id2label=dict(enumerate(conll)))),
+                                       ('BertForMaskedLM', {}), ('BertForQuestionAnswering', {}), ('BertModel', {})]):
+        torch.manual_seed(100 + i)
+        save('tiny-' + head, getattr(transformers, head)(transformers.BertConfig(**tiny, **extra)), vocab_dir, 64 if head == 'BertForTokenClassification' else None)
+    mini = minilm_dir()
+    if mini:
+        for i, (head, extra) in enumerate([('BertForSequenceClassification', dict(num_labels=2, id2label={0: 'NEGATIVE', 1: 'POSITIVE'})),
+                                           ('BertForTokenClassification', dict(num_labels=9, id2label=dict(enumerate(conll)))),
+                                           ('BertForMaskedLM', {}), ('BertForQuestionAnswering', {}), ('BertModel', {})]):
+            torch.manual_seed(200 + i)
+            m = getattr(transformers, head).from_pretrained(mini, **extra)
+            if head != 'BertModel':
+                with torch.no_grad():  # heads HF leaves random: seeded and larger, so labels differ between tokens
+                    for n, p in m.named_parameters():
+                        if not n.startswith('bert.'):
+                            p.normal_(0, 0.2) if p.dim() > 1 else p.normal_(0, 0.5)
+            save('minilm-' + head, m, mini)
+
+    dev = read_sst2(os.path.join(DATA, 'sst2', 'dev.tsv'))
+    texts = dev[:6] + ['', 'Héllo, WORLD! naïve café', 'x ' * 300]
+    sents = read_conll_sentences(os.path.join(DATA, 'conll2003', 'eng.testa'))[:8]
+    long_text = ' '.join(read_conll_sentences(os.path.join(DATA, 'conll2003', 'eng.testa'))[20:32])
+    masked = ['The movie was [MASK] .', 'Paris is the [MASK] of [MASK] .', '[MASK]', 'a gripping , [MASK] film about the war']
+    wiki = [l.strip() for l in read_lines(os.path.join(DATA, 'wikitext-2', 'test.txt')) if len(l.strip()) > 600][:3]
+    qa = [{'question': 'What happened in ' + w.split()[5] + '?', 'context': w} for w in wiki]
+    qa.append({'question': 'Who wrote it?', 'context': 'The novel was written by Jane Austen in 1813 .'})
+    results = {'models': {k: os.path.relpath(v, OUT) for k, v in models.items()}, 'texts': texts, 'sents': sents, 'long_text': long_text,
+               'masked': masked, 'qa': qa}
+    prefixes = ['tiny'] + (['minilm'] if mini else [])
+    for pre in prefixes:
+        r = {}
+        clf = transformers.pipeline('text-classification', model=models[pre + '-BertForSequenceClassification'])
+        r['clf_legacy'] = clf(texts[:8])
+        r['clf_single'] = clf(texts[0])
+        r['clf_all'] = clf(texts[:4], top_k=None)
+        r['clf_top1'] = clf(texts[0], top_k=1)
+        r['clf_sigmoid'] = clf(texts[:2], top_k=None, function_to_apply='sigmoid')
+        r['clf_pair'] = clf({'text': texts[1], 'text_pair': texts[2]})
+        ner = transformers.pipeline('token-classification', model=models[pre + '-BertForTokenClassification'])
+        for strat in ('none', 'simple', 'first', 'average', 'max'):
+            r['ner_' + strat] = ner(sents + ['Héllo naïve [UNK] xyzzyq'], aggregation_strategy=strat)
+        if pre == 'tiny':
+            r['ner_stride'] = ner(long_text, aggregation_strategy='first', stride=16)
+        fm = transformers.pipeline('fill-mask', model=models[pre + '-BertForMaskedLM'])
+        r['fill'] = [fm(t) for t in masked]
+        r['fill_top2'] = fm(masked[0], top_k=2)
+        r['fill_targets'] = fm(masked[0], targets=['good', 'bad', 'xyzzy'])
+        fe = transformers.pipeline('feature-extraction', model=models[pre + '-BertModel'])
+        r['features'] = fe(texts[:3])
+        for k in ('clf_legacy', 'clf_single', 'clf_all', 'clf_top1', 'clf_sigmoid', 'clf_pair') + tuple(x for x in r if x.startswith('ner_')) + ('fill', 'fill_top2', 'fill_targets'):
+            r[k] = json.loads(json.dumps(r[k], default=float))
+        results[pre] = r
+    # Question answering with transformers 4's pipeline.
+    ref4 = os.path.join(ROOT, '.cache', 'transformers4')
+    code = """
+import json, sys, torch, transformers
+torch.set_num_threads(2)
+args = json.load(sys.stdin)
+out = {}
+for pre in args['prefixes']:
+    qa = transformers.pipeline('question-answering', model=args['models'][pre + '-BertForQuestionAnswering'])
+    out[pre] = {'top1': [qa(x) for x in args['qa']], 'top3': [qa(x, top_k=3) for x in args['qa']],
+                'small': [qa(x, max_seq_len=64, doc_stride=16) for x in args['qa']],
+                'impossible': [qa(x, handle_impossible_answer=True, top_k=2) for x in args['qa']],
+                'chars': [qa(x, align_to_words=False, max_answer_len=5) for x in args['qa']]}
+print(json.dumps(out, default=float))
+"""
+    env = dict(os.environ, PYTHONPATH=ref4)
+    p = subprocess.run([sys.executable, '-c', code], input=json.dumps({'prefixes': prefixes, 'models': models, 'qa': qa}),
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError('transformers 4 question-answering reference failed (is .cache/transformers4 installed?):\n' + p.stderr[-3000:])
+    v = json.loads(p.stdout.strip().split('\n')[-1])
+    for pre in prefixes:
+        results[pre]['qa'] = v[pre]
+    dump('pipelines.json', results)
+
+
 def main(argv):
     force = '--force' in argv
     wanted = [a for a in argv if not a.startswith('--')] or list(SECTIONS)

