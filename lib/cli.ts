@@ -97,6 +97,72 @@ program
     console.log(JSON.stringify({ file: o.file, examples: rows.length, accuracy: accuracy(pred, gold), f1: f1(pred, gold) }));
   });
 
+program
+  .command('serve')
+  .description('serve a model over HTTP: /v1/classify, /v1/embed, /v1/ner, /v1/fill-mask, /v1/qa (what the model supports), /health, /ready, /metrics, /openapi.json')
+  .argument('<model>', 'model folder or Hub name')
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--port <n>', 'port', '8080')
+  .option('--workers <n>', 'processes sharing the port, each with its own model and cores / workers threads', '1')
+  .option('--threads <n>', 'intra-op threads per process (default: cores / workers)')
+  .option('--device <device>', 'cpu or cuda[:N]')
+  .option('--max-batch-size <n>', 'rows per model call', '32')
+  .option('--max-batch-tokens <n>', 'padded tokens per model call', '16384')
+  .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '5')
+  .option('--max-queue <n>', 'rows waiting per task before 429', '1024')
+  .option('--body-limit <bytes>', 'largest request body (413 beyond)', '1048576')
+  .option('--max-items <n>', 'inputs per request (413 beyond)', '256')
+  .option('--max-text-chars <n>', 'characters per text (413 beyond)', '20000')
+  .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
+  .option('--log', 'log every request')
+  .action(async (model: string, o: Record<string, string | boolean | undefined>) => {
+    const cluster = await import('cluster');
+    const os = await import('os');
+    const workers = Number(o.workers);
+    if (!Number.isInteger(workers) || workers < 1) throw new Error(`--workers must be a positive integer, got ${o.workers}`);
+    const threads = o.threads ? Number(o.threads) : Math.max(1, Math.floor(os.availableParallelism() / workers));
+    if (workers > 1 && cluster.default.isPrimary) {
+      // The primary only forks and supervises; workers share the listening socket.
+      let stopping = false;
+      const fork = () => cluster.default.fork({ TORCHBERT_WORKER: '1' });
+      for (let i = 0; i < workers; i++) fork();
+      cluster.default.on('exit', (w, code, signal) => {
+        if (stopping) return;
+        console.error(`torchbert: worker ${w.process.pid} exited (${signal ?? code}); starting another`);
+        fork();
+      });
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        for (const w of Object.values(cluster.default.workers ?? {})) w?.process.kill('SIGTERM');
+        const check = setInterval(() => {
+          if (Object.keys(cluster.default.workers ?? {}).length === 0) {
+            clearInterval(check);
+            process.exit(0);
+          }
+        }, 50);
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      return;
+    }
+    const { serve } = await import('./serve/server');
+    const num = (k: string) => Number(o[k]);
+    const s = await serve({
+      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, threads,
+      batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
+      bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
+    });
+    await s.warm;
+    console.log(`torchbert: serving ${model} (${s.tasks.join(', ')}) on ${s.url} [pid ${process.pid}, ${threads} threads]`);
+    const stop = async () => {
+      await s.close();
+      process.exit(0);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`torchbert: ${e.message}`);
   process.exit(1);

@@ -89,11 +89,11 @@ abstract class Pipeline<I extends Row, O> {
     }
   }
 
-  /** Runs one short input through the model (first calls pay for lazy initialisation). */
+  /** Runs one short input through the pipeline (first calls pay for lazy initialisation). */
   async warmup(): Promise<void> {
-    const ids = [this.tokenizer.clsTokenId, this.tokenizer.sepTokenId];
-    await this.#run([{ ids, typeIds: [0, 0] } as I]);
+    await this.call(this.task === 'question-answering' ? ({ question: 'warm up?', context: 'warm up' } as never) : (`warm up ${this.tokenizer.options.maskToken}` as never));
   }
+  abstract call(inputs: never, opts?: object): Promise<unknown>;
 
   /** Stops taking inputs and waits for the ones in flight. */
   async close(): Promise<void> {

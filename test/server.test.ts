@@ -1,0 +1,198 @@
+// The HTTP server over real sockets on 127.0.0.1: every endpoint, every error path, 1,000 concurrent
+// requests each equal to its unbatched result, 429 from a full queue, graceful shutdown that answers
+// what is in flight, and two worker processes sharing the port.
+import * as os from 'os';
+import * as path from 'path';
+import { spawn } from 'child_process';
+import { serve, Server } from '../lib/serve/server';
+import { pipeline } from '../lib/pipelines';
+import { readSst2 } from '../lib/data/datasets';
+import { FIXTURES, DATA, ROOT, fixture } from './helpers';
+
+const fx = fixture('pipelines.json');
+const dir = (name: string) => path.join(FIXTURES, fx.models[name]);
+
+async function post(url: string, body: unknown, raw?: Buffer | string): Promise<{ status: number; json: any; headers: Headers }> {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw ?? JSON.stringify(body) });
+  const t = await r.text();
+  let json: any;
+  try {
+    json = JSON.parse(t);
+  } catch {
+    json = t;
+  }
+  return { status: r.status, json, headers: r.headers };
+}
+
+describe('server: a sequence-classification model', () => {
+  let s: Server & { warm: Promise<void> };
+  beforeAll(async () => {
+    s = await serve({ model: dir('tiny-BertForSequenceClassification'), port: 0, maxItems: 256, bodyLimit: 64 * 1024, maxTextChars: 5000 });
+    await s.warm;
+  });
+  afterAll(() => s.close());
+
+  test('health, readiness, OpenAPI, metrics', async () => {
+    expect(await (await fetch(`${s.url}/health`)).json()).toEqual({ status: 'ok' });
+    const ready = (await (await fetch(`${s.url}/ready`)).json()) as any;
+    expect(ready).toMatchObject({ ready: true, kind: 'BertForSequenceClassification', routes: ['/v1/classify', '/v1/embed'] });
+    const doc = (await (await fetch(`${s.url}/openapi.json`)).json()) as any;
+    expect(doc.openapi).toBe('3.0.3');
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/classify', '/v1/embed', '/health', '/ready']));
+    expect(doc.paths['/v1/classify'].post.requestBody.content['application/json'].schema.required).toEqual(['inputs']);
+    await post(`${s.url}/v1/classify`, { inputs: ['warm'] });
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    for (const name of ['torchbert_requests_total', 'torchbert_request_duration_seconds_bucket', 'torchbert_batch_size_bucket', 'torchbert_queue_depth', 'torchbert_tokens_total']) {
+      expect(m).toContain(name);
+    }
+    expect(m).toMatch(/torchbert_requests_total\{route="\/v1\/classify",status="200"\} [1-9]/);
+  });
+
+  test('classify and embed answer like the pipelines', async () => {
+    const clf = await pipeline('text-classification', dir('tiny-BertForSequenceClassification'));
+    const texts = fx.texts.slice(0, 4);
+    const r = await post(`${s.url}/v1/classify`, { inputs: texts, top_k: null });
+    expect(r.status).toBe(200);
+    const want = (await clf.call(texts, { topK: null })) as any[];
+    r.json.results.forEach((x: any, i: number) => {
+      expect(x.map((l: any) => l.label)).toEqual(want[i].map((l: any) => l.label));
+      x.forEach((l: any, j: number) => expect(l.score).toBeCloseTo(want[i][j].score, 5));
+    });
+    const one = await post(`${s.url}/v1/classify`, { inputs: { text: 'a', text_pair: 'b' } });
+    expect(one.json.results).toHaveLength(1);
+    expect(one.json.results[0][0]).toEqual({ label: expect.any(String), score: expect.any(Number) });
+    const e = await post(`${s.url}/v1/embed`, { inputs: ['a gripping film', 'dull'] });
+    expect(e.status).toBe(200);
+    expect(e.json.dim).toBe(32);
+    for (const v of e.json.embeddings) expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+    const cls = await post(`${s.url}/v1/embed`, { inputs: 'x', pooling: 'cls', normalize: false });
+    expect(Math.hypot(...cls.json.embeddings[0])).not.toBeCloseTo(1, 3);
+  });
+
+  test('every error path gets its status and a message naming what was wrong', async () => {
+    const u = `${s.url}/v1/classify`;
+    const cases: [string, Promise<{ status: number; json: any }>, number, RegExp][] = [
+      ['malformed JSON', post(u, null, '{"inputs": [}'), 400, /malformed JSON/],
+      ['invalid UTF-8', post(u, null, Buffer.concat([Buffer.from('{"inputs": "'), Buffer.from([0xc3, 0x28]), Buffer.from('"}')])), 400, /not valid UTF-8/],
+      ['a number for a text', post(u, { inputs: 42 }), 400, /inputs must be string/],
+      ['a number in the list', post(u, { inputs: ['ok', 7] }), 400, /invalid request/],
+      ['an empty list', post(u, { inputs: [] }), 400, /invalid request/],
+      ['no inputs', post(u, { text: 'x' }), 400, /must have required property 'inputs'/],
+      ['an unknown field', post(u, { inputs: 'x', topk: 3 }), 400, /additional properties/],
+      ['a bad enum', post(u, { inputs: 'x', function_to_apply: 'tanh' }), 400, /allowed values/],
+      ['10,000 items', post(u, { inputs: Array.from({ length: 10000 }, () => 'a') }), 413, /10000 inputs in one request; the limit is 256/],
+      ['a body over the limit', post(u, { inputs: 'x'.repeat(100 * 1024) }), 413, /body/i],
+      ['a text over the limit', post(u, { inputs: 'word '.repeat(1200) }), 413, /6000 characters; the limit is 5000/],
+      ['a wrong route', post(`${s.url}/v1/ner`, { inputs: 'x' }), 404, /not found/i],
+    ];
+    for (const [what, p, status, msg] of cases) {
+      const r = await p;
+      expect([what, r.status]).toEqual([what, status]);
+      expect(r.json.error.message).toMatch(msg);
+    }
+    // The server is still healthy.
+    expect((await post(u, { inputs: 'still fine' })).status).toBe(200);
+  });
+
+  test('1,000 concurrent requests: all answered, each equal to its unbatched result', async () => {
+    const texts = readSst2(path.join(DATA, 'sst2', 'dev.tsv')).slice(0, 1000).map((r) => r.text);
+    while (texts.length < 1000) texts.push(`filler ${texts.length}`);
+    const alone = await pipeline('text-classification', dir('tiny-BertForSequenceClassification'), { batch: { maxBatchSize: 1 } });
+    const want: any[] = [];
+    for (const t of texts) want.push(((await alone.call([t], { topK: null })) as any[])[0]);
+    const got = await Promise.all(texts.map((t) => post(`${s.url}/v1/classify`, { inputs: t, top_k: null })));
+    got.forEach((r, i) => {
+      expect(r.status).toBe(200);
+      const res = r.json.results[0];
+      expect(res.map((l: any) => l.label)).toEqual(want[i].map((l: any) => l.label));
+      res.forEach((l: any, j: number) => expect(Math.abs(l.score - want[i][j].score)).toBeLessThan(1e-4));
+    });
+    const m = await (await fetch(`${s.url}/metrics`)).text();
+    const sum = Number(/torchbert_batch_size_sum\{task="text-classification"\} (\d+)/.exec(m)![1]);
+    const count = Number(/torchbert_batch_size_count\{task="text-classification"\} (\d+)/.exec(m)![1]);
+    expect(sum / count).toBeGreaterThan(2); // requests were batched together
+    expect((await fetch(`${s.url}/health`)).status).toBe(200);
+  });
+});
+
+describe('server: the other tasks, limits and shutdown', () => {
+  test('ner, fill-mask and qa endpoints', async () => {
+    const servers = await Promise.all(['BertForTokenClassification', 'BertForMaskedLM', 'BertForQuestionAnswering'].map((k) => serve({ model: dir(`tiny-${k}`), port: 0 })));
+    try {
+      const [ner, fm, qa] = servers;
+      await Promise.all(servers.map((x) => x.warm));
+      const n = await post(`${ner.url}/v1/ner`, { inputs: fx.sents.slice(0, 2), aggregation_strategy: 'first' });
+      expect(n.status).toBe(200);
+      expect(n.json.results).toEqual(fx.tiny.ner_first.slice(0, 2).map((ents: any[]) => ents.map((e) => ({ ...e, score: expect.any(Number) }))));
+      const f = await post(`${fm.url}/v1/fill-mask`, { inputs: [fx.masked[0]], top_k: 2 });
+      expect(f.json.results[0].map((c: any) => c.token_str)).toEqual(fx.tiny.fill_top2.map((c: any) => c.token_str));
+      expect((await post(`${fm.url}/v1/fill-mask`, { inputs: 'no mask' })).status).toBe(422);
+      const q = await post(`${qa.url}/v1/qa`, { inputs: fx.qa[3] });
+      expect(q.json.results[0][0]).toMatchObject({ answer: fx.tiny.qa.top1[3].answer, start: fx.tiny.qa.top1[3].start, end: fx.tiny.qa.top1[3].end });
+      expect((await post(`${qa.url}/v1/qa`, { inputs: { question: 'q' } })).status).toBe(400);
+      expect((await post(`${qa.url}/v1/classify`, { inputs: 'x' })).status).toBe(404);
+    } finally {
+      for (const x of servers) await x.close().catch((e) => console.error("close failed", e.message));
+    }
+  });
+
+  test('a full queue answers 429; over-long texts are refused when configured', async () => {
+    const s = await serve({ model: dir('tiny-BertForSequenceClassification'), port: 0, batch: { maxQueue: 4, maxBatchSize: 2 }, onLongInput: 'reject' });
+    try {
+      await s.warm;
+      const rs = await Promise.all(Array.from({ length: 60 }, (_, i) => post(`${s.url}/v1/classify`, { inputs: `text ${i}` })));
+      const codes = rs.map((r) => r.status);
+      expect(codes).toContain(429);
+      expect(codes).toContain(200);
+      expect(codes.every((c) => c === 200 || c === 429)).toBe(true);
+      const busy = rs.find((r) => r.status === 429)!;
+      expect(busy.json.error.code).toBe('QUEUE_FULL');
+      expect(busy.headers.get('retry-after')).toBe('1');
+      const long = await post(`${s.url}/v1/classify`, { inputs: 'word '.repeat(600) });
+      expect(long.status).toBe(413);
+      expect(long.json.error.message).toMatch(/602 tokens; the model takes 512/);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('graceful shutdown answers the requests in flight, then refuses', async () => {
+    // Requests wait in the batcher (maxWaitMs) so that all 40 are inside the server when it closes.
+    const s = await serve({ model: dir('tiny-BertForSequenceClassification'), port: 0, batch: { maxWaitMs: 500, maxBatchSize: 64 } });
+    await s.warm;
+    const inflight = Array.from({ length: 40 }, (_, i) => post(`${s.url}/v1/classify`, { inputs: `in flight ${i}` }));
+    const b = s.pipelines.get('text-classification')!.batcher;
+    while (b.queueDepth < 40) await new Promise((r) => setTimeout(r, 5));
+    await s.close();
+    const rs = await Promise.all(inflight);
+    expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
+    await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+  });
+
+  test('two worker processes share the port', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'serve', dir('tiny-BertForSequenceClassification'), '--workers', '2', '--port', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    try {
+      const deadline = Date.now() + 60000;
+      while ((out.match(/serving/g) ?? []).length < 2) {
+        if (Date.now() > deadline) throw new Error(`workers did not start: ${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(out).toContain(`${Math.max(1, Math.floor(os.availableParallelism() / 2))} threads]`); // the cores shared out
+      const pids = new Set<string>();
+      const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => post(`http://127.0.0.1:${port}/v1/classify`, { inputs: `t${i}` })));
+      for (const r of rs) {
+        expect(r.status).toBe(200);
+        pids.add(r.headers.get('x-torchbert-pid')!);
+      }
+      expect(pids.size).toBe(2);
+    } finally {
+      child.kill('SIGTERM');
+      const code = await new Promise((r) => child.on('exit', r));
+      expect(code).toBe(0);
+    }
+  });
+});
