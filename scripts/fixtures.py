@@ -2,7 +2,7 @@
 """Generates the parity fixtures the tests compare against, by running the Python reference
 (PyTorch, transformers, tokenizers). Output goes to test/fixtures/gen/ (git-ignored); a stamp of this
 script's hash and the reference versions skips regeneration when nothing changed.
-Usage: python3 scripts/fixtures.py [--force] [section ...]"""
+Usage: python3 scripts/fixtures.py [--force] [section ...]   (the benchmark sections onnx_base, serve_base only when named)"""
 import hashlib
 import json
 import os
@@ -653,9 +653,44 @@ print(json.dumps(out, default=float))
     dump('pipelines.json', results)
 
 
+@section
+def serve_base():
+    """A bert-base-shape sequence classifier (the random bert/base weights, a seeded 2-label head) with its
+    tokenizer, for the serving benchmark; and the same weights in ONNX laid out for transformers.js."""
+    import torch
+    import transformers
+    src = os.path.join(OUT, 'bert', 'base')
+    if not os.path.exists(os.path.join(src, 'model.safetensors')):
+        bert()
+    dst = os.path.join(OUT, 'serve-base')
+    torch.manual_seed(0)
+    m = transformers.BertForSequenceClassification.from_pretrained(src, num_labels=2, id2label={0: 'NEGATIVE', 1: 'POSITIVE'},
+                                                                   attn_implementation='eager').eval()
+    m.save_pretrained(dst)
+    tok = transformers.BertTokenizer.from_pretrained(os.path.join(DATA, 'bert-base-uncased'))
+    tok.save_pretrained(dst)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+    os.makedirs(os.path.join(dst, 'onnx'), exist_ok=True)
+    ids = torch.randint(1000, 2000, (2, 16))
+    B, T = torch.export.Dim('batch'), torch.export.Dim('seq')
+    dyn = {'input_ids': {0: B, 1: T}, 'attention_mask': {0: B, 1: T}, 'token_type_ids': {0: B, 1: T}}
+    torch.onnx.export(Logits(m), (ids, torch.ones_like(ids), torch.zeros_like(ids)), os.path.join(dst, 'onnx', 'model.onnx'),
+                      input_names=list(dyn), output_names=['logits'], dynamic_shapes=dyn, dynamo=True, external_data=False)
+
+
 def main(argv):
     force = '--force' in argv
-    wanted = [a for a in argv if not a.startswith('--')] or list(SECTIONS)
+    # Benchmark weights (hundreds of MB, a minute to export) are made only when named.
+    bench_only = {'onnx_base', 'serve_base'}
+    wanted = [a for a in argv if not a.startswith('--')] or [n for n in SECTIONS if n not in bench_only]
     os.makedirs(OUT, exist_ok=True)
     import importlib.metadata as md
     versions = {p: md.version(p) for p in ('torch', 'transformers', 'tokenizers', 'safetensors')}

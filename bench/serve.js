@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// Serving benchmark: /v1/classify on a bert-base-shape classifier (random weights), SST-2 dev sentences,
+// one text per request, autocannon at concurrency 1, 16, 64 and 256 for a fixed time each, against
+//  - `torchbert serve` (dynamic batching),
+//  - a fastify server on @huggingface/transformers (onnxruntime-node) with the same weights in ONNX,
+// and the raw batched model throughput (tokenize + forward of length-sorted batches of 16, no HTTP) in the same run.
+// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--out bench/out/serve.json]
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { spawn } = require('child_process');
+const autocannon = require('autocannon');
+
+const ROOT = path.join(__dirname, '..');
+const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
+const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
+const arg = (k, d) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : d);
+const SECONDS = Number(arg('--seconds', '10'));
+const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
+const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
+const PEERS = arg('--servers', 'torchbert,transformers.js').split(',');
+const BATCH = arg('--max-batch-size', '16');
+const TOKENS = arg('--max-batch-tokens', '1024');
+
+function sst2() {
+  const lines = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').trim().split('\n').slice(1);
+  return lines.map((l) => l.split('\t')[0]);
+}
+
+function start(args, port, ready) {
+  const child = spawn(process.execPath, [...args, String(port)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const on = (d) => {
+      out += d;
+      if (ready.test(out)) resolve(child);
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    child.on('exit', (c) => reject(new Error(`server exited ${c}: ${out}`)));
+  });
+}
+const stop = (child) => new Promise((r) => {
+  child.removeAllListeners('exit');
+  child.on('exit', r);
+  child.kill('SIGTERM');
+});
+
+function load(url, connections, texts) {
+  let i = 0;
+  return new Promise((resolve, reject) => {
+    autocannon({
+      url: `${url}/v1/classify`,
+      connections,
+      duration: SECONDS,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ inputs: texts[i++ % texts.length] }) }) }],
+      timeout: 60,
+    }, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+}
+
+async function batchStats(url) {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  const g = (k) => Number((new RegExp(`torchbert_batch_size_${k}\\{task="text-classification"\\} (\\d+)`).exec(m) || [0, 0])[1]);
+  return { sum: g('sum'), count: g('count') };
+}
+
+async function raw(texts) {
+  // The model alone: tokenize and forward batches of 32 in this process, no HTTP, no batcher.
+  const tb = require('../dist');
+  const tok = await tb.BertTokenizer.fromPretrained(MODEL);
+  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification' });
+  const run = async (batch) => {
+    const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
+    const out = await tb.noGrad(() => model.forward({ inputIds: enc.inputIds, attentionMask: enc.attentionMask, tokenTypeIds: enc.tokenTypeIds }));
+    await out.logits.data();
+    for (const t of [enc.inputIds, enc.attentionMask, enc.tokenTypeIds, out.logits]) t.dispose();
+  };
+  // The model's best case: batches of 16 sentences sorted by length (next to no padding).
+  const sorted = texts.map((t) => [tok.encode(t).length, t]).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
+  const batches = [];
+  for (let i = 0; i + 16 <= sorted.length; i += 16) batches.push(sorted.slice(i, i + 16));
+  await run(batches[0]);
+  const t0 = performance.now();
+  let n = 0;
+  for (let k = 0; performance.now() - t0 < SECONDS * 1000; k += 7) {
+    const batch = batches[k % batches.length];
+    await run(batch);
+    n += batch.length;
+  }
+  const perSec = n / ((performance.now() - t0) / 1000);
+  model.module.dispose();
+  return perSec;
+}
+
+(async () => {
+  if (!fs.existsSync(path.join(MODEL, 'onnx', 'model.onnx'))) throw new Error('run: python3 scripts/fixtures.py serve_base');
+  const texts = sst2();
+  const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, model: 'bert-base shape, fp32, SST-2 dev sentences (mean 25 tokens)', levels: LEVELS };
+  console.log(`raw batched model (batches of 16 sorted by length, no HTTP, ${SECONDS}s)...`);
+  results.rawPerSec = process.argv.includes('--no-raw') ? NaN : await raw(texts);
+  console.log(`  ${results.rawPerSec.toFixed(1)} sequences/s`);
+
+  const servers = {
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), '--port'], ready: /serving/ },
+    'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL], ready: /serving on/ },
+  };
+  results.servers = {};
+  let port = 18500;
+  for (const [name, s] of Object.entries(servers).filter(([n]) => PEERS.includes(n))) {
+    port++;
+    const child = await start(s.args, port, s.ready);
+    const url = `http://127.0.0.1:${port}`;
+    // Both serve the same weights: the same label and score for a few sentences.
+    const check = await Promise.all(texts.slice(0, 4).map(async (t) => (await (await fetch(`${url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: t }) })).json()).results[0][0]));
+    results.servers[name] = { check, levels: {} };
+    for (const c of LEVELS) {
+      const before = name === 'torchbert' ? await batchStats(url) : null;
+      const r = await load(url, c, texts);
+      const after = name === 'torchbert' ? await batchStats(url) : null;
+      const row = {
+        rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, timeouts: r.timeouts, total: r.requests.total,
+        meanBatch: after ? (after.sum - before.sum) / Math.max(1, after.count - before.count) : 1,
+      };
+      results.servers[name].levels[c] = row;
+      console.log(`${name.padEnd(16)} c=${String(c).padEnd(4)} ${row.rps.toFixed(1).padStart(7)} req/s  p50 ${String(row.p50).padStart(6)} ms  p99 ${String(row.p99).padStart(6)} ms  batch ${row.meanBatch.toFixed(1)}  errors ${row.errors}`);
+    }
+    await stop(child);
+  }
+  if (PEERS.length < 2) return;
+  for (let i = 0; i < 4; i++) {
+    const a = results.servers.torchbert.check[i];
+    const b = results.servers['transformers.js'].check[i];
+    if (a.label !== b.label || Math.abs(a.score - b.score) > 1e-3) console.warn(`WARNING: the servers disagree on sentence ${i}: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+  }
+  const tb = results.servers.torchbert.levels;
+  const pj = results.servers['transformers.js'].levels;
+  const best = Math.max(...LEVELS.map((c) => tb[c].rps));
+  results.summary = {
+    serverOverhead: 1 - best / results.rawPerSec,
+    vsTransformersJsAt64: tb[64].rps / pj[64].rps,
+    p99At64: { torchbert: tb[64].p99, 'transformers.js': pj[64].p99 },
+  };
+  console.log(`\nbest server throughput ${best.toFixed(1)} req/s vs raw model ${results.rawPerSec.toFixed(1)} seq/s: overhead ${(100 * results.summary.serverOverhead).toFixed(1)}%`);
+  console.log(`at concurrency 64: ${results.summary.vsTransformersJsAt64.toFixed(2)}x transformers.js throughput; p99 ${tb[64].p99} ms vs ${pj[64].p99} ms`);
+  fs.mkdirSync(path.dirname(OUT), { recursive: true });
+  fs.writeFileSync(OUT, JSON.stringify(results, null, 2));
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
