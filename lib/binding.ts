@@ -1,6 +1,7 @@
 // The only file that loads the native addon; declares its typed interface. Tensors cross as numeric
 // handles (BigInt in untyped positions such as TorchScript method results); see native/tensor.h.
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { LibtorchNotFoundError, TorchError } from './errors';
 
@@ -102,54 +103,112 @@ export interface Binding {
 
 const root = path.resolve(__dirname, '..');
 
-/** Where the addon was loaded from and which libtorch it found, for `torchbert info`. */
-export const loadInfo: { addon: string; libtorch: ReturnType<typeof locate> } = { addon: '', libtorch: null };
+type Found = { source: string; root: string; lib: string; version: string; flavour: string };
+type Meta = { torch: string; flavour: string; napi: number };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const locator = require(path.join(root, 'scripts', 'find-libtorch.js')) as {
+  findLibtorch(): Found | null;
+  selectPrebuild(root: string, t: Found): { file: string; meta: Meta } | null;
+  listPrebuilds(root: string): { file: string; meta: Meta }[];
+  describe(m: Meta): string;
+  libName(base: string): string;
+  HOW_TO_GET: string;
+};
 
-function locate(): { source: string; root: string; lib: string; version: string; flavour: string } | null {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { findLibtorch } = require(path.join(root, 'scripts', 'find-libtorch.js'));
-  return findLibtorch();
+/** Where the addon was loaded from and which libtorch it found, for `torchbert info`. */
+export const loadInfo: { addon: string; prebuilt: boolean; libtorch: Found | null } = { addon: '', prebuilt: false, libtorch: null };
+
+function readMeta(addon: string): Meta | null {
+  const f = path.join(path.dirname(addon), path.basename(addon, '.node') + '.json');
+  try {
+    return JSON.parse(fs.readFileSync(f, 'utf8')) as Meta;
+  } catch {
+    return null; // node-gyp builds write none: trusted as built for the libtorch found
+  }
 }
 
-function candidates(): string[] {
-  const out: string[] = [];
-  if (process.env.TORCHBERT_ADDON) out.push(path.resolve(process.env.TORCHBERT_ADDON));
-  out.push(path.join(root, 'build', 'Release', 'torchbert.node'));
-  // Prebuilds (issue: npm install with prebuilt binaries) are chosen by scripts/install.js into build/.
-  return out;
+/**
+ * Loads libtorch's libraries from the found install before the addon, so the addon's DT_NEEDED entries
+ * resolve to them by soname whatever its rpath says (prebuilds carry none). RTLD_NODELETE keeps them
+ * loaded after process.dlopen reports that they are not Node modules.
+ */
+function preload(lt: Found): void {
+  if (process.platform !== 'linux') return;
+  const RTLD_NODELETE = 0x1000;
+  const flags = os.constants.dlopen.RTLD_NOW! | RTLD_NODELETE;
+  for (const name of ['c10', 'torch_cpu', 'c10_cuda', 'torch_cuda', 'torch']) {
+    const f = path.join(lt.lib, locator.libName(name));
+    if (!fs.existsSync(f)) continue;
+    try {
+      process.dlopen({ exports: {} } as NodeJS.Module, f, flags);
+    } catch (e) {
+      if (!/self-register|napi_register_module/i.test((e as Error).message)) throw new LibtorchNotFoundError(`cannot load ${f} (libtorch ${lt.version} from ${lt.source}): ${(e as Error).message}`);
+    }
+  }
+}
+
+function mismatch(what: string, meta: Meta, lt: Found): string {
+  return (
+    `torchbert: ${what} was built for ${locator.describe(meta)}, but the libtorch found is ${lt.version} (${lt.flavour}) at ${lt.root} (from ${lt.source}). Do one of:\n` +
+    `  - use the libtorch it was built for: python3 -m pip install torch==${meta.torch}${meta.flavour === 'cpu' ? ' --index-url https://download.pytorch.org/whl/cpu' : ''}, or set LIBTORCH to a LibTorch ${meta.torch} (${meta.flavour}) folder\n` +
+    `  - or build torchbert for the libtorch you have: npm rebuild torchbert --build-from-source (needs cmake and a C++ compiler)`
+  );
 }
 
 function load(): Binding {
   // Large CPU allocations on transparent huge pages (a c10 allocator switch read at first use):
   // far fewer page faults for activations and 100 MB copies. Set THP_MEM_ALLOC_ENABLE=0 to opt out.
   if (process.env.THP_MEM_ALLOC_ENABLE === undefined) process.env.THP_MEM_ALLOC_ENABLE = '1';
-  const found = candidates().find((p) => fs.existsSync(p));
-  let libtorch: ReturnType<typeof locate> = null;
+  let lt: Found | null = null;
   try {
-    libtorch = locate();
+    lt = locator.findLibtorch();
   } catch (e) {
     throw new LibtorchNotFoundError((e as Error).message);
   }
-  loadInfo.libtorch = libtorch;
-  if (!found) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { HOW_TO_GET } = require(path.join(root, 'scripts', 'find-libtorch.js'));
-    const why = libtorch
-      ? `libtorch ${libtorch.version} (${libtorch.flavour}) was found at ${libtorch.root}, but the addon is not built. Run: npm run build:native`
-      : `libtorch was not found.\n${HOW_TO_GET}`;
-    throw new LibtorchNotFoundError(`torchbert native addon not found (looked in ${candidates().join(', ')}). ${why}`);
+  loadInfo.libtorch = lt;
+  // An explicit TORCHBERT_ADDON, then a source build, then the prebuild for the libtorch found.
+  const built = [process.env.TORCHBERT_ADDON && path.resolve(process.env.TORCHBERT_ADDON), path.join(root, 'build', 'Release', 'torchbert.node')]
+    .filter((f): f is string => !!f && fs.existsSync(f));
+  let chosen: { file: string; prebuilt: boolean } | null = null;
+  let refused: string | null = null;
+  for (const f of built) {
+    const meta = readMeta(f);
+    if (meta && lt && (meta.torch !== lt.version || meta.flavour !== lt.flavour)) {
+      refused ??= mismatch(`the addon ${f}`, meta, lt);
+      continue;
+    }
+    chosen = { file: f, prebuilt: false };
+    break;
   }
-  loadInfo.addon = found;
+  if (!chosen && lt) {
+    const pre = locator.selectPrebuild(root, lt);
+    if (pre) chosen = { file: pre.file, prebuilt: true };
+    else {
+      const all = locator.listPrebuilds(root);
+      if (all.length && !refused) refused = mismatch(`every prebuilt addon in this package (${all.map((p) => path.basename(p.file)).join(', ')})`, all[0].meta, lt);
+    }
+  }
+  if (!chosen) {
+    if (refused) throw new LibtorchNotFoundError(refused);
+    const why = lt
+      ? `libtorch ${lt.version} (${lt.flavour}) was found at ${lt.root}, but no addon is built for it and no prebuild matches. Run: npm rebuild torchbert --build-from-source (or npm run build:native in a checkout)`
+      : `libtorch was not found.\n${locator.HOW_TO_GET}`;
+    throw new LibtorchNotFoundError(`torchbert native addon not found. ${why}`);
+  }
+  loadInfo.addon = chosen.file;
+  loadInfo.prebuilt = chosen.prebuilt;
   let binding: Binding;
   try {
+    if (lt) preload(lt);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    binding = require(found) as Binding;
+    binding = require(chosen.file) as Binding;
   } catch (e) {
+    if (e instanceof LibtorchNotFoundError) throw e;
     const msg = (e as Error).message;
-    const hint = libtorch
-      ? `The addon was built for a different libtorch than the one found (${libtorch.version} ${libtorch.flavour} at ${libtorch.root}). Rebuild it with: npm run build:native, or set LIBTORCH to the libtorch it was built for.`
-      : 'libtorch was not found: set LIBTORCH or pip install torch==2.13.0.';
-    throw new LibtorchNotFoundError(`failed to load the torchbert addon ${found}: ${msg}\n${hint}`);
+    const hint = lt
+      ? `It may have been built for another libtorch than ${lt.version} (${lt.flavour}) at ${lt.root}: rebuild with npm rebuild torchbert --build-from-source, or set LIBTORCH to the libtorch it was built for.`
+      : `libtorch was not found.\n${locator.HOW_TO_GET}`;
+    throw new LibtorchNotFoundError(`failed to load the torchbert addon ${chosen.file}: ${msg}\n${hint}`);
   }
   binding.setErrorClass(TorchError);
   return binding;

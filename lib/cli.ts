@@ -163,6 +163,36 @@ program
     process.on('SIGINT', stop);
   });
 
+const lt = program.command('libtorch').description('find or download libtorch');
+lt.command('where')
+  .description('print the libtorch torchbert uses and where it came from')
+  .action(() => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { requireLibtorch } = require('../scripts/find-libtorch.js');
+    console.log(JSON.stringify(requireLibtorch(), null, 2));
+  });
+lt.command('download')
+  .description('download LibTorch from pytorch.org into the cache (~/.cache/torchbert, or TORCHBERT_CACHE); honours HTTP(S)_PROXY, NO_PROXY and TORCHBERT_OFFLINE')
+  .option('--version <v>', 'LibTorch version', '2.13.0')
+  .option('--flavour <f>', 'cpu, cu126, cu128, ...', 'cpu')
+  .option('--url <url>', 'download from here instead of pytorch.org (a mirror)')
+  .option('--sha256 <hex>', 'expected SHA-256 of the zip (or TORCHBERT_LIBTORCH_SHA256)')
+  .option('--allow-unverified', 'download without a checksum')
+  .action(async (o: { version: string; flavour: string; url?: string; sha256?: string; allowUnverified?: boolean }) => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { downloadLibtorch } = require('../scripts/download-libtorch.js');
+    let last = 0;
+    const r = await downloadLibtorch({
+      ...o,
+      onProgress: (got: number, total: number) => {
+        if (Date.now() - last < 1000) return;
+        last = Date.now();
+        process.stderr.write(`\r${(got / 1e6).toFixed(0)} MB${total ? ` of ${(total / 1e6).toFixed(0)} MB` : ''}`);
+      },
+    });
+    console.log(`${r.cached ? 'already in the cache' : 'installed'}: ${r.root}`);
+  });
+
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`torchbert: ${e.message}`);
   process.exit(1);

@@ -73,6 +73,7 @@ export function info(): Record<string, unknown> {
     napiVersion: b.napiVersion,
     libtorch: { version: b.torchVersion, ...loadInfo.libtorch, cxx11Abi: b.cxx11Abi },
     addon: loadInfo.addon,
+    prebuilt: loadInfo.prebuilt,
     cuda: { available: native.cudaIsAvailable(), devices: native.cudaDeviceCount() },
     threads: native.getNumThreads(),
     parallel: b.parallelInfo.trim(),

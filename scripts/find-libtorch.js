@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Locates the libtorch that torchbert builds against and loads at run time. One locator serves
 // CMake (cmake-js), node-gyp (binding.gyp) and the runtime loader, so all three agree.
-// Order: $LIBTORCH, then the `torch` package of python3, then a system install (Debian libtorch-dev).
+// Order: $LIBTORCH, then the `torch` package of python3, then a LibTorch downloaded into torchbert's
+// cache (scripts/download-libtorch.js), then a system install (Debian libtorch-dev).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -11,6 +12,7 @@ const HOW_TO_GET =
   'torchbert needs libtorch (the PyTorch C++ library). Get one of:\n' +
   '  - pip:    python3 -m pip install torch==2.13.0   (CPU; a CUDA wheel works too)\n' +
   '  - folder: download LibTorch from pytorch.org, unpack it and set LIBTORCH=/path/to/libtorch\n' +
+  '  - or let torchbert download it into its cache: npx torchbert libtorch download --sha256 <hex>\n' +
   '  - Debian/Ubuntu: apt-get install libtorch-dev\n' +
   'then run the command again. Set LIBTORCH to choose one when several are installed.';
 
@@ -66,6 +68,19 @@ function fromPython() {
   }
 }
 
+/** torchbert's download cache: $TORCHBERT_CACHE or ~/.cache/torchbert. */
+function cacheDir() {
+  return process.env.TORCHBERT_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(require('os').homedir(), '.cache'), 'torchbert');
+}
+
+/** The newest LibTorch unpacked into the cache (libtorch/<version>-<flavour>/libtorch). */
+function fromCache() {
+  const dir = path.join(cacheDir(), 'libtorch');
+  if (!fs.existsSync(dir)) return null;
+  const found = fs.readdirSync(dir).sort().reverse().map((d) => fromPrefix(path.join(dir, d, 'libtorch'), 'torchbert cache')).filter(Boolean);
+  return found[0] || null;
+}
+
 function fromSystem() {
   const candidates = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib', '/usr/local/lib'];
   for (const lib of candidates) {
@@ -94,7 +109,45 @@ function findLibtorch() {
     if (!found) throw new Error(`LIBTORCH=${env} is not a libtorch folder: expected ${libName('torch')} under lib/ and headers under include/torch.`);
     return found;
   }
-  return fromPython() || fromSystem();
+  return fromPython() || fromCache() || fromSystem();
+}
+
+/**
+ * Environment for spawning cmake-js: point it at the running Node's own headers when they are installed
+ * (a Debian nodejs has /usr/include/node), so it need not download them from nodejs.org.
+ */
+function cmakeJsEnv() {
+  const env = { ...process.env };
+  if (!env.npm_config_nodedir) {
+    const prefix = path.dirname(path.dirname(process.execPath));
+    if (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) env.npm_config_nodedir = prefix;
+  }
+  return env;
+}
+
+/** What an addon was built against; written beside every build and prebuild, checked before loading. */
+function buildInfo(t) {
+  return { torch: t.version, flavour: t.flavour, napi: 8, platform: process.platform, arch: process.arch, libtorch: t.root };
+}
+
+/** The prebuilds folder of a package root: prebuilds/<platform>-<arch>/<name>.json + .node pairs. */
+function listPrebuilds(root) {
+  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => {
+    const meta = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    return { file: path.join(dir, f.replace(/\.json$/, '.node')), meta };
+  }).filter((p) => fs.existsSync(p.file));
+}
+
+/** The prebuild for this libtorch (same version and flavour, a Node-API version this Node has), or null. */
+function selectPrebuild(root, t) {
+  const napi = Number(process.versions.napi);
+  return listPrebuilds(root).find((p) => p.meta.torch === t.version && p.meta.flavour === t.flavour && p.meta.napi <= napi) || null;
+}
+
+function describe(meta) {
+  return `libtorch ${meta.torch} (${meta.flavour})`;
 }
 
 function requireLibtorch() {
@@ -121,7 +174,7 @@ function linkFlags(t) {
   return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, cacheDir, buildInfo, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -136,6 +189,11 @@ if (require.main === module) {
       '--version': () => t.version,
       '--cxxflags': () => cxxFlags(t),
       '--libs': () => linkFlags(t),
+      '--build-info': () => {
+        const json = JSON.stringify(buildInfo(t));
+        if (process.argv[3]) fs.writeFileSync(process.argv[3], json + '\n');
+        return json;
+      },
     }[what];
     if (!out) throw new Error(`unknown option ${what}`);
     process.stdout.write(out() + '\n');
