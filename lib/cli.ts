@@ -54,6 +54,57 @@ program
   });
 
 program
+  .command('pretrain')
+  .description('learn a WordPiece vocabulary and pre-train a small BERT with masked-LM on text files (one passage per line)')
+  .argument('<files...>', 'text files')
+  .option('--out <dir>', 'output folder (tokenizer/, pretrained/, metrics.jsonl, pretrain-curves.svg)', 'runs/pretrain')
+  .option('--vocab-size <n>', 'WordPiece vocabulary size', '8000')
+  .option('--hidden <n>', 'hidden size', '128')
+  .option('--layers <n>', 'encoder layers', '2')
+  .option('--steps <n>', 'optimizer steps (batch 64)', '3600')
+  .option('--seconds <n>', 'stop early after this many seconds', '480')
+  .option('--seq-len <n>', 'tokens per passage', '64')
+  .option('--whole-word-mask', 'mask whole words rather than single word pieces')
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean }) => {
+    const { pretrain } = await import('./recipes/pretrain');
+    const { readLines } = await import('./data/datasets');
+    const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask });
+    console.log(`saved: ${r.dir}`);
+  });
+
+program
+  .command('finetune')
+  .description('fine-tune a model folder or Hub name: text classification (TSV/CSV/JSONL with text and label) or NER (CoNLL files)')
+  .argument('<model>', 'model folder or Hub name')
+  .requiredOption('--train <file>', 'training file')
+  .requiredOption('--dev <file>', 'dev file (evaluated during training; the best model is kept)')
+  .option('--task <task>', 'classification or ner', 'classification')
+  .option('--out <dir>', 'output folder', 'runs/finetune')
+  .option('--epochs <n>', 'epochs', '3')
+  .option('--max-steps <n>', 'optimizer steps (overrides epochs)')
+  .option('--lr <x>', 'peak learning rate (AdamW, linear warmup and decay)', '2e-5')
+  .option('--batch-size <n>', 'batch size', '32')
+  .option('--max-length <n>', 'tokens per example', '128')
+  .option('--eval-steps <n>', 'evaluate every n steps (default: 5 times per run)')
+  .option('--patience <n>', 'early stopping: evaluations without improvement')
+  .option('--seconds <n>', 'time budget')
+  .option('--limit <n>', 'use only the first n training examples')
+  .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2', 'iob2')
+  .action(async (model: string, o: Record<string, string | undefined>) => {
+    const { finetuneClassification, finetuneNer } = await import('./recipes/finetune');
+    const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
+    const opts = {
+      model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
+      evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'),
+    };
+    if (o.task !== 'classification' && o.task !== 'ner') throw new Error(`--task must be classification or ner, got '${o.task}'`);
+    const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' }) : await finetuneClassification(opts);
+    console.log(JSON.stringify(r));
+    require('fs').writeFileSync(require('path').join(r.savedTo, 'report.json'), JSON.stringify(r, null, 2));
+  });
+
+program
   .command('predict')
   .description('classify sentences with a sequence-classification model folder (config.json, model.safetensors, tokenizer files)')
   .argument('<model>', 'model folder or Hub name')

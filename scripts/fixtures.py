@@ -686,6 +686,73 @@ def serve_base():
                       input_names=list(dyn), output_names=['logits'], dynamic_shapes=dyn, dynamo=True, external_data=False)
 
 
+@section
+def train_metrics():
+    """seqeval on CoNLL dev tags (IOB1 as in the files, and IOB2) against corrupted predictions; SQuAD
+    exact match / F1 from transformers 4's squad_metrics; and HF word ids for pre-split CoNLL words."""
+    import random
+    import subprocess
+    import transformers
+    from seqeval.metrics import f1_score, precision_score, recall_score, classification_report
+    from seqeval.metrics.sequence_labeling import get_entities
+    raw = []
+    cur = []
+    for line in read_lines(os.path.join(DATA, 'conll2003', 'eng.testa')):
+        l = line.strip()
+        if not l or l.startswith('-DOCSTART-'):
+            if cur:
+                raw.append(cur)
+            cur = []
+            continue
+        c = l.split()
+        cur.append((c[0], c[-1]))
+    if cur:
+        raw.append(cur)
+    gold1 = [[t for _, t in s] for s in raw]
+
+    def iob2(tags):
+        out, prev = [], 'O'
+        for t in tags:
+            out.append('B-' + t[2:] if t.startswith('I-') and (prev == 'O' or prev[2:] != t[2:]) else t)
+            prev = t
+        return out
+    gold2 = [iob2(t) for t in gold1]
+    labels = sorted({t for s in gold2 for t in s})
+    rng = random.Random(0)
+    pred2 = [[rng.choice(labels) if rng.random() < 0.1 else t for t in s] for s in gold2]
+    pred1 = [[rng.choice(labels) if rng.random() < 0.1 else t for t in s] for s in gold1]
+    odd = [['I-PER', 'I-PER', 'B-PER', 'O', 'I-LOC', 'B-LOC', 'I-ORG', 'E-ORG', 'S-MISC', 'O', 'B-X', 'I-Y']]
+    res = {'seqeval': []}
+    for name, g, p in (('iob2', gold2, pred2), ('iob1', gold1, pred1)):
+        rep = classification_report(g, p, output_dict=True, zero_division=0)
+        res['seqeval'].append({'name': name, 'gold': g, 'pred': p, 'f1': f1_score(g, p), 'precision': precision_score(g, p), 'recall': recall_score(g, p),
+                               'per_type': {k: {'precision': v['precision'], 'recall': v['recall'], 'f1': v['f1-score'], 'support': int(v['support'])}
+                                            for k, v in rep.items() if not k.endswith('avg')}})
+    res['entities'] = [[list(e) for e in get_entities(s)] for s in odd + gold1[:50]]
+    res['entity_inputs'] = odd + gold1[:50]
+    # HF fast tokenizer word ids for pre-split words, and the run_ner alignment of the example scripts.
+    tok = transformers.BertTokenizerFast.from_pretrained(os.path.join(DATA, 'bert-base-cased'), do_lower_case=False)
+    words = [[w for w, _ in s] for s in raw[:200]]
+    enc = tok(words, is_split_into_words=True, truncation=True, max_length=128)
+    res['split_words'] = {'words': words, 'input_ids': enc['input_ids'], 'word_ids': [enc.word_ids(i) for i in range(len(words))]}
+    # SQuAD v1.1 exact match and F1 (transformers 4's squad_metrics, the official script's logic).
+    cases = [['Jane Austen', ['jane austen']], ['the Eiffel Tower.', ['Eiffel Tower', 'the tower']], ['in 1813', ['1813']], ['', ['']],
+             ['', ['an answer']], ['Paris, France', ['Paris']], ['An apple a day', ['apple day']], ['naïve café', ['naive cafe', 'naïve café']],
+             ['the the the', ['the']], ['1,000 people', ['1000 people']], ['New York City', ['York New']], ['e.g. this', ['eg this']]]
+    code = """
+import json, sys
+from transformers.data.metrics.squad_metrics import compute_exact, compute_f1
+cases = json.load(sys.stdin)
+print(json.dumps([[max(compute_exact(g, p) for g in gs), max(compute_f1(g, p) for g in gs)] for p, gs in cases]))
+"""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, '.cache', 'transformers4'))
+    p = subprocess.run([sys.executable, '-c', code], input=json.dumps(cases), capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError('transformers 4 squad_metrics failed:\n' + p.stderr[-2000:])
+    res['squad'] = {'cases': cases, 'scores': json.loads(p.stdout.strip().split('\n')[-1])}
+    dump('train-metrics.json', res)
+
+
 def main(argv):
     force = '--force' in argv
     # Benchmark weights (hundreds of MB, a minute to export) are made only when named.

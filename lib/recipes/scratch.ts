@@ -6,10 +6,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../index';
 import { Tensor, F } from '../index';
-import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
+import { BertTokenizer } from '../tokenizer';
+import { pretrain } from './pretrain';
 import { readSst2, readLines } from '../data/datasets';
-import { fromConfig, fromPretrained } from '../models/bert';
-import { Trainer, predictClasses, padCollate, maskTokens, batchIndices, accuracy, f1, AdamW } from '../train';
+import { fromPretrained } from '../models/bert';
+import { Trainer, predictClasses, padCollate, batchIndices, accuracy, f1, AdamW } from '../train';
 import type { Example } from '../train';
 
 export interface ScratchOptions {
@@ -84,35 +85,10 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
   const corpus = [...train.map((r) => r.text), ...wiki];
 
-  // 1. Vocabulary.
-  let t0 = Date.now();
-  const tok = new WordPieceTrainer({ vocabSize: o.vocabSize ?? 8000 }).trainTokenizer(corpus);
-  tok.savePretrained(path.join(o.out, 'tokenizer'));
-  log(`vocabulary: ${tok.vocabSize} WordPiece tokens learned from ${corpus.length} lines in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
-
-  // 2. Masked-LM pre-training.
-  const H = o.hidden ?? 128;
-  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
-  const mlm = fromConfig('BertForMaskedLM', config);
-  const mlmIds = encodeAll(tok, corpus, seqLen);
-  const mlmBatches = batchIndices(mlmIds.map((r) => r.length), 64, { seed: 1, groupByLength: true });
-  const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
-  const pre = new Trainer(mlm, {
-    name: 'pretrain', learningRate: 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.pretrainSteps ?? 3600, timeBudgetSec: o.pretrainSeconds ?? 480, loggingSteps: 100,
-    logFile: path.join(o.out, 'metrics.jsonl'), log,
+  // 1-2. Vocabulary and masked-LM pre-training.
+  const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
+    corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
   });
-  const preRes = await pre.train(
-    (step) => padCollate(mlmBatches[step % mlmBatches.length].map((i) => ({ inputIds: mlmIds[i] })), tok.padTokenId),
-    (b) => {
-      const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId });
-      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels };
-    },
-    undefined,
-    (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
-  );
-  const mlmDir = path.join(o.out, 'pretrained');
-  await mlm.savePretrained(mlmDir);
-  log(`pre-training: ${preRes.steps} steps in ${preRes.seconds.toFixed(0)}s, MLM loss ${preRes.losses[0]?.loss.toFixed(3)} -> ${preRes.losses.at(-1)?.loss.toFixed(3)}`);
 
   // 3. Fine-tuning on SST-2.
   const cls = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } } });
@@ -136,7 +112,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const acc = accuracy(pred, devGold);
   const ones = dev.filter((r) => r.label === 1).length;
   const majority = Math.max(ones, dev.length - ones) / dev.length;
-  t0 = Date.now();
+  const t0 = Date.now();
   const bow = await bagOfWords(tok, train, dev);
   log(`bag-of-words logistic regression trained in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
 

@@ -47,14 +47,17 @@ export interface MlmOptions {
   padId?: number;
 }
 
-/** Masks a padded batch in place of HF's DataCollatorForLanguageModeling; returns the labels. */
-export function maskTokens(inputIds: Tensor, opts: MlmOptions): { inputIds: Tensor; labels: Tensor } {
+/**
+ * Masks a padded batch in place of HF's DataCollatorForLanguageModeling; returns the labels. With
+ * `selected` (a bool [B, T] tensor, e.g. from wholeWordMask) those positions are the ones predicted.
+ */
+export function maskTokens(inputIds: Tensor, opts: MlmOptions, selected?: Tensor): { inputIds: Tensor; labels: Tensor } {
   return tb.tidy(() => tb.noGrad(() => {
     const p = opts.mlmProbability ?? 0.15;
     let special = inputIds.eq(opts.padId ?? 0);
     for (const id of opts.specialIds) special = special.logicalOr(inputIds.eq(id));
     const prob = tb.fullLike(inputIds, p, { dtype: 'float32' }).maskedFill(special, 0);
-    const masked = tb.op('aten::bernoulli').t(prob._handle, null).bool();
+    const masked = selected ? selected.logicalAnd(special.logicalNot()) : tb.op('aten::bernoulli').t(prob._handle, null).bool();
     const labels = inputIds.maskedFill(masked.logicalNot(), -100);
     const replace = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' })._handle, 0.8, null).bool().logicalAnd(masked);
     let ids = inputIds.maskedFill(replace, opts.maskTokenId);
@@ -84,5 +87,69 @@ export function batchIndices(lengths: number[], batchSize: number, opts: { shuff
   }
   const out: number[][] = [];
   for (let i = 0; i < order.length; i += batchSize) out.push(order.slice(i, i + batchSize));
+  return out;
+}
+
+/**
+ * Whole-word masking (HF's DataCollatorForWholeWordMask): picks whole words (a token and the "##"
+ * pieces after it) in random order until about mlmProbability of each row's tokens are chosen; returns
+ * the bool [B, T] selection for maskTokens, which then applies 80/10/10 per token. Randomness comes from
+ * libtorch's generator (manualSeed reproduces it).
+ */
+export function wholeWordMask(rows: number[][], width: number, idsToTokens: string[], specialIds: number[], mlmProbability = 0.15, maxPredictions = 512): Tensor {
+  const sel = new Uint8Array(rows.length * width);
+  const special = new Set(specialIds);
+  rows.forEach((ids, b) => {
+    const words: number[][] = [];
+    ids.forEach((id, i) => {
+      if (special.has(id)) return;
+      if (words.length && (idsToTokens[id] ?? '').startsWith('##')) words[words.length - 1].push(i);
+      else words.push([i]);
+    });
+    if (!words.length) return;
+    const order = tb.tidy(() => Array.from(tb.randperm(words.length).dataSync() as BigInt64Array, Number));
+    const want = Math.min(maxPredictions, Math.max(1, Math.round(ids.length * mlmProbability)));
+    let n = 0;
+    for (const w of order) {
+      if (n >= want) break;
+      if (n + words[w].length > want) continue;
+      for (const i of words[w]) sel[b * width + i] = 1;
+      n += words[w].length;
+    }
+  });
+  return tb.tensor(sel, { shape: [rows.length, width], dtype: 'bool' });
+}
+
+/** NER label alignment: each word's label on its first sub-token, -100 on the others and on special tokens. */
+export function alignLabels(wordIds: (number | null)[], wordLabels: number[], labelAllTokens = false): number[] {
+  let prev: number | null = null;
+  return wordIds.map((w) => {
+    if (w === null) return -100;
+    if (w >= wordLabels.length) throw new RangeError(`alignLabels: word ${w} has no label (${wordLabels.length} labels)`);
+    const first = w !== prev;
+    prev = w;
+    return first || labelAllTokens ? wordLabels[w] : -100;
+  });
+}
+
+/**
+ * Next-sentence-prediction pairs from documents (lists of sentences): each sentence with the one after it
+ * (label 0, IsNext) or, half the time, with a random sentence of another document (label 1, NotNext).
+ */
+export function nspPairs(docs: string[][], seed = 42): { a: string; b: string; label: 0 | 1 }[] {
+  let s = seed >>> 0;
+  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const out: { a: string; b: string; label: 0 | 1 }[] = [];
+  const usable = docs.map((d, i) => (d.length ? i : -1)).filter((i) => i >= 0);
+  docs.forEach((doc, d) => {
+    for (let i = 0; i + 1 < doc.length; i++) {
+      if (usable.length > 1 && rnd() < 0.5) {
+        let o = d;
+        while (o === d) o = usable[Math.floor(rnd() * usable.length)];
+        const other = docs[o];
+        out.push({ a: doc[i], b: other[Math.floor(rnd() * other.length)], label: 1 });
+      } else out.push({ a: doc[i], b: doc[i + 1], label: 0 });
+    }
+  });
   return out;
 }

@@ -2,8 +2,9 @@
 export { AdamW, clipGradNorm, weightDecayGroups } from './optim';
 export type { AdamWOptions, ParamGroup, OptimizerStateDict } from './optim';
 export * from './schedules';
-export { padCollate, maskTokens, batchIndices } from './collate';
+export { padCollate, maskTokens, batchIndices, wholeWordMask, alignLabels, nspPairs } from './collate';
 export type { Example, Batch, MlmOptions } from './collate';
-export { accuracy, f1, mcc } from './metrics';
+export { accuracy, f1, mcc, getEntities, entityScores, normalizeAnswer, qaScore, qaMetrics } from './metrics';
+export type { Entity, EntityScores } from './metrics';
 export { Trainer, predictClasses } from './trainer';
 export type { TrainerOptions, TrainResult } from './trainer';

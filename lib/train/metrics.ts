@@ -34,3 +34,132 @@ export function mcc(pred: number[], gold: number[]): number {
   const den = Math.sqrt((n * n - p.reduce((a, x) => a + x * x, 0)) * (n * n - t.reduce((a, x) => a + x * x, 0)));
   return den === 0 ? 0 : num / den;
 }
+
+// ---------- NER: entity-level scores with seqeval's semantics ----------
+
+export interface Entity {
+  type: string;
+  start: number;
+  /** inclusive, as seqeval's get_entities */
+  end: number;
+}
+
+/**
+ * Entity chunks of a tag sequence exactly as seqeval's default (lenient) mode reads them: the tag is the
+ * first character, the type what follows the first '-'; a chunk starts at B- or S-, at an I-/E- after O,
+ * E- or S-, or where the type changes, so IOB1 and IOB2 both work.
+ */
+export function getEntities(tags: string[]): Entity[] {
+  const out: Entity[] = [];
+  let prevTag = 'O';
+  let prevType = '';
+  let begin = 0;
+  [...tags, 'O'].forEach((chunk, i) => {
+    const tag = chunk[0] ?? 'O';
+    const rest = chunk.slice(1);
+    const type = (rest.includes('-') ? rest.slice(rest.indexOf('-') + 1) : rest) || '_';
+    const end =
+      prevTag === 'E' || prevTag === 'S' ||
+      ((prevTag === 'B' || prevTag === 'I') && (tag === 'B' || tag === 'S' || tag === 'O')) ||
+      (prevTag !== 'O' && prevTag !== '.' && prevType !== type);
+    if (end) out.push({ type: prevType, start: begin, end: i - 1 });
+    const start =
+      tag === 'B' || tag === 'S' ||
+      ((prevTag === 'E' || prevTag === 'S' || prevTag === 'O') && (tag === 'E' || tag === 'I')) ||
+      (tag !== 'O' && tag !== '.' && prevType !== type);
+    if (start) begin = i;
+    prevTag = tag;
+    prevType = type;
+  });
+  return out;
+}
+
+export interface EntityScores {
+  precision: number;
+  recall: number;
+  f1: number;
+  /** per entity type: precision, recall, f1 and the number of gold entities */
+  perType: Record<string, { precision: number; recall: number; f1: number; support: number }>;
+}
+
+/** Micro-averaged entity precision, recall and F1 over sentences (seqeval's f1_score and report). */
+export function entityScores(pred: string[][], gold: string[][]): EntityScores {
+  if (pred.length !== gold.length) throw new RangeError(`entityScores: ${pred.length} predicted sentences for ${gold.length} gold`);
+  const key = (s: number, e: Entity) => `${s}|${e.type}|${e.start}|${e.end}`;
+  const P = new Map<string, string>();
+  const G = new Map<string, string>();
+  gold.forEach((g, s) => {
+    if (g.length !== pred[s].length) throw new RangeError(`entityScores: sentence ${s} has ${pred[s].length} predicted tags for ${g.length} gold`);
+    for (const e of getEntities(g)) G.set(key(s, e), e.type);
+    for (const e of getEntities(pred[s])) P.set(key(s, e), e.type);
+  });
+  const prf = (tp: number, np: number, ng: number) => {
+    const precision = np ? tp / np : 0;
+    const recall = ng ? tp / ng : 0;
+    return { precision, recall, f1: precision + recall ? (2 * precision * recall) / (precision + recall) : 0 };
+  };
+  const types = [...new Set([...G.values(), ...P.values()])].sort();
+  const perType: EntityScores['perType'] = {};
+  for (const t of types) {
+    const g = [...G].filter(([, v]) => v === t);
+    const np = [...P.values()].filter((v) => v === t).length;
+    const tp = g.filter(([k]) => P.has(k)).length;
+    perType[t] = { ...prf(tp, np, g.length), support: g.length };
+  }
+  const tp = [...G.keys()].filter((k) => P.has(k)).length;
+  return { ...prf(tp, P.size, G.size), perType };
+}
+
+// ---------- extractive QA: exact match and token F1 (the SQuAD v1.1 evaluation) ----------
+
+/** Lower case, no punctuation, no articles (a, an, the), single spaces: SQuAD's normalize_answer. */
+export function normalizeAnswer(s: string): string {
+  const punct = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
+  const lower = s.toLowerCase();
+  let noPunct = '';
+  for (const ch of lower) if (!punct.has(ch)) noPunct += ch;
+  return noPunct.replace(/\b(a|an|the)\b/g, ' ').split(/\s+/).filter(Boolean).join(' ');
+}
+
+function tokenF1(pred: string, gold: string): number {
+  const p = normalizeAnswer(pred).split(' ').filter(Boolean);
+  const g = normalizeAnswer(gold).split(' ').filter(Boolean);
+  // Unanswerable on either side: 1 when both are empty, else 0 (SQuAD 2.0's convention).
+  if (!p.length || !g.length) return Number(p.length === g.length);
+  const counts = new Map<string, number>();
+  for (const t of g) counts.set(t, (counts.get(t) ?? 0) + 1);
+  let same = 0;
+  for (const t of p) {
+    const c = counts.get(t) ?? 0;
+    if (c > 0) {
+      same++;
+      counts.set(t, c - 1);
+    }
+  }
+  if (same === 0) return 0;
+  const precision = same / p.length;
+  const recall = same / g.length;
+  return (2 * precision * recall) / (precision + recall);
+}
+
+/** Exact match and F1 of one prediction against its gold answers (the best over them). */
+export function qaScore(pred: string, golds: string[]): { exact: number; f1: number } {
+  const gs = golds.length ? golds : [''];
+  return {
+    exact: Math.max(...gs.map((g) => Number(normalizeAnswer(pred) === normalizeAnswer(g)))),
+    f1: Math.max(...gs.map((g) => tokenF1(pred, g))),
+  };
+}
+
+/** Mean exact match and F1 over a set of questions, as fractions (SQuAD reports them x 100). */
+export function qaMetrics(preds: string[], golds: string[][]): { exact: number; f1: number } {
+  if (preds.length !== golds.length) throw new RangeError(`qaMetrics: ${preds.length} predictions for ${golds.length} questions`);
+  let e = 0;
+  let f = 0;
+  preds.forEach((p, i) => {
+    const s = qaScore(p, golds[i]);
+    e += s.exact;
+    f += s.f1;
+  });
+  return { exact: e / Math.max(1, preds.length), f1: f / Math.max(1, preds.length) };
+}

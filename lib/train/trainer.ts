@@ -36,6 +36,18 @@ export interface TrainerOptions {
   seed?: number;
   name?: string;
   log?: (line: string) => void;
+  /** the eval metric that picks the best model (HF's metric_for_best_model), e.g. 'accuracy' or 'f1' */
+  metricForBestModel?: string;
+  /** default: true, unless the metric's name contains 'loss' */
+  greaterIsBetter?: boolean;
+  /** at the end, restore the weights of the best evaluation (HF's load_best_model_at_end) */
+  loadBestModelAtEnd?: boolean;
+  /** stop after this many evaluations without improvement (HF's EarlyStoppingCallback) */
+  earlyStoppingPatience?: number;
+  /** an improvement must exceed this (absolute) to count */
+  earlyStoppingThreshold?: number;
+  /** draw the loss and eval curves to this SVG file at the end */
+  plotFile?: string;
 }
 
 /**
@@ -54,14 +66,19 @@ export interface TrainResult {
   seconds: number;
   losses: { step: number; loss: number; lr: number }[];
   evals: { step: number; metrics: Record<string, number> }[];
+  /** the best evaluation by metricForBestModel */
+  best?: { step: number; metric: string; value: number };
+  stoppedEarly?: boolean;
 }
 
 export class Trainer {
   readonly optimizer: AdamW;
-  readonly opts: Required<Omit<TrainerOptions, 'timeBudgetSec' | 'warmupSteps' | 'evalSteps' | 'logFile' | 'log' | 'saveSteps' | 'outputDir' | 'saveTotalLimit' | 'resumeFrom'>> & TrainerOptions;
+  readonly opts: Required<Pick<TrainerOptions, 'learningRate' | 'weightDecay' | 'adamEpsilon' | 'warmupRatio' | 'gradientAccumulationSteps' | 'maxGradNorm' | 'schedule' | 'loggingSteps' | 'seed' | 'name' | 'maxSteps'>> & TrainerOptions;
 
   constructor(readonly model: BertPreTrainedModel, opts: TrainerOptions) {
     if (!Number.isInteger(opts.maxSteps) || opts.maxSteps <= 0) throw new RangeError(`Trainer: maxSteps must be a positive integer, got ${opts.maxSteps}`);
+    if ((opts.loadBestModelAtEnd || opts.earlyStoppingPatience) && !opts.metricForBestModel) throw new TypeError('Trainer: loadBestModelAtEnd and earlyStoppingPatience need metricForBestModel');
+    if (opts.earlyStoppingPatience !== undefined && (!Number.isInteger(opts.earlyStoppingPatience) || opts.earlyStoppingPatience < 1)) throw new RangeError(`Trainer: earlyStoppingPatience must be a positive integer, got ${opts.earlyStoppingPatience}`);
     this.opts = { learningRate: 5e-5, weightDecay: 0, adamEpsilon: 1e-8, warmupRatio: 0, gradientAccumulationSteps: 1, maxGradNorm: 1, schedule: 'linear', loggingSteps: 50, seed: 42, name: 'train', ...opts };
     this.optimizer = new AdamW(weightDecayGroups(model.namedParameters(), this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
   }
@@ -188,6 +205,7 @@ export class Trainer {
         result.evals.push({ step: step + 1, metrics });
         write({ type: 'eval', name: o.name, step: step + 1, ...metrics });
         if (!bar) log(`${o.name} eval at step ${step + 1}: ${JSON.stringify(metrics)}`);
+        if (this.#track(result, step + 1, metrics, log)) break;
       }
       if (o.timeBudgetSec && elapsed > o.timeBudgetSec) {
         log(`${o.name}: time budget of ${o.timeBudgetSec}s reached after ${step + 1} steps`);
@@ -197,8 +215,49 @@ export class Trainer {
     bar?.stop();
     if (jsonl !== undefined) fs.closeSync(jsonl);
     result.seconds = (Date.now() - start) / 1000;
+    if (o.loadBestModelAtEnd && this.#best && result.best && result.best.step !== result.steps) {
+      this.model.loadStateDict(this.#best, { strict: true });
+      log(`${o.name}: loaded the best model (step ${result.best.step}, ${result.best.metric} ${result.best.value.toFixed(4)})`);
+    }
+    this.#dropBest();
+    if (o.plotFile) {
+      const { curvesSvg } = await import('./plot');
+      fs.writeFileSync(o.plotFile, curvesSvg(result, o.name));
+    }
     this.model.eval();
     return result;
+  }
+
+  #best: Map<string, Tensor> | null = null;
+  #stale = 0;
+  #dropBest(): void {
+    this.#best?.forEach((t) => t.dispose());
+    this.#best = null;
+  }
+
+  /** Records an evaluation for the best model and early stopping; true when training should stop. */
+  #track(result: TrainResult, step: number, metrics: Record<string, number>, log: (s: string) => void): boolean {
+    const o = this.opts;
+    if (!o.metricForBestModel) return false;
+    const v = metrics[o.metricForBestModel];
+    if (typeof v !== 'number') throw new Error(`${o.name}: evaluation returned no '${o.metricForBestModel}' (it gave ${Object.keys(metrics).join(', ')})`);
+    const greater = o.greaterIsBetter ?? !o.metricForBestModel.includes('loss');
+    const margin = o.earlyStoppingThreshold ?? 0;
+    const better = !result.best || (greater ? v > result.best.value + margin : v < result.best.value - margin);
+    if (better) {
+      result.best = { step, metric: o.metricForBestModel, value: v };
+      this.#stale = 0;
+      if (o.loadBestModelAtEnd) {
+        this.#dropBest();
+        this.#best = tb.noGrad(() => new Map(this.model.namedParameters().map(([n, p]) => [n, tb.keep(p.detach().clone())])));
+      }
+    } else this.#stale++;
+    if (o.earlyStoppingPatience && this.#stale >= o.earlyStoppingPatience) {
+      result.stoppedEarly = true;
+      log(`${o.name}: early stopping at step ${step}: ${o.metricForBestModel} has not improved for ${this.#stale} evaluations (best ${result.best!.value.toFixed(4)} at step ${result.best!.step})`);
+      return true;
+    }
+    return false;
   }
 }
 

@@ -1,0 +1,199 @@
+// Fine-tuning recipes behind `torchbert finetune`: sequence classification from SST-2-style TSV, CSV or
+// JSONL files, and NER on CoNLL-2003-style files (first sub-token labelled, entity F1 with seqeval's
+// semantics). Both use the Trainer with AdamW(lr 2e-5, eps 1e-8) and a linear warmup schedule by default,
+// evaluate on the dev file, keep the best model by the dev metric and save it with its tokenizer.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../index';
+import { Tensor } from '../index';
+import { BertTokenizer } from '../tokenizer';
+import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
+import { fromPretrained } from '../models/bert';
+import { Trainer, predictClasses, padCollate, batchIndices, accuracy, f1, alignLabels, entityScores } from '../train';
+import type { Example, Batch, TrainResult } from '../train';
+
+export interface FinetuneOptions {
+  /** model folder or Hub name */
+  model: string;
+  train: string;
+  dev: string;
+  out: string;
+  epochs?: number;
+  /** overrides epochs */
+  maxSteps?: number;
+  learningRate?: number;
+  batchSize?: number;
+  maxLength?: number;
+  warmupRatio?: number;
+  weightDecay?: number;
+  evalSteps?: number;
+  /** stop after this many evaluations without improvement */
+  patience?: number;
+  timeBudgetSec?: number;
+  seed?: number;
+  /** only the first N training examples (quick runs) */
+  limit?: number;
+  log?: (s: string) => void;
+}
+
+export interface FinetuneReport {
+  task: 'classification' | 'ner';
+  examples: { train: number; dev: number };
+  steps: number;
+  seconds: number;
+  best?: TrainResult['best'];
+  stoppedEarly: boolean;
+  dev: Record<string, number>;
+  savedTo: string;
+}
+
+/** Text and integer label rows from SST-2 TSV (sentence, label), any CSV/TSV with text and label columns, or JSONL. */
+function readLabelled(file: string): { text: string; label: string }[] {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
+  if (file.endsWith('.jsonl')) {
+    return readJsonl<Record<string, unknown>>(file).map((r, i) => {
+      const text = r.text ?? r.sentence;
+      if (typeof text !== 'string' || r.label === undefined) throw new Error(`${file}:${i + 1}: expected {"text": ..., "label": ...}`);
+      return { text, label: String(r.label) };
+    });
+  }
+  const first = fs.readFileSync(file, 'utf8').split('\n', 1)[0];
+  if (/^sentence\tlabel/.test(first)) return readSst2(file).map((r) => ({ text: r.text, label: String(r.label) }));
+  return readDelimited(file).map((r, i) => {
+    const text = r.text ?? r.sentence;
+    if (text === undefined || r.label === undefined) throw new Error(`${file}: row ${i + 1} lacks a 'text' (or 'sentence') and a 'label' column`);
+    return { text, label: r.label };
+  });
+}
+
+function stepsFor(n: number, o: FinetuneOptions): number {
+  return o.maxSteps ?? Math.max(1, Math.ceil((n / (o.batchSize ?? 32)) * (o.epochs ?? 3)));
+}
+
+export async function finetuneClassification(o: FinetuneOptions): Promise<FinetuneReport> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  tb.manualSeed(o.seed ?? 42);
+  let train = readLabelled(o.train);
+  if (o.limit) train = train.slice(0, o.limit);
+  const dev = readLabelled(o.dev);
+  const labels = [...new Set(train.map((r) => r.label))].sort();
+  const id = new Map(labels.map((l, i) => [l, i]));
+  const unknown = dev.find((r) => !id.has(r.label));
+  if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
+  const tok = await BertTokenizer.fromPretrained(o.model);
+  const model = await fromPretrained(o.model, {
+    kind: 'BertForSequenceClassification',
+    config: { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) },
+  });
+  const maxLength = Math.min(o.maxLength ?? 128, model.config.fields.max_position_embeddings);
+  const enc = (rows: { text: string; label: string }[]): Example[] => rows.map((r) => ({ inputIds: tok.call(r.text, undefined, { truncation: true, maxLength }).inputIds as number[], label: id.get(r.label)! }));
+  const trainEx = enc(train);
+  const devEx = enc(dev);
+  const bs = o.batchSize ?? 32;
+  const batches = batchIndices(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
+  const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
+  const gold = devOrder.flat().map((i) => devEx[i].label!);
+  const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+  const evaluate = async () => {
+    const pred = await predictClasses(model, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+    return { accuracy: accuracy(pred, gold), f1: labels.length === 2 ? f1(pred, gold) : f1(pred, gold, 'macro') };
+  };
+  const maxSteps = stepsFor(trainEx.length, o);
+  log(`finetune: ${trainEx.length} training and ${devEx.length} dev examples, labels ${labels.join(', ')}, ${maxSteps} steps of ${bs}`);
+  const res = await runTrainer(model, o, maxSteps, 'accuracy', (s) => padCollate(batches[s % batches.length].map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
+  const final = await evaluate();
+  await model.savePretrained(o.out);
+  tok.savePretrained(o.out);
+  return { task: 'classification', examples: { train: trainEx.length, dev: devEx.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
+}
+
+/** Word pieces of pre-split words: [CLS] pieces... [SEP], each piece's word index, truncated to maxLength. */
+export function encodeWords(tok: BertTokenizer, words: string[], maxLength: number): { ids: number[]; wordIds: (number | null)[] } {
+  const ids = [tok.clsTokenId];
+  const wordIds: (number | null)[] = [null];
+  for (let w = 0; w < words.length; w++) {
+    const pieces = tok.encode(words[w], undefined, { addSpecialTokens: false });
+    if (ids.length + pieces.length > maxLength - 1) break;
+    for (const p of pieces) {
+      ids.push(p);
+      wordIds.push(w);
+    }
+  }
+  ids.push(tok.sepTokenId);
+  wordIds.push(null);
+  return { ids, wordIds };
+}
+
+export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2' }): Promise<FinetuneReport> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  tb.manualSeed(o.seed ?? 42);
+  const scheme = o.scheme ?? 'iob2';
+  let train = readConll(o.train, scheme);
+  if (o.limit) train = train.slice(0, o.limit);
+  const dev = readConll(o.dev, scheme);
+  const labels = [...new Set([...train, ...dev].flatMap((s) => s.tags))].sort((a, b) => (a === 'O' ? -1 : b === 'O' ? 1 : a.slice(2).localeCompare(b.slice(2)) || a.localeCompare(b)));
+  const id = new Map(labels.map((l, i) => [l, i]));
+  const tok = await BertTokenizer.fromPretrained(o.model);
+  const model = await fromPretrained(o.model, {
+    kind: 'BertForTokenClassification',
+    config: { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) },
+  });
+  const maxLength = Math.min(o.maxLength ?? 128, model.config.fields.max_position_embeddings);
+  const enc = (s: { tokens: string[]; tags: string[] }) => {
+    const e = encodeWords(tok, s.tokens, maxLength);
+    return { inputIds: e.ids, labels: alignLabels(e.wordIds, s.tags.map((t) => id.get(t)!)), wordIds: e.wordIds };
+  };
+  const trainEx = train.map(enc);
+  const devEx = dev.map(enc);
+  const bs = o.batchSize ?? 32;
+  const batches = batchIndices(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
+  const evaluate = async () => {
+    model.eval();
+    const pred: string[][] = new Array(dev.length);
+    for (const idx of devOrder) {
+      const scope = new tb.DisposeScope();
+      await scope.run(async () => {
+        const b = padCollate(idx.map((i) => devEx[i]), tok.padTokenId);
+        const out = await tb.noGrad(() => model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+        const T = b.inputIds.shape[1];
+        const arg = (await (out.logits as Tensor).argmax(-1).data()) as BigInt64Array;
+        idx.forEach((i, r) => {
+          // Each word takes its first sub-token's label; words cut by truncation are O.
+          const tags = dev[i].tokens.map(() => 'O');
+          let prev: number | null = null;
+          devEx[i].wordIds.forEach((w, t) => {
+            if (w !== null && w !== prev) tags[w] = labels[Number(arg[r * T + t])];
+            prev = w;
+          });
+          pred[i] = tags;
+        });
+      });
+      scope.dispose();
+    }
+    const s = entityScores(pred, dev.map((d) => d.tags));
+    return { f1: s.f1, precision: s.precision, recall: s.recall };
+  };
+  const maxSteps = stepsFor(trainEx.length, o);
+  log(`finetune (NER): ${trainEx.length} training and ${devEx.length} dev sentences, ${labels.length} labels, ${maxSteps} steps of ${bs}`);
+  const res = await runTrainer(model, o, maxSteps, 'f1', (s) => padCollate(batches[s % batches.length].map((i) => trainEx[i]), tok.padTokenId), (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }), evaluate, log);
+  const final = await evaluate();
+  await model.savePretrained(o.out);
+  tok.savePretrained(o.out);
+  return { task: 'ner', examples: { train: trainEx.length, dev: devEx.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
+}
+
+async function runTrainer(
+  model: import('../models/bert').BertPreTrainedModel, o: FinetuneOptions, maxSteps: number, metric: string,
+  next: (step: number) => Batch, toInputs: (b: Batch) => import('../models/bert').BertInputs, evaluate: () => Promise<Record<string, number>>, log: (s: string) => void,
+): Promise<TrainResult> {
+  fs.mkdirSync(o.out, { recursive: true });
+  const trainer = new Trainer(model, {
+    name: 'finetune', learningRate: o.learningRate ?? 2e-5, adamEpsilon: 1e-8, weightDecay: o.weightDecay ?? 0.01, warmupRatio: o.warmupRatio ?? 0.1,
+    maxSteps, timeBudgetSec: o.timeBudgetSec, loggingSteps: Math.max(1, Math.min(50, Math.floor(maxSteps / 20))),
+    evalSteps: o.evalSteps ?? Math.max(1, Math.floor(maxSteps / 5)), metricForBestModel: metric, loadBestModelAtEnd: true, earlyStoppingPatience: o.patience,
+    logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, log,
+  });
+  return trainer.train(next, toInputs, evaluate);
+}

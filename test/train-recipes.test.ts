@@ -1,0 +1,175 @@
+// Training pieces beyond the core loop: entity-level NER metrics against seqeval, SQuAD exact match and
+// F1 against transformers 4's squad_metrics, NER label alignment and pre-split word encoding against
+// HF's fast tokenizer, whole-word masking, NSP pairs, early stopping and load-best in the Trainer, the
+// loss-curve image, and the pretrain / finetune CLI commands end to end on tiny runs.
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import * as tb from '../lib';
+import { BertTokenizer } from '../lib/tokenizer';
+import { fromConfig } from '../lib/models/bert';
+import { getEntities, entityScores, qaScore, alignLabels, wholeWordMask, nspPairs, Trainer, padCollate } from '../lib/train';
+import { encodeWords } from '../lib/recipes/finetune';
+import { FIXTURES, DATA, ROOT, fixture, tmpDir } from './helpers';
+
+const fx = fixture('train-metrics.json');
+
+describe('NER metrics (seqeval semantics)', () => {
+  test('entity chunks equal seqeval get_entities, IOB1, IOB2 and odd sequences', () => {
+    fx.entity_inputs.forEach((tags: string[], i: number) => {
+      expect(getEntities(tags).map((e) => [e.type, e.start, e.end])).toEqual(fx.entities[i]);
+    });
+  });
+  test.each([0, 1])('precision, recall, F1 and the per-type report equal seqeval (case %s)', (k) => {
+    const c = fx.seqeval[k];
+    const s = entityScores(c.pred, c.gold);
+    expect(s.f1).toBeCloseTo(c.f1, 12);
+    expect(s.precision).toBeCloseTo(c.precision, 12);
+    expect(s.recall).toBeCloseTo(c.recall, 12);
+    expect(Object.keys(s.perType).sort()).toEqual(Object.keys(c.per_type).sort());
+    for (const [t, v] of Object.entries(c.per_type) as [string, any][]) {
+      expect(s.perType[t].support).toBe(v.support);
+      expect(s.perType[t].f1).toBeCloseTo(v.f1, 12);
+      expect(s.perType[t].precision).toBeCloseTo(v.precision, 12);
+    }
+    expect(() => entityScores(c.pred.slice(1), c.gold)).toThrow(/predicted sentences/);
+  });
+});
+
+test('QA exact match and F1 equal the SQuAD evaluation', () => {
+  fx.squad.cases.forEach(([pred, golds]: [string, string[]], i: number) => {
+    const s = qaScore(pred, golds);
+    expect([i, s.exact]).toEqual([i, fx.squad.scores[i][0]]);
+    expect(s.f1).toBeCloseTo(fx.squad.scores[i][1], 12);
+  });
+});
+
+test('pre-split words encode to HF ids and word ids; labels go to the first sub-token', () => {
+  const tok = BertTokenizer.fromVocabFile(path.join(DATA, 'bert-base-cased', 'vocab.txt'), { doLowerCase: false });
+  const sw = fx.split_words;
+  sw.words.forEach((words: string[], i: number) => {
+    const e = encodeWords(tok, words, 128);
+    expect(e.ids).toEqual(sw.input_ids[i]);
+    expect(e.wordIds).toEqual(sw.word_ids[i]);
+    const labels = words.map((_, w) => w % 5);
+    const aligned = alignLabels(e.wordIds, labels);
+    // Each word's label exactly once, on its first piece; -100 elsewhere.
+    const seen = new Set<number>();
+    aligned.forEach((l, t) => {
+      const w = e.wordIds[t];
+      if (w === null || seen.has(w)) expect(l).toBe(-100);
+      else {
+        expect(l).toBe(labels[w]);
+        seen.add(w);
+      }
+    });
+    expect(alignLabels(e.wordIds, labels, true).filter((l) => l !== -100).length).toBe(e.wordIds.filter((w) => w !== null).length);
+  });
+  expect(() => alignLabels([null, 0, 3], [1])).toThrow(/word 3 has no label/);
+});
+
+test('whole-word masking selects whole words, about 15% of tokens, never special tokens', () => {
+  const tok = BertTokenizer.fromVocabFile(path.join(DATA, 'bert-base-uncased', 'vocab.txt'));
+  const texts = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 200).map((l) => l.split('\t')[0]).filter(Boolean);
+  const rows = texts.map((t) => tok.encode(t));
+  const T = Math.max(...rows.map((r) => r.length));
+  tb.manualSeed(0);
+  const sel = wholeWordMask(rows, T, tok.idsToTokens, [tok.clsTokenId, tok.sepTokenId]);
+  const m = sel.dataSync() as Uint8Array;
+  let chosen = 0;
+  let total = 0;
+  rows.forEach((ids, b) => {
+    total += ids.length;
+    ids.forEach((id, i) => {
+      const on = m[b * T + i] === 1;
+      if (on) chosen++;
+      if (id === tok.clsTokenId || id === tok.sepTokenId) expect(on).toBe(false);
+      // A "##" piece is chosen exactly when the piece before it is.
+      if (tok.idsToTokens[id].startsWith('##')) expect([b, i, on]).toEqual([b, i, m[b * T + i - 1] === 1]);
+    });
+    for (let i = ids.length; i < T; i++) expect(m[b * T + i]).toBe(0);
+  });
+  expect(chosen / total).toBeGreaterThan(0.1);
+  expect(chosen / total).toBeLessThan(0.16);
+  tb.manualSeed(0);
+  expect(Array.from(wholeWordMask(rows, T, tok.idsToTokens, [tok.clsTokenId, tok.sepTokenId]).dataSync() as Uint8Array)).toEqual(Array.from(m));
+});
+
+test('NSP pairs: IsNext pairs are consecutive, NotNext ones come from other documents, about half each', () => {
+  const docs = Array.from({ length: 20 }, (_, d) => Array.from({ length: 10 }, (_, i) => `d${d}s${i}`));
+  const pairs = nspPairs(docs, 7);
+  expect(pairs.length).toBe(20 * 9);
+  for (const p of pairs) {
+    const [da, sa] = p.a.slice(1).split('s').map(Number);
+    const [db, sb] = p.b.slice(1).split('s').map(Number);
+    if (p.label === 0) expect([db, sb]).toEqual([da, sa + 1]);
+    else expect(db).not.toBe(da);
+  }
+  const share = pairs.filter((p) => p.label === 1).length / pairs.length;
+  expect(share).toBeGreaterThan(0.4);
+  expect(share).toBeLessThan(0.6);
+});
+
+describe('Trainer: early stopping, best model, curves', () => {
+  test('stops after `patience` evaluations without improvement and restores the best weights', async () => {
+    tb.manualSeed(0);
+    const model = fromConfig('BertForSequenceClassification', { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 16 });
+    const batch = padCollate([{ inputIds: [1, 5, 7, 2], label: 1 }, { inputIds: [1, 9, 2], label: 0 }], 0);
+    const scores = [0.5, 0.7, 0.65, 0.69, 0.6, 0.9];
+    let k = 0;
+    const snapshots: Float32Array[] = [];
+    const dir = tmpDir();
+    const logs: string[] = [];
+    const trainer = new Trainer(model, {
+      maxSteps: 100, learningRate: 1e-2, evalSteps: 2, loggingSteps: 1, metricForBestModel: 'accuracy', loadBestModelAtEnd: true,
+      earlyStoppingPatience: 3, plotFile: path.join(dir, 'curves.svg'), log: (s) => logs.push(s),
+    });
+    const res = await trainer.train(() => batch, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }), async () => {
+      snapshots.push((model.namedParameters().find(([n]) => n === 'classifier.weight')![1].detach().clone().dataSync() as Float32Array).slice());
+      return { accuracy: scores[k++] };
+    });
+    expect(res.stoppedEarly).toBe(true);
+    expect(res.steps).toBe(10); // evaluations at 2, 4 (best), 6, 8, 10: three without improvement
+    expect(res.best).toEqual({ step: 4, metric: 'accuracy', value: 0.7 });
+    const now = model.namedParameters().find(([n]) => n === 'classifier.weight')![1].dataSync() as Float32Array;
+    expect(Array.from(now)).toEqual(Array.from(snapshots[1]));
+    expect(Array.from(now)).not.toEqual(Array.from(snapshots[4]));
+    expect(logs.join('\n')).toMatch(/early stopping at step 10/);
+    const svg = fs.readFileSync(path.join(dir, 'curves.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect((svg.match(/<polyline/g) ?? []).length).toBe(2); // the loss and the accuracy
+    expect(() => new Trainer(model, { maxSteps: 5, earlyStoppingPatience: 2 })).toThrow(/need metricForBestModel/);
+  });
+});
+
+describe('the pretrain and finetune commands', () => {
+  const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT });
+  test('pretrain: vocabulary, whole-word-masked MLM, saved model and curves', () => {
+    const out = tmpDir();
+    const r = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--out', out, '--steps', '6', '--seconds', '120', '--vocab-size', '600', '--hidden', '32', '--layers', '1', '--whole-word-mask']);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    for (const f of ['pretrained/config.json', 'pretrained/model.safetensors', 'pretrained/vocab.txt', 'metrics.jsonl', 'pretrain-curves.svg']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+  });
+  test('finetune --task ner on CoNLL: seqeval F1 reported, best model and tokenizer saved', () => {
+    const out = tmpDir();
+    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForTokenClassification'), '--task', 'ner', '--train', path.join(DATA, 'conll2003', 'eng.train'), '--dev', path.join(DATA, 'conll2003', 'eng.testb'),
+      '--limit', '300', '--max-steps', '12', '--eval-steps', '4', '--lr', '1e-3', '--scheme', 'iob2', '--out', out]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const rep = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect(rep.task).toBe('ner');
+    expect(rep.examples.train).toBe(300);
+    expect(rep.dev.f1).toBeGreaterThanOrEqual(0);
+    expect(rep.dev.f1).toBe(rep.best.value); // the best evaluation's model is the one saved
+    for (const f of ['config.json', 'model.safetensors', 'vocab.txt', 'curves.svg']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(Object.values(cfg.id2label)).toEqual(expect.arrayContaining(['O', 'B-PER', 'I-PER', 'B-LOC', 'I-MISC']));
+  });
+  test('finetune: a dev label missing from training is a clear error', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'train.csv'), 'text,label\na,pos\nb,neg\n');
+    fs.writeFileSync(path.join(dir, 'dev.csv'), 'text,label\nc,meh\n');
+    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification'), '--train', path.join(dir, 'train.csv'), '--dev', path.join(dir, 'dev.csv'), '--out', path.join(dir, 'o')]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/label 'meh' does not occur in .*train\.csv \(labels: neg, pos\)/);
+  });
+});
