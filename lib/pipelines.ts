@@ -81,7 +81,10 @@ abstract class Pipeline<I extends Row, O> {
           }
         });
         const o = { shape: [B, T], device: this.device };
-        const out = await noGrad(() => this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o) }));
+        // Grad mode is captured when the call starts (it runs on a worker thread), so it is off only for
+        // this synchronous start: concurrent code on the event loop (training, say) keeps its own mode.
+        const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o) }) }));
+        const out = await pending;
         return await this.extract(out, items, T);
       });
     } finally {

@@ -13,6 +13,12 @@ export function noGrad<T>(fn: () => T): T {
 export function enableGrad<T>(fn: () => T): T {
   return withGrad(true, fn);
 }
+// Async noGrad calls that overlap on the event loop settle in any order: a count of the pending ones
+// restores grad mode once, when the last settles (restoring each call's own "previous" state would
+// leave grad off whenever an inner call outlives an outer one).
+let asyncNoGrad = 0;
+let beforeAsyncNoGrad = true;
+
 function withGrad<T>(on: boolean, fn: () => T): T {
   const prev = native.setGradEnabled(on);
   let result: T;
@@ -23,7 +29,11 @@ function withGrad<T>(on: boolean, fn: () => T): T {
     throw e;
   }
   if (result instanceof Promise) {
-    return result.finally(() => native.setGradEnabled(prev)) as T;
+    if (on) return result.finally(() => native.setGradEnabled(prev)) as T;
+    if (asyncNoGrad++ === 0) beforeAsyncNoGrad = prev;
+    return result.finally(() => {
+      if (--asyncNoGrad === 0) native.setGradEnabled(beforeAsyncNoGrad);
+    }) as T;
   }
   native.setGradEnabled(prev);
   return result;

@@ -102,6 +102,14 @@ describe.each(prefixes)('pipelines match transformers (%s)', (pre) => {
   });
 });
 
+test('concurrent pipelines leave grad mode as they found it', async () => {
+  const { isGradEnabled } = await import('../lib');
+  const clf = await pipeline('text-classification', dir('tiny-BertForSequenceClassification'));
+  const fe = await pipeline('feature-extraction', dir('tiny-BertModel'));
+  await Promise.all([clf.call(fx.texts), fe.call(fx.texts.slice(0, 5)), clf.call(fx.texts[0]), fe.call('x')]);
+  expect(isGradEnabled()).toBe(true);
+});
+
 describe('pipeline errors', () => {
   test('bad inputs and tasks name what is wrong', async () => {
     await expect(pipeline('summarization' as any, dir('tiny-BertModel'))).rejects.toThrow(/unknown task 'summarization'/);

@@ -213,5 +213,13 @@ describe('seeding and printing (CPU)', () => {
     expect(tb.noGrad(() => tb.enableGrad(() => x.mul(2))).requiresGrad).toBe(true);
     expect(() => tb.noGrad(() => { throw new Error('boom'); })).toThrow('boom');
     expect(tb.isGradEnabled()).toBe(true);
+    // Overlapping async calls that settle inner-last: grad mode is back on when the last one settles.
+    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const outer = tb.noGrad(async () => wait(5));
+    const inner = tb.noGrad(async () => wait(30));
+    await outer;
+    expect(tb.isGradEnabled()).toBe(false);
+    await inner;
+    expect(tb.isGradEnabled()).toBe(true);
   });
 });
