@@ -85,6 +85,7 @@ export interface Binding {
   setRngState(state: Handle): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  setGraphExecutorOptimize(on: boolean): boolean;
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   cudaSynchronize(): void;

@@ -60,6 +60,13 @@ export function setRngState(state: Tensor): void {
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
 }
+/**
+ * TorchScript's graph executor optimisations (profiling, autodiff subgraphs, fusion), on by default as in
+ * PyTorch (torch._C._set_graph_executor_optimize). Returns the previous setting.
+ */
+export function setGraphExecutorOptimize(on: boolean): boolean {
+  return native.setGraphExecutorOptimize(on);
+}
 export function getNumThreads(): number {
   return native.getNumThreads();
 }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <torch/version.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <cmath>
 #include <cstring>
@@ -433,6 +434,15 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   at::set_num_threads(static_cast<int>(n));
   return env.Undefined();
 }
+// TorchScript's graph executor optimisations (profiling, autodiff subgraphs, fusion). Returns the
+// previous setting.
+static Napi::Value SetGraphExecutorOptimize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) ThrowType(env, "setGraphExecutorOptimize needs a boolean");
+  bool prev = torch::jit::getGraphExecutorOptimize();
+  torch::jit::setGraphExecutorOptimize(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(env, prev);
+}
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
@@ -487,6 +497,7 @@ void InitTensorFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New<Guarded<ManualSeed>>(env));
   exports.Set("setNumThreads", Napi::Function::New<Guarded<SetNumThreads>>(env));
   exports.Set("getNumThreads", Napi::Function::New<Guarded<GetNumThreads>>(env));
+  exports.Set("setGraphExecutorOptimize", Napi::Function::New<Guarded<SetGraphExecutorOptimize>>(env));
   exports.Set("cudaIsAvailable", Napi::Function::New<Guarded<CudaIsAvailable>>(env));
   exports.Set("cudaDeviceCount", Napi::Function::New<Guarded<CudaDeviceCount>>(env));
   exports.Set("cudaSynchronize", Napi::Function::New<Guarded<CudaSynchronize>>(env));
