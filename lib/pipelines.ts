@@ -94,7 +94,9 @@ abstract class Pipeline<I extends Row, O> {
 
   /** Runs one short input through the pipeline (first calls pay for lazy initialisation). */
   async warmup(): Promise<void> {
-    await this.call(this.task === 'question-answering' ? ({ question: 'warm up?', context: 'warm up' } as never) : (`warm up ${this.tokenizer.options.maskToken}` as never));
+    const done = this.call(this.task === 'question-answering' ? ({ question: 'warm up?', context: 'warm up' } as never) : (`warm up ${this.tokenizer.options.maskToken}` as never));
+    this.batcher.flush(); // call() queued its rows synchronously: no need to wait for companions
+    await done;
   }
   abstract call(inputs: never, opts?: object): Promise<unknown>;
 

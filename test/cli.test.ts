@@ -39,3 +39,16 @@ test('predict and eval run on a saved model folder', async () => {
   expect(bad.status).not.toBe(0);
   expect(bad.stderr).toMatch(/torchbert: /);
 });
+
+test('main: the end-to-end job runs through with tiny budgets and saves what it reports', () => {
+  const out = tmpDir();
+  const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60');
+  expect([r.status, r.stderr]).toEqual([0, '']);
+  expect(r.stdout).toMatch(/SST-2 dev accuracy: \d+\.\d%/);
+  const rep = JSON.parse(require('fs').readFileSync(path.join(out, 'report.json'), 'utf8'));
+  expect(rep.pretrain.steps).toBe(4);
+  expect(rep.finetune.steps).toBe(4);
+  for (const f of ['sst2-model/config.json', 'sst2-model/model.safetensors', 'sst2-model/vocab.txt', 'sst2-model.pt', 'pretrained/model.safetensors', 'pretrain-curves.svg']) {
+    expect([f, require('fs').existsSync(path.join(out, f))]).toEqual([f, true]);
+  }
+}, 600000);

@@ -158,14 +158,16 @@ describe('server: the other tasks, limits and shutdown', () => {
 
   test('graceful shutdown answers the requests in flight, then refuses', async () => {
     // Requests wait in the batcher (maxWaitMs) so that all 40 are inside the server when it closes.
-    const s = await serve({ model: dir('tiny-BertForSequenceClassification'), port: 0, batch: { maxWaitMs: 500, maxBatchSize: 64 } });
+    const s = await serve({ model: dir('tiny-BertForSequenceClassification'), port: 0, batch: { maxWaitMs: 60000, maxBatchSize: 64 } });
     await s.warm;
     const inflight = Array.from({ length: 40 }, (_, i) => post(`${s.url}/v1/classify`, { inputs: `in flight ${i}` }));
     const b = s.pipelines.get('text-classification')!.batcher;
     while (b.queueDepth < 40) await new Promise((r) => setTimeout(r, 5));
+    const t0 = Date.now();
     await s.close();
     const rs = await Promise.all(inflight);
     expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
+    expect(Date.now() - t0).toBeLessThan(30000); // closing ran the queued rows at once, not after maxWaitMs
     await expect(fetch(`${s.url}/health`)).rejects.toThrow();
   });
 

@@ -100,9 +100,15 @@ export class Batcher<I, O> {
     return new Promise((r) => this.#idle.push(r));
   }
 
-  /** Refuses new items; what was submitted still runs. */
+  /** Runs what waits now instead of after maxWaitMs (when no batch is running). */
+  flush(): void {
+    this.#flush();
+  }
+
+  /** Refuses new items; what was submitted runs at once (no more waiting for companions). */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#flush();
     await this.drain();
   }
 

@@ -276,8 +276,10 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
     (closing ??= (async () => {
       ready = false;
       await warm.catch(() => undefined);
-      await app.close(); // stops listening; requests in flight finish
+      // Stop listening; the batchers run what they hold at once, so the requests in flight get answers.
+      const stopped = app.close();
       for (const p of pipes.values()) await p.close();
+      await stopped;
       model.module.dispose();
     })());
   return { app, url, tasks, pipelines: pipes, warm, close };

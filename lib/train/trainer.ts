@@ -212,6 +212,14 @@ export class Trainer {
         break;
       }
     }
+    // The last weights count too: evaluate them when the run did not end on an evaluation step.
+    if (evaluate && o.evalSteps && !result.stoppedEarly && result.steps > first && result.evals.at(-1)?.step !== result.steps) {
+      const metrics = await evaluate();
+      result.evals.push({ step: result.steps, metrics });
+      write({ type: 'eval', name: o.name, step: result.steps, ...metrics });
+      if (!bar) log(`${o.name} eval at step ${result.steps}: ${JSON.stringify(metrics)}`);
+      this.#track(result, result.steps, metrics, log);
+    }
     bar?.stop();
     if (jsonl !== undefined) fs.closeSync(jsonl);
     result.seconds = (Date.now() - start) / 1000;
