@@ -75,31 +75,34 @@ program
 
 program
   .command('finetune')
-  .description('fine-tune a model folder or Hub name: text classification (TSV/CSV/JSONL with text and label) or NER (CoNLL files)')
+  .description('fine-tune a model folder or Hub name: text classification (TSV/CSV/JSONL with text and label), NER (CoNLL files) or extractive QA (SQuAD JSON or JSONL)')
   .argument('<model>', 'model folder or Hub name')
   .requiredOption('--train <file>', 'training file')
   .requiredOption('--dev <file>', 'dev file (evaluated during training; the best model is kept)')
-  .option('--task <task>', 'classification or ner', 'classification')
+  .option('--task <task>', 'classification, ner or qa', 'classification')
   .option('--out <dir>', 'output folder', 'runs/finetune')
   .option('--epochs <n>', 'epochs', '3')
   .option('--max-steps <n>', 'optimizer steps (overrides epochs)')
   .option('--lr <x>', 'peak learning rate (AdamW, linear warmup and decay)', '2e-5')
   .option('--batch-size <n>', 'batch size', '32')
-  .option('--max-length <n>', 'tokens per example', '128')
+  .option('--max-length <n>', 'tokens per example (per window for qa)', '128')
+  .option('--doc-stride <n>', 'qa: overlap of context windows in tokens')
   .option('--eval-steps <n>', 'evaluate every n steps (default: 5 times per run)')
   .option('--patience <n>', 'early stopping: evaluations without improvement')
   .option('--seconds <n>', 'time budget')
   .option('--limit <n>', 'use only the first n training examples')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2', 'iob2')
   .action(async (model: string, o: Record<string, string | undefined>) => {
-    const { finetuneClassification, finetuneNer } = await import('./recipes/finetune');
+    const { finetuneClassification, finetuneNer, finetuneQa } = await import('./recipes/finetune');
     const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
     const opts = {
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'),
     };
-    if (o.task !== 'classification' && o.task !== 'ner') throw new Error(`--task must be classification or ner, got '${o.task}'`);
-    const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' }) : await finetuneClassification(opts);
+    if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
+    const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
+      : o.task === 'qa' ? await finetuneQa({ ...opts, docStride: num('docStride') })
+      : await finetuneClassification(opts);
     console.log(JSON.stringify(r));
     require('fs').writeFileSync(require('path').join(r.savedTo, 'report.json'), JSON.stringify(r, null, 2));
   });

@@ -173,3 +173,80 @@ describe('the pretrain and finetune commands', () => {
     expect(r.stderr).toMatch(/label 'meh' does not occur in .*train\.csv \(labels: neg, pos\)/);
   });
 });
+
+describe('extractive QA fine-tuning', () => {
+  // Questions built from CoNLL sentences: "which place is named?", answered by the first LOC entity.
+  function qaSet(): { id: string; question: string; context: string; answers: { text: string[]; answer_start: number[] } }[] {
+    const { readConll } = require('../lib/data/datasets');
+    const out: any[] = [];
+    for (const s of readConll(path.join(DATA, 'conll2003', 'eng.testa'), 'iob2') as { tokens: string[]; tags: string[] }[]) {
+      const b = s.tags.indexOf('B-LOC');
+      if (b < 0) continue;
+      let e = b + 1;
+      while (s.tags[e] === 'I-LOC') e++;
+      const before = s.tokens.slice(0, b).join(' ');
+      const text = s.tokens.slice(b, e).join(' ');
+      out.push({ id: String(out.length), question: 'Which place is named?', context: s.tokens.join(' '), answers: { text: [text], answer_start: [before ? before.length + 1 : 0] } });
+      if (out.length >= 60) break;
+    }
+    return out;
+  }
+
+  test('training windows point at the answer tokens, or at [CLS] when the answer is outside', () => {
+    const { readQa, qaFeatures } = require('../lib/recipes/finetune');
+    const dir = tmpDir();
+    const rows = qaSet();
+    // Long contexts: five sentences each, so small windows overflow.
+    const long = rows.slice(0, 20).map((r, i) => {
+      const pre = rows.slice(20 + i, 24 + i).map((x) => x.context).join(' ') + ' ';
+      return { ...r, context: pre + r.context, answers: { text: r.answers.text, answer_start: [r.answers.answer_start[0] + pre.length] } };
+    });
+    fs.writeFileSync(path.join(dir, 'qa.jsonl'), long.map((r) => JSON.stringify(r)).join('\n'));
+    const tok = BertTokenizer.fromVocabFile(path.join(DATA, 'bert-base-uncased', 'vocab.txt'));
+    let inside = 0;
+    let outside = 0;
+    let windows = 0;
+    const examples = readQa(path.join(dir, 'qa.jsonl'));
+    for (const ex of examples) {
+      const feats = qaFeatures(tok, ex, 48, 16);
+      windows += feats.length;
+      const enc = tok.encodeRows([ex.question], [ex.context], { truncation: 'only_second', maxLength: 48, stride: 16, returnOverflowingTokens: true }).rows;
+      feats.forEach((f: any, w: number) => {
+        expect(f.inputIds).toEqual(enc[w].ids);
+        if (f.start === 0) {
+          expect(f.end).toBe(0);
+          outside++;
+          return;
+        }
+        inside++;
+        const a = ex.answers[0];
+        expect(ex.context.slice(enc[w].offsets[f.start][0], enc[w].offsets[f.end][1]).toLowerCase()).toBe(a.text.toLowerCase());
+      });
+    }
+    expect(windows).toBeGreaterThan(2 * examples.length); // long contexts overflow into several windows
+    expect(inside).toBeGreaterThanOrEqual(examples.length);
+    expect(outside).toBeGreaterThan(10);
+    fs.writeFileSync(path.join(dir, 'bad.jsonl'), JSON.stringify({ question: 'q', context: 'abc', answers: { text: ['b'], answer_start: [0] } }));
+    expect(() => readQa(path.join(dir, 'bad.jsonl'))).toThrow(/answer 'b' is not at offset 0/);
+  });
+
+  test('finetune --task qa: exact match and F1 on dev, model saved', () => {
+    const dir = tmpDir();
+    const rows = qaSet();
+    fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 48).map((r) => JSON.stringify(r)).join('\n'));
+    // SQuAD JSON for dev.
+    fs.writeFileSync(path.join(dir, 'dev.json'), JSON.stringify({ data: [{ title: 'conll', paragraphs: rows.slice(48).map((r) => ({ context: r.context, qas: [{ id: r.id, question: r.question, answers: [{ text: r.answers.text[0], answer_start: r.answers.answer_start[0] }] }] })) }] }));
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
+      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.json'), '--max-steps', '6', '--eval-steps', '3', '--batch-size', '8', '--lr', '1e-3', '--max-length', '64', '--out', path.join(dir, 'out')], { encoding: 'utf8', cwd: ROOT });
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const rep = JSON.parse(fs.readFileSync(path.join(dir, 'out', 'report.json'), 'utf8'));
+    expect(rep.task).toBe('qa');
+    expect(rep.examples).toEqual({ train: 48, dev: 12 });
+    for (const k of ['exact', 'f1']) {
+      expect(rep.dev[k]).toBeGreaterThanOrEqual(0);
+      expect(rep.dev[k]).toBeLessThanOrEqual(1);
+    }
+    expect(rep.dev.f1).toBe(rep.best.value);
+    expect(fs.existsSync(path.join(dir, 'out', 'model.safetensors'))).toBe(true);
+  });
+});

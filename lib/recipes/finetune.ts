@@ -37,7 +37,7 @@ export interface FinetuneOptions {
 }
 
 export interface FinetuneReport {
-  task: 'classification' | 'ner';
+  task: 'classification' | 'ner' | 'qa';
   examples: { train: number; dev: number };
   steps: number;
   seconds: number;
@@ -196,4 +196,111 @@ async function runTrainer(
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, log,
   });
   return trainer.train(next, toInputs, evaluate);
+}
+
+// ---------- extractive question answering ----------
+
+export interface QAExample {
+  id: string;
+  question: string;
+  context: string;
+  /** gold answers; the first is the training target */
+  answers: { text: string; start: number }[];
+}
+
+/**
+ * SQuAD v1.1/v2.0 JSON ({data: [{paragraphs: [{context, qas: [{id, question, answers}]}]}]}) or JSONL in
+ * HF datasets' layout ({id, question, context, answers: {text: [], answer_start: []}}).
+ */
+export function readQa(file: string): QAExample[] {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
+  const check = (x: QAExample, where: string) => {
+    if (typeof x.question !== 'string' || typeof x.context !== 'string') throw new Error(`${where}: expected a question and a context`);
+    for (const a of x.answers) {
+      if (x.context.slice(a.start, a.start + a.text.length) !== a.text) throw new Error(`${where}: answer '${a.text}' is not at offset ${a.start} of the context`);
+    }
+    return x;
+  };
+  if (file.endsWith('.jsonl')) {
+    return readJsonl<{ id?: string; question: string; context: string; answers: { text: string[]; answer_start: number[] } }>(file).map((r, i) =>
+      check({ id: r.id ?? String(i), question: r.question, context: r.context, answers: (r.answers?.text ?? []).map((t, k) => ({ text: t, start: r.answers.answer_start[k] })) }, `${file}:${i + 1}`),
+    );
+  }
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (!Array.isArray(doc.data)) throw new Error(`${file}: not SQuAD JSON (no "data" list)`);
+  const out: QAExample[] = [];
+  for (const article of doc.data) {
+    for (const p of article.paragraphs ?? []) {
+      for (const qa of p.qas ?? []) {
+        out.push(check({ id: String(qa.id), question: qa.question, context: p.context, answers: (qa.answers ?? []).map((a: { text: string; answer_start: number }) => ({ text: a.text, start: a.answer_start })) }, `${file}: question ${qa.id}`));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Training features of one example, as HF's run_qa prepares them: question + context windows
+ * (only_second truncation with stride); each window's start/end token of the first answer, or [CLS]
+ * (0, 0) when the answer is not inside the window.
+ */
+export function qaFeatures(tok: BertTokenizer, ex: QAExample, maxLength: number, stride: number): { inputIds: number[]; tokenTypeIds: number[]; start: number; end: number }[] {
+  const { rows } = tok.encodeRows([ex.question], [ex.context], { truncation: 'only_second', maxLength, stride, returnOverflowingTokens: true });
+  const a = ex.answers[0];
+  return rows.map((r) => {
+    let start = 0;
+    let end = 0;
+    if (a) {
+      const s = a.start;
+      const e = a.start + a.text.length;
+      const ctx = r.sequenceIds.map((q, t) => (q === 1 ? t : -1)).filter((t) => t >= 0);
+      if (ctx.length && r.offsets[ctx[0]][0] <= s && r.offsets[ctx[ctx.length - 1]][1] >= e) {
+        start = ctx.find((t) => r.offsets[t][1] > s) ?? 0;
+        end = [...ctx].reverse().find((t) => r.offsets[t][0] < e) ?? 0;
+      }
+    }
+    return { inputIds: r.ids, tokenTypeIds: r.typeIds, start, end };
+  });
+}
+
+export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): Promise<FinetuneReport> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  tb.manualSeed(o.seed ?? 42);
+  let train = readQa(o.train).filter((x) => x.answers.length);
+  if (o.limit) train = train.slice(0, o.limit);
+  const dev = readQa(o.dev);
+  const tok = await BertTokenizer.fromPretrained(o.model);
+  const model = await fromPretrained(o.model, { kind: 'BertForQuestionAnswering' });
+  const maxLength = Math.min(o.maxLength ?? 384, model.config.fields.max_position_embeddings);
+  const stride = o.docStride ?? Math.min(128, Math.floor(maxLength / 2));
+  const feats = train.flatMap((x) => qaFeatures(tok, x, maxLength, stride));
+  const bs = o.batchSize ?? 32;
+  const batches = batchIndices(feats.map((f) => f.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const { pipeline } = await import('../pipelines');
+  const qa = await pipeline('question-answering', { model, tokenizer: tok }, { maxLength });
+  const evaluate = async () => {
+    model.eval();
+    const preds = (await qa.call(dev.map((x) => ({ question: x.question, context: x.context })), { maxSeqLen: maxLength, docStride: stride })) as { answer: string }[];
+    const { qaMetrics } = await import('../train');
+    return qaMetrics(preds.map((p) => p.answer), dev.map((x) => x.answers.map((a) => a.text)));
+  };
+  const next = (s: number): Batch => {
+    const idx = batches[s % batches.length];
+    const b = padCollate(idx.map((i) => feats[i]), tok.padTokenId) as Batch & { start: Tensor; end: Tensor };
+    b.start = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(feats[i].start)));
+    b.end = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(feats[i].end)));
+    return b;
+  };
+  const toInputs = (b: Batch) => {
+    const q = b as Batch & { start: Tensor; end: Tensor };
+    return { inputIds: q.inputIds, attentionMask: q.attentionMask, tokenTypeIds: q.tokenTypeIds, startPositions: q.start, endPositions: q.end };
+  };
+  const maxSteps = stepsFor(feats.length, o);
+  log(`finetune (QA): ${train.length} training questions (${feats.length} windows) and ${dev.length} dev questions, ${maxSteps} steps of ${bs}`);
+  const res = await runTrainer(model, o, maxSteps, 'f1', next, toInputs, evaluate, log);
+  const final = await evaluate();
+  await qa.close();
+  await model.savePretrained(o.out);
+  tok.savePretrained(o.out);
+  return { task: 'qa', examples: { train: train.length, dev: dev.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
 }
