@@ -105,9 +105,9 @@ abstract class Pipeline<I extends Row, O> {
     await this.batcher.close();
   }
 
-  protected encode(text: string, pair: string | null, extra: { stride?: number; overflow?: boolean; truncation?: 'only_second' | true } = {}): Encoding[] {
+  protected encode(text: string, pair: string | null, extra: { stride?: number; overflow?: boolean } = {}): Encoding[] {
     const { rows } = this.tokenizer.encodeRows([text], pair === null ? null : [pair], {
-      truncation: extra.truncation ?? true,
+      truncation: true,
       maxLength: this.maxLength,
       stride: extra.stride,
       returnOverflowingTokens: extra.overflow,

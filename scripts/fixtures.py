@@ -517,32 +517,38 @@ def optim():
     dump('optim.json', out)
 
 
-@section
-def onnx_base():
-    """The bert-base-shape fixture weights exported to ONNX, laid out for transformers.js (benchmark peer)."""
-    import shutil
+def export_onnx(model, output, dst):
+    """Exports an HF BERT model's `output` (last_hidden_state or logits) to dst/onnx/model.onnx with dynamic
+    batch and sequence axes, the layout transformers.js reads (benchmark peers only)."""
     import torch
-    import transformers
-    src = os.path.join(OUT, 'bert', 'base')
-    if not os.path.exists(os.path.join(src, 'model.safetensors')):
-        bert()
-    dst = os.path.join(OUT, 'onnx-base')
-    os.makedirs(os.path.join(dst, 'onnx'), exist_ok=True)
-    m = transformers.BertModel.from_pretrained(src, attn_implementation='eager').eval()
 
-    class LastHidden(torch.nn.Module):
+    class Out(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
             self.m = m
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            return getattr(self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids), output)
 
+    os.makedirs(os.path.join(dst, 'onnx'), exist_ok=True)
     ids = torch.randint(1000, 2000, (2, 16))
     B, T = torch.export.Dim('batch'), torch.export.Dim('seq')
     dyn = {'input_ids': {0: B, 1: T}, 'attention_mask': {0: B, 1: T}, 'token_type_ids': {0: B, 1: T}}
-    torch.onnx.export(LastHidden(m), (ids, torch.ones_like(ids), torch.zeros_like(ids)), os.path.join(dst, 'onnx', 'model.onnx'),
-                      input_names=list(dyn), output_names=['last_hidden_state'], dynamic_shapes=dyn, dynamo=True, external_data=False)
+    torch.onnx.export(Out(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), os.path.join(dst, 'onnx', 'model.onnx'),
+                      input_names=list(dyn), output_names=[output], dynamic_shapes=dyn, dynamo=True, external_data=False)
+
+
+@section
+def onnx_base():
+    """The bert-base-shape fixture weights exported to ONNX, laid out for transformers.js (benchmark peer)."""
+    import shutil
+    import transformers
+    src = os.path.join(OUT, 'bert', 'base')
+    if not os.path.exists(os.path.join(src, 'model.safetensors')):
+        bert()
+    dst = os.path.join(OUT, 'onnx-base')
+    m = transformers.BertModel.from_pretrained(src, attn_implementation='eager').eval()
+    export_onnx(m, 'last_hidden_state', dst)
     shutil.copy(os.path.join(src, 'config.json'), dst)
     shutil.copy(os.path.join(DATA, 'bert-base-uncased', 'tokenizer.json'), dst)
 
@@ -670,20 +676,7 @@ def serve_base():
     tok = transformers.BertTokenizer.from_pretrained(os.path.join(DATA, 'bert-base-uncased'))
     tok.save_pretrained(dst)
 
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    os.makedirs(os.path.join(dst, 'onnx'), exist_ok=True)
-    ids = torch.randint(1000, 2000, (2, 16))
-    B, T = torch.export.Dim('batch'), torch.export.Dim('seq')
-    dyn = {'input_ids': {0: B, 1: T}, 'attention_mask': {0: B, 1: T}, 'token_type_ids': {0: B, 1: T}}
-    torch.onnx.export(Logits(m), (ids, torch.ones_like(ids), torch.zeros_like(ids)), os.path.join(dst, 'onnx', 'model.onnx'),
-                      input_names=list(dyn), output_names=['logits'], dynamic_shapes=dyn, dynamo=True, external_data=False)
+    export_onnx(m, 'logits', dst)
 
 
 @section

@@ -54,8 +54,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const result = await trainer.train(
     (step) => padCollate(batches[step % batches.length].map((i) => ({ inputIds: ids[i] })), tok.padTokenId),
     (b) => {
-      const rows = b.inputIds.shape[0];
-      const sel = o.wholeWordMask ? wholeWordMask(Array.from({ length: rows }, (_, r) => (b.inputIds.select(0, r).dataSync() as BigInt64Array).reduce<number[]>((a, v) => (v !== BigInt(tok.padTokenId) && a.push(Number(v)), a), [])), b.inputIds.shape[1], tok.idsToTokens, specialIds) : undefined;
+      // Whole words are chosen on the unpadded rows (one copy of the batch out of libtorch).
+      const [rows, T] = b.inputIds.shape;
+      const flat = b.inputIds.dataSync() as BigInt64Array;
+      const unpadded = o.wholeWordMask ? Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * T, (r + 1) * T), Number).filter((id) => id !== tok.padTokenId)) : null;
+      const sel = unpadded ? wholeWordMask(unpadded, T, tok.idsToTokens, specialIds) : undefined;
       const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }, sel);
       return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels };
     },

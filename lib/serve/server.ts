@@ -285,4 +285,3 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   return { app, url, tasks, pipelines: pipes, warm, close };
 }
 
-export { ROUTES };
