@@ -18,6 +18,7 @@ export interface NativeModule {
   registerModule(name: string, m: NativeModule): void;
   registerAttribute(name: string, type: string, value: unknown): void;
   setAttr(name: string, value: unknown): void;
+  packLinear(name: string, weight: number, bias: number | null): void;
   getAttr(name: string): unknown;
   hasAttr(name: string): boolean;
   methodNames(): string[];

@@ -133,13 +133,14 @@ program
   .description('accuracy and F1 of a sequence-classification model on SST-2 dev (or any SST-2-format TSV)')
   .argument('<model>', 'model folder or Hub name')
   .option('--file <tsv>', 'sentence<TAB>label file', `${process.env.TORCHBERT_DATA ?? '../shared/data'}/sst2/dev.tsv`)
-  .action(async (model: string, o: { file: string }) => {
+  .option('--quantize <q>', 'int8: evaluate the int8 dynamically quantised model')
+  .action(async (model: string, o: { file: string; quantize?: 'int8' }) => {
     const { BertTokenizer } = await import('./tokenizer');
     const { fromPretrained } = await import('./models/bert');
     const { readSst2 } = await import('./data/datasets');
     const { predictClasses, padCollate, accuracy, f1 } = await import('./train');
     const tok = await BertTokenizer.fromPretrained(model);
-    const m = await fromPretrained(model, { kind: 'BertForSequenceClassification' });
+    const m = await fromPretrained(model, { kind: 'BertForSequenceClassification', quantize: o.quantize });
     const rows = readSst2(o.file);
     const maxLength = m.config.fields.max_position_embeddings;
     const batches = [];
@@ -148,7 +149,7 @@ program
     }
     const pred = await predictClasses(m, batches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
     const gold = rows.map((r) => r.label);
-    console.log(JSON.stringify({ file: o.file, examples: rows.length, accuracy: accuracy(pred, gold), f1: f1(pred, gold) }));
+    console.log(JSON.stringify({ file: o.file, ...(o.quantize ? { quantize: o.quantize } : {}), examples: rows.length, accuracy: accuracy(pred, gold), f1: f1(pred, gold) }));
   });
 
 program
@@ -160,6 +161,7 @@ program
   .option('--workers <n>', 'processes sharing the port, each with its own model and cores / workers threads', '1')
   .option('--threads <n>', 'intra-op threads per process (default: cores / workers)')
   .option('--device <device>', 'cpu or cuda[:N]')
+  .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
   .option('--max-batch-size <n>', 'rows per model call', '16')
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', '4096')
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '2')
@@ -203,7 +205,7 @@ program
     const { serve } = await import('./serve/server');
     const num = (k: string) => Number(o[k]);
     const s = await serve({
-      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, threads,
+      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, threads,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
     });

@@ -127,6 +127,15 @@ export class ScriptModule {
     this.#native.registerAttribute(name, type, toNative(value));
     return this;
   }
+  /**
+   * Registers (or replaces) attribute `name` as an int8 dynamically quantised linear layer packed from
+   * `weight` [out, in] and `bias`: per-output-channel symmetric scales, for
+   * `ops.quantized.linear_dynamic(x, self.<name>, True)` in TorchScript (CPU only).
+   */
+  packLinear(name: string, weight: Tensor, bias?: Tensor | null): this {
+    this.#native.packLinear(name, weight._handle, bias ? bias._handle : null);
+    return this;
+  }
   setAttr(name: string, value: IValue): void {
     this.#native.setAttr(name, toNative(value));
   }

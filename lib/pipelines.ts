@@ -29,6 +29,8 @@ export interface PipelineOptions extends HubOptions {
   /** longest row in tokens (default: the smaller of the tokenizer's and the model's limit) */
   maxLength?: number;
   batch?: BatcherOptions;
+  /** 'int8': run the linear layers as int8 dynamic quantisation (CPU; see BertPreTrainedModel.quantizeDynamic) */
+  quantize?: 'int8';
 }
 
 interface Row {
@@ -758,6 +760,8 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
     if (missing.length) warnings.push(`${model}: ${missing.length} weights not in the checkpoint were initialised at random (${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}); train the model before use`);
   }
   for (const w of warnings) process.emitWarning(w, { code: 'TORCHBERT_MISSING_WEIGHTS' });
+  if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
+  if (opts.quantize && !m.quantized) m = m.quantizeDynamic();
   const kinds = tasksFor(m.kind);
   if (!kinds.includes(t)) throw new TypeError(`a ${m.kind} cannot run '${t}' (it serves ${kinds.join(', ')})`);
   if (t === 'feature-extraction' && m.kind !== 'BertModel') m = encoderOf(m);
@@ -770,5 +774,5 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
 /** The encoder of a model with a head, sharing its weights. */
 export function encoderOf(m: BertPreTrainedModel): BertPreTrainedModel {
   if (m.kind === 'BertModel') return m;
-  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('./module').ScriptModule);
+  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('./module').ScriptModule, { quantized: m.quantized });
 }

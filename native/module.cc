@@ -3,9 +3,11 @@
 // calls run on worker threads; a module in use by a worker is busy, and a second use is an error.
 #include <torch/script.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/frontend/resolver.h>
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <atomic>
+#include <limits>
 
 #include "async.h"
 #include "errors.h"
@@ -21,6 +23,21 @@ std::shared_ptr<torch::jit::CompilationUnit> compilation_unit() {
   static auto cu = std::make_shared<torch::jit::CompilationUnit>();
   return cu;
 }
+
+// `ops.<namespace>.<op>`: registered operators outside aten (e.g. ops.quantized.linear_dynamic), the
+// spelling TorchScript's serializer writes, so saved code reads back the same here and in Python.
+struct OpsNamespaces : torch::jit::SugaredValue {
+  std::string kind() const override { return "ops"; }
+  std::shared_ptr<torch::jit::SugaredValue> attr(const torch::jit::SourceRange&, torch::jit::GraphFunction&, const std::string& ns) override {
+    return std::make_shared<torch::jit::BuiltinModule>(ns);
+  }
+};
+struct SourceResolver : torch::jit::NativeResolver {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction& m, const torch::jit::SourceRange& loc) override {
+    if (name == "ops") return std::make_shared<OpsNamespaces>();
+    return NativeResolver::resolveValue(name, m, loc);
+  }
+};
 
 c10::TypePtr ParseAttrType(Napi::Env env, const std::string& s) {
   if (s == "int") return c10::IntType::get();
@@ -55,6 +72,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterModule>>("registerModule"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterAttribute>>("registerAttribute"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::SetAttr>>("setAttr"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::PackLinear>>("packLinear"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::GetAttr>>("getAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::HasAttr>>("hasAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::MethodNames>>("methodNames"),
@@ -234,7 +252,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   Napi::Value Define(const Napi::CallbackInfo& info) {
     CheckIdle(info.Env());
     if (!info[0].IsString()) ThrowType(info.Env(), "TorchScript source must be a string");
-    m_.define(info[0].As<Napi::String>().Utf8Value());
+    static const auto resolver = std::make_shared<SourceResolver>();
+    m_.define(info[0].As<Napi::String>().Utf8Value(), resolver);
     return info.Env().Undefined();
   }
 
@@ -265,6 +284,37 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     if (!info[1].IsString()) ThrowType(info.Env(), "attribute type must be a string");
     c10::TypePtr type = ParseAttrType(info.Env(), info[1].As<Napi::String>().Utf8Value());
     m_.register_attribute(name, type, ToIValue(info[2], type, What{nullptr, &name}));
+    return info.Env().Undefined();
+  }
+  // Int8 dynamic quantisation of one linear layer: the weight quantised per output channel
+  // (symmetric, scale = max|w| / 127.5 as torch.ao's PerChannelMinMaxObserver computes it), then
+  // packed by quantized::linear_prepack for quantized::linear_dynamic. Stored as attribute `name`.
+  Napi::Value PackLinear(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    at::Tensor w = tensors::Get(info[1], "weight").detach();
+    if (w.dim() != 2 || !w.is_floating_point()) ThrowType(info.Env(), "packLinear: weight must be a 2-D floating-point tensor");
+    w = w.to(at::kCPU, at::kFloat).contiguous();
+    c10::optional<at::Tensor> bias;
+    if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) {
+      at::Tensor b = tensors::Get(info[2], "bias").detach().to(at::kCPU, at::kFloat).contiguous();
+      if (b.dim() != 1 || b.size(0) != w.size(0)) ThrowType(info.Env(), "packLinear: bias must be 1-D with one value per output row");
+      bias = b;
+    }
+    at::Tensor scales = (w.abs().amax(1) / 127.5).clamp_min(std::numeric_limits<float>::epsilon()).to(at::kDouble);
+    at::Tensor zero_points = at::zeros({w.size(0)}, at::kLong);
+    // torch 2.13 warns that quantized dtypes are deprecated; that is ours to track, not the user's.
+    struct Quiet : c10::WarningHandler {
+      void process(const c10::Warning&) override {}
+    } quiet;
+    c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+    at::Tensor qw = at::quantize_per_channel(w, scales, zero_points, 0, at::kQInt8);
+    static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+    torch::jit::Stack stack{qw, bias ? c10::IValue(*bias) : c10::IValue()};
+    prepack.callBoxed(&stack);
+    c10::IValue packed = stack.at(0);
+    if (m_.hasattr(name)) m_.setattr(name, packed);
+    else m_.register_attribute(name, packed.type(), packed);
     return info.Env().Undefined();
   }
   Napi::Value SetAttr(const Napi::CallbackInfo& info) {

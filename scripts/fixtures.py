@@ -433,6 +433,53 @@ def minilm():
     dump('minilm.json', {'dir': d, 'first_batch': hidden0, 'embeddings': torch.cat(embs).tolist()})
 
 
+@section
+def quant():
+    """int8 dynamic quantisation as torch.ao does it (per-channel weights, the reference for
+    quantizeDynamic): tiny random heads, and all-MiniLM-L6-v2's SST-2 embeddings beside fp32."""
+    import warnings
+    import torch
+    import transformers
+    from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
+    warnings.filterwarnings('ignore')
+    torch.set_num_threads(2)
+    root = os.path.join(OUT, 'quant')
+    os.makedirs(root, exist_ok=True)
+    g = torch.Generator().manual_seed(1)
+    B, T = 3, 12
+    ids = torch.randint(5, 1000, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 7:] = 0
+    ids[mask == 0] = 0
+    res = {'input_ids': ids.tolist(), 'attention_mask': mask.tolist(), 'heads': {}}
+    q8 = lambda m: quantize_dynamic(m, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    for head in ('BertModel', 'BertForSequenceClassification', 'BertForMaskedLM', 'BertForQuestionAnswering'):
+        torch.manual_seed(0)
+        # std 0.2 rather than 0.02: activations well away from zero, so int8 rounding shows if scales differ.
+        tiny = dict(TINY, num_labels=2) if head == 'BertForQuestionAnswering' else TINY  # HF's QA head has num_labels outputs
+        model = getattr(transformers, head)(transformers.BertConfig(**tiny, initializer_range=0.2, attn_implementation='sdpa')).eval()
+        model.save_pretrained(os.path.join(root, head))
+        with torch.no_grad():
+            f = model(ids, attention_mask=mask)
+            q = q8(model)(ids, attention_mask=mask)
+        key = 'last_hidden_state' if head == 'BertModel' else 'start_logits' if head == 'BertForQuestionAnswering' else 'logits'
+        res['heads'][head] = {'key': key, 'fp32': getattr(f, key).tolist(), 'int8': getattr(q, key).tolist()}
+    d = minilm_dir()
+    if d is not None:
+        tok = transformers.BertTokenizer.from_pretrained(d)
+        model = transformers.BertModel.from_pretrained(d).eval()
+        qm = q8(model)
+        sents = read_sst2(os.path.join(DATA, 'sst2', 'train.tsv'))[:1000]
+        embs = []
+        with torch.no_grad():
+            for i in range(0, len(sents), 50):
+                enc = tok(sents[i:i + 50], padding=True, return_tensors='pt')
+                m = enc['attention_mask'].unsqueeze(-1).float()
+                embs.append((qm(**enc).last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1e-9))
+        res['minilm'] = {'dir': d, 'embeddings_int8': torch.cat(embs).tolist()}
+    dump('quant.json', res)
+
+
 # ---------- optimizer, schedules, training ----------
 
 @section

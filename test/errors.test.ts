@@ -1,5 +1,7 @@
 // No input from JS can abort the process; errors are typed and carry libtorch's message.
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as tb from '../lib';
 
@@ -14,7 +16,10 @@ function errorOf(fn: () => unknown): Error {
 }
 
 test('every native entry point survives wrong types, shapes, disposed tensors and absurd sizes', () => {
-  const r = spawnSync(process.execPath, [path.join(__dirname, 'fuzz-native-child.js')], { encoding: 'utf8', timeout: 120000 });
+  // In a scratch folder: the fuzzer calls saveSync('w') with whatever it is given.
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-fuzz-'));
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'fuzz-native-child.js')], { encoding: 'utf8', timeout: 120000, cwd });
+  fs.rmSync(cwd, { recursive: true, force: true });
   expect(r.stderr).not.toMatch(/terminate called|Aborted|Segmentation/);
   expect(r.status).toBe(0);
   const summary = JSON.parse(r.stdout.trim().split('\n').pop()!);

@@ -30,8 +30,17 @@ function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
   for (const [k, t] of Object.entries(tensors)) m.registerParameter(k, t, { requiresGrad: true });
   return m;
 }
-function linear(inF: number, outF: number, std: number): ScriptModule {
+/**
+ * nn.Linear state, or with `q` its int8 dynamically quantised form: a packed-weight attribute filled
+ * from the float model's weight by quantizeDynamic() (zeros until then).
+ */
+function linear(inF: number, outF: number, std: number, q = false): ScriptModule {
+  if (q) return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
   return holder('Linear', { weight: tb.randn([outF, inF]).mul_(std), bias: tb.zeros([outF]) });
+}
+/** TorchScript for `mod`'s linear map of `x`; reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
+function lin(q: boolean, mod: string, x: string, bias = `${mod}.bias`): string {
+  return q ? `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)` : `torch.linear(${x}, ${mod}.weight, ${bias})`;
 }
 function layerNorm(n: number): ScriptModule {
   return holder('LayerNorm', { weight: tb.ones([n]), bias: tb.zeros([n]) });
@@ -67,33 +76,33 @@ def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor], position_
 }
 
 /** BertSelfOutput and BertOutput: dense, dropout, then LayerNorm of the residual sum. */
-function denseAddNorm(name: string, inF: number, c: BertConfigFields): ScriptModule {
+function denseAddNorm(name: string, inF: number, c: BertConfigFields, q: boolean): ScriptModule {
   const H = c.hidden_size;
   const m = new ScriptModule(name);
-  m.registerModule('dense', linear(inF, H, c.initializer_range));
+  m.registerModule('dense', linear(inF, H, c.initializer_range, q));
   m.registerModule('LayerNorm', layerNorm(H));
   m.define(`
 def forward(self, h: Tensor, inp: Tensor) -> Tensor:
-    h = torch.dropout(torch.linear(h, self.dense.weight, self.dense.bias), ${num(c.hidden_dropout_prob)}, self.training)
+    h = torch.dropout(${lin(q, 'self.dense', 'h')}, ${num(c.hidden_dropout_prob)}, self.training)
     return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
 `);
   return m;
 }
 
-function buildLayer(c: BertConfigFields): ScriptModule {
+function buildLayer(c: BertConfigFields, q: boolean): ScriptModule {
   const std = c.initializer_range;
   const H = c.hidden_size;
   const nH = c.num_attention_heads;
   const dH = H / nH;
   const self = new ScriptModule('BertSelfAttention');
-  for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std));
+  for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std, q));
   self.define(`
 def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
     B = h.size(0)
     T = h.size(1)
-    q = torch.linear(h, self.query.weight, self.query.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)  # [B, T, H] -> [B, nH, T, dH]
-    k = torch.linear(h, self.key.weight, self.key.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    v = torch.linear(h, self.value.weight, self.value.bias).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    q = ${lin(q, 'self.query', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)  # [B, T, H] -> [B, nH, T, dH]
+    k = ${lin(q, 'self.key', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = ${lin(q, 'self.value', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
     p = ${num(c.attention_probs_dropout_prob)} if self.training else 0.0
     attn: Optional[Tensor] = None
     if want_attn:
@@ -107,7 +116,7 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
         ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                      # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                               # [B, nH, T, dH] -> [B, T, H]
 `);
-  const selfOut = denseAddNorm('BertSelfOutput', H, c);
+  const selfOut = denseAddNorm('BertSelfOutput', H, c, q);
   const attention = new ScriptModule('BertAttention');
   attention.registerModule('self', self);
   attention.registerModule('output', selfOut);
@@ -117,12 +126,12 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
     return self.output.forward(a, h), w
 `);
   const inter = new ScriptModule('BertIntermediate');
-  inter.registerModule('dense', linear(H, c.intermediate_size, std));
+  inter.registerModule('dense', linear(H, c.intermediate_size, std, q));
   inter.define(`
 def forward(self, h: Tensor) -> Tensor:
-    return ${act(c.hidden_act, 'torch.linear(h, self.dense.weight, self.dense.bias)')}
+    return ${act(c.hidden_act, lin(q, 'self.dense', 'h'))}
 `);
-  const out = denseAddNorm('BertOutput', c.intermediate_size, c);
+  const out = denseAddNorm('BertOutput', c.intermediate_size, c, q);
   const layer = new ScriptModule('BertLayer');
   layer.registerModule('attention', attention);
   layer.registerModule('intermediate', inter);
@@ -135,9 +144,9 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
   return layer;
 }
 
-function buildEncoder(c: BertConfigFields): ScriptModule {
+function buildEncoder(c: BertConfigFields, q: boolean): ScriptModule {
   const list = new ScriptModule('ModuleList');
-  for (let i = 0; i < c.num_hidden_layers; i++) list.registerModule(String(i), buildLayer(c));
+  for (let i = 0; i < c.num_hidden_layers; i++) list.registerModule(String(i), buildLayer(c, q));
   const enc = new ScriptModule('BertEncoder');
   enc.registerModule('layer', list);
   const calls = Array.from({ length: c.num_hidden_layers }, (_, i) => `
@@ -157,16 +166,16 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_att
   return enc;
 }
 
-function buildBertModel(c: BertConfigFields, addPooler = true): ScriptModule {
+function buildBertModel(c: BertConfigFields, addPooler: boolean, q: boolean): ScriptModule {
   const m = new ScriptModule('BertModel');
   m.registerModule('embeddings', buildEmbeddings(c));
-  m.registerModule('encoder', buildEncoder(c));
+  m.registerModule('encoder', buildEncoder(c, q));
   if (addPooler) {
     const pooler = new ScriptModule('BertPooler');
-    pooler.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range));
+    pooler.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range, q));
     pooler.define(`
 def forward(self, h: Tensor) -> Tensor:
-    return torch.tanh(torch.linear(h[:, 0], self.dense.weight, self.dense.bias))       # [B, T, H] -> [B, H]
+    return torch.tanh(${lin(q, 'self.dense', 'h[:, 0]')})       # [B, T, H] -> [B, H]
 `);
     m.registerModule('pooler', pooler);
   }
@@ -193,35 +202,34 @@ export const HEADS: HeadKind[] = ['BertModel', 'BertForSequenceClassification', 
 const BASE_ARGS = 'input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool';
 const BASE_CALL = 'self.bert.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)';
 
-function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor): ScriptModule {
+function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor, q: boolean): ScriptModule {
   const transform = new ScriptModule('BertPredictionHeadTransform');
-  transform.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range));
+  transform.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range, q));
   transform.registerModule('LayerNorm', layerNorm(c.hidden_size));
   transform.define(`
 def forward(self, h: Tensor) -> Tensor:
-    h = ${act(c.hidden_act, 'torch.linear(h, self.dense.weight, self.dense.bias)')}
+    h = ${act(c.hidden_act, lin(q, 'self.dense', 'h'))}
     return torch.layer_norm(h, [${c.hidden_size}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
 `);
   const bias = tb.zeros([c.vocab_size]);
-  const decoder = new ScriptModule('Linear');
-  decoder.registerParameter('weight', wordEmbeddings); // tied to bert.embeddings.word_embeddings.weight
-  decoder.registerParameter('bias', bias, { requiresGrad: true });
+  // Tied to bert.embeddings.word_embeddings.weight (a quantised decoder holds its own int8 copy).
+  const decoder = q ? linear(c.hidden_size, c.vocab_size, 0, true) : holder('Linear', { weight: wordEmbeddings, bias });
   const pred = new ScriptModule('BertLMPredictionHead');
   pred.registerModule('transform', transform);
   pred.registerModule('decoder', decoder);
   pred.registerParameter('bias', bias);
   pred.define(`
 def forward(self, h: Tensor) -> Tensor:
-    return torch.linear(self.transform.forward(h), self.decoder.weight, self.bias)       # [B, T, H] -> [B, T, V]
+    return ${lin(q, 'self.decoder', 'self.transform.forward(h)', 'self.bias')}       # [B, T, H] -> [B, T, V]
 `);
   return pred;
 }
 
-function buildHead(kind: HeadKind, c: BertConfigFields): ScriptModule {
-  if (kind === 'BertModel') return buildBertModel(c);
+function buildHead(kind: HeadKind, c: BertConfigFields, q = false): ScriptModule {
+  if (kind === 'BertModel') return buildBertModel(c, true, q);
   const std = c.initializer_range;
   const withPooler = !['BertForTokenClassification', 'BertForMaskedLM', 'BertForQuestionAnswering'].includes(kind);
-  const bert = buildBertModel(c, withPooler);
+  const bert = buildBertModel(c, withPooler, q);
   const m = new ScriptModule(kind);
   m.registerModule('bert', bert);
   const drop = num(c.classifier_dropout ?? c.hidden_dropout_prob);
@@ -229,34 +237,34 @@ function buildHead(kind: HeadKind, c: BertConfigFields): ScriptModule {
   const word = () => (bert.getAttr('embeddings') as ScriptModule).namedParameters().find(([n]) => n === 'word_embeddings.weight')![1];
   switch (kind) {
     case 'BertForSequenceClassification':
-      m.registerModule('classifier', linear(c.hidden_size, nl, std));
+      m.registerModule('classifier', linear(c.hidden_size, nl, std, q));
       m.define(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     assert pooled is not None
-    return torch.linear(torch.dropout(pooled, ${drop}, self.training), self.classifier.weight, self.classifier.bias), hs, ats   # [B, labels]
+    return ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}, hs, ats   # [B, labels]
 `);
       break;
     case 'BertForTokenClassification':
-      m.registerModule('classifier', linear(c.hidden_size, nl, std));
+      m.registerModule('classifier', linear(c.hidden_size, nl, std, q));
       m.define(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
-    return torch.linear(torch.dropout(h, ${drop}, self.training), self.classifier.weight, self.classifier.bias), hs, ats        # [B, T, labels]
+    return ${lin(q, 'self.classifier', `torch.dropout(h, ${drop}, self.training)`)}, hs, ats        # [B, T, labels]
 `);
       break;
     case 'BertForQuestionAnswering':
-      m.registerModule('qa_outputs', linear(c.hidden_size, 2, std));
+      m.registerModule('qa_outputs', linear(c.hidden_size, 2, std, q));
       m.define(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
-    logits = torch.linear(h, self.qa_outputs.weight, self.qa_outputs.bias)                 # [B, T, 2]
+    logits = ${lin(q, 'self.qa_outputs', 'h')}                 # [B, T, 2]
     start, end = logits.split(1, -1)
     return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous(), hs, ats
 `);
       break;
     case 'BertForMultipleChoice':
-      m.registerModule('classifier', linear(c.hidden_size, 1, std));
+      m.registerModule('classifier', linear(c.hidden_size, 1, std, q));
       m.define(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     C = input_ids.size(1)
@@ -266,13 +274,13 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     pi = position_ids.view(-1, position_ids.size(-1)) if position_ids is not None else None
     h, pooled, hs, ats = self.bert.forward(flat, am, tt, pi, want_hidden, want_attn)
     assert pooled is not None
-    logits = torch.linear(torch.dropout(pooled, ${drop}, self.training), self.classifier.weight, self.classifier.bias)
+    logits = ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}
     return logits.view(-1, C), hs, ats                                                      # [B*C, 1] -> [B, C]
 `);
       break;
     case 'BertForMaskedLM': {
       const cls = new ScriptModule('BertOnlyMLMHead');
-      cls.registerModule('predictions', mlmHead(c, word()));
+      cls.registerModule('predictions', mlmHead(c, word(), q));
       m.registerModule('cls', cls);
       m.define(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
@@ -294,8 +302,8 @@ def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: 
     case 'BertForPreTraining':
     case 'BertForNextSentencePrediction': {
       const cls = new ScriptModule(kind === 'BertForPreTraining' ? 'BertPreTrainingHeads' : 'BertOnlyNSPHead');
-      if (kind === 'BertForPreTraining') cls.registerModule('predictions', mlmHead(c, word()));
-      cls.registerModule('seq_relationship', linear(c.hidden_size, 2, std));
+      if (kind === 'BertForPreTraining') cls.registerModule('predictions', mlmHead(c, word(), q));
+      cls.registerModule('seq_relationship', linear(c.hidden_size, 2, std, q));
       m.registerModule('cls', cls);
       const mlm = kind === 'BertForPreTraining' ? 'self.cls.predictions.forward(h), ' : '';
       const ret = kind === 'BertForPreTraining' ? 'Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]' : 'Tuple[Tensor, List[Tensor], List[Tensor]]';
@@ -303,7 +311,7 @@ def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: 
 def forward(self, ${BASE_ARGS}) -> ${ret}:
     h, pooled, hs, ats = ${BASE_CALL}
     assert pooled is not None
-    return ${mlm}torch.linear(pooled, self.cls.seq_relationship.weight, self.cls.seq_relationship.bias), hs, ats
+    return ${mlm}${lin(q, 'self.cls.seq_relationship', 'pooled')}, hs, ats
 `);
       break;
     }
@@ -352,11 +360,14 @@ export class BertPreTrainedModel {
   readonly kind: HeadKind;
   readonly config: BertConfig;
   readonly module: ScriptModule;
+  /** An int8 dynamically quantised copy from quantizeDynamic(): inference only, on the CPU. */
+  readonly quantized: boolean;
 
-  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule) {
+  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean } = {}) {
     if (!HEADS.includes(kind)) throw new TypeError(`unknown BERT architecture '${kind}' (expected one of ${HEADS.join(', ')})`);
     this.kind = kind;
     this.config = config;
+    this.quantized = !!opts.quantized;
     // Parameters are initialised from the global generator (HF's _init_weights distributions).
     this.module = module ?? tb.noGrad(() => buildHead(kind, config.fields));
   }
@@ -382,6 +393,7 @@ export class BertPreTrainedModel {
   }
 
   train(on = true): this {
+    if (on && this.quantized) throw new Error('a quantized model is inference-only: train the float model, then call quantizeDynamic()');
     this.module.train(on);
     return this;
   }
@@ -394,6 +406,10 @@ export class BertPreTrainedModel {
 
   /** Moves and casts in place; the MLM decoder stays tied to the word embeddings. */
   to(target: string | { device?: string; dtype?: DType }): this {
+    if (this.quantized) {
+      const t = typeof target === 'string' ? { device: target } : target;
+      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== 'float32')) throw new Error('a quantized model runs on the CPU in float32 (int8 weights): it cannot move or change dtype');
+    }
     this.module.to(target);
     this.#retie();
     return this;
@@ -515,10 +531,38 @@ export class BertPreTrainedModel {
     return (await this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor;
   }
 
+  /**
+   * An inference-only copy whose linear layers run in int8: weights quantised per output channel
+   * (symmetric), activations quantised per call from their range, int32 accumulation (fbgemm), as
+   * torch.ao's `quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig})`. Embeddings,
+   * LayerNorm, attention and softmax stay float32. CPU only; this model is unchanged.
+   */
+  quantizeDynamic(): BertPreTrainedModel {
+    if (this.quantized) throw new Error('quantizeDynamic: the model is already quantized');
+    const state = new Map(this.module.namedParameters());
+    const device = state.values().next().value!.device;
+    if (device !== 'cpu') throw new Error(`quantizeDynamic: int8 dynamic quantisation runs on the CPU, the model is on ${device}`);
+    const module = tb.noGrad(() => buildHead(this.kind, this.config.fields, true));
+    tb.noGrad(() => {
+      for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
+      const pack = (m: ScriptModule, prefix: string): void => {
+        for (const [n, child] of m.namedChildren()) {
+          const at = prefix + n;
+          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', state.get(`${at}.weight`)!, state.get(`${at}.bias`));
+          else pack(child, `${at}.`);
+        }
+      };
+      pack(module, '');
+    });
+    module.train(false);
+    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
+  }
+
   // ---------- checkpoints ----------
 
   /** Writes config.json and model.safetensors (HF names, tied weights once), loadable by transformers. */
   async savePretrained(dir: string): Promise<void> {
+    if (this.quantized) throw new Error('savePretrained: a quantized model has no Hugging Face format; save the float model (or saveTorchScript)');
     fs.mkdirSync(dir, { recursive: true });
     const cfg = this.config.with({ architectures: [this.kind], torch_dtype: this.namedParameters()[0][1].dtype });
     cfg.save(path.join(dir, 'config.json'));
@@ -560,7 +604,9 @@ async function readWeights(dir: string, files: Set<string>, device?: string): Pr
  * config.architectures, like AutoModel), and the report lists missing/unexpected keys.
  * @example const m = await fromPretrained('./bert-tiny', { kind: 'BertForSequenceClassification' });
  */
-export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields> } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8' } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+  if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
+  if (opts.quantize && ((opts.device && !opts.device.startsWith('cpu')) || (opts.dtype && opts.dtype !== 'float32'))) throw new TypeError("quantize: 'int8' runs on the CPU from float32 weights");
   const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
   if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
     // Sharded on the Hub: fetch the shards the index names.
@@ -576,6 +622,11 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   for (const t of state.values()) t.dispose();
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
+  if (opts.quantize) {
+    const q = model.quantizeDynamic();
+    model.module.dispose();
+    return Object.assign(q, { loadReport: report });
+  }
   return Object.assign(model, { loadReport: report });
 }
 

@@ -15,6 +15,8 @@ export interface ServeOptions {
   host?: string;
   port?: number;
   device?: string;
+  /** 'int8': int8 dynamic quantisation of the linear layers (CPU), about 1.5-2x the fp32 throughput */
+  quantize?: 'int8';
   /** intra-op threads for this process (default: libtorch's) */
   threads?: number;
   batch?: BatcherOptions;
@@ -111,7 +113,7 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   if (onLong !== 'truncate' && onLong !== 'reject') throw new TypeError(`onLongInput must be 'truncate' or 'reject', got '${onLong}'`);
 
   const tokenizer = await BertTokenizer.fromPretrained(opts.model);
-  const model: BertPreTrainedModel = await fromPretrained(opts.model, { device: opts.device });
+  const model: BertPreTrainedModel = await fromPretrained(opts.model, { device: opts.device, quantize: opts.quantize });
   const tasks = tasksFor(model.kind);
   const pipes = new Map<Task, AnyPipeline>();
   for (const t of tasks) pipes.set(t, await pipeline(t, { model, tokenizer }, { device: opts.device, batch: opts.batch }));
