@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Inference benchmark: bert-base shape (random weights from the fixture checkpoint), fp32, sequence
-// length 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, and frozen) against HF
-// transformers (PyTorch, same torch and thread count) and transformers.js (onnxruntime-node) on the
-// same weights in the same run; GFLOP/s against this machine's measured matmul peak.
+// Inference benchmark: bert-base shape (random weights from the fixture checkpoint), sequence length
+// 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, frozen, and int8 dynamic quantisation)
+// against HF transformers (PyTorch, same torch and thread count; fp32 and torch.ao int8) and
+// transformers.js (onnxruntime-node; fp32 and onnxruntime int8) on the same weights in the same run;
+// GFLOP/s against this machine's measured matmul peak.
 // Usage: python3 scripts/fixtures.py bert onnx_base && node bench/inference.js
 'use strict';
 const path = require('path');
@@ -33,11 +34,15 @@ async function timeModel(forward, B) {
 
 function python() {
   const code = `
-import json, time, torch, transformers
+import json, time, warnings, torch, transformers
+from torch.ao.quantization import quantize_dynamic, per_channel_dynamic_qconfig
+warnings.filterwarnings('ignore')
 torch.set_num_threads(${tb.getNumThreads()})
-m = transformers.BertModel.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').eval()
-out = {}
-with torch.inference_mode():
+fp = transformers.BertModel.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').eval()
+res = {}
+for name, m in (('fp32', fp), ('int8', quantize_dynamic(fp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8))):
+  out = res[name] = {}
+  with torch.inference_mode():
     for B in ${JSON.stringify(BATCHES)}:
         ids = torch.randint(1000, 30000, (B, ${T})); mask = torch.ones(B, ${T}, dtype=torch.long)
         for _ in range(2): m(input_ids=ids, attention_mask=mask)
@@ -46,7 +51,7 @@ with torch.inference_mode():
         for _ in range(reps):
             t0 = time.perf_counter(); m(input_ids=ids, attention_mask=mask); ts.append((time.perf_counter() - t0) * 1000)
         ts.sort(); out[B] = ts[len(ts)//2]
-print(json.dumps(out))`;
+print(json.dumps(res))`;
   const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout.trim().split('\n').pop());
@@ -62,43 +67,56 @@ print(json.dumps(out))`;
   const model = await fromPretrained(DIR);
   model.eval();
   const frozen = model.module.freeze();
+  const int8 = model.quantizeDynamic();
   const ours = {};
   const oursFrozen = {};
+  const oursInt8 = {};
   for (const B of BATCHES) {
     ours[B] = await tb.noGrad(() => timeModel((ids, mask) => model.forward({ inputIds: ids, attentionMask: mask }), B));
     oursFrozen[B] = await tb.noGrad(() => timeModel((ids, mask) => frozen.forward(ids, mask, null, null, false, false), B));
+    oursInt8[B] = await tb.noGrad(() => timeModel((ids, mask) => int8.forward({ inputIds: ids, attentionMask: mask }), B));
   }
-  const hf = python();
-  // transformers.js (onnxruntime-node, fp32) on the same weights exported to ONNX by scripts/fixtures.py.
+  const { fp32: hf, int8: hfInt8 } = python();
+  // transformers.js (onnxruntime-node) on the same weights exported to ONNX by scripts/fixtures.py:
+  // fp32, and 'q8' (onnxruntime's int8 dynamic quantisation of the same graph).
   const js = {};
+  const jsInt8 = {};
   const onnxDir = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'onnx-base');
   try {
     const { AutoModel, env, Tensor: JsTensor } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.localModelPath = path.dirname(onnxDir) + path.sep;
-    const m = await AutoModel.from_pretrained(path.basename(onnxDir), { dtype: 'fp32', device: 'cpu' });
-    for (const B of BATCHES) {
-      const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
-      const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
-      for (let i = 0; i < 2; i++) await m(feeds);
-      const reps = B === 1 ? 10 : B === 8 ? 4 : 2;
-      const ts = [];
-      for (let i = 0; i < reps; i++) {
-        const t0 = now();
-        await m(feeds);
-        ts.push(now() - t0);
+    for (const [dtype, into] of [['fp32', js], ['q8', jsInt8]]) {
+      const m = await AutoModel.from_pretrained(path.basename(onnxDir), { dtype, device: 'cpu' });
+      for (const B of BATCHES) {
+        const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
+        const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
+        for (let i = 0; i < 2; i++) await m(feeds);
+        const reps = B === 1 ? 10 : B === 8 ? 4 : 2;
+        const ts = [];
+        for (let i = 0; i < reps; i++) {
+          const t0 = now();
+          await m(feeds);
+          ts.push(now() - t0);
+        }
+        into[B] = median(ts);
       }
-      js[B] = median(ts);
+      await m.dispose();
     }
   } catch (e) {
     console.error(`transformers.js peer skipped: ${e.message} (run python3 scripts/fixtures.py onnx_base)`);
   }
   const rows = BATCHES.map((B) => ({
     batch: B,
-    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], hfMs: hf[B], transformersJsMs: js[B] ?? null,
+    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], torchbertInt8Ms: oursInt8[B],
+    hfMs: hf[B], hfInt8Ms: hfInt8[B], transformersJsMs: js[B] ?? null, transformersJsInt8Ms: jsInt8[B] ?? null,
     speedupVsHf: hf[B] / ours[B], frozenSpeedupVsHf: hf[B] / oursFrozen[B],
     speedupVsTransformersJs: js[B] ? js[B] / Math.min(ours[B], oursFrozen[B]) : null,
+    int8SpeedupVsHf: hf[B] / oursInt8[B], int8SpeedupVsHfInt8: hfInt8[B] / oursInt8[B],
+    int8SpeedupVsTransformersJs: js[B] ? js[B] / oursInt8[B] : null,
+    int8SpeedupVsTransformersJsInt8: jsInt8[B] ? jsInt8[B] / oursInt8[B] : null,
     torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B]) / 1000),
+    torchbertInt8EffectiveGflops: (B * GFLOP_PER_SEQ) / (oursInt8[B] / 1000),
   }));
   console.log(JSON.stringify({ threads: tb.getNumThreads(), matmulPeakGflops: peak, rows }, null, 2));
 })();

@@ -80,6 +80,8 @@ export interface Binding {
   backward(h: Handle, grad: Handle | undefined, retainGraph: boolean, createGraph: boolean, async: false): void;
   fromTypedArray(data: ArrayBufferView, shape: number[], dtype: string, device?: string): Handle;
   setGradEnabled(on: boolean): boolean;
+  setAutocast(device: string, enabled: boolean, dtype?: string): [boolean, string];
+  autocastClearCache(): void;
   isGradEnabled(): boolean;
   manualSeed(seed: number | bigint): void;
   getRngState(): Handle;

@@ -6,7 +6,8 @@ export {
 } from './tensor';
 export type { DType, Device, Shape, Scalar, TensorLike, TensorOptions, TypedArrayFor, NestedArray } from './tensor';
 export { tidy, keep, DisposeScope } from './scope';
-export { noGrad, enableGrad, isGradEnabled, setGradEnabled, manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, setGraphExecutorOptimize, memory, cuda, info } from './torch';
+export { noGrad, enableGrad, autocast, isGradEnabled, setGradEnabled, manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, setGraphExecutorOptimize, memory, cuda, info } from './torch';
+export type { AutocastOptions } from './torch';
 export { ScriptModule } from './module';
 export type { IValue } from './module';
 export * as F from './functional';

@@ -38,6 +38,59 @@ function withGrad<T>(on: boolean, fn: () => T): T {
   native.setGradEnabled(prev);
   return result;
 }
+export interface AutocastOptions {
+  /** where to autocast: 'cpu' or 'cuda' (default 'cpu') */
+  device?: 'cpu' | 'cuda';
+  /** the lower precision (default 'bfloat16'; 'float16' wants a GradScaler when training) */
+  dtype?: 'bfloat16' | 'float16';
+  /** false runs fn without autocast (handy for a flag) */
+  enabled?: boolean;
+}
+// Open regions per device (the cache is cleared when the last closes), and for overlapping async
+// regions the state before the first, restored when the last settles (as noGrad does for grad mode).
+const autocastDepth = { cpu: 0, cuda: 0 };
+const asyncAutocast = { cpu: { pending: 0, before: [false, 'bfloat16'] as [boolean, string] }, cuda: { pending: 0, before: [false, 'float16'] as [boolean, string] } };
+
+/**
+ * Runs fn under automatic mixed precision (torch.autocast): matmuls, linear layers and attention in
+ * `dtype`, precision-sensitive ops (softmax, norms, losses) in float32, as PyTorch's autocast op lists
+ * decide. Native calls started inside fn (forward on a worker thread included) run with it; async fns
+ * keep it on until they settle. Backward belongs outside, as in PyTorch.
+ * @example const out = await tb.autocast({ device: 'cuda' }, () => model.forward(batch));
+ */
+export function autocast<T>(opts: AutocastOptions, fn: () => T): T {
+  const device = opts.device ?? 'cpu';
+  const dtype = opts.dtype ?? 'bfloat16';
+  if (device !== 'cpu' && device !== 'cuda') throw new TypeError(`autocast device must be 'cpu' or 'cuda', got '${device}'`);
+  if (dtype !== 'bfloat16' && dtype !== 'float16') throw new TypeError(`autocast dtype must be 'bfloat16' or 'float16', got '${dtype}'`);
+  if (opts.enabled === false) return fn();
+  const prev = native.setAutocast(device, true, dtype);
+  autocastDepth[device]++;
+  const close = () => {
+    // Leaving the outermost region drops the cached low-precision weight copies (PyTorch does the same).
+    if (--autocastDepth[device] === 0) native.autocastClearCache();
+  };
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    native.setAutocast(device, prev[0], prev[1]);
+    close();
+    throw e;
+  }
+  if (result instanceof Promise) {
+    const a = asyncAutocast[device];
+    if (a.pending++ === 0) a.before = prev;
+    return result.finally(() => {
+      if (--a.pending === 0) native.setAutocast(device, a.before[0], a.before[1]);
+      close();
+    }) as T;
+  }
+  native.setAutocast(device, prev[0], prev[1]);
+  close();
+  return result;
+}
+
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }

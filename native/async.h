@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
+#include <ATen/autocast_mode.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
@@ -38,6 +39,13 @@ class TorchWorker : public Napi::AsyncWorker {
       at::ThreadLocalStateGuard tls(tls_);
       if (at::get_num_threads() != threads_) at::set_num_threads(threads_);
       c10::OptionalDeviceGuard device(cuda_device_);
+      // Autocast caches low-precision copies of weights per thread; each call is its own autocast
+      // region, so a later call on this pool thread never sees weights from before an optimizer step.
+      struct ClearAutocastCache {
+        ~ClearAutocastCache() {
+          if (at::autocast::is_autocast_enabled(at::kCPU) || at::autocast::is_autocast_enabled(at::kCUDA)) at::autocast::clear_cache();
+        }
+      } clear_cache;
       Run();
     } catch (...) {
       error_ = Capture(std::current_exception());

@@ -395,6 +395,28 @@ static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   at::GradMode::set_enabled(info[0].ToBoolean().Value());
   return Napi::Boolean::New(info.Env(), prev);
 }
+// setAutocast(device 'cpu' | 'cuda', enabled, dtype?) -> [previous enabled, previous dtype]
+static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "autocast device must be 'cpu' or 'cuda'");
+  std::string dev = info[0].As<Napi::String>().Utf8Value();
+  if (dev != "cpu" && dev != "cuda") ThrowType(env, "autocast device must be 'cpu' or 'cuda', got '" + dev + "'");
+  at::DeviceType dt = dev == "cpu" ? at::kCPU : at::kCUDA;
+  Napi::Array prev = Napi::Array::New(env, 2);
+  prev.Set(0u, at::autocast::is_autocast_enabled(dt));
+  prev.Set(1u, DtypeName(at::autocast::get_autocast_dtype(dt)));
+  if (info.Length() > 2 && info[2].IsString()) {
+    c10::ScalarType t = ParseDtype(env, info[2].As<Napi::String>().Utf8Value());
+    if (t != at::kBFloat16 && t != at::kHalf) ThrowType(env, "autocast dtype must be bfloat16 or float16, got " + DtypeName(t));
+    at::autocast::set_autocast_dtype(dt, t);
+  }
+  at::autocast::set_autocast_enabled(dt, info[1].ToBoolean().Value());
+  return prev;
+}
+static Napi::Value AutocastClearCache(const Napi::CallbackInfo& info) {
+  at::autocast::clear_cache();
+  return info.Env().Undefined();
+}
 static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
 }
@@ -494,6 +516,8 @@ void InitTensorFunctions(Napi::Env env, Napi::Object exports) {
 #undef EXPORT
   exports.Set("setGradEnabled", Napi::Function::New<Guarded<SetGradEnabled>>(env));
   exports.Set("isGradEnabled", Napi::Function::New<Guarded<IsGradEnabled>>(env));
+  exports.Set("setAutocast", Napi::Function::New<Guarded<SetAutocast>>(env));
+  exports.Set("autocastClearCache", Napi::Function::New<Guarded<AutocastClearCache>>(env));
   exports.Set("manualSeed", Napi::Function::New<Guarded<ManualSeed>>(env));
   exports.Set("setNumThreads", Napi::Function::New<Guarded<SetNumThreads>>(env));
   exports.Set("getNumThreads", Napi::Function::New<Guarded<GetNumThreads>>(env));

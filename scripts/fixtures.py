@@ -548,19 +548,45 @@ def optim():
     no_decay = ['bias', 'LayerNorm.weight']
     groups = [{'params': [p for n, p in model.named_parameters() if not any(nd in n for nd in no_decay)], 'weight_decay': 0.01},
               {'params': [p for n, p in model.named_parameters() if any(nd in n for nd in no_decay)], 'weight_decay': 0.0}]
-    opt = torch.optim.AdamW(groups, lr=1e-3, eps=1e-8)
-    sch = O.get_linear_schedule_with_warmup(opt, 3, 30)
-    model.train()
-    losses = []
-    for b in batches:
-        o = model(input_ids=torch.tensor(b['input_ids']), attention_mask=torch.tensor(b['attention_mask']), labels=torch.tensor(b['labels']))
-        o.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sch.step()
-        opt.zero_grad()
-        losses.append(o.loss.item())
-    out['training'] = {'dir': d, 'batches': batches, 'losses': losses}
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def run(dtype=None, scaler=None):
+        # HF Trainer's step: forward + loss under autocast, backward outside, unscale, clip, step, schedule.
+        model.load_state_dict(fresh)
+        opt = torch.optim.AdamW(groups, lr=1e-3, eps=1e-8)
+        sch = O.get_linear_schedule_with_warmup(opt, 3, 30)
+        model.train()
+        losses, scales = [], []
+        for b in batches:
+            with torch.autocast('cpu', dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                o = model(input_ids=torch.tensor(b['input_ids']), attention_mask=torch.tensor(b['attention_mask']), labels=torch.tensor(b['labels']))
+            if scaler:
+                scaler.scale(o.loss).backward()
+                scaler.unscale_(opt)
+            else:
+                o.loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if scaler:
+                before = scaler.get_scale()
+                scaler.step(opt)
+                scaler.update()
+                if scaler.get_scale() >= before:  # skipped steps back the scale off, and skip the scheduler
+                    sch.step()
+                scales.append(scaler.get_scale())
+            else:
+                opt.step()
+                sch.step()
+            opt.zero_grad()
+            losses.append(o.loss.item())
+        return losses, scales
+
+    losses, _ = run()
+    losses_bf16, _ = run(torch.bfloat16)
+    # float16 autocast on the CPU, with a scale large enough to overflow at first (backoff) and a short
+    # growth interval (growth): GradScaler's whole state machine.
+    losses_fp16, scales_fp16 = run(torch.float16, torch.amp.GradScaler('cpu', init_scale=2.0 ** 30, growth_interval=4))
+    out['training'] = {'dir': d, 'batches': batches, 'losses': losses, 'losses_bf16': losses_bf16,
+                       'losses_fp16': losses_fp16, 'scales_fp16': scales_fp16, 'fp16_init_scale': 2.0 ** 30, 'fp16_growth_interval': 4}
     dump('optim.json', out)
 
 
@@ -585,6 +611,14 @@ def export_onnx(model, output, dst):
                       input_names=list(dyn), output_names=[output], dynamic_shapes=dyn, dynamo=True, external_data=False)
 
 
+def quantize_onnx(dst):
+    """onnxruntime's int8 dynamic quantisation of dst/onnx/model.onnx (per-channel int8 weights, as
+    quantizeDynamic), written where transformers.js looks for dtype 'q8' (benchmark peers only)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantize_dynamic(os.path.join(dst, 'onnx', 'model.onnx'), os.path.join(dst, 'onnx', 'model_quantized.onnx'),
+                     weight_type=QuantType.QInt8, per_channel=True)
+
+
 @section
 def onnx_base():
     """The bert-base-shape fixture weights exported to ONNX, laid out for transformers.js (benchmark peer)."""
@@ -596,6 +630,7 @@ def onnx_base():
     dst = os.path.join(OUT, 'onnx-base')
     m = transformers.BertModel.from_pretrained(src, attn_implementation='eager').eval()
     export_onnx(m, 'last_hidden_state', dst)
+    quantize_onnx(dst)
     shutil.copy(os.path.join(src, 'config.json'), dst)
     shutil.copy(os.path.join(DATA, 'bert-base-uncased', 'tokenizer.json'), dst)
 

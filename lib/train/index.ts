@@ -1,5 +1,7 @@
 // Training: AdamW, HF learning-rate schedules, gradient clipping, data collation, metrics, Trainer.
 export { AdamW, clipGradNorm, weightDecayGroups } from './optim';
+export { GradScaler } from './amp';
+export type { GradScalerOptions, GradScalerState } from './amp';
 export type { AdamWOptions, ParamGroup, OptimizerStateDict } from './optim';
 export * from './schedules';
 export { padCollate, maskTokens, batchIndices, wholeWordMask, alignLabels, nspPairs } from './collate';

@@ -6,6 +6,7 @@ import * as tb from '../index';
 import { Tensor } from '../index';
 import type { BertPreTrainedModel, BertInputs } from '../models/bert';
 import { AdamW, clipGradNorm, weightDecayGroups } from './optim';
+import { GradScaler } from './amp';
 import { getScheduler, ScheduleName, LRScheduler } from './schedules';
 import { saveFile, loadFile } from '../safetensors';
 import * as path from 'path';
@@ -48,6 +49,10 @@ export interface TrainerOptions {
   earlyStoppingThreshold?: number;
   /** draw the loss and eval curves to this SVG file at the end */
   plotFile?: string;
+  /** bfloat16 autocast for forward and loss (HF's bf16), on the model's device: CUDA, or a CPU */
+  bf16?: boolean;
+  /** float16 autocast with dynamic loss scaling (HF's fp16); needs a CUDA device */
+  fp16?: boolean;
 }
 
 /**
@@ -73,6 +78,9 @@ export interface TrainResult {
 
 export class Trainer {
   readonly optimizer: AdamW;
+  /** loss scaling when fp16 (a disabled pass-through otherwise) */
+  readonly scaler: GradScaler;
+  readonly #amp: { device: 'cpu' | 'cuda'; dtype: 'bfloat16' | 'float16'; enabled: boolean };
   readonly opts: Required<Pick<TrainerOptions, 'learningRate' | 'weightDecay' | 'adamEpsilon' | 'warmupRatio' | 'gradientAccumulationSteps' | 'maxGradNorm' | 'schedule' | 'loggingSteps' | 'seed' | 'name' | 'maxSteps'>> & TrainerOptions;
 
   constructor(readonly model: BertPreTrainedModel, opts: TrainerOptions) {
@@ -81,6 +89,12 @@ export class Trainer {
     if (opts.earlyStoppingPatience !== undefined && (!Number.isInteger(opts.earlyStoppingPatience) || opts.earlyStoppingPatience < 1)) throw new RangeError(`Trainer: earlyStoppingPatience must be a positive integer, got ${opts.earlyStoppingPatience}`);
     this.opts = { learningRate: 5e-5, weightDecay: 0, adamEpsilon: 1e-8, warmupRatio: 0, gradientAccumulationSteps: 1, maxGradNorm: 1, schedule: 'linear', loggingSteps: 50, seed: 42, name: 'train', ...opts };
     this.optimizer = new AdamW(weightDecayGroups(model.namedParameters(), this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
+    if (opts.bf16 && opts.fp16) throw new TypeError('Trainer: choose bf16 or fp16, not both');
+    const device = model.parameters()[0].device.startsWith('cuda') ? 'cuda' : 'cpu';
+    if (opts.fp16 && device !== 'cuda') throw new TypeError('Trainer: fp16 mixed precision needs the model on a CUDA device (on the CPU use bf16)');
+    if ((opts.bf16 || opts.fp16) && model.parameters()[0].dtype !== 'float32') throw new TypeError(`Trainer: mixed precision keeps float32 master weights; the model is ${model.parameters()[0].dtype}`);
+    this.#amp = { device, dtype: opts.fp16 ? 'float16' : 'bfloat16', enabled: !!(opts.bf16 || opts.fp16) };
+    this.scaler = new GradScaler({ enabled: !!opts.fp16 });
   }
 
   /**
@@ -106,7 +120,7 @@ export class Trainer {
     const steps = Object.fromEntries(Object.entries(sd.state).map(([i, st]) => [i, st.step]));
     fs.writeFileSync(path.join(tmp, 'optimizer.json'), JSON.stringify({ steps, param_groups: sd.param_groups }));
     fs.writeFileSync(path.join(tmp, 'scheduler.json'), JSON.stringify(sched.stateDict()));
-    fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify({ global_step: step, name: this.opts.name }));
+    fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify({ global_step: step, name: this.opts.name, ...(this.scaler.enabled ? { scaler: this.scaler.stateDict() } : {}) }));
     const fd = fs.openSync(tmp, 'r');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
@@ -131,7 +145,9 @@ export class Trainer {
     sched.loadStateDict(JSON.parse(fs.readFileSync(path.join(dir, 'scheduler.json'), 'utf8')));
     tb.setRngState(tensors.get('rng_state')!);
     tensors.forEach((t) => t.dispose());
-    return JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')).global_step;
+    const ts = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8'));
+    if (ts.scaler && this.scaler.enabled) this.scaler.loadStateDict(ts.scaler);
+    return ts.global_step;
   }
 
   #prune(): void {
@@ -170,9 +186,10 @@ export class Trainer {
         const scope = new tb.DisposeScope();
         const loss = await scope.run(async () => {
           const inputs = toInputs(nextBatch(step * o.gradientAccumulationSteps + micro));
-          const full = lossFn ? await lossFn(inputs) : (await this.model.forward(inputs)).loss!;
+          // Forward and loss under autocast (when bf16/fp16); backward outside it, as in PyTorch.
+          const full = await tb.autocast(this.#amp, async () => (lossFn ? lossFn(inputs) : (await this.model.forward(inputs)).loss!));
           const l = o.gradientAccumulationSteps > 1 ? full.div(o.gradientAccumulationSteps) : full;
-          await l.backward();
+          await this.scaler.scale(l).backward();
           return full.item() as number;
         });
         scope.dispose();
@@ -180,9 +197,13 @@ export class Trainer {
         running += loss;
         count++;
       }
+      if (this.scaler.enabled) this.scaler.unscale_(this.optimizer);
       if (o.maxGradNorm > 0) clipGradNorm(this.model.parameters(), o.maxGradNorm);
-      await this.optimizer.step();
-      sched.step();
+      // With fp16, a step whose gradients overflowed is skipped and the scale backs off (HF skips the
+      // scheduler step too).
+      const stepped = await this.scaler.step(this.optimizer);
+      this.scaler.update();
+      if (stepped) sched.step();
       this.optimizer.zeroGrad();
       result.steps = step + 1;
       const elapsed = (Date.now() - start) / 1000;
