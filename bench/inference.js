@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Inference benchmark: bert-base shape (random weights from the fixture checkpoint), sequence length
-// 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, frozen, and int8 dynamic quantisation)
+// 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, frozen, oneDNN-prepacked, int8 dynamic quantisation)
 // against HF transformers (PyTorch, same torch and thread count; fp32 and torch.ao int8) and
 // transformers.js (onnxruntime-node; fp32 and onnxruntime int8) on the same weights in the same run;
 // GFLOP/s against this machine's measured matmul peak.
@@ -68,13 +68,16 @@ print(json.dumps(res))`;
   model.eval();
   const frozen = model.module.freeze();
   const int8 = model.quantizeDynamic();
+  const pre = model.prepack();
   const ours = {};
+  const oursPre = {};
   const oursFrozen = {};
   const oursInt8 = {};
   for (const B of BATCHES) {
     ours[B] = await tb.noGrad(() => timeModel((ids, mask) => model.forward({ inputIds: ids, attentionMask: mask }), B));
     oursFrozen[B] = await tb.noGrad(() => timeModel((ids, mask) => frozen.forward(ids, mask, null, null, false, false), B));
     oursInt8[B] = await tb.noGrad(() => timeModel((ids, mask) => int8.forward({ inputIds: ids, attentionMask: mask }), B));
+    oursPre[B] = await tb.noGrad(() => timeModel((ids, mask) => pre.forward({ inputIds: ids, attentionMask: mask }), B));
   }
   const { fp32: hf, int8: hfInt8 } = python();
   // transformers.js (onnxruntime-node) on the same weights exported to ONNX by scripts/fixtures.py:
@@ -108,14 +111,14 @@ print(json.dumps(res))`;
   }
   const rows = BATCHES.map((B) => ({
     batch: B,
-    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], torchbertInt8Ms: oursInt8[B],
+    torchbertMs: ours[B], torchbertFrozenMs: oursFrozen[B], torchbertPrepackedMs: oursPre[B], torchbertInt8Ms: oursInt8[B],
     hfMs: hf[B], hfInt8Ms: hfInt8[B], transformersJsMs: js[B] ?? null, transformersJsInt8Ms: jsInt8[B] ?? null,
-    speedupVsHf: hf[B] / ours[B], frozenSpeedupVsHf: hf[B] / oursFrozen[B],
-    speedupVsTransformersJs: js[B] ? js[B] / Math.min(ours[B], oursFrozen[B]) : null,
+    speedupVsHf: hf[B] / ours[B], frozenSpeedupVsHf: hf[B] / oursFrozen[B], prepackedSpeedupVsHf: hf[B] / oursPre[B],
+    speedupVsTransformersJs: js[B] ? js[B] / Math.min(ours[B], oursFrozen[B], oursPre[B]) : null,
     int8SpeedupVsHf: hf[B] / oursInt8[B], int8SpeedupVsHfInt8: hfInt8[B] / oursInt8[B],
     int8SpeedupVsTransformersJs: js[B] ? js[B] / oursInt8[B] : null,
     int8SpeedupVsTransformersJsInt8: jsInt8[B] ? jsInt8[B] / oursInt8[B] : null,
-    torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B]) / 1000),
+    torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B], oursPre[B]) / 1000),
     torchbertInt8EffectiveGflops: (B * GFLOP_PER_SEQ) / (oursInt8[B] / 1000),
   }));
   console.log(JSON.stringify({ threads: tb.getNumThreads(), matmulPeakGflops: peak, rows }, null, 2));

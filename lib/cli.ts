@@ -92,12 +92,14 @@ program
   .option('--seconds <n>', 'time budget')
   .option('--limit <n>', 'use only the first n training examples')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2', 'iob2')
+  .option('--bf16', 'bfloat16 mixed precision (autocast)')
+  .option('--fp16', 'float16 mixed precision with loss scaling (CUDA)')
   .action(async (model: string, o: Record<string, string | undefined>) => {
     const { finetuneClassification, finetuneNer, finetuneQa } = await import('./recipes/finetune');
     const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
     const opts = {
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
-      evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'),
+      evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
@@ -162,6 +164,7 @@ program
   .option('--threads <n>', 'intra-op threads per process (default: cores / workers)')
   .option('--device <device>', 'cpu or cuda[:N]')
   .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
+  .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than oneDNN-prepacked linear weights')
   .option('--max-batch-size <n>', 'rows per model call', '16')
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', '4096')
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '2')
@@ -205,7 +208,7 @@ program
     const { serve } = await import('./serve/server');
     const num = (k: string) => Number(o[k]);
     const s = await serve({
-      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, threads,
+      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, threads,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
     });

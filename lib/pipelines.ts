@@ -31,6 +31,8 @@ export interface PipelineOptions extends HubOptions {
   batch?: BatcherOptions;
   /** 'int8': run the linear layers as int8 dynamic quantisation (CPU; see BertPreTrainedModel.quantizeDynamic) */
   quantize?: 'int8';
+  /** fp32 linear layers with oneDNN-prepacked weights (CPU; see BertPreTrainedModel.prepack) */
+  prepack?: boolean;
 }
 
 interface Row {
@@ -85,7 +87,11 @@ abstract class Pipeline<I extends Row, O> {
         const o = { shape: [B, T], device: this.device };
         // Grad mode is captured when the call starts (it runs on a worker thread), so it is off only for
         // this synchronous start: concurrent code on the event loop (training, say) keeps its own mode.
-        const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o) }) }));
+        // Batches with much padding skip it in the dense layers; nearly even ones run the plain forward,
+        // which is as fast without the gather/scatter.
+        const real = items.reduce((n, r) => n + r.ids.length, 0);
+        const unpadded = real < 0.9 * B * T;
+        const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o), unpadded }) }));
         const out = await pending;
         return await this.extract(out, items, T);
       });
@@ -761,7 +767,9 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
   }
   for (const w of warnings) process.emitWarning(w, { code: 'TORCHBERT_MISSING_WEIGHTS' });
   if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
+  if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
   if (opts.quantize && !m.quantized) m = m.quantizeDynamic();
+  if (opts.prepack && !m.prepacked) m = m.prepack();
   const kinds = tasksFor(m.kind);
   if (!kinds.includes(t)) throw new TypeError(`a ${m.kind} cannot run '${t}' (it serves ${kinds.join(', ')})`);
   if (t === 'feature-extraction' && m.kind !== 'BertModel') m = encoderOf(m);
@@ -774,5 +782,5 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
 /** The encoder of a model with a head, sharing its weights. */
 export function encoderOf(m: BertPreTrainedModel): BertPreTrainedModel {
   if (m.kind === 'BertModel') return m;
-  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('./module').ScriptModule, { quantized: m.quantized });
+  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('./module').ScriptModule, { quantized: m.quantized, prepacked: m.prepacked });
 }

@@ -614,9 +614,15 @@ def export_onnx(model, output, dst):
 def quantize_onnx(dst):
     """onnxruntime's int8 dynamic quantisation of dst/onnx/model.onnx (per-channel int8 weights, as
     quantizeDynamic), written where transformers.js looks for dtype 'q8' (benchmark peers only)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    quantize_dynamic(os.path.join(dst, 'onnx', 'model.onnx'), os.path.join(dst, 'onnx', 'model_quantized.onnx'),
-                     weight_type=QuantType.QInt8, per_channel=True)
+    # The exporter's intermediate shape annotations trip the quantiser's shape inference; it re-infers them.
+    m = onnx.load(os.path.join(dst, 'onnx', 'model.onnx'))
+    del m.graph.value_info[:]
+    tmp = os.path.join(dst, 'onnx', 'plain.onnx.tmp')
+    onnx.save(m, tmp)
+    quantize_dynamic(tmp, os.path.join(dst, 'onnx', 'model_quantized.onnx'), weight_type=QuantType.QInt8, per_channel=True)
+    os.remove(tmp)
 
 
 @section
@@ -759,6 +765,7 @@ def serve_base():
     tok.save_pretrained(dst)
 
     export_onnx(m, 'logits', dst)
+    quantize_onnx(dst)
 
 
 @section

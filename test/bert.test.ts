@@ -74,6 +74,41 @@ describe.each(HEADS)('%s equals transformers', (head) => {
   });
 });
 
+describe('unpadded inference (forward_packed)', () => {
+  test.each(HEADS)('%s: real positions equal forward(), padded positions are zeros; training and hidden states fall back', async (head) => {
+    const model = await fromPretrained(path.join(BERT, head), { kind: head });
+    const base = { ...inputsFor(head), labels: undefined, nextSentenceLabel: undefined, startPositions: undefined, endPositions: undefined, outputHiddenStates: false, outputAttentions: false };
+    const full = await tb.noGrad(() => model.forward(base));
+    const packed = await tb.noGrad(() => model.forward({ ...base, unpadded: true }));
+    const mask = base.attentionMask.to({ dtype: 'float32' });
+    let compared = 0;
+    for (const [ours] of OUT_KEYS) {
+      const a = full[ours] as Tensor | undefined;
+      const b = packed[ours] as Tensor | undefined;
+      if (!a) continue;
+      // Per-token outputs [B, T, ...] keep their real positions; per-sequence ones are whole.
+      const perToken = head !== 'BertForMultipleChoice' && a.shape[0] === mask.shape[0] && a.shape[1] === mask.shape[1] && a.shape.length >= 2;
+      const m = perToken ? mask.view(...mask.shape, ...Array(a.shape.length - 2).fill(1)) : null;
+      expect([ours, maxAbsDiff((m ? a.mul(m) : a).toArraySync(), (m ? b!.mul(m) : b!).toArraySync()) < 1e-5]).toEqual([ours, true]);
+      if (m && ours === 'lastHiddenState') expect(b!.mul(m.neg().add(1)).abs().max().item()).toBe(0);
+      compared++;
+    }
+    expect(compared).toBeGreaterThan(0);
+    // Hidden states asked for: the padded path runs, and gives them.
+    const withHidden = await tb.noGrad(() => model.forward({ ...base, outputHiddenStates: true, unpadded: true }));
+    expect(withHidden.hiddenStates!.length).toBe(fx.tiny.num_hidden_layers + 1);
+    // Training mode runs the padded path too: with the same seed, the same dropout and the same output.
+    model.train();
+    const trainIn = { ...base, outputHiddenStates: false };
+    tb.manualSeed(7);
+    const t1 = await model.forward(trainIn);
+    tb.manualSeed(7);
+    const t2 = await model.forward({ ...trainIn, unpadded: true });
+    const k = OUT_KEYS.find(([o]) => t1[o])![0];
+    expect(maxAbsDiff((t1[k] as Tensor).toArraySync(), (t2[k] as Tensor).toArraySync())).toBe(0);
+  });
+});
+
 describe('checkpoints', () => {
   test('the bert-base shape loads and equals transformers', async () => {
     const model = await fromPretrained(path.join(BERT, 'base'));

@@ -1,6 +1,7 @@
-// int8 dynamic quantisation (quantizeDynamic) against torch.ao's quantize_dynamic with per-channel
-// weights on the same checkpoints, its accuracy cost on the real all-MiniLM-L6-v2, and what a
-// quantized model refuses. Fixtures: scripts/fixtures.py (sections quant, minilm).
+// Inference-only copies: int8 dynamic quantisation (quantizeDynamic) against torch.ao's quantize_dynamic
+// with per-channel weights on the same checkpoints, its accuracy cost on the real all-MiniLM-L6-v2, and
+// oneDNN-prepacked fp32 (prepack) against the float model; what both refuse. Fixtures:
+// scripts/fixtures.py (sections quant, minilm).
 import * as path from 'path';
 import * as tb from '../lib';
 import { Tensor, ScriptModule } from '../lib';
@@ -134,4 +135,47 @@ describe('real pretrained all-MiniLM-L6-v2, int8', () => {
     // The cost against fp32 is the method's: the same as the reference quantisation's.
     expect(Math.abs(sumVsFp - sumRefVsFp) / n).toBeLessThan(1e-4);
   }, 120000);
+});
+
+describe('prepacked fp32 (oneDNN)', () => {
+  test.each(Object.keys(fx.heads))('%s: equals the float model and transformers (fp32) within 1e-5, padded or not', async (head) => {
+    const want = fx.heads[head];
+    const model = await fromPretrained(path.join(FIXTURES, 'quant', head), { kind: head as HeadKind });
+    const p = model.prepack();
+    expect(p.prepacked).toBe(true);
+    const mask = i64(fx.attention_mask).to({ dtype: 'float32' });
+    for (const unpadded of [false, true]) {
+      const out = (await tb.noGrad(() => p.forward({ ...inputs(), unpadded })))[KEY[want.key]] as Tensor;
+      // Padded positions are zeros when unpadded: compare real positions.
+      const m = out.shape.length === 3 ? mask.unsqueeze(-1) : out.shape.length === 2 && out.shape[1] === mask.shape[1] ? mask : null;
+      const ref = tb.tensor(want.fp32);
+      expect(maxAbsDiff((m ? out.mul(m) : out).toArraySync(), (m ? ref.mul(m) : ref).toArraySync())).toBeLessThan(1e-5);
+    }
+  });
+
+  test('refuses training, moving, HF saving and a second copy; fromPretrained({ prepack }) and pipelines', async () => {
+    const dir = path.join(FIXTURES, 'quant', 'BertForSequenceClassification');
+    const p = await fromPretrained(dir, { prepack: true });
+    expect(p.prepacked).toBe(true);
+    expect(() => p.train()).toThrow(/prepacked model is inference-only/);
+    expect(() => p.to('cuda')).toThrow(/CPU/);
+    await expect(p.savePretrained(tmpDir())).rejects.toThrow(/no Hugging Face format/);
+    expect(() => p.prepack()).toThrow(/already prepacked/);
+    expect(() => p.quantizeDynamic()).toThrow(/already prepacked/);
+    await expect(fromPretrained(dir, { prepack: true, quantize: 'int8' })).rejects.toThrow(/not both/);
+    const pfx = fixture('pipelines.json');
+    const d = path.join(FIXTURES, pfx.models['tiny-BertForSequenceClassification']);
+    const plain = await pipeline('text-classification', d);
+    const pre = await pipeline('text-classification', d, { prepack: true });
+    expect(pre.model.prepacked).toBe(true);
+    const texts = pfx.texts.slice(0, 8) as string[];
+    const a = (await plain.call(texts)) as { label: string; score: number }[];
+    const b = (await pre.call(texts)) as { label: string; score: number }[];
+    a.forEach((r, i) => {
+      expect(b[i].label).toBe(r.label);
+      expect(Math.abs(b[i].score - r.score)).toBeLessThan(1e-5);
+    });
+    await plain.close();
+    await pre.close();
+  });
 });

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../index';
-import { ScriptModule, Tensor, F } from '../index';
+import { ScriptModule, Tensor, F, op } from '../index';
 import { BertConfig, BertConfigFields } from './config';
 import { loadFile, saveFile } from '../safetensors';
 import { HubOptions, resolveModelDir } from '../hub';
@@ -31,16 +31,29 @@ function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
   return m;
 }
 /**
- * nn.Linear state, or with `q` its int8 dynamically quantised form: a packed-weight attribute filled
- * from the float model's weight by quantizeDynamic() (zeros until then).
+ * How linear layers run: 'float' (nn.Linear, trainable), or in an inference-only copy 'int8' (dynamic
+ * quantisation, quantizeDynamic()) or 'prepacked' (fp32 through oneDNN with the weight reordered once
+ * into its blocked layout, prepack()).
  */
-function linear(inF: number, outF: number, std: number, q = false): ScriptModule {
-  if (q) return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
+type LinearMode = 'float' | 'int8' | 'prepacked';
+
+/** nn.Linear state; the inference modes hold placeholders that quantizeDynamic()/prepack() fill. */
+function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
+  if (q === 'int8') return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
+  if (q === 'prepacked') return new ScriptModule('PrepackedLinear').registerBuffer('packed_weight', tb.zeros([outF, inF])).registerBuffer('bias', tb.zeros([outF]));
   return holder('Linear', { weight: tb.randn([outF, inF]).mul_(std), bias: tb.zeros([outF]) });
 }
-/** TorchScript for `mod`'s linear map of `x`; reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
-function lin(q: boolean, mod: string, x: string, bias = `${mod}.bias`): string {
-  return q ? `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)` : `torch.linear(${x}, ${mod}.weight, ${bias})`;
+/** TorchScript for `mod`'s linear map of `x`; int8 uses reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
+function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
+  if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)`;
+  if (q === 'prepacked') return `ops.mkldnn._linear_pointwise(${x}, ${mod}.packed_weight, ${bias}, "none", [], "")`;
+  return `torch.linear(${x}, ${mod}.weight, ${bias})`;
+}
+/** act(linear(x)); prepacked GELU runs as oneDNN's fused epilogue. */
+function linAct(q: LinearMode, mod: string, x: string, name: string): string {
+  const gelu = name === 'gelu' ? 'none' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'tanh' : null;
+  if (q === 'prepacked' && gelu) return `ops.mkldnn._linear_pointwise(${x}, ${mod}.packed_weight, ${mod}.bias, "gelu", [], "${gelu}")`;
+  return act(name, lin(q, mod, x));
 }
 function layerNorm(n: number): ScriptModule {
   return holder('LayerNorm', { weight: tb.ones([n]), bias: tb.zeros([n]) });
@@ -76,7 +89,7 @@ def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor], position_
 }
 
 /** BertSelfOutput and BertOutput: dense, dropout, then LayerNorm of the residual sum. */
-function denseAddNorm(name: string, inF: number, c: BertConfigFields, q: boolean): ScriptModule {
+function denseAddNorm(name: string, inF: number, c: BertConfigFields, q: LinearMode): ScriptModule {
   const H = c.hidden_size;
   const m = new ScriptModule(name);
   m.registerModule('dense', linear(inF, H, c.initializer_range, q));
@@ -89,7 +102,7 @@ def forward(self, h: Tensor, inp: Tensor) -> Tensor:
   return m;
 }
 
-function buildLayer(c: BertConfigFields, q: boolean): ScriptModule {
+function buildLayer(c: BertConfigFields, q: LinearMode): ScriptModule {
   const std = c.initializer_range;
   const H = c.hidden_size;
   const nH = c.num_attention_heads;
@@ -115,6 +128,15 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
     else:
         ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                      # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                               # [B, nH, T, dH] -> [B, T, H]
+
+def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
+    # h holds only the real tokens [N, H] (idx: their positions in the flattened [B*T]); the
+    # projections run on those, and only attention sees the padded [B, nH, T, dH] layout.
+    q = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.query', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    k = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.key', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.value', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    ctx = torch.scaled_dot_product_attention(q, k, v, mask, 0.0)                        # [B, nH, T, dH]
+    return ctx.transpose(1, 2).reshape(B * T, ${H}).index_select(0, idx)                 # [N, H]
 `);
   const selfOut = denseAddNorm('BertSelfOutput', H, c, q);
   const attention = new ScriptModule('BertAttention');
@@ -124,12 +146,15 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
 def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
     a, w = self.self.forward(h, mask, want_attn)
     return self.output.forward(a, h), w
+
+def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
+    return self.output.forward(self.self.forward_packed(h, idx, B, T, mask), h)
 `);
   const inter = new ScriptModule('BertIntermediate');
   inter.registerModule('dense', linear(H, c.intermediate_size, std, q));
   inter.define(`
 def forward(self, h: Tensor) -> Tensor:
-    return ${act(c.hidden_act, lin(q, 'self.dense', 'h'))}
+    return ${linAct(q, 'self.dense', 'h', c.hidden_act)}
 `);
   const out = denseAddNorm('BertOutput', c.intermediate_size, c, q);
   const layer = new ScriptModule('BertLayer');
@@ -140,11 +165,15 @@ def forward(self, h: Tensor) -> Tensor:
 def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
     a, w = self.attention.forward(h, mask, want_attn)
     return self.output.forward(self.intermediate.forward(a), a), w
+
+def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
+    a = self.attention.forward_packed(h, idx, B, T, mask)
+    return self.output.forward(self.intermediate.forward(a), a)
 `);
   return layer;
 }
 
-function buildEncoder(c: BertConfigFields, q: boolean): ScriptModule {
+function buildEncoder(c: BertConfigFields, q: LinearMode): ScriptModule {
   const list = new ScriptModule('ModuleList');
   for (let i = 0; i < c.num_hidden_layers; i++) list.registerModule(String(i), buildLayer(c, q));
   const enc = new ScriptModule('BertEncoder');
@@ -155,6 +184,8 @@ function buildEncoder(c: BertConfigFields, q: boolean): ScriptModule {
     h, w = getattr(self.layer, "${i}").forward(h, mask, want_attn)
     if w is not None:
         attns.append(w)`).join('');
+  const packed = Array.from({ length: c.num_hidden_layers }, (_, i) => `
+    h = getattr(self.layer, "${i}").forward_packed(h, idx, B, T, mask)`).join('');
   enc.define(`
 def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     hiddens: List[Tensor] = []
@@ -162,11 +193,14 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_att
     if want_hidden:
         hiddens.append(h)
     return h, hiddens, attns
+
+def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:${packed}
+    return h
 `);
   return enc;
 }
 
-function buildBertModel(c: BertConfigFields, addPooler: boolean, q: boolean): ScriptModule {
+function buildBertModel(c: BertConfigFields, addPooler: boolean, q: LinearMode): ScriptModule {
   const m = new ScriptModule('BertModel');
   m.registerModule('embeddings', buildEmbeddings(c));
   m.registerModule('encoder', buildEncoder(c, q));
@@ -188,6 +222,22 @@ def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_typ
     h, hiddens, attns = self.encoder.forward(e, mask, want_hidden, want_attn)
     pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
     return h, pooled, hiddens, attns
+
+def forward_packed(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, Optional[Tensor], List[Tensor], List[Tensor]]:
+    # Inference without the padding: the dense layers (most of the work) see only the real tokens.
+    # Real positions match forward(); padded positions of the last hidden state are zeros.
+    if attention_mask is None or want_hidden or want_attn or self.training:
+        return self.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)
+    B = input_ids.size(0)
+    T = input_ids.size(1)
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    idx = attention_mask.reshape(-1).ne(0).nonzero().squeeze(1)                         # [N] positions in [B*T]
+    mask = attention_mask.ne(0)[:, None, None, :]
+    h = self.encoder.forward_packed(e.reshape(B * T, ${c.hidden_size}).index_select(0, idx), idx, B, T, mask)
+    h = h.new_zeros([B * T, ${c.hidden_size}]).index_copy(0, idx, h).view(B, T, ${c.hidden_size})
+    pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
+    none: List[Tensor] = []
+    return h, pooled, none, none
 `);
   return m;
 }
@@ -202,18 +252,18 @@ export const HEADS: HeadKind[] = ['BertModel', 'BertForSequenceClassification', 
 const BASE_ARGS = 'input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool';
 const BASE_CALL = 'self.bert.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)';
 
-function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor, q: boolean): ScriptModule {
+function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor, q: LinearMode): ScriptModule {
   const transform = new ScriptModule('BertPredictionHeadTransform');
   transform.registerModule('dense', linear(c.hidden_size, c.hidden_size, c.initializer_range, q));
   transform.registerModule('LayerNorm', layerNorm(c.hidden_size));
   transform.define(`
 def forward(self, h: Tensor) -> Tensor:
-    h = ${act(c.hidden_act, lin(q, 'self.dense', 'h'))}
+    h = ${linAct(q, 'self.dense', 'h', c.hidden_act)}
     return torch.layer_norm(h, [${c.hidden_size}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
 `);
   const bias = tb.zeros([c.vocab_size]);
   // Tied to bert.embeddings.word_embeddings.weight (a quantised decoder holds its own int8 copy).
-  const decoder = q ? linear(c.hidden_size, c.vocab_size, 0, true) : holder('Linear', { weight: wordEmbeddings, bias });
+  const decoder = q !== 'float' ? linear(c.hidden_size, c.vocab_size, 0, q) : holder('Linear', { weight: wordEmbeddings, bias });
   const pred = new ScriptModule('BertLMPredictionHead');
   pred.registerModule('transform', transform);
   pred.registerModule('decoder', decoder);
@@ -225,7 +275,17 @@ def forward(self, h: Tensor) -> Tensor:
   return pred;
 }
 
-function buildHead(kind: HeadKind, c: BertConfigFields, q = false): ScriptModule {
+/**
+ * A head's forward source plus forward_packed: the same head over BertModel.forward_packed (inference
+ * on the real tokens only). Only the first method is copied (mlm_loss stays single).
+ */
+function withPacked(src: string): string {
+  const second = src.indexOf('\ndef ', src.indexOf('def forward(') + 1);
+  const fwd = second < 0 ? src : src.slice(0, second);
+  return `${src}\n${fwd.replace('def forward(', 'def forward_packed(').replace(/self\.bert\.forward\(/g, 'self.bert.forward_packed(')}`;
+}
+
+function buildHead(kind: HeadKind, c: BertConfigFields, q: LinearMode = 'float'): ScriptModule {
   if (kind === 'BertModel') return buildBertModel(c, true, q);
   const std = c.initializer_range;
   const withPooler = !['BertForTokenClassification', 'BertForMaskedLM', 'BertForQuestionAnswering'].includes(kind);
@@ -238,34 +298,34 @@ function buildHead(kind: HeadKind, c: BertConfigFields, q = false): ScriptModule
   switch (kind) {
     case 'BertForSequenceClassification':
       m.registerModule('classifier', linear(c.hidden_size, nl, std, q));
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     assert pooled is not None
     return ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}, hs, ats   # [B, labels]
-`);
+`));
       break;
     case 'BertForTokenClassification':
       m.registerModule('classifier', linear(c.hidden_size, nl, std, q));
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     return ${lin(q, 'self.classifier', `torch.dropout(h, ${drop}, self.training)`)}, hs, ats        # [B, T, labels]
-`);
+`));
       break;
     case 'BertForQuestionAnswering':
       m.registerModule('qa_outputs', linear(c.hidden_size, 2, std, q));
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     logits = ${lin(q, 'self.qa_outputs', 'h')}                 # [B, T, 2]
     start, end = logits.split(1, -1)
     return start.squeeze(-1).contiguous(), end.squeeze(-1).contiguous(), hs, ats
-`);
+`));
       break;
     case 'BertForMultipleChoice':
       m.registerModule('classifier', linear(c.hidden_size, 1, std, q));
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     C = input_ids.size(1)
     flat = input_ids.view(-1, input_ids.size(-1))                                          # [B, C, T] -> [B*C, T]
@@ -276,13 +336,13 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     assert pooled is not None
     logits = ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}
     return logits.view(-1, C), hs, ats                                                      # [B*C, 1] -> [B, C]
-`);
+`));
       break;
     case 'BertForMaskedLM': {
       const cls = new ScriptModule('BertOnlyMLMHead');
       cls.registerModule('predictions', mlmHead(c, word(), q));
       m.registerModule('cls', cls);
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     return self.cls.predictions.forward(h), hs, ats                                         # [B, T, V]
@@ -296,7 +356,7 @@ def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: 
     target = labels[sel]
     picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
     return (torch.logsumexp(logits, -1) - picked).mean()
-`);
+`));
       break;
     }
     case 'BertForPreTraining':
@@ -307,12 +367,12 @@ def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: 
       m.registerModule('cls', cls);
       const mlm = kind === 'BertForPreTraining' ? 'self.cls.predictions.forward(h), ' : '';
       const ret = kind === 'BertForPreTraining' ? 'Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]' : 'Tuple[Tensor, List[Tensor], List[Tensor]]';
-      m.define(`
+      m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> ${ret}:
     h, pooled, hs, ats = ${BASE_CALL}
     assert pooled is not None
     return ${mlm}${lin(q, 'self.cls.seq_relationship', 'pooled')}, hs, ats
-`);
+`));
       break;
     }
   }
@@ -333,6 +393,12 @@ export interface BertInputs {
   nextSentenceLabel?: Tensor;
   startPositions?: Tensor;
   endPositions?: Tensor;
+  /**
+   * Inference only (eval mode, an attention mask, no hidden states or attentions): the dense layers run
+   * on the real tokens alone, skipping the padding. Real positions equal forward()'s (to float rounding;
+   * with int8, activation ranges come from real tokens only); padded positions are zeros. Pipelines use it.
+   */
+  unpadded?: boolean;
 }
 
 export interface BertOutput {
@@ -362,12 +428,15 @@ export class BertPreTrainedModel {
   readonly module: ScriptModule;
   /** An int8 dynamically quantised copy from quantizeDynamic(): inference only, on the CPU. */
   readonly quantized: boolean;
+  /** An fp32 copy with oneDNN-prepacked linear weights from prepack(): inference only, on the CPU. */
+  readonly prepacked: boolean;
 
-  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean } = {}) {
+  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean; prepacked?: boolean } = {}) {
     if (!HEADS.includes(kind)) throw new TypeError(`unknown BERT architecture '${kind}' (expected one of ${HEADS.join(', ')})`);
     this.kind = kind;
     this.config = config;
     this.quantized = !!opts.quantized;
+    this.prepacked = !!opts.prepacked;
     // Parameters are initialised from the global generator (HF's _init_weights distributions).
     this.module = module ?? tb.noGrad(() => buildHead(kind, config.fields));
   }
@@ -393,12 +462,15 @@ export class BertPreTrainedModel {
   }
 
   train(on = true): this {
-    if (on && this.quantized) throw new Error('a quantized model is inference-only: train the float model, then call quantizeDynamic()');
+    if (on && this.#inferenceOnly) throw new Error(`a ${this.#inferenceOnly} model is inference-only: train the float model, then make the copy`);
     this.module.train(on);
     return this;
   }
   eval(): this {
     return this.train(false);
+  }
+  get #inferenceOnly(): string | null {
+    return this.quantized ? 'quantized' : this.prepacked ? 'prepacked' : null;
   }
   get training(): boolean {
     return this.module.training;
@@ -406,9 +478,9 @@ export class BertPreTrainedModel {
 
   /** Moves and casts in place; the MLM decoder stays tied to the word embeddings. */
   to(target: string | { device?: string; dtype?: DType }): this {
-    if (this.quantized) {
+    if (this.#inferenceOnly) {
       const t = typeof target === 'string' ? { device: target } : target;
-      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== 'float32')) throw new Error('a quantized model runs on the CPU in float32 (int8 weights): it cannot move or change dtype');
+      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== 'float32')) throw new Error(`a ${this.#inferenceOnly} model runs on the CPU in float32: it cannot move or change dtype`);
     }
     this.module.to(target);
     this.#retie();
@@ -464,12 +536,19 @@ export class BertPreTrainedModel {
   async forward(inputs: BertInputs): Promise<BertOutput> {
     if (!(inputs.inputIds instanceof Tensor)) throw new TypeError('inputs.inputIds must be an int64 Tensor');
     const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
-    const out = (await this.module.forward(...args)) as (Tensor | Tensor[] | null)[];
+    const out = (await this.module.call(this.#method(inputs), ...args)) as (Tensor | Tensor[] | null)[];
     return this.#wrap(out, inputs);
   }
   forwardSync(inputs: BertInputs): BertOutput {
     const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
-    return this.#wrap(this.module.forwardSync(...args) as (Tensor | Tensor[] | null)[], inputs);
+    return this.#wrap(this.module.callSync(this.#method(inputs), ...args) as (Tensor | Tensor[] | null)[], inputs);
+  }
+  #packed?: boolean;
+  #method(inputs: BertInputs): string {
+    if (!inputs.unpadded) return 'forward';
+    // Modules saved before forward_packed existed run the padded forward.
+    this.#packed ??= this.module.methodNames.includes('forward_packed');
+    return this.#packed ? 'forward_packed' : 'forward';
   }
 
   #wrap(out: (Tensor | Tensor[] | null)[], inputs: BertInputs): BertOutput {
@@ -538,31 +617,54 @@ export class BertPreTrainedModel {
    * LayerNorm, attention and softmax stay float32. CPU only; this model is unchanged.
    */
   quantizeDynamic(): BertPreTrainedModel {
-    if (this.quantized) throw new Error('quantizeDynamic: the model is already quantized');
+    return this.#inferenceCopy('int8');
+  }
+
+  /**
+   * An inference-only fp32 copy whose linear layers run through oneDNN with each weight reordered once
+   * into oneDNN's blocked layout (and GELU fused into the intermediate layer), instead of libtorch's
+   * GEMM repacking the weight on every call: the same results to float rounding, and 1.3-1.8x faster
+   * dense layers on short inputs. CPU only; this model is unchanged.
+   */
+  prepack(): BertPreTrainedModel {
+    return this.#inferenceCopy('prepacked');
+  }
+
+  #inferenceCopy(mode: 'int8' | 'prepacked'): BertPreTrainedModel {
+    const what = mode === 'int8' ? 'quantizeDynamic' : 'prepack';
+    if (this.#inferenceOnly) throw new Error(`${what}: the model is already ${this.#inferenceOnly}`);
     const state = new Map(this.module.namedParameters());
-    const device = state.values().next().value!.device;
-    if (device !== 'cpu') throw new Error(`quantizeDynamic: int8 dynamic quantisation runs on the CPU, the model is on ${device}`);
-    const module = tb.noGrad(() => buildHead(this.kind, this.config.fields, true));
+    const first = state.values().next().value!;
+    if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
+    if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
+    const module = tb.noGrad(() => buildHead(this.kind, this.config.fields, mode));
+    const reorder = op('mkldnn::_reorder_linear_weight');
     tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
       const pack = (m: ScriptModule, prefix: string): void => {
         for (const [n, child] of m.namedChildren()) {
           const at = prefix + n;
-          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', state.get(`${at}.weight`)!, state.get(`${at}.bias`));
-          else pack(child, `${at}.`);
+          const w = state.get(`${at}.weight`);
+          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', w!, state.get(`${at}.bias`));
+          else if (child.hasAttr('packed_weight')) {
+            for (const [k, t] of [['packed_weight', reorder.t(w!._handle, null)], ['bias', state.get(`${at}.bias`)!.clone()]] as const) {
+              child.setAttr(k, t);
+              t.dispose();
+            }
+          } else pack(child, `${at}.`);
         }
       };
       pack(module, '');
     });
     module.train(false);
-    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
+    return new BertPreTrainedModel(this.kind, this.config, module, mode === 'int8' ? { quantized: true } : { prepacked: true });
   }
 
   // ---------- checkpoints ----------
 
   /** Writes config.json and model.safetensors (HF names, tied weights once), loadable by transformers. */
   async savePretrained(dir: string): Promise<void> {
-    if (this.quantized) throw new Error('savePretrained: a quantized model has no Hugging Face format; save the float model (or saveTorchScript)');
+    if (this.#inferenceOnly) throw new Error(`savePretrained: a ${this.#inferenceOnly} model has no Hugging Face format; save the float model${this.quantized ? ' (or saveTorchScript)' : ''}`);
     fs.mkdirSync(dir, { recursive: true });
     const cfg = this.config.with({ architectures: [this.kind], torch_dtype: this.namedParameters()[0][1].dtype });
     cfg.save(path.join(dir, 'config.json'));
@@ -604,9 +706,10 @@ async function readWeights(dir: string, files: Set<string>, device?: string): Pr
  * config.architectures, like AutoModel), and the report lists missing/unexpected keys.
  * @example const m = await fromPretrained('./bert-tiny', { kind: 'BertForSequenceClassification' });
  */
-export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8' } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8'; prepack?: boolean } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+  if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
   if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
-  if (opts.quantize && ((opts.device && !opts.device.startsWith('cpu')) || (opts.dtype && opts.dtype !== 'float32'))) throw new TypeError("quantize: 'int8' runs on the CPU from float32 weights");
+  if ((opts.quantize || opts.prepack) && ((opts.device && !opts.device.startsWith('cpu')) || (opts.dtype && opts.dtype !== 'float32'))) throw new TypeError("quantize and prepack run on the CPU from float32 weights");
   const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
   if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
     // Sharded on the Hub: fetch the shards the index names.
@@ -622,8 +725,8 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   for (const t of state.values()) t.dispose();
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
-  if (opts.quantize) {
-    const q = model.quantizeDynamic();
+  if (opts.quantize || opts.prepack) {
+    const q = opts.quantize ? model.quantizeDynamic() : model.prepack();
     model.module.dispose();
     return Object.assign(q, { loadReport: report });
   }

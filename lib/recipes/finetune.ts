@@ -33,6 +33,9 @@ export interface FinetuneOptions {
   seed?: number;
   /** only the first N training examples (quick runs) */
   limit?: number;
+  /** bfloat16 / float16 autocast (Trainer's bf16 / fp16) */
+  bf16?: boolean;
+  fp16?: boolean;
   log?: (s: string) => void;
 }
 
@@ -193,7 +196,7 @@ async function runTrainer(
     name: 'finetune', learningRate: o.learningRate ?? 2e-5, adamEpsilon: 1e-8, weightDecay: o.weightDecay ?? 0.01, warmupRatio: o.warmupRatio ?? 0.1,
     maxSteps, timeBudgetSec: o.timeBudgetSec, loggingSteps: Math.max(1, Math.min(50, Math.floor(maxSteps / 20))),
     evalSteps: o.evalSteps ?? Math.max(1, Math.floor(maxSteps / 5)), metricForBestModel: metric, loadBestModelAtEnd: true, earlyStoppingPatience: o.patience,
-    logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, log,
+    logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, bf16: o.bf16, fp16: o.fp16, log,
   });
   return trainer.train(next, toInputs, evaluate);
 }
