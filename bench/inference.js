@@ -12,9 +12,12 @@ const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
-const T = 128;
-const BATCHES = [1, 8, 32];
-const GFLOP_PER_SEQ = 22.4; // 2 x 12 layers x (4 H^2 + 2 T H + 2 H I) x T, at H 768, I 3072, T 128
+const arg = (k, d) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : d);
+// --seq-len 24 --batches 1,16: short inputs, as a server sees one SST-2 sentence per request.
+const T = Number(arg('--seq-len', '128'));
+const BATCHES = arg('--batches', '1,8,32').split(',').map(Number);
+const [H, I, L] = [768, 3072, 12];
+const GFLOP_PER_SEQ = (2 * L * (4 * H * H + 2 * T * H + 2 * H * I) * T) / 1e9; // 22.4 at T 128
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -22,7 +25,7 @@ async function timeModel(forward, B) {
   const ids = tb.randint(1000, 30000, [B, T]);
   const mask = tb.ones([B, T], { dtype: 'int64' });
   for (let i = 0; i < 2; i++) await forward(ids, mask);
-  const reps = B === 1 ? 10 : B === 8 ? 4 : 2;
+  const reps = Math.max(2, Math.min(10, Math.floor(40 / B)));
   const ts = [];
   for (let i = 0; i < reps; i++) {
     const t0 = now();
@@ -46,7 +49,7 @@ for name, m in (('fp32', fp), ('int8', quantize_dynamic(fp, {torch.nn.Linear: pe
     for B in ${JSON.stringify(BATCHES)}:
         ids = torch.randint(1000, 30000, (B, ${T})); mask = torch.ones(B, ${T}, dtype=torch.long)
         for _ in range(2): m(input_ids=ids, attention_mask=mask)
-        reps = 10 if B == 1 else 4 if B == 8 else 2
+        reps = max(2, min(10, 40 // B))
         ts = []
         for _ in range(reps):
             t0 = time.perf_counter(); m(input_ids=ids, attention_mask=mask); ts.append((time.perf_counter() - t0) * 1000)
@@ -95,7 +98,7 @@ print(json.dumps(res))`;
         const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
         const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
         for (let i = 0; i < 2; i++) await m(feeds);
-        const reps = B === 1 ? 10 : B === 8 ? 4 : 2;
+        const reps = Math.max(2, Math.min(10, Math.floor(40 / B)));
         const ts = [];
         for (let i = 0; i < reps; i++) {
           const t0 = now();

@@ -623,7 +623,7 @@ export class BertPreTrainedModel {
   /**
    * An inference-only fp32 copy whose linear layers run through oneDNN with each weight reordered once
    * into oneDNN's blocked layout (and GELU fused into the intermediate layer), instead of libtorch's
-   * GEMM repacking the weight on every call: the same results to float rounding, and 1.3-1.8x faster
+   * GEMM repacking the weight on every call: the same results to float rounding, faster
    * dense layers on short inputs. CPU only; this model is unchanged.
    */
   prepack(): BertPreTrainedModel {
