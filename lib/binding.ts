@@ -114,6 +114,7 @@ const locator = require(path.join(root, 'scripts', 'find-libtorch.js')) as {
   findLibtorch(): Found | null;
   selectPrebuild(root: string, t: Found): { file: string; meta: Meta } | null;
   listPrebuilds(root: string): { file: string; meta: Meta }[];
+  addonMeta(addon: string): Meta | null;
   describe(m: Meta): string;
   libName(base: string): string;
   HOW_TO_GET: string;
@@ -122,14 +123,6 @@ const locator = require(path.join(root, 'scripts', 'find-libtorch.js')) as {
 /** Where the addon was loaded from and which libtorch it found, for `torchbert info`. */
 export const loadInfo: { addon: string; prebuilt: boolean; libtorch: Found | null } = { addon: '', prebuilt: false, libtorch: null };
 
-function readMeta(addon: string): Meta | null {
-  const f = path.join(path.dirname(addon), path.basename(addon, '.node') + '.json');
-  try {
-    return JSON.parse(fs.readFileSync(f, 'utf8')) as Meta;
-  } catch {
-    return null; // node-gyp builds write none: trusted as built for the libtorch found
-  }
-}
 
 /**
  * Loads libtorch's libraries from the found install before the addon, so the addon's DT_NEEDED entries
@@ -176,7 +169,7 @@ function load(): Binding {
   let chosen: { file: string; prebuilt: boolean } | null = null;
   let refused: string | null = null;
   for (const f of built) {
-    const meta = readMeta(f);
+    const meta = locator.addonMeta(f); // node-gyp builds write none: trusted as built for the libtorch found
     if (meta && lt && (meta.torch !== lt.version || meta.flavour !== lt.flavour)) {
       refused ??= mismatch(`the addon ${f}`, meta, lt);
       continue;

@@ -152,7 +152,10 @@ export interface TextClassificationOptions {
 }
 export type TextInput = string | { text: string; textPair?: string };
 
-export class TextClassificationPipeline extends Pipeline<Row, Float32Array> {
+/** A row's logits and both normalisations, computed for the whole batch in libtorch. */
+type ClassScores = Record<ClassificationFunction, Float32Array>;
+
+export class TextClassificationPipeline extends Pipeline<Row, ClassScores> {
   /**
    * Classifies one text (or text pair) or many. Shaped like HF: without topK, a single input gives
    * `[{label, score}]` and a list gives one `{label, score}` per input; with topK, lists of those.
@@ -163,12 +166,13 @@ export class TextClassificationPipeline extends Pipeline<Row, Float32Array> {
       const [a, b] = typeof x === 'object' && x !== null ? [checkString(x.text, `inputs[${i}].text`), x.textPair === undefined ? null : checkString(x.textPair, `inputs[${i}].textPair`)] : [checkString(x, Array.isArray(inputs) ? `inputs[${i}]` : 'input'), null];
       return this.encode(a, b)[0];
     });
-    const logits = await Promise.all(rows.map((r) => this.batcher.submit(r)));
     const legacy = !('topK' in opts);
     const fn = opts.functionToApply ?? this.#defaultFunction();
+    if (fn !== 'softmax' && fn !== 'sigmoid' && fn !== 'none') throw new TypeError(`functionToApply must be 'softmax', 'sigmoid' or 'none', got '${String(fn)}'`);
+    const outs = await Promise.all(rows.map((r) => this.batcher.submit(r)));
     const id2label = this.model.config.fields.id2label ?? {};
-    const results = logits.map((l) => {
-      const scores = applyFunction(Array.from(l), fn);
+    const results = outs.map((o) => {
+      const scores = Array.from(o[fn]);
       if (legacy) {
         const k = argmax(scores);
         return { label: id2label[k] ?? `LABEL_${k}`, score: scores[k] };
@@ -188,23 +192,13 @@ export class TextClassificationPipeline extends Pipeline<Row, Float32Array> {
     return 'softmax';
   }
 
-  protected async extract(out: BertOutput, items: Row[]): Promise<Float32Array[]> {
-    const data = await floats(out.logits!);
-    const L = out.logits!.size(-1);
-    return items.map((_, b) => data.slice(b * L, (b + 1) * L));
+  protected async extract(out: BertOutput, items: Row[]): Promise<ClassScores[]> {
+    const logits = out.logits!.float();
+    const L = logits.size(-1);
+    // Callers in one batch may ask for different functions: both are one op each for the batch.
+    const [none, softmax, sigmoid] = await Promise.all([logits, logits.softmax(-1), logits.sigmoid()].map(floats));
+    return items.map((_, b) => ({ none: none.slice(b * L, (b + 1) * L), softmax: softmax.slice(b * L, (b + 1) * L), sigmoid: sigmoid.slice(b * L, (b + 1) * L) }));
   }
-}
-
-function applyFunction(x: number[], fn: ClassificationFunction): number[] {
-  if (fn === 'sigmoid') return x.map((v) => 1 / (1 + Math.exp(-v)));
-  if (fn === 'softmax') {
-    const m = Math.max(...x);
-    const e = x.map((v) => Math.exp(v - m));
-    const s = e.reduce((a, b) => a + b, 0);
-    return e.map((v) => v / s);
-  }
-  if (fn === 'none') return x;
-  throw new TypeError(`functionToApply must be 'softmax', 'sigmoid' or 'none', got '${String(fn)}'`);
 }
 function argmax(x: ArrayLike<number>): number {
   let k = 0;

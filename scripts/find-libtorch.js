@@ -131,13 +131,20 @@ function buildInfo(t) {
 }
 
 /** The prebuilds folder of a package root: prebuilds/<platform>-<arch>/<name>.json + .node pairs. */
+/** The build record beside an addon (x.node -> x.json: libtorch version, flavour, Node-API), or null. */
+function addonMeta(addon) {
+  try {
+    return JSON.parse(fs.readFileSync(addon.replace(/\.node$/, '.json'), 'utf8'));
+  } catch {
+    return null; // node-gyp builds write none
+  }
+}
+
 function listPrebuilds(root) {
   const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => {
-    const meta = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
-    return { file: path.join(dir, f.replace(/\.json$/, '.node')), meta };
-  }).filter((p) => fs.existsSync(p.file));
+  return fs.readdirSync(dir).filter((f) => f.endsWith('.node')).map((f) => ({ file: path.join(dir, f), meta: addonMeta(path.join(dir, f)) }))
+    .filter((p) => p.meta);
 }
 
 /** The prebuild for this libtorch (same version and flavour, a Node-API version this Node has), or null. */
@@ -174,7 +181,7 @@ function linkFlags(t) {
   return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, cacheDir, buildInfo, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {

@@ -3,10 +3,9 @@
 // needed); otherwise says why and builds from source with cmake-js; without libtorch, fails with one
 // message listing the ways to get it (or downloads LibTorch when TORCHBERT_DOWNLOAD_LIBTORCH=1).
 'use strict';
-const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { findLibtorch, selectPrebuild, listPrebuilds, describe, HOW_TO_GET, cmakeJsEnv } = require('./find-libtorch');
+const { findLibtorch, selectPrebuild, listPrebuilds, describe, addonMeta, HOW_TO_GET, cmakeJsEnv } = require('./find-libtorch');
 
 const root = path.join(__dirname, '..');
 const truthy = (v) => ['1', 'true', 'yes'].includes(String(v || '').toLowerCase());
@@ -43,11 +42,8 @@ async function main() {
       console.log(`torchbert: using the prebuilt addon ${path.relative(root, pre.file)} for libtorch ${lt.version} (${lt.flavour}) at ${lt.root}`);
       return 0;
     }
-    const meta = path.join(root, 'build', 'Release', 'torchbert.json');
-    if (fs.existsSync(meta)) {
-      const m = JSON.parse(fs.readFileSync(meta, 'utf8'));
-      if (m.torch === lt.version && m.flavour === lt.flavour) return 0; // already built for it
-    }
+    const m = addonMeta(path.join(root, 'build', 'Release', 'torchbert.node'));
+    if (m && m.torch === lt.version && m.flavour === lt.flavour) return 0; // already built for it
     const all = listPrebuilds(root);
     why = all.length
       ? `the prebuilt addons here are for ${all.map((p) => describe(p.meta)).join(', ')}, not libtorch ${lt.version} (${lt.flavour})`
