@@ -99,6 +99,8 @@ export interface Binding {
   callOpInplace(op: number, ...args: Arg[]): void;
   callOpAsync(op: number, ...args: Arg[]): Promise<unknown>;
   NativeModule: NativeModuleClass;
+  beginUnit(): void;
+  endUnit(): void;
   readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: true): Promise<Handle[]>;
   readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: false): Handle[];
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: true): Promise<void>;

@@ -86,6 +86,19 @@ export class ScriptModule {
     if (!fs.existsSync(file)) throw new Error(`ScriptModule.load: no such file '${file}'`);
     return new ScriptModule(await native.NativeModule.load(file, opts.device));
   }
+  /**
+   * Runs a build (fn) whose new modules share a fresh compilation unit: their class types and compiled
+   * methods are freed with the last of those modules, not kept for the life of the process. Model
+   * builders use it; modules made outside one go to the process-wide unit.
+   */
+  static inNewUnit<T>(fn: () => T): T {
+    native.beginUnit();
+    try {
+      return fn();
+    } finally {
+      native.endUnit();
+    }
+  }
   static loadSync(file: string, opts: { device?: string } = {}): ScriptModule {
     checkPath(file);
     if (!fs.existsSync(file)) throw new Error(`ScriptModule.loadSync: no such file '${file}'`);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <limits>
+#include <vector>
 
 #include "async.h"
 #include "errors.h"
@@ -19,9 +20,23 @@ namespace torchbert {
 
 namespace {
 
+// Modules built between beginUnit() and endUnit() share a fresh compilation unit, which they keep
+// alive and which dies with the last of them (its class types and compiled methods with it); a build
+// in the process-wide unit would leave its code there after the modules are gone.
+std::vector<std::shared_ptr<torch::jit::CompilationUnit>> unit_stack;
+
 std::shared_ptr<torch::jit::CompilationUnit> compilation_unit() {
   static auto cu = std::make_shared<torch::jit::CompilationUnit>();
-  return cu;
+  return unit_stack.empty() ? cu : unit_stack.back();
+}
+
+Napi::Value BeginUnit(const Napi::CallbackInfo& info) {
+  unit_stack.push_back(std::make_shared<torch::jit::CompilationUnit>());
+  return info.Env().Undefined();
+}
+Napi::Value EndUnit(const Napi::CallbackInfo& info) {
+  if (!unit_stack.empty()) unit_stack.pop_back();
+  return info.Env().Undefined();
 }
 
 // `ops.<namespace>.<op>`: registered operators outside aten (e.g. ops.quantized.linear_dynamic), the
@@ -92,6 +107,8 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
         });
     ctor = Napi::Persistent(f);
     exports.Set("NativeModule", f);
+    exports.Set("beginUnit", Napi::Function::New(env, BeginUnit));
+    exports.Set("endUnit", Napi::Function::New(env, EndUnit));
   }
 
   static Napi::Object New(Napi::Env env, torch::jit::Module m) {

@@ -438,7 +438,7 @@ export class BertPreTrainedModel {
     this.quantized = !!opts.quantized;
     this.prepacked = !!opts.prepacked;
     // Parameters are initialised from the global generator (HF's _init_weights distributions).
-    this.module = module ?? tb.noGrad(() => buildHead(kind, config.fields));
+    this.module = module ?? tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(kind, config.fields)));
   }
 
   /** HF-named parameters (tied duplicates listed once). */
@@ -637,7 +637,7 @@ export class BertPreTrainedModel {
     const first = state.values().next().value!;
     if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
     if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
-    const module = tb.noGrad(() => buildHead(this.kind, this.config.fields, mode));
+    const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
     const reorder = op('mkldnn::_reorder_linear_weight');
     tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
