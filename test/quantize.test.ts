@@ -187,12 +187,17 @@ test('leak: building, running and disposing models and their int8 and prepacked 
   const model = fromConfig('BertForSequenceClassification', cfg).eval();
   const ids = tb.randint(5, 30000, [4, 16]);
   const mask = tb.onesLike(ids);
+  const makers = [() => model.quantizeDynamic(), () => model.prepack(), () => fromConfig('BertForSequenceClassification', cfg).eval()];
   const cycle = async () => {
-    for (const copy of [model.quantizeDynamic(), model.prepack(), fromConfig('BertForSequenceClassification', cfg).eval()]) {
+    for (const make of makers) {
+      // The scope also takes the tensor handles a build makes, so the count does not wait for the GC.
       const scope = new tb.DisposeScope();
-      await scope.run(() => tb.noGrad(() => copy.forward({ inputIds: ids, attentionMask: mask, unpadded: true })));
+      await scope.run(async () => {
+        const copy = make();
+        await tb.noGrad(() => copy.forward({ inputIds: ids, attentionMask: mask, unpadded: true }));
+        copy.module.dispose();
+      });
       scope.dispose();
-      copy.module.dispose();
     }
   };
   for (let i = 0; i < 3; i++) await cycle();
@@ -201,7 +206,8 @@ test('leak: building, running and disposing models and their int8 and prepacked 
   const rss0 = process.memoryUsage().rss;
   for (let i = 0; i < 15; i++) await cycle();
   if (global.gc) global.gc();
-  expect(tb.memory().tensors).toBe(baseline);
+  // At most the baseline: garbage from earlier tests in this worker may be collected meanwhile.
+  expect(tb.memory().tensors).toBeLessThanOrEqual(baseline);
   // 15 leaked cycles would add about 2.7 GB of weights, or about 200 MB of compiled code.
   expect(process.memoryUsage().rss - rss0).toBeLessThan(60 * 2 ** 20);
 }, 120000);
