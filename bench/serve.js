@@ -87,9 +87,8 @@ async function raw(texts) {
   const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: true }) });
   const run = async (batch) => {
     const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
-    // The pipeline's rule: skip the padding in the dense layers when it is over 10% of the batch.
-    const real = enc.attentionMask.sum().item();
-    const unpadded = real < 0.9 * enc.attentionMask.numel;
+    // The pipeline's rule for skipping padding in the dense layers.
+    const unpadded = require('../dist/pipelines').worthUnpadding(enc.attentionMask.sum().item(), enc.attentionMask.numel);
     const out = await tb.noGrad(() => model.forward({ inputIds: enc.inputIds, attentionMask: enc.attentionMask, tokenTypeIds: enc.tokenTypeIds, unpadded }));
     await out.logits.data();
     for (const t of [enc.inputIds, enc.attentionMask, enc.tokenTypeIds, out.logits]) t.dispose();

@@ -40,6 +40,14 @@ interface Row {
   typeIds: number[];
 }
 
+/**
+ * Whether a batch of `real` tokens padded to `padded` should run unpadded: batches over 10% padding skip
+ * it in the dense layers; nearly even ones run the plain forward, as fast without the gather/scatter.
+ */
+export function worthUnpadding(real: number, padded: number): boolean {
+  return real < 0.9 * padded;
+}
+
 /** The task a model's architecture serves, and the ones every BERT serves. */
 export function tasksFor(kind: HeadKind): Task[] {
   const own = (Object.keys(HEAD_FOR) as Task[]).filter((t) => HEAD_FOR[t] === kind && t !== 'feature-extraction');
@@ -87,10 +95,7 @@ abstract class Pipeline<I extends Row, O> {
         const o = { shape: [B, T], device: this.device };
         // Grad mode is captured when the call starts (it runs on a worker thread), so it is off only for
         // this synchronous start: concurrent code on the event loop (training, say) keeps its own mode.
-        // Batches with much padding skip it in the dense layers; nearly even ones run the plain forward,
-        // which is as fast without the gather/scatter.
-        const real = items.reduce((n, r) => n + r.ids.length, 0);
-        const unpadded = real < 0.9 * B * T;
+        const unpadded = worthUnpadding(items.reduce((n, r) => n + r.ids.length, 0), B * T);
         const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o), unpadded }) }));
         const out = await pending;
         return await this.extract(out, items, T);

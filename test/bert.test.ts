@@ -9,7 +9,7 @@ import { BertConfig } from '../lib/models/config';
 import { fromPretrained, fromConfig, HEADS, HeadKind, BertOutput } from '../lib/models/bert';
 import { loadFileSync } from '../lib/safetensors';
 import { BertTokenizer } from '../lib/tokenizer';
-import { FIXTURES, fixture, maxAbsDiff, python, tmpDir, flat } from './helpers';
+import { FIXTURES, fixture, maxAbsDiff, python, tmpDir, flat, forEachMeanPooled } from './helpers';
 
 const fx = fixture('bert.json');
 const BERT = path.join(FIXTURES, 'bert');
@@ -214,19 +214,10 @@ describe('real pretrained all-MiniLM-L6-v2', () => {
     const tok = await BertTokenizer.fromPretrained(mini.dir);
     const sents = tb.datasets.readSst2(path.join(process.env.TORCHBERT_DATA ?? path.join(__dirname, '..', '..', 'shared', 'data'), 'sst2', 'train.tsv')).slice(0, 1000).map((e) => e.text);
     let minCos = 1;
-    for (let i = 0; i < sents.length; i += 50) {
-      const scope = new tb.DisposeScope();
-      await scope.run(async () => {
-        const enc = tok.call(sents.slice(i, i + 50), undefined, { padding: true, returnTensors: 'pt' });
-        const out = await tb.noGrad(() => model.forward({ inputIds: enc.inputIds as Tensor, attentionMask: enc.attentionMask as Tensor, tokenTypeIds: enc.tokenTypeIds as Tensor }));
-        const m = (enc.attentionMask as Tensor).unsqueeze(-1).float();
-        const emb = out.lastHiddenState!.mul(m).sum(1).div(m.sum(1).clamp(1e-9));
-        const ref = tb.tensor(mini.embeddings.slice(i, i + 50));
-        const cos = tb.F.cosineSimilarity(emb, ref, 1, 1e-12).min().item() as number;
-        minCos = Math.min(minCos, cos);
-      });
-      scope.dispose();
-    }
+    await forEachMeanPooled(model, tok, sents, (emb, i) => {
+      const ref = tb.tensor(mini.embeddings.slice(i, i + 50));
+      minCos = Math.min(minCos, tb.F.cosineSimilarity(emb, ref, 1, 1e-12).min().item() as number);
+    });
     console.log(`MiniLM: minimum cosine similarity over 1000 SST-2 sentences: ${minCos}`);
     expect(minCos).toBeGreaterThanOrEqual(0.99999);
   });

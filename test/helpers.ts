@@ -40,3 +40,26 @@ export function python(code: string, args: string[] = []): any {
 export function tmpDir(prefix = 'torchbert-test-'): string {
   return fs.mkdtempSync(path.join(require('os').tmpdir(), prefix));
 }
+
+/**
+ * Mean-pooled last hidden states (sentence-transformers' pooling) of `sentences` in batches of 50, each
+ * batch in its own dispose scope; fn gets the [n, H] embeddings and the batch's offset.
+ */
+export async function forEachMeanPooled(
+  model: import('../lib/models/bert').BertPreTrainedModel, tok: import('../lib/tokenizer').BertTokenizer, sentences: string[],
+  fn: (emb: import('../lib').Tensor, offset: number) => void,
+): Promise<void> {
+  const tb = await import('../lib');
+  for (let i = 0; i < sentences.length; i += 50) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const enc = tok.call(sentences.slice(i, i + 50), undefined, { padding: true, returnTensors: 'pt' });
+      const ids = enc.inputIds as import('../lib').Tensor;
+      const mask = enc.attentionMask as import('../lib').Tensor;
+      const out = await tb.noGrad(() => model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: enc.tokenTypeIds as import('../lib').Tensor }));
+      const m = mask.unsqueeze(-1).float();
+      fn(out.lastHiddenState!.mul(m).sum(1).div(m.sum(1).clamp(1e-9)), i);
+    });
+    scope.dispose();
+  }
+}

@@ -8,7 +8,7 @@ import { Tensor, ScriptModule } from '../lib';
 import { fromPretrained, fromConfig, HeadKind } from '../lib/models/bert';
 import { pipeline } from '../lib/pipelines';
 import { BertTokenizer } from '../lib/tokenizer';
-import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir } from './helpers';
+import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled } from './helpers';
 
 const fx = fixture('quant.json');
 const i64 = (x: number[][]) => tb.tensor(x.map((r) => r.map(BigInt)));
@@ -112,23 +112,15 @@ describe('real pretrained all-MiniLM-L6-v2, int8', () => {
     let minVsFp = 1;
     let sumVsFp = 0;
     let sumRefVsFp = 0;
-    for (let i = 0; i < sents.length; i += 50) {
-      const scope = new tb.DisposeScope();
-      await scope.run(async () => {
-        const enc = tok.call(sents.slice(i, i + 50), undefined, { padding: true, returnTensors: 'pt' });
-        const out = await tb.noGrad(() => q.forward({ inputIds: enc.inputIds as Tensor, attentionMask: enc.attentionMask as Tensor, tokenTypeIds: enc.tokenTypeIds as Tensor }));
-        const m = (enc.attentionMask as Tensor).unsqueeze(-1).float();
-        const emb = out.lastHiddenState!.mul(m).sum(1).div(m.sum(1).clamp(1e-9));
-        const ref = tb.F.cosineSimilarity(emb, tb.tensor(fx.minilm.embeddings_int8.slice(i, i + 50)), 1, 1e-12);
-        const fp32 = tb.tensor(mini.embeddings.slice(i, i + 50));
-        const fp = tb.F.cosineSimilarity(emb, fp32, 1, 1e-12);
-        sumRefVsFp += tb.F.cosineSimilarity(tb.tensor(fx.minilm.embeddings_int8.slice(i, i + 50)), fp32, 1, 1e-12).sum().item() as number;
-        minVsRef = Math.min(minVsRef, ref.min().item() as number);
-        minVsFp = Math.min(minVsFp, fp.min().item() as number);
-        sumVsFp += fp.sum().item() as number;
-      });
-      scope.dispose();
-    }
+    await forEachMeanPooled(q, tok, sents, (emb, i) => {
+      const int8Ref = tb.tensor(fx.minilm.embeddings_int8.slice(i, i + 50));
+      const fp32 = tb.tensor(mini.embeddings.slice(i, i + 50));
+      const fp = tb.F.cosineSimilarity(emb, fp32, 1, 1e-12);
+      sumRefVsFp += tb.F.cosineSimilarity(int8Ref, fp32, 1, 1e-12).sum().item() as number;
+      minVsRef = Math.min(minVsRef, tb.F.cosineSimilarity(emb, int8Ref, 1, 1e-12).min().item() as number);
+      minVsFp = Math.min(minVsFp, fp.min().item() as number);
+      sumVsFp += fp.sum().item() as number;
+    });
     const n = sents.length;
     console.log(`MiniLM int8: cosine to torch.ao int8 min ${minVsRef.toFixed(6)}; to fp32 min ${minVsFp.toFixed(4)}, mean ${(sumVsFp / n).toFixed(4)} (torch.ao int8 to fp32: mean ${(sumRefVsFp / n).toFixed(4)})`);
     expect(minVsRef).toBeGreaterThanOrEqual(0.9999);
@@ -182,7 +174,7 @@ describe('prepacked fp32 (oneDNN)', () => {
 
 test('leak: building, running and disposing models and their int8 and prepacked copies returns to the live-tensor baseline, RSS flat', async () => {
   // Big weights (a 30k x 512 embedding, 60 MB per copy): a leaked copy would show; so would compiled
-  // TorchScript left behind in a compilation unit (about 4-6 MB per build before builds got their own).
+  // TorchScript left behind in a shared compilation unit after its models are gone.
   const cfg = { vocab_size: 30000, hidden_size: 512, num_hidden_layers: 1, num_attention_heads: 8, intermediate_size: 2048 };
   const model = fromConfig('BertForSequenceClassification', cfg).eval();
   const ids = tb.randint(5, 30000, [4, 16]);
