@@ -49,6 +49,17 @@ export interface MemoryInfo {
   devices: Record<string, { tensors: number; bytes: number }>;
 }
 
+/** The caching CPU allocator's state (native/allocator.cc). */
+export interface CpuCacheStats {
+  /** Bytes held in freed blocks, ready for reuse. */
+  cachedBytes: number;
+  cachedBlocks: number;
+  limitBytes: number;
+  /** Allocations of 256 KiB or more served from the cache, and those that needed fresh memory. */
+  hits: number;
+  misses: number;
+}
+
 export interface TensorEntry {
   dtype: string;
   shape: number[];
@@ -60,6 +71,9 @@ export interface Binding {
   setErrorClass(cls: unknown): void;
   release(h: Handle): void;
   memory(): MemoryInfo;
+  cpuCacheStats(): CpuCacheStats;
+  cpuEmptyCache(): void;
+  setCpuCacheLimit(bytes: number): void;
   isAlive(h: Handle): boolean;
   shape(h: Handle): number[];
   strides(h: Handle): number[];

@@ -1,5 +1,5 @@
 // Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
-import { native, loadInfo, MemoryInfo } from './binding';
+import { native, loadInfo, MemoryInfo, CpuCacheStats } from './binding';
 import { Tensor } from './tensor';
 
 /**
@@ -127,6 +127,19 @@ export function getNumThreads(): number {
 export function memory(): MemoryInfo {
   return native.memory();
 }
+
+/**
+ * The caching allocator behind CPU tensors: freed blocks of 256 KiB or more are kept for reuse instead of
+ * going back to the OS (fresh pages cost the kernel a zeroing pass each time), up to a limit that
+ * defaults to a quarter of physical memory (TORCHBERT_CPU_CACHE_MB; TORCHBERT_CPU_CACHE=0 at start-up
+ * turns the allocator off). Like torch.cuda.empty_cache(), emptyCache() returns what is cached.
+ */
+export const cpuCache = {
+  stats: (): CpuCacheStats => native.cpuCacheStats(),
+  emptyCache: (): void => native.cpuEmptyCache(),
+  /** Caps the bytes kept; lowering it frees the largest cached blocks first. */
+  setLimit: (bytes: number): void => native.setCpuCacheLimit(bytes),
+};
 
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),

@@ -16,10 +16,16 @@ static Napi::Value SetErrorClassJs(const Napi::CallbackInfo& info) {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setErrorClass", Napi::Function::New<Guarded<SetErrorClassJs>>(env));
+  InitAllocator(env, exports);
   InitTensorFunctions(env, exports);
   InitOps(env, exports);
   InitModules(env, exports);
   InitSafetensors(env, exports);
+  try {
+    RegisterKernels();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("torchbert: registering its operators failed: ") + e.what());
+  }
   return exports;
 }
 

@@ -6,4 +6,8 @@ namespace torchbert {
 void InitOps(Napi::Env env, Napi::Object exports);
 void InitModules(Napi::Env env, Napi::Object exports);
 void InitSafetensors(Napi::Env env, Napi::Object exports);
+// Installs the caching CPU allocator (allocator.cc) and its statistics functions.
+void InitAllocator(Napi::Env env, Napi::Object exports);
+// Registers torchbert's own operators (kernels.cc) with the dispatcher, once per process.
+void RegisterKernels();
 }  // namespace torchbert

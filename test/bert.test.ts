@@ -59,14 +59,17 @@ describe.each(HEADS)('%s equals transformers', (head) => {
       const grads = loadFileSync(path.join(BERT, head, 'grads.safetensors'));
       const ours = new Map(model.module.namedParameters());
       let checked = 0;
+      // Within 1e-4 of each tensor's largest gradient, and at least fp32 epsilon (1e-7) of the model's
+      // largest: gradients that are sums of cancelling terms (a bias before a softmax, ~1e-8 where the
+      // model's largest is ~0.7) hold only the rounding of those terms.
+      const floor = 1e-7 * Math.max(...[...grads.values()].map((g) => g.abs().max().item() as number));
       for (const [name, g] of grads) {
         const p = ours.get(name) ?? ours.get(name.replace('cls.predictions.decoder.bias', 'cls.predictions.bias'));
         expect(p).toBeDefined();
         const mine = p!.grad;
-        const ref = flat(g.toArraySync());
-        const scale = Math.max(1e-6, ...ref.map(Math.abs));
-        const diff = mine ? maxAbsDiff(mine.toArraySync(), g.toArraySync()) : scale;
-        expect([name, diff / scale < 1e-4]).toEqual([name, true]);
+        const scale = Math.max(...flat(g.toArraySync()).map(Math.abs));
+        const diff = mine ? maxAbsDiff(mine.toArraySync(), g.toArraySync()) : Infinity;
+        expect([name, diff <= 1e-4 * scale + floor]).toEqual([name, true]);
         checked++;
       }
       expect(checked).toBeGreaterThan(10);

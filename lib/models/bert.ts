@@ -31,11 +31,12 @@ function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
   return m;
 }
 /**
- * How linear layers run: 'float' (nn.Linear, trainable), or in an inference-only copy 'int8' (dynamic
- * quantisation, quantizeDynamic()) or 'prepacked' (fp32 through oneDNN with the weight reordered once
- * into its blocked layout, prepack()).
+ * How linear layers run: 'float' (trainable; torchbert::linear, whose fp32 CPU GEMMs run on oneDNN,
+ * see native/kernels.cc), 'portable' (the same as torch.linear, for TorchScript that Python loads), or
+ * in an inference-only copy 'int8' (dynamic quantisation, quantizeDynamic()) or 'prepacked' (fp32
+ * through oneDNN with the weight reordered once into its blocked layout, prepack()).
  */
-type LinearMode = 'float' | 'int8' | 'prepacked';
+type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 
 /** nn.Linear state; the inference modes hold placeholders that quantizeDynamic()/prepack() fill. */
 function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
@@ -47,6 +48,7 @@ function linear(inF: number, outF: number, std: number, q: LinearMode = 'float')
 function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
   if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)`;
   if (q === 'prepacked') return `ops.mkldnn._linear_pointwise(${x}, ${mod}.packed_weight, ${bias}, "none", [], "")`;
+  if (q === 'float') return `ops.torchbert.linear(${x}, ${mod}.weight, ${bias})`;
   return `torch.linear(${x}, ${mod}.weight, ${bias})`;
 }
 /** act(linear(x)); prepacked GELU runs as oneDNN's fused epilogue. */
@@ -675,7 +677,23 @@ export class BertPreTrainedModel {
 
   /** Saves the TorchScript module (Python's torch.jit.load runs it). */
   async saveTorchScript(file: string): Promise<void> {
-    await this.module.save(file);
+    if (!this.#usesOwnOps()) return this.module.save(file);
+    // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
+    const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, 'portable')));
+    try {
+      const state = new Map(this.module.namedParameters());
+      tb.noGrad(() => {
+        for (const [n, p] of copy.namedParameters()) p.copy_(state.get(n)!);
+      });
+      copy.to({ device: state.values().next().value!.device });
+      copy.train(this.module.training);
+      await copy.save(file);
+    } finally {
+      copy.dispose();
+    }
+  }
+  #usesOwnOps(m: ScriptModule = this.module): boolean {
+    return m.methodNames.some((f) => m.graph(f).includes('torchbert::')) || m.namedChildren().some(([, c]) => this.#usesOwnOps(c));
   }
 }
 

@@ -1,0 +1,156 @@
+// torchbert's own operator (torchbert::linear: torch.linear with oneDNN GEMMs on the CPU, custom
+// backward) against ATen's linear in the same process, the models that call it and their saved
+// TorchScript, and the caching CPU allocator (native/allocator.cc).
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../lib';
+import { Tensor, ScriptModule, TorchError } from '../lib';
+import { op } from '../lib/tensor';
+import { fromConfig } from '../lib/models/bert';
+import { maxAbsDiff, tmpDir } from './helpers';
+
+const ours = op('torchbert::linear');
+const aten = op('aten::linear');
+const rel = (a: Tensor, b: Tensor) => maxAbsDiff(a.toArraySync(), b.toArraySync()) / Math.max(1e-12, b.abs().max().item() as number);
+
+describe('torchbert::linear', () => {
+  const cases: [string, number[], number, boolean, boolean][] = [
+    // name, input shape, out features, bias, transposed (non-contiguous) input
+    ['2-D with bias', [64, 96], 80, true, false],
+    ['3-D with bias', [4, 33, 96], 200, true, false],
+    ['3-D without bias', [2, 17, 96], 48, false, false],
+    ['non-contiguous input', [96, 40], 24, true, true],
+  ];
+  test.each(cases)('%s: output and gradients equal torch.linear', async (_n, shape, out, withBias, transposed) => {
+    tb.manualSeed(1);
+    const base = tb.randn(shape);
+    const x0 = transposed ? base.t() : base;
+    const w0 = tb.randn([out, x0.size(-1)]).mul_(0.1);
+    const b0 = withBias ? tb.randn([out]) : null;
+    // A loss that weights every output differently, so each gradient element is checked.
+    const weights = tb.randn([...x0.shape.slice(0, -1), out]);
+    const run = async (o: typeof ours) => {
+      const x = x0.detach().requiresGrad_(true);
+      const w = w0.detach().requiresGrad_(true);
+      const b = b0 ? b0.detach().requiresGrad_(true) : null;
+      const y = o.t(x._handle, w._handle, b ? b._handle : null);
+      await y.mul(weights).sum().backward();
+      return { y, gx: x.grad!, gw: w.grad!, gb: b?.grad };
+    };
+    const a = await run(aten);
+    const m = await run(ours);
+    expect(m.y.shape).toEqual(a.y.shape);
+    expect(rel(m.y, a.y)).toBeLessThan(1e-5);
+    expect(rel(m.gx, a.gx)).toBeLessThan(1e-5);
+    expect(rel(m.gw, a.gw)).toBeLessThan(1e-5);
+    if (withBias) expect(rel(m.gb!, a.gb!)).toBeLessThan(1e-5);
+    else expect(m.gb).toBeUndefined();
+  });
+
+  test('without grad, in float64, under bf16 autocast and on empty batches it is torch.linear', async () => {
+    const x = tb.randn([8, 16]);
+    const w = tb.randn([4, 16]);
+    const y = tb.noGrad(() => ours.t(x._handle, w._handle, null));
+    expect(rel(y, aten.t(x._handle, w._handle, null))).toBeLessThan(1e-5);
+    const x64 = x.double();
+    const y64 = ours.t(x64._handle, w.double()._handle, null);
+    expect(y64.dtype).toBe('float64');
+    expect(rel(y64, aten.t(x64._handle, w.double()._handle, null))).toBeLessThan(1e-12);
+    const ybf = tb.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => ours.t(x._handle, w._handle, null));
+    expect(ybf.dtype).toBe('bfloat16');
+    const empty = ours.t(tb.zeros([0, 16])._handle, w._handle, null);
+    expect(empty.shape).toEqual([0, 4]);
+  });
+
+  test('bad shapes are a TorchError naming them; the process goes on', () => {
+    const x = tb.randn([3, 5]);
+    const w = tb.randn([4, 6]);
+    expect(() => ours.t(x._handle, w._handle, null)).toThrow(TorchError);
+    expect(() => ours.t(x._handle, w._handle, null)).toThrow(/cannot be multiplied \(3x5 and 6x4\)/);
+    expect(() => ours.t(x._handle, tb.randn([4, 5])._handle, tb.randn([3])._handle)).toThrow(TorchError);
+    expect(ours.t(x._handle, tb.randn([4, 5])._handle, null).shape).toEqual([3, 4]);
+  });
+
+  test("models built here call it; saveTorchScript writes torch.linear, which Python's loader knows", async () => {
+    tb.manualSeed(0);
+    const cfg = { vocab_size: 99, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 37, max_position_embeddings: 64 };
+    const model = fromConfig('BertForSequenceClassification', cfg);
+    const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
+    expect(graphs(model.module)).toContain('torchbert::linear');
+    const file = path.join(tmpDir(), 'model.pt');
+    model.eval();
+    await model.saveTorchScript(file);
+    const loaded = await ScriptModule.load(file);
+    expect(graphs(loaded)).not.toContain('torchbert::');
+    expect(graphs(loaded)).toContain('aten::linear');
+    const ids = tb.tensor([[2n, 7n, 9n, 3n]]);
+    const want = (await tb.noGrad(() => model.forward({ inputIds: ids }))).logits!;
+    const got = ((await tb.noGrad(() => loaded.forward(ids, null, null, null, false, false))) as Tensor[])[0];
+    expect(maxAbsDiff(got.toArraySync(), want.toArraySync())).toBeLessThan(1e-6);
+    // Parameters keep training state and values: the copy was made from them, the model is unchanged.
+    expect(model.training).toBe(false);
+    expect(fs.statSync(file).size).toBeGreaterThan(1000);
+    loaded.dispose();
+  });
+});
+
+describe('caching CPU allocator', () => {
+  afterEach(() => tb.cpuCache.setLimit(4 * 2 ** 30));
+
+  test('a freed block of 1 MiB is reused by the next tensor of that size; emptyCache gives it back', () => {
+    tb.cpuCache.emptyCache();
+    const before = tb.cpuCache.stats();
+    expect(before.cachedBytes).toBe(0);
+    expect(before.limitBytes).toBeGreaterThan(0);
+    tb.randn([512, 512]).dispose(); // 1 MiB
+    const cached = tb.cpuCache.stats();
+    expect(cached.cachedBytes).toBeGreaterThanOrEqual(2 ** 20);
+    const z = tb.zeros([512, 512]); // the same block again, and still zeros
+    const after = tb.cpuCache.stats();
+    expect(after.hits).toBe(cached.hits + 1);
+    expect(after.cachedBytes).toBe(cached.cachedBytes - 2 ** 20);
+    expect(z.abs().sum().item()).toBe(0);
+    z.dispose();
+    tb.cpuCache.emptyCache();
+    expect(tb.cpuCache.stats()).toMatchObject({ cachedBytes: 0, cachedBlocks: 0 });
+  });
+
+  test('small tensors bypass it; the limit caps what is kept and lowering it frees blocks', () => {
+    tb.cpuCache.emptyCache();
+    const s0 = tb.cpuCache.stats();
+    tb.randn([100]).dispose();
+    expect(tb.cpuCache.stats()).toMatchObject({ hits: s0.hits, misses: s0.misses, cachedBytes: 0 });
+    const big = [tb.randn([1024, 512]), tb.randn([1024, 512]), tb.randn([1024, 512])]; // 2 MiB each
+    tb.cpuCache.setLimit(5 * 2 ** 20);
+    big.forEach((t) => t.dispose());
+    expect(tb.cpuCache.stats().cachedBytes).toBe(4 * 2 ** 20); // the third did not fit under 5 MiB
+    tb.cpuCache.setLimit(2 ** 20);
+    expect(tb.cpuCache.stats().cachedBytes).toBe(0);
+    expect(() => tb.cpuCache.setLimit(-1)).toThrow(/bytes/);
+  });
+
+  test('a training step reuses its buffers: after the first step nearly every large allocation is a hit', async () => {
+    tb.manualSeed(0);
+    const model = fromConfig('BertForMaskedLM', { vocab_size: 500, hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 512 });
+    model.train();
+    const ids = tb.randint(5, 500, [8, 64]);
+    const step = async () => {
+      const scope = new tb.DisposeScope();
+      await scope.run(async () => {
+        const out = await model.forward({ inputIds: ids, labels: ids });
+        await out.loss!.backward();
+      });
+      scope.dispose();
+    };
+    await step();
+    const s1 = tb.cpuCache.stats();
+    await step();
+    await step();
+    const s3 = tb.cpuCache.stats();
+    const hits = s3.hits - s1.hits;
+    const misses = s3.misses - s1.misses;
+    expect(hits).toBeGreaterThan(20);
+    expect(misses / (hits + misses)).toBeLessThan(0.1);
+    model.module.dispose();
+  });
+});
