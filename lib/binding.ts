@@ -60,6 +60,20 @@ export interface CpuCacheStats {
   misses: number;
 }
 
+/** One GEMM shape torchbert::linear has timed (native/kernels.cc). */
+export interface LinearTuningEntry {
+  pass: 'forward' | 'grad_input';
+  /** rows (batch x tokens) rounded up to a power of two, output and input features */
+  rows: number;
+  n: number;
+  k: number;
+  /** the backend kept, or null while still on trial */
+  choice: 'aten' | 'onednn' | null;
+  /** each backend's best time, picoseconds per multiply-add */
+  atenPsPerMac: number;
+  onednnPsPerMac: number;
+}
+
 export interface TensorEntry {
   dtype: string;
   shape: number[];
@@ -72,6 +86,7 @@ export interface Binding {
   release(h: Handle): void;
   memory(): MemoryInfo;
   cpuCacheStats(): CpuCacheStats;
+  linearTuning(): LinearTuningEntry[];
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
   isAlive(h: Handle): boolean;

@@ -1,5 +1,5 @@
 // Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
-import { native, loadInfo, MemoryInfo, CpuCacheStats } from './binding';
+import { native, loadInfo, MemoryInfo, CpuCacheStats, LinearTuningEntry } from './binding';
 import { Tensor } from './tensor';
 
 /**
@@ -140,6 +140,14 @@ export const cpuCache = {
   /** Caps the bytes kept; lowering it frees the largest cached blocks first. */
   setLimit: (bytes: number): void => native.setCpuCacheLimit(bytes),
 };
+
+/**
+ * The GEMM shapes the linear layers of models built here have met on the CPU, and for each whether
+ * libtorch's BLAS or oneDNN was faster in its first calls (and is used from then on).
+ */
+export function linearTuning(): LinearTuningEntry[] {
+  return native.linearTuning();
+}
 
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),

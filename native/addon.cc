@@ -21,6 +21,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOps(env, exports);
   InitModules(env, exports);
   InitSafetensors(env, exports);
+  InitKernels(env, exports);
   try {
     RegisterKernels();
   } catch (const std::exception& e) {

@@ -10,4 +10,6 @@ void InitSafetensors(Napi::Env env, Napi::Object exports);
 void InitAllocator(Napi::Env env, Napi::Object exports);
 // Registers torchbert's own operators (kernels.cc) with the dispatcher, once per process.
 void RegisterKernels();
+// linearTuning(): the shapes torchbert::linear has timed and the backend chosen for each.
+void InitKernels(Napi::Env env, Napi::Object exports);
 }  // namespace torchbert

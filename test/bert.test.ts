@@ -100,7 +100,8 @@ describe('unpadded inference (forward_packed)', () => {
     // Hidden states asked for: the padded path runs, and gives them.
     const withHidden = await tb.noGrad(() => model.forward({ ...base, outputHiddenStates: true, unpadded: true }));
     expect(withHidden.hiddenStates!.length).toBe(fx.tiny.num_hidden_layers + 1);
-    // Training mode runs the padded path too: with the same seed, the same dropout and the same output.
+    // Training mode runs the padded path too: with the same seed, the same dropout and the same output
+    // (to float rounding: while a GEMM shape is on trial, two calls may use different backends).
     model.train();
     const trainIn = { ...base, outputHiddenStates: false };
     tb.manualSeed(7);
@@ -108,7 +109,7 @@ describe('unpadded inference (forward_packed)', () => {
     tb.manualSeed(7);
     const t2 = await model.forward({ ...trainIn, unpadded: true });
     const k = OUT_KEYS.find(([o]) => t1[o])![0];
-    expect(maxAbsDiff((t1[k] as Tensor).toArraySync(), (t2[k] as Tensor).toArraySync())).toBe(0);
+    expect(maxAbsDiff((t1[k] as Tensor).toArraySync(), (t2[k] as Tensor).toArraySync())).toBeLessThan(1e-6);
   });
 });
 

@@ -1,5 +1,5 @@
-// torchbert's own operator (torchbert::linear: torch.linear with oneDNN GEMMs on the CPU, custom
-// backward) against ATen's linear in the same process, the models that call it and their saved
+// torchbert's own operator (torchbert::linear: torch.linear with each GEMM shape on the faster of
+// libtorch's BLAS and oneDNN, custom backward) against ATen's linear in the same process, the models that call it and their saved
 // TorchScript, and the caching CPU allocator (native/allocator.cc).
 import * as fs from 'fs';
 import * as path from 'path';
@@ -45,6 +45,20 @@ describe('torchbert::linear', () => {
     expect(rel(m.gw, a.gw)).toBeLessThan(1e-5);
     if (withBias) expect(rel(m.gb!, a.gb!)).toBeLessThan(1e-5);
     else expect(m.gb).toBeUndefined();
+  });
+
+  test('each shape is timed on both backends over its first calls, then the faster one is kept', () => {
+    const x = tb.randn([300, 72]);
+    const w = tb.randn([56, 72]);
+    const want = aten.t(x._handle, w._handle, null);
+    // 300 rows tune as 512; six calls give each backend its three trials.
+    for (let i = 0; i < 7; i++) expect(rel(tb.noGrad(() => ours.t(x._handle, w._handle, null)), want)).toBeLessThan(1e-5);
+    const row = tb.linearTuning().find((r) => r.pass === 'forward' && r.rows === 512 && r.n === 56 && r.k === 72)!;
+    expect(row).toBeDefined();
+    expect(['aten', 'onednn']).toContain(row.choice);
+    expect(row.atenPsPerMac).toBeGreaterThan(0);
+    expect(row.onednnPsPerMac).toBeGreaterThan(0);
+    expect(row.choice).toBe(row.onednnPsPerMac < row.atenPsPerMac ? 'onednn' : 'aten');
   });
 
   test('without grad, in float64, under bf16 autocast and on empty batches it is torch.linear', async () => {

@@ -45,7 +45,8 @@ describe('quantized model', () => {
     const ya = (await tb.noGrad(() => a.forward(inputs()))).logits!.toArraySync();
     const yb = (await tb.noGrad(() => b.forward(inputs()))).logits!.toArraySync();
     expect(maxAbsDiff(ya, yb)).toBe(0);
-    expect(maxAbsDiff((await tb.noGrad(() => model.forward(inputs()))).logits!.toArraySync(), before)).toBe(0);
+    // The float model is untouched (to GEMM rounding: its linear layers may still be timing both backends).
+    expect(maxAbsDiff((await tb.noGrad(() => model.forward(inputs()))).logits!.toArraySync(), before)).toBeLessThan(1e-6);
   });
 
   test('refuses training, moving, casting, HF saving and quantising twice, with clear errors', async () => {

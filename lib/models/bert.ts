@@ -220,7 +220,9 @@ def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_typ
     e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
     mask: Optional[Tensor] = None
     if attention_mask is not None:
-        mask = attention_mask.ne(0)[:, None, None, :]                                   # [B, T] -> [B, 1, 1, T], True = attend
+        attend = attention_mask.ne(0)
+        if not bool(attend.all()):                                                      # no padding: no mask (as HF's SDPA path)
+            mask = attend[:, None, None, :]                                             # [B, T] -> [B, 1, 1, T], True = attend
     h, hiddens, attns = self.encoder.forward(e, mask, want_hidden, want_attn)
     pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
     return h, pooled, hiddens, attns
