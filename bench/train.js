@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // Training-step benchmark: forward, backward, clip (1.0) and AdamW on a bert-base-shape
 // BertForSequenceClassification, sequence length 128, batch 16, fp32 on the CPU, dropout on:
-// torchbert (TorchScript module, oneDNN linear layers, caching CPU allocator, ATen's fused AdamW)
+// torchbert (TorchScript module, linear layers on the faster of MKL and oneDNN per shape, caching CPU
+// allocator, ATen's fused AdamW)
 // against the same loop in HF transformers / PyTorch (torch.optim.AdamW), same torch build and thread
 // count. Both models live side by side and take turns step by step (the Python peer waits on a pipe),
 // so drift in this shared VM's speed hits both alike; the ratio is the median of the per-pair ratios.
 // Usage: python3 scripts/fixtures.py serve_base && node bench/train.js [--steps 5]
 //   [--peer-preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2]   (HF with another malloc)
-// Ablations: TORCHBERT_CPU_CACHE=0 (glibc malloc), TORCHBERT_ONEDNN_LINEAR=0 (ATen's GEMM).
+// Ablations: TORCHBERT_CPU_CACHE=0 (glibc malloc), TORCHBERT_ONEDNN_LINEAR=0 (always ATen's GEMM) or =1
+// (always oneDNN).
 'use strict';
 const path = require('path');
 const readline = require('readline');
@@ -112,6 +114,8 @@ for line in sys.stdin:
     cpuCache: process.env.TORCHBERT_CPU_CACHE !== '0',
     onednnLinear: process.env.TORCHBERT_ONEDNN_LINEAR !== '0',
     peerPreload: PRELOAD || null,
+    // Which backend each GEMM shape of the step settled on (torchbert::linear's tuning).
+    gemms: tb.linearTuning().filter((r) => r.rows >= 1024).map((r) => `${r.pass} ${r.rows}x${r.n}x${r.k}: ${r.choice ?? 'on trial'}`),
     oursAll: ours.map(Math.round),
     hfAll: hf.map(Math.round),
   };
