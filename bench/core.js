@@ -8,7 +8,7 @@ const tb = require('../dist');
 
 const ROUNDS = 5;
 const N = 200000;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const { median } = require('./common');
 
 function tsAdd() {
   const a = tb.randn([16]);

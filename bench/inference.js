@@ -10,16 +10,14 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
+const { arg, median, now, matmulPeak } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
-const arg = (k, d) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : d);
 // --seq-len 24 --batches 1,16: short inputs, as a server sees one SST-2 sentence per request.
 const T = Number(arg('--seq-len', '128'));
 const BATCHES = arg('--batches', '1,8,32').split(',').map(Number);
 const [H, I, L] = [768, 3072, 12];
 const GFLOP_PER_SEQ = (2 * L * (4 * H * H + 2 * T * H + 2 * H * I) * T) / 1e9; // 22.4 at T 128
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 async function timeModel(forward, B) {
   const ids = tb.randint(1000, 30000, [B, T]);
@@ -61,12 +59,7 @@ print(json.dumps(res))`;
 }
 
 (async () => {
-  // Matmul peak: a large fp32 GEMM through the same libtorch.
-  const a = tb.randn([2048, 2048]);
-  a.matmul(a).dispose();
-  const t0 = now();
-  for (let i = 0; i < 5; i++) a.matmul(a).dispose();
-  const peak = (5 * 2 * 2048 ** 3) / ((now() - t0) / 1000) / 1e9;
+  const peak = matmulPeak(tb);
   const model = await fromPretrained(DIR);
   model.eval();
   const frozen = model.module.freeze();

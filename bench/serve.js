@@ -20,7 +20,7 @@ const autocannon = require('autocannon');
 const ROOT = path.join(__dirname, '..');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
 const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
-const arg = (k, d) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : d);
+const { arg, matmulPeak } = require('./common');
 const SECONDS = Number(arg('--seconds', '10'));
 const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
 const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
@@ -29,6 +29,7 @@ const BATCH = arg('--max-batch-size', '16');
 const TOKENS = arg('--max-batch-tokens', '1024');
 const QUANTIZE = arg('--quantize', null);
 const ROUNDS = Number(arg('--rounds', '2'));
+// Over rounds (often two): the mean of the middle pair when the count is even.
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return (s[Math.floor((s.length - 1) / 2)] + s[Math.ceil((s.length - 1) / 2)]) / 2;
@@ -126,15 +127,6 @@ async function raw(texts) {
   };
 }
 
-function matmulPeak() {
-  const tb = require('../dist');
-  const a = tb.randn([2048, 2048]);
-  const b = tb.randn([2048, 2048]);
-  a.matmul(b).dispose();
-  const t0 = performance.now();
-  for (let i = 0; i < 5; i++) a.matmul(b).dispose();
-  return (5 * 2 * 2048 ** 3) / ((performance.now() - t0) / 1000) / 1e9;
-}
 
 
 (async () => {
@@ -158,7 +150,7 @@ function matmulPeak() {
   }
   const noRaw = process.argv.includes('--no-raw');
   const model = noRaw ? null : await raw(texts);
-  results.matmulPeakGflops = matmulPeak();
+  results.matmulPeakGflops = matmulPeak(require('../dist'));
   const rawRounds = [];
   for (let round = 0; round < ROUNDS; round++) {
     if (model) {

@@ -13,8 +13,7 @@ const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'sha
 const TOK = path.join(DATA, 'bert-base-uncased');
 const lines = readSst2(path.join(DATA, 'sst2', 'train.tsv')).map((e) => e.text);
 const ROUNDS = 3;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const now = () => Number(process.hrtime.bigint()) / 1e6;
+const { median, now } = require('./common');
 
 async function timeit(batchFn, singleFn) {
   const batch = [];

@@ -17,16 +17,14 @@ const { spawn } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 const { AdamW, clipGradNorm, weightDecayGroups } = require('../dist/train');
+const { arg, median, now } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'serve-base');
 const B = 16;
 const T = 128;
-const arg = (k, d) => (process.argv.includes(k) ? process.argv[process.argv.indexOf(k) + 1] : d);
 const STEPS = Number(arg('--steps', '5'));
 const PRELOAD = arg('--peer-preload', '');
 const GFLOP = 3 * B * 22.4; // forward + backward ~ 3x the 22.4 GFLOP forward per sequence
-const now = () => Number(process.hrtime.bigint()) / 1e6;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** The HF loop in a Python child that runs one step per 'step' line and answers with its time. */
 function startPeer() {
