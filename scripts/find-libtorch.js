@@ -173,15 +173,27 @@ function cxxFlags(t) {
   return '-D_GLIBCXX_USE_CXX11_ABI=1';
 }
 
+/**
+ * The OpenMP runtime libtorch ships beside itself (pip: libgomp.so.1, LibTorch zips: libgomp-<hash>.so.1),
+ * or null. native/kernels.cc runs at::parallel_for, whose OpenMP loop is compiled into the caller: linking
+ * this same file makes it share libtorch's thread pool instead of starting a second OpenMP runtime.
+ */
+function openmpLib(t) {
+  if (process.platform !== 'linux') return null;
+  const f = fs.readdirSync(t.lib).filter((n) => /^libgomp.*\.so(\.\d+)*$/.test(n)).sort()[0];
+  return f ? path.join(t.lib, f) : null;
+}
+
 /** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
 function linkFlags(t) {
   const libs = ['c10', 'torch_cpu', 'torch'];
   // CUDA kernels register from these at load time; --no-as-needed keeps them linked.
   for (const l of ['c10_cuda', 'torch_cuda']) if (fs.existsSync(path.join(t.lib, libName(l)))) libs.push(l);
-  return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
+  const omp = openmpLib(t);
+  return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), ...(omp ? [omp] : []), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, openmpLib, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -194,7 +206,8 @@ if (require.main === module) {
       '--include': () => t.include.join(' '),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
-      '--cxxflags': () => cxxFlags(t),
+      '--cxxflags': () => cxxFlags(t) + (openmpLib(t) ? ' -fopenmp' : ''),
+      '--openmp': () => openmpLib(t) || '',
       '--libs': () => linkFlags(t),
       '--build-info': () => {
         const json = JSON.stringify(buildInfo(t));

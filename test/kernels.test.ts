@@ -1,6 +1,7 @@
-// torchbert's own operator (torchbert::linear: torch.linear with each GEMM shape on the faster of
-// libtorch's BLAS and oneDNN, custom backward) against ATen's linear in the same process, the models that call it and their saved
-// TorchScript, and the caching CPU allocator (native/allocator.cc).
+// torchbert's own operators against ATen's in the same process: torchbert::linear (torch.linear with each
+// GEMM shape on the faster of libtorch's BLAS and oneDNN, custom backward) and torchbert::dropout (a
+// parallel counter-based mask); the models that call them and their saved TorchScript; the caching CPU
+// allocator (native/allocator.cc).
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../lib';
@@ -91,12 +92,14 @@ describe('torchbert::linear', () => {
     const model = fromConfig('BertForSequenceClassification', cfg);
     const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
     expect(graphs(model.module)).toContain('torchbert::linear');
+    expect(graphs(model.module)).toContain('torchbert::dropout');
     const file = path.join(tmpDir(), 'model.pt');
     model.eval();
     await model.saveTorchScript(file);
     const loaded = await ScriptModule.load(file);
     expect(graphs(loaded)).not.toContain('torchbert::');
     expect(graphs(loaded)).toContain('aten::linear');
+    expect(graphs(loaded)).toContain('aten::dropout');
     const ids = tb.tensor([[2n, 7n, 9n, 3n]]);
     const want = (await tb.noGrad(() => model.forward({ inputIds: ids }))).logits!;
     const got = ((await tb.noGrad(() => loaded.forward(ids, null, null, null, false, false))) as Tensor[])[0];
@@ -105,6 +108,81 @@ describe('torchbert::linear', () => {
     expect(model.training).toBe(false);
     expect(fs.statSync(file).size).toBeGreaterThan(1000);
     loaded.dispose();
+  });
+});
+
+describe('torchbert::dropout', () => {
+  const dropout = op('torchbert::dropout');
+  const N = 1 << 18;
+  // Zeros among n draws at drop rate p: within 6 standard deviations of n p.
+  const expectRate = (zeros: number, n: number, p: number) => expect(Math.abs(zeros - n * p)).toBeLessThan(6 * Math.sqrt(n * p * (1 - p)));
+
+  test.each([0.1, 0.5, 0.9])('p = %f: drops that share of elements, everywhere alike, and scales the rest by 1/(1-p)', (p) => {
+    tb.manualSeed(0);
+    const x = tb.randn([N]).add(5); // no zeros among the inputs
+    const y = dropout.t(x._handle, p, true);
+    const dropped = y.eq(0);
+    expectRate(dropped.sum().item() as number, N, p);
+    // Each 64-bit draw feeds an even and an odd element; blocks of the tensor go to different threads.
+    const halves = dropped.view([-1, 2]).float().sum(0).toArraySync() as number[];
+    for (const z of halves) expectRate(z, N / 2, p);
+    for (const part of dropped.view([8, -1]).float().sum(1).toArraySync() as number[]) expectRate(part, N / 8, p);
+    // Neighbours are independent: both dropped at rate p^2.
+    expectRate(dropped.narrow(0, 0, N - 1).logicalAnd(dropped.narrow(0, 1, N - 1)).sum().item() as number, N - 1, p * p);
+    const kept = dropped.logicalNot();
+    expect(maxAbsDiff(y.maskedSelect(kept).toArraySync(), x.maskedSelect(kept).mul(1 / (1 - p)).toArraySync())).toBeLessThan(1e-6);
+  });
+
+  test('seeded by manualSeed, fresh on every call, the same with 1 or 2 threads', () => {
+    const x = tb.randn([3, 1000, 77]); // odd element count: the last element takes a draw of its own
+    tb.manualSeed(42);
+    const a = dropout.t(x._handle, 0.3, true);
+    const b = dropout.t(x._handle, 0.3, true);
+    expect(a.equal(b)).toBe(false);
+    const threads = tb.getNumThreads();
+    try {
+      tb.setNumThreads(1);
+      tb.manualSeed(42);
+      expect(dropout.t(x._handle, 0.3, true).equal(a)).toBe(true);
+    } finally {
+      tb.setNumThreads(threads);
+    }
+    tb.manualSeed(42);
+    expect(dropout.t(x._handle, 0.3, true).equal(a)).toBe(true);
+  });
+
+  test('gradient: the incoming gradient through the same mask and scale, also with create_graph', async () => {
+    tb.manualSeed(1);
+    const x = tb.randn([64, 33]).requiresGrad_(true);
+    const w = tb.randn([64, 33]);
+    const y = dropout.t(x._handle, 0.25, true);
+    await y.mul(w).sum().backward();
+    const want = w.mul(y.ne(0).float()).mul(1 / 0.75);
+    expect(maxAbsDiff(x.grad!.toArraySync(), want.toArraySync())).toBeLessThan(1e-6);
+    // Second order: d/dx sum(dropout(x^2)) = 2x * mask / (1-p), whose own gradient is 2 * mask / (1-p).
+    const x2 = x.detach().requiresGrad_(true);
+    const z = dropout.t(x2.mul(x2)._handle, 0.25, true);
+    const kept = z.ne(0).float();
+    await z.sum().backward(undefined, { createGraph: true });
+    const g = x2.grad!;
+    const first = g.detach().clone();
+    expect(maxAbsDiff(first.toArraySync(), x2.detach().mul(2).mul(kept).mul(1 / 0.75).toArraySync())).toBeLessThan(1e-5);
+    await g.sum().backward(); // adds the second derivative to x2.grad
+    expect(maxAbsDiff(x2.grad!.sub(first).toArraySync(), kept.mul(2 / 0.75).toArraySync())).toBeLessThan(1e-5);
+  });
+
+  test('eval, p = 0, p = 1, float64 and empty tensors are torch.dropout; a bad p is its TorchError', () => {
+    const x = tb.randn([100, 10]);
+    expect(dropout.t(x._handle, 0.5, false).equal(x)).toBe(true);
+    expect(dropout.t(x._handle, 0, true).equal(x)).toBe(true);
+    expect(dropout.t(x._handle, 1, true).abs().sum().item()).toBe(0);
+    const y64 = dropout.t(x.double()._handle, 0.5, true);
+    expect(y64.dtype).toBe('float64');
+    expectRate(y64.eq(0).sum().item() as number, 1000, 0.5);
+    expect(dropout.t(tb.zeros([0, 4])._handle, 0.5, true).shape).toEqual([0, 4]);
+    expect(() => dropout.t(x._handle, 1.5, true)).toThrow(TorchError);
+    expect(() => dropout.t(x._handle, -0.1, true)).toThrow(/dropout probability has to be between 0 and 1, but got -0.1/);
+    expect(() => dropout.t(x._handle, Number.NaN, true)).toThrow(/but got nan/);
   });
 });
 

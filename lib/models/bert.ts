@@ -51,6 +51,11 @@ function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): strin
   if (q === 'float') return `ops.torchbert.linear(${x}, ${mod}.weight, ${bias})`;
   return `torch.linear(${x}, ${mod}.weight, ${bias})`;
 }
+/** TorchScript for dropout of `x` in training; trainable models use torchbert::dropout (parallel mask, native/kernels.cc). */
+function drop(q: LinearMode, x: string, p: string | number): string {
+  const pp = typeof p === 'number' ? num(p) : p;
+  return q === 'float' ? `ops.torchbert.dropout(${x}, ${pp}, self.training)` : `torch.dropout(${x}, ${pp}, self.training)`;
+}
 /** act(linear(x)); prepacked GELU runs as oneDNN's fused epilogue. */
 function linAct(q: LinearMode, mod: string, x: string, name: string): string {
   const gelu = name === 'gelu' ? 'none' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'tanh' : null;
@@ -66,7 +71,7 @@ function embedding(n: number, dim: number, std: number, paddingIdx?: number): Sc
   return holder('Embedding', { weight: w });
 }
 
-function buildEmbeddings(c: BertConfigFields): ScriptModule {
+function buildEmbeddings(c: BertConfigFields, q: LinearMode): ScriptModule {
   const m = new ScriptModule('BertEmbeddings');
   const std = c.initializer_range;
   m.registerModule('word_embeddings', embedding(c.vocab_size, c.hidden_size, std, c.pad_token_id));
@@ -85,7 +90,7 @@ def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor], position_
     e = e + torch.embedding(self.token_type_embeddings.weight, token_type_ids)
     e = e + torch.embedding(self.position_embeddings.weight, position_ids)
     e = torch.layer_norm(e, [${c.hidden_size}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
-    return torch.dropout(e, ${num(c.hidden_dropout_prob)}, self.training)
+    return ${drop(q, 'e', c.hidden_dropout_prob)}
 `);
   return m;
 }
@@ -98,7 +103,7 @@ function denseAddNorm(name: string, inF: number, c: BertConfigFields, q: LinearM
   m.registerModule('LayerNorm', layerNorm(H));
   m.define(`
 def forward(self, h: Tensor, inp: Tensor) -> Tensor:
-    h = torch.dropout(${lin(q, 'self.dense', 'h')}, ${num(c.hidden_dropout_prob)}, self.training)
+    h = ${drop(q, lin(q, 'self.dense', 'h'), c.hidden_dropout_prob)}
     return torch.layer_norm(h + inp, [${H}], self.LayerNorm.weight, self.LayerNorm.bias, ${c.layer_norm_eps})
 `);
   return m;
@@ -120,13 +125,16 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
     v = ${lin(q, 'self.value', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
     p = ${num(c.attention_probs_dropout_prob)} if self.training else 0.0
     attn: Optional[Tensor] = None
-    if want_attn:
+    if want_attn${q === 'float' ? ' or (p > 0.0 and not h.is_cuda)' : ''}:
+        # Spelled out for the weights, and (trainable models) for torchbert::dropout on the CPU, where
+        # SDPA with dropout would run these same steps (its fused CPU kernels have no dropout).
         scores = torch.matmul(q, k.transpose(-1, -2)) / ${Math.sqrt(dH)}                # [B, nH, T, T]
         if mask is not None:
             scores = scores.masked_fill(mask.logical_not(), float('-inf'))
         probs = torch.softmax(scores, -1)
-        attn = probs
-        ctx = torch.matmul(torch.dropout(probs, p, self.training), v)                   # [B, nH, T, dH]
+        if want_attn:
+            attn = probs
+        ctx = torch.matmul(${drop(q, 'probs', 'p')}, v)                                  # [B, nH, T, dH]
     else:
         ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                      # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                               # [B, nH, T, dH] -> [B, T, H]
@@ -204,7 +212,7 @@ def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -
 
 function buildBertModel(c: BertConfigFields, addPooler: boolean, q: LinearMode): ScriptModule {
   const m = new ScriptModule('BertModel');
-  m.registerModule('embeddings', buildEmbeddings(c));
+  m.registerModule('embeddings', buildEmbeddings(c, q));
   m.registerModule('encoder', buildEncoder(c, q));
   if (addPooler) {
     const pooler = new ScriptModule('BertPooler');
@@ -296,7 +304,7 @@ function buildHead(kind: HeadKind, c: BertConfigFields, q: LinearMode = 'float')
   const bert = buildBertModel(c, withPooler, q);
   const m = new ScriptModule(kind);
   m.registerModule('bert', bert);
-  const drop = num(c.classifier_dropout ?? c.hidden_dropout_prob);
+  const dropP = c.classifier_dropout ?? c.hidden_dropout_prob;
   const nl = c.num_labels ?? 2;
   const word = () => (bert.getAttr('embeddings') as ScriptModule).namedParameters().find(([n]) => n === 'word_embeddings.weight')![1];
   switch (kind) {
@@ -306,7 +314,7 @@ function buildHead(kind: HeadKind, c: BertConfigFields, q: LinearMode = 'float')
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     assert pooled is not None
-    return ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}, hs, ats   # [B, labels]
+    return ${lin(q, 'self.classifier', drop(q, 'pooled', dropP))}, hs, ats   # [B, labels]
 `));
       break;
     case 'BertForTokenClassification':
@@ -314,7 +322,7 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
       m.define(withPacked(`
 def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
-    return ${lin(q, 'self.classifier', `torch.dropout(h, ${drop}, self.training)`)}, hs, ats        # [B, T, labels]
+    return ${lin(q, 'self.classifier', drop(q, 'h', dropP))}, hs, ats        # [B, T, labels]
 `));
       break;
     case 'BertForQuestionAnswering':
@@ -338,7 +346,7 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     pi = position_ids.view(-1, position_ids.size(-1)) if position_ids is not None else None
     h, pooled, hs, ats = self.bert.forward(flat, am, tt, pi, want_hidden, want_attn)
     assert pooled is not None
-    logits = ${lin(q, 'self.classifier', `torch.dropout(pooled, ${drop}, self.training)`)}
+    logits = ${lin(q, 'self.classifier', drop(q, 'pooled', dropP))}
     return logits.view(-1, C), hs, ats                                                      # [B*C, 1] -> [B, C]
 `));
       break;
