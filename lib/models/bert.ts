@@ -31,8 +31,9 @@ function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
   return m;
 }
 /**
- * How linear layers run: 'float' (trainable; torchbert::linear, whose fp32 CPU GEMMs run on oneDNN,
- * see native/kernels.cc), 'portable' (the same as torch.linear, for TorchScript that Python loads), or
+ * How linear layers (and dropout) run: 'float' (trainable; torchbert::linear, whose fp32 CPU GEMMs run
+ * on the faster of MKL and oneDNN, and torchbert::dropout, see native/kernels.cc), 'portable' (the same
+ * with torch.linear and torch.dropout, for TorchScript that Python loads), or
  * in an inference-only copy 'int8' (dynamic quantisation, quantizeDynamic()) or 'prepacked' (fp32
  * through oneDNN with the weight reordered once into its blocked layout, prepack()).
  */
