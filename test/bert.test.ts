@@ -127,6 +127,17 @@ describe('checkpoints', () => {
     const m = await fromPretrained(path.join(BERT, 'old-names'), { kind: 'BertForSequenceClassification' });
     expect(m.loadReport.missingKeys).toEqual(['classifier.weight', 'classifier.bias']);
     expect(m.loadReport.unexpectedKeys).toEqual([]);
+    // The model is built without drawing weights it is about to load; what the checkpoint lacks gets HF's
+    // initialisation afterwards: N(0, initializer_range) weights, zero bias.
+    const params = new Map(m.namedParameters());
+    const w = params.get('classifier.weight')!;
+    const std = Math.sqrt(w.var().item() as number);
+    expect(Math.abs(std - m.config.fields.initializer_range)).toBeLessThan(0.25 * m.config.fields.initializer_range);
+    expect(Math.abs(w.mean().item() as number)).toBeLessThan(m.config.fields.initializer_range);
+    expect(params.get('classifier.bias')!.abs().sum().item()).toBe(0);
+    const pooled = params.get('bert.pooler.dense.weight')!;
+    const basePooled = new Map((await fromPretrained(path.join(BERT, 'old-names'), { kind: 'BertModel' })).namedParameters()).get('pooler.dense.weight')!;
+    expect(pooled.equal(basePooled)).toBe(true);
     const base = await fromPretrained(path.join(BERT, 'old-names'), { kind: 'BertModel' });
     expect(base.loadReport.missingKeys).toEqual([]);
   });

@@ -24,6 +24,26 @@ function act(name: string, x: string): string {
 }
 const num = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));
 
+/**
+ * True while building a model whose weights are overwritten right after (loading a checkpoint, the
+ * portable copy of saveTorchScript): normal-initialised weights are then left uninitialised, which
+ * spares drawing ~110M random numbers for bert-base. Whatever a checkpoint lacks is initialised after
+ * loading (BertPreTrainedModel.initWeights).
+ */
+let skipInit = false;
+function buildUninitialised<T>(build: () => T): T {
+  skipInit = true;
+  try {
+    return build();
+  } finally {
+    skipInit = false;
+  }
+}
+/** A weight drawn from N(0, std^2), as HF's _init_weights does for Linear and Embedding. */
+function normalWeight(shape: number[], std: number): Tensor {
+  return skipInit ? tb.empty(shape) : tb.randn(shape).mul_(std);
+}
+
 /** A module holding named tensors, like nn.Linear / nn.LayerNorm / nn.Embedding state. */
 function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
   const m = new ScriptModule(name);
@@ -43,7 +63,7 @@ type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
   if (q === 'int8') return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
   if (q === 'prepacked') return new ScriptModule('PrepackedLinear').registerBuffer('packed_weight', tb.zeros([outF, inF])).registerBuffer('bias', tb.zeros([outF]));
-  return holder('Linear', { weight: tb.randn([outF, inF]).mul_(std), bias: tb.zeros([outF]) });
+  return holder('Linear', { weight: normalWeight([outF, inF], std), bias: tb.zeros([outF]) });
 }
 /** TorchScript for `mod`'s linear map of `x`; int8 uses reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
 function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
@@ -67,8 +87,8 @@ function layerNorm(n: number): ScriptModule {
   return holder('LayerNorm', { weight: tb.ones([n]), bias: tb.zeros([n]) });
 }
 function embedding(n: number, dim: number, std: number, paddingIdx?: number): ScriptModule {
-  const w = tb.randn([n, dim]).mul_(std);
-  if (paddingIdx !== undefined) w.select(0, paddingIdx).zero_();
+  const w = normalWeight([n, dim], std);
+  if (paddingIdx !== undefined && !skipInit) w.select(0, paddingIdx).zero_();
   return holder('Embedding', { weight: w });
 }
 
@@ -538,6 +558,7 @@ export class BertPreTrainedModel {
         loaded.add(n);
         if (n === 'cls.predictions.decoder.bias') loaded.add('cls.predictions.bias');
         if (n === 'cls.predictions.bias') loaded.add('cls.predictions.decoder.bias');
+        if (n === 'cls.predictions.decoder.weight') loaded.add('bert.embeddings.word_embeddings.weight'); // tied: the same tensor
       }
     });
     const missing = [...params.keys()].filter((n) => !loaded.has(n) && !(TIED.includes(n) && n.endsWith('weight') && loaded.has('bert.embeddings.word_embeddings.weight')));
@@ -690,7 +711,7 @@ export class BertPreTrainedModel {
   async saveTorchScript(file: string): Promise<void> {
     if (!this.#usesOwnOps()) return this.module.save(file);
     // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
-    const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, 'portable')));
+    const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable'))));
     try {
       const state = new Map(this.module.namedParameters());
       tb.noGrad(() => {
@@ -748,10 +769,19 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   let config = BertConfig.fromFile(path.join(dir, 'config.json'));
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
-  const model = new BertPreTrainedModel(arch, config);
   const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), undefined);
-  const report = model.loadStateDict(state);
-  for (const t of state.values()) t.dispose();
+  const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields))));
+  const model = new BertPreTrainedModel(arch, config, module);
+  let report: LoadReport;
+  try {
+    report = model.loadStateDict(state);
+  } catch (e) {
+    module.dispose();
+    throw e;
+  } finally {
+    for (const t of state.values()) t.dispose();
+  }
+  initWeights(model, report.missingKeys);
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   if (opts.quantize || opts.prepack) {
@@ -760,6 +790,27 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
     return Object.assign(q, { loadReport: report });
   }
   return Object.assign(model, { loadReport: report });
+}
+
+/** HF's _init_weights for the named parameters (those a checkpoint lacked): N(0, initializer_range) for
+ * Linear and Embedding weights (the padding row zero), zeros for biases, ones for LayerNorm weights. */
+function initWeights(model: BertPreTrainedModel, names: string[]): void {
+  if (names.length === 0) return;
+  const params = new Map(model.module.namedParameters());
+  const { initializer_range: std, pad_token_id: pad } = model.config.fields;
+  tb.noGrad(() => {
+    for (const n of names) {
+      const p = params.get(n)!;
+      if (n.endsWith('LayerNorm.weight')) p.fill_(1);
+      else if (n.endsWith('bias')) p.zero_();
+      else {
+        const r = tb.randn(p.shape).mul_(std);
+        p.copy_(r);
+        r.dispose();
+        if (n.endsWith('word_embeddings.weight')) p.select(0, pad).zero_();
+      }
+    }
+  });
 }
 
 /** A model of the given architecture with fresh HF-style initialisation. */
