@@ -48,7 +48,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   t0 = Date.now();
   const trainer = new Trainer(mlm, {
-    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 3600, timeBudgetSec: o.seconds ?? 480, loggingSteps: 100,
+    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, loggingSteps: 100,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'pretrain-curves.svg'), log,
   });
   const result = await trainer.train(
