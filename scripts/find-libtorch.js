@@ -174,14 +174,16 @@ function cxxFlags(t) {
 }
 
 /**
- * The OpenMP runtime libtorch ships beside itself (pip: libgomp.so.1, LibTorch zips: libgomp-<hash>.so.1),
- * or null. native/kernels.cc runs at::parallel_for, whose OpenMP loop is compiled into the caller: linking
- * this same file makes it share libtorch's thread pool instead of starting a second OpenMP runtime.
+ * Whether libtorch's ATen runs its parallel loops on OpenMP (ATen/Config.h). at::parallel_for's OpenMP loop
+ * is compiled into the caller (native/kernels.cc), so that file then needs -fopenmp. It is compiled, not
+ * linked, with it: the GOMP_* calls stay undefined in the addon and bind at load time to the OpenMP runtime
+ * libtorch itself loaded (pip's libgomp.so.1, a LibTorch zip's libgomp-<hash>.so.1), one thread pool for
+ * both, and no second runtime or a path that differs between the two layouts.
  */
-function openmpLib(t) {
-  if (process.platform !== 'linux') return null;
-  const f = fs.readdirSync(t.lib).filter((n) => /^libgomp.*\.so(\.\d+)*$/.test(n)).sort()[0];
-  return f ? path.join(t.lib, f) : null;
+function usesOpenMP(t) {
+  if (process.platform !== 'linux') return false;
+  const cfg = t.include.map((d) => path.join(d, 'ATen', 'Config.h')).find((f) => fs.existsSync(f));
+  return !!cfg && /#define AT_PARALLEL_OPENMP 1/.test(fs.readFileSync(cfg, 'utf8'));
 }
 
 /** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
@@ -189,11 +191,10 @@ function linkFlags(t) {
   const libs = ['c10', 'torch_cpu', 'torch'];
   // CUDA kernels register from these at load time; --no-as-needed keeps them linked.
   for (const l of ['c10_cuda', 'torch_cuda']) if (fs.existsSync(path.join(t.lib, libName(l)))) libs.push(l);
-  const omp = openmpLib(t);
-  return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), ...(omp ? [omp] : []), '-Wl,--as-needed'].join(' ');
+  return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, openmpLib, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -206,8 +207,8 @@ if (require.main === module) {
       '--include': () => t.include.join(' '),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
-      '--cxxflags': () => cxxFlags(t) + (openmpLib(t) ? ' -fopenmp' : ''),
-      '--openmp': () => openmpLib(t) || '',
+      '--cxxflags': () => cxxFlags(t) + (usesOpenMP(t) ? ' -fopenmp' : ''),
+      '--openmp': () => (usesOpenMP(t) ? '-fopenmp' : ''),
       '--libs': () => linkFlags(t),
       '--build-info': () => {
         const json = JSON.stringify(buildInfo(t));
