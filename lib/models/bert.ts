@@ -28,7 +28,7 @@ const num = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));
  * True while building a model whose weights are overwritten right after (loading a checkpoint, the
  * portable copy of saveTorchScript): normal-initialised weights are then left uninitialised, which
  * spares drawing ~110M random numbers for bert-base. Whatever a checkpoint lacks is initialised after
- * loading (BertPreTrainedModel.initWeights).
+ * loading (initWeights, below fromPretrained).
  */
 let skipInit = false;
 function buildUninitialised<T>(build: () => T): T {
