@@ -39,9 +39,12 @@ function buildUninitialised<T>(build: () => T): T {
     skipInit = false;
   }
 }
-/** A weight drawn from N(0, std^2), as HF's _init_weights does for Linear and Embedding. */
-function normalWeight(shape: number[], std: number): Tensor {
-  return skipInit ? tb.empty(shape) : tb.randn(shape).mul_(std);
+/** A weight drawn from N(0, std^2) with the padding row zero, as HF's _init_weights does for Linear and Embedding. */
+function normalWeight(shape: number[], std: number, paddingIdx?: number): Tensor {
+  if (skipInit) return tb.empty(shape);
+  const w = tb.randn(shape).mul_(std);
+  if (paddingIdx !== undefined) w.select(0, paddingIdx).zero_();
+  return w;
 }
 
 /** A module holding named tensors, like nn.Linear / nn.LayerNorm / nn.Embedding state. */
@@ -87,9 +90,7 @@ function layerNorm(n: number): ScriptModule {
   return holder('LayerNorm', { weight: tb.ones([n]), bias: tb.zeros([n]) });
 }
 function embedding(n: number, dim: number, std: number, paddingIdx?: number): ScriptModule {
-  const w = normalWeight([n, dim], std);
-  if (paddingIdx !== undefined && !skipInit) w.select(0, paddingIdx).zero_();
-  return holder('Embedding', { weight: w });
+  return holder('Embedding', { weight: normalWeight([n, dim], std, paddingIdx) });
 }
 
 function buildEmbeddings(c: BertConfigFields, q: LinearMode): ScriptModule {
@@ -453,6 +454,8 @@ export interface LoadReport {
 }
 
 const TIED = ['cls.predictions.decoder.weight', 'cls.predictions.decoder.bias'];
+/** Names that share one tensor in the MLM head (HF ties the decoder to the word embeddings and to cls.predictions.bias). */
+const TIED_PAIRS = [['cls.predictions.decoder.weight', 'bert.embeddings.word_embeddings.weight'], ['cls.predictions.decoder.bias', 'cls.predictions.bias']];
 
 /** Any BERT architecture: the TorchScript module plus its config and the HF-style forward. */
 export class BertPreTrainedModel {
@@ -556,12 +559,10 @@ export class BertPreTrainedModel {
         if (p.shape.join() !== t.shape.join()) throw new RangeError(`size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`);
         p.copy_(t);
         loaded.add(n);
-        if (n === 'cls.predictions.decoder.bias') loaded.add('cls.predictions.bias');
-        if (n === 'cls.predictions.bias') loaded.add('cls.predictions.decoder.bias');
-        if (n === 'cls.predictions.decoder.weight') loaded.add('bert.embeddings.word_embeddings.weight'); // tied: the same tensor
+        for (const pair of TIED_PAIRS) if (pair.includes(n)) pair.forEach((t) => loaded.add(t)); // one tensor, two names
       }
     });
-    const missing = [...params.keys()].filter((n) => !loaded.has(n) && !(TIED.includes(n) && n.endsWith('weight') && loaded.has('bert.embeddings.word_embeddings.weight')));
+    const missing = [...params.keys()].filter((n) => !loaded.has(n));
     if (opts.strict && (missing.length || unexpected.length)) throw new Error(`loadStateDict: missing keys ${JSON.stringify(missing)}, unexpected keys ${JSON.stringify(unexpected)}`);
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
@@ -804,10 +805,9 @@ function initWeights(model: BertPreTrainedModel, names: string[]): void {
       if (n.endsWith('LayerNorm.weight')) p.fill_(1);
       else if (n.endsWith('bias')) p.zero_();
       else {
-        const r = tb.randn(p.shape).mul_(std);
-        p.copy_(r);
-        r.dispose();
-        if (n.endsWith('word_embeddings.weight')) p.select(0, pad).zero_();
+        const w = normalWeight(p.shape, std, n.endsWith('word_embeddings.weight') ? pad : undefined);
+        p.copy_(w);
+        w.dispose();
       }
     }
   });
