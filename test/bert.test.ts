@@ -113,6 +113,37 @@ describe('unpadded inference (forward_packed)', () => {
   });
 });
 
+describe('pooled-output heads in inference: the last layer for the first token only', () => {
+  const POOLED: HeadKind[] = ['BertForSequenceClassification', 'BertForNextSentencePrediction', 'BertForMultipleChoice'];
+  test.each(POOLED)('%s: logits equal transformers, padded, unpadded, and with the first token padded', async (head) => {
+    const model = await fromPretrained(path.join(BERT, head), { kind: head });
+    // The path under test is the one taken: both of the head's methods call BertModel's first-token methods.
+    expect(model.module.graph('forward')).toContain('forward_cls');
+    expect(model.module.graph('forward_packed')).toContain('forward_packed_cls');
+    const want = fx.results[head];
+    const key = 'logits';
+    const theirs = want.logits;
+    const base = { ...inputsFor(head), labels: undefined, nextSentenceLabel: undefined, outputHiddenStates: false, outputAttentions: false };
+    for (const unpadded of [false, true]) {
+      const out = await tb.noGrad(() => model.forward({ ...base, unpadded }));
+      expect([unpadded, maxAbsDiff((out[key] as Tensor).toArraySync(), theirs) < 1e-5]).toEqual([unpadded, true]);
+    }
+    // Left padding: the first token of row 0 is padding. Whatever path runs, the logits are those of
+    // the full forward (hidden states asked for), which the test above holds to transformers.
+    const ids = base.inputIds.clone();
+    const mask = base.attentionMask.clone();
+    const row = (t: Tensor) => (head === 'BertForMultipleChoice' ? t.select(0, 0).select(0, 0) : t.select(0, 0));
+    row(mask).select(0, 0).fill_(0);
+    row(ids).select(0, 0).fill_(0);
+    const left = { ...base, inputIds: ids, attentionMask: mask };
+    const full = await tb.noGrad(() => model.forward({ ...left, outputHiddenStates: true }));
+    for (const unpadded of [false, true]) {
+      const out = await tb.noGrad(() => model.forward({ ...left, unpadded }));
+      expect([unpadded, maxAbsDiff((out[key] as Tensor).toArraySync(), (full[key] as Tensor).toArraySync()) < 1e-5]).toEqual([unpadded, true]);
+    }
+  });
+});
+
 describe('checkpoints', () => {
   test('the bert-base shape loads and equals transformers', async () => {
     const model = await fromPretrained(path.join(BERT, 'base'));

@@ -131,7 +131,11 @@ def forward(self, h: Tensor, inp: Tensor) -> Tensor:
   return m;
 }
 
-function buildLayer(c: BertConfigFields, q: LinearMode): ScriptModule {
+/**
+ * One BertLayer. The last also gets forward_cls / forward_packed_cls: the layer for the first token's
+ * row only (keys and values still from every token), all that the pooler and the heads over it read.
+ */
+function buildLayer(c: BertConfigFields, q: LinearMode, last: boolean): ScriptModule {
   const std = c.initializer_range;
   const H = c.hidden_size;
   const nH = c.num_attention_heads;
@@ -169,7 +173,22 @@ def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -
     v = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.value', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
     ctx = torch.scaled_dot_product_attention(q, k, v, mask, 0.0)                        # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B * T, ${H}).index_select(0, idx)                 # [N, H]
-`);
+${last ? `
+def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
+    B = h.size(0)
+    T = h.size(1)
+    q = ${lin(q, 'self.query', 'h[:, 0].contiguous()')}.view(B, ${nH}, 1, ${dH})                 # [B, H] -> [B, nH, 1, dH]
+    k = ${lin(q, 'self.key', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = ${lin(q, 'self.value', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})       # [B, nH, 1, dH] -> [B, H]
+
+def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
+    # rows: where each sequence's first token sits in the packed h.
+    q = ${lin(q, 'self.query', 'h.index_select(0, rows)')}.view(B, ${nH}, 1, ${dH})
+    k = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.key', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.value', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})
+` : ''}`);
   const selfOut = denseAddNorm('BertSelfOutput', H, c, q);
   const attention = new ScriptModule('BertAttention');
   attention.registerModule('self', self);
@@ -181,7 +200,13 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
 
 def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
     return self.output.forward(self.self.forward_packed(h, idx, B, T, mask), h)
-`);
+${last ? `
+def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
+    return self.output.forward(self.self.forward_cls(h, mask), h[:, 0])
+
+def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
+    return self.output.forward(self.self.forward_packed_cls(h, idx, B, T, mask, rows), h.index_select(0, rows))
+` : ''}`);
   const inter = new ScriptModule('BertIntermediate');
   inter.registerModule('dense', linear(H, c.intermediate_size, std, q));
   inter.define(`
@@ -201,13 +226,22 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
 def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
     a = self.attention.forward_packed(h, idx, B, T, mask)
     return self.output.forward(self.intermediate.forward(a), a)
-`);
+${last ? `
+def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
+    a = self.attention.forward_cls(h, mask)                                             # [B, H]
+    return self.output.forward(self.intermediate.forward(a), a)
+
+def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
+    a = self.attention.forward_packed_cls(h, idx, B, T, mask, rows)
+    return self.output.forward(self.intermediate.forward(a), a)
+` : ''}`);
   return layer;
 }
 
 function buildEncoder(c: BertConfigFields, q: LinearMode): ScriptModule {
   const list = new ScriptModule('ModuleList');
-  for (let i = 0; i < c.num_hidden_layers; i++) list.registerModule(String(i), buildLayer(c, q));
+  const L = c.num_hidden_layers;
+  for (let i = 0; i < L; i++) list.registerModule(String(i), buildLayer(c, q, i === L - 1));
   const enc = new ScriptModule('BertEncoder');
   enc.registerModule('layer', list);
   const calls = Array.from({ length: c.num_hidden_layers }, (_, i) => `
@@ -216,8 +250,10 @@ function buildEncoder(c: BertConfigFields, q: LinearMode): ScriptModule {
     h, w = getattr(self.layer, "${i}").forward(h, mask, want_attn)
     if w is not None:
         attns.append(w)`).join('');
-  const packed = Array.from({ length: c.num_hidden_layers }, (_, i) => `
-    h = getattr(self.layer, "${i}").forward_packed(h, idx, B, T, mask)`).join('');
+  const packed = Array.from({ length: L }, (_, i) => `
+    h = getattr(self.layer, "${i}").forward_packed(h, idx, B, T, mask)`);
+  const padded = Array.from({ length: L - 1 }, (_, i) => `
+    h, w = getattr(self.layer, "${i}").forward(h, mask, False)`).join('');
   enc.define(`
 def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     hiddens: List[Tensor] = []
@@ -226,8 +262,14 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_hidden: bool, want_att
         hiddens.append(h)
     return h, hiddens, attns
 
-def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:${packed}
+def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:${packed.join('')}
     return h
+
+def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:${padded}
+    return getattr(self.layer, "${L - 1}").forward_cls(h, mask)                          # [B, H]
+
+def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:${packed.slice(0, -1).join('')}
+    return getattr(self.layer, "${L - 1}").forward_packed_cls(h, idx, B, T, mask, rows)
 `);
   return enc;
 }
@@ -272,7 +314,33 @@ def forward_packed(self, input_ids: Tensor, attention_mask: Optional[Tensor], to
     pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
     none: List[Tensor] = []
     return h, pooled, none, none
-`);
+${addPooler ? `
+def forward_cls(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tensor:
+    # Inference for heads that read the pooled output only: the last layer runs for the first token's
+    # row alone (keys and values from every token), about a twelfth less work for bert-base.
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    mask: Optional[Tensor] = None
+    if attention_mask is not None:
+        attend = attention_mask.ne(0)
+        if not bool(attend.all()):
+            mask = attend[:, None, None, :]
+    return self.pooler.forward(self.encoder.forward_cls(e, mask).unsqueeze(1))          # [B, H]
+
+def forward_packed_cls(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tensor:
+    # forward_packed and forward_cls together. A sequence whose first token is padding runs padded, so
+    # its pooled output is HF's (forward_packed would pool a zero row).
+    if attention_mask is None or not bool(attention_mask[:, 0].ne(0).all()):
+        return self.forward_cls(input_ids, attention_mask, token_type_ids, position_ids)
+    B = input_ids.size(0)
+    T = input_ids.size(1)
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    attend = attention_mask.ne(0)
+    idx = attend.reshape(-1).nonzero().squeeze(1)                                       # [N] positions in [B*T]
+    n = attend.sum(1)
+    rows = n.cumsum(0) - n                                                              # [B] first token of each in [N]
+    c = self.encoder.forward_packed_cls(e.reshape(B * T, ${c.hidden_size}).index_select(0, idx), idx, B, T, attend[:, None, None, :], rows)
+    return self.pooler.forward(c.unsqueeze(1))
+` : ''}`);
   return m;
 }
 
@@ -284,7 +352,8 @@ export const HEADS: HeadKind[] = ['BertModel', 'BertForSequenceClassification', 
   'BertForNextSentencePrediction', 'BertForQuestionAnswering', 'BertForMultipleChoice'];
 
 const BASE_ARGS = 'input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool';
-const BASE_CALL = 'self.bert.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)';
+const BASE_ARGS_CALL = '(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)';
+const BASE_CALL = `self.bert.forward${BASE_ARGS_CALL}`;
 
 function mlmHead(c: BertConfigFields, wordEmbeddings: Tensor, q: LinearMode): ScriptModule {
   const transform = new ScriptModule('BertPredictionHeadTransform');
@@ -316,7 +385,28 @@ def forward(self, h: Tensor) -> Tensor:
 function withPacked(src: string): string {
   const second = src.indexOf('\ndef ', src.indexOf('def forward(') + 1);
   const fwd = second < 0 ? src : src.slice(0, second);
-  return `${src}\n${fwd.replace('def forward(', 'def forward_packed(').replace(/self\.bert\.forward\(/g, 'self.bert.forward_packed(')}`;
+  return `${src}\n${fwd.replace('def forward(', 'def forward_packed(').replace(/self\.bert\.forward(_cls)?\(/g, 'self.bert.forward_packed$1(')}`;
+}
+
+/**
+ * TorchScript setting `pooled` from BertModel `call` (its arguments after `self.bert.forward`), plus
+ * `hs` and `ats`: in inference without hidden states or attentions, through forward_cls. Not for int8,
+ * whose dynamic activation ranges would then come from the first token's rows alone in the last layer,
+ * no longer torch.ao's quantisation of the same model.
+ */
+function pooledOnly(call: string, q: LinearMode): string {
+  if (q === 'int8') return `
+    h, pooled, hs, ats = self.bert.forward${call}
+    assert pooled is not None`;
+  return `
+    hs: List[Tensor] = []
+    ats: List[Tensor] = []
+    if self.training or want_hidden or want_attn:
+        h, p, hs, ats = self.bert.forward${call}
+        assert p is not None
+        pooled = p
+    else:
+        pooled = self.bert.forward_cls${call.replace(/, want_hidden, want_attn\)$/, ')')}`;
 }
 
 function buildHead(kind: HeadKind, c: BertConfigFields, q: LinearMode = 'float'): ScriptModule {
@@ -333,9 +423,7 @@ function buildHead(kind: HeadKind, c: BertConfigFields, q: LinearMode = 'float')
     case 'BertForSequenceClassification':
       m.registerModule('classifier', linear(c.hidden_size, nl, std, q));
       m.define(withPacked(`
-def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
-    h, pooled, hs, ats = ${BASE_CALL}
-    assert pooled is not None
+def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:${pooledOnly(BASE_ARGS_CALL, q)}
     return ${lin(q, 'self.classifier', drop(q, 'pooled', dropP))}, hs, ats   # [B, labels]
 `));
       break;
@@ -366,8 +454,7 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     am = attention_mask.view(-1, attention_mask.size(-1)) if attention_mask is not None else None
     tt = token_type_ids.view(-1, token_type_ids.size(-1)) if token_type_ids is not None else None
     pi = position_ids.view(-1, position_ids.size(-1)) if position_ids is not None else None
-    h, pooled, hs, ats = self.bert.forward(flat, am, tt, pi, want_hidden, want_attn)
-    assert pooled is not None
+${pooledOnly('(flat, am, tt, pi, want_hidden, want_attn)', q)}
     logits = ${lin(q, 'self.classifier', drop(q, 'pooled', dropP))}
     return logits.view(-1, C), hs, ats                                                      # [B*C, 1] -> [B, C]
 `));
@@ -402,9 +489,9 @@ def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: 
       const mlm = kind === 'BertForPreTraining' ? 'self.cls.predictions.forward(h), ' : '';
       const ret = kind === 'BertForPreTraining' ? 'Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]' : 'Tuple[Tensor, List[Tensor], List[Tensor]]';
       m.define(withPacked(`
-def forward(self, ${BASE_ARGS}) -> ${ret}:
+def forward(self, ${BASE_ARGS}) -> ${ret}:${kind === 'BertForPreTraining' ? `
     h, pooled, hs, ats = ${BASE_CALL}
-    assert pooled is not None
+    assert pooled is not None` : pooledOnly(BASE_ARGS_CALL, q)}
     return ${mlm}${lin(q, 'self.cls.seq_relationship', 'pooled')}, hs, ats
 `));
       break;
