@@ -3,7 +3,12 @@
 // torchbert::linear chooses between: libtorch's BLAS (aten::linear, aten::matmul) and oneDNN
 // (mkldnn::_linear_pointwise), forward and grad-input, plus the 2048^2 matmul probe. Which one wins
 // changes with this VM's phase; run it next to bench/train.js to see which phase a run was in.
-// Usage: node bench/gemm.js [--reps 7]
+// Then inference: the dense layers of a bert-base forward with weights packed once, oneDNN's prepacked
+// GEMM (mkldnn::_reorder_linear_weight + _linear_pointwise, what prepack() ran before) against
+// torchbert::linear_packed (native/kernels.cc), at the row counts of one short request (24), a few (96)
+// and a batch of 16 (400); each product cycles through 12 layers' weights so they come from memory, as in
+// a forward, and the two take turns per shape.
+// Usage: node bench/gemm.js [--reps 7] [--only training|inference]
 'use strict';
 const tb = require('../dist');
 const { op } = require('../dist/tensor');
@@ -23,9 +28,10 @@ const time = (f) => {
   return median(ts);
 };
 
+const ONLY = arg('--only', null);
 const M = 2048;
 const rows = [];
-tb.noGrad(() => {
+if (ONLY !== 'inference') tb.noGrad(() => {
   for (const [K, N] of [[768, 768], [768, 3072], [3072, 768]]) {
     const x = tb.randn([M, K]);
     const w = tb.randn([N, K]);
@@ -48,4 +54,49 @@ tb.noGrad(() => {
   }
 });
 console.log(`GFLOP/s, median of ${REPS}; 2048^2 matmul probe ${matmulPeak(tb).toFixed(0)} GFLOP/s, ${tb.getNumThreads()} threads`);
-console.table(rows);
+if (rows.length) console.table(rows);
+
+if (ONLY !== 'training') {
+  const reorder = op('mkldnn::_reorder_linear_weight');
+  const pack = op('torchbert::pack_linear_weight');
+  const packed = op('torchbert::linear_packed');
+  const LAYERS = 12;
+  const inf = [];
+  tb.noGrad(() => {
+    for (const rowsM of [1, 24, 96, 400]) {
+      const total = { onednn: 0, torchbert: 0 };
+      for (const [K, N, act] of [[768, 2304, 'none'], [768, 768, 'none'], [768, 3072, 'gelu'], [3072, 768, 'none']]) {
+        const ws = Array.from({ length: LAYERS }, () => tb.randn([N, K]).mul_(0.02));
+        const b = tb.randn([N]);
+        const x = tb.randn([rowsM, K]);
+        const dnn = ws.map((w) => reorder.t(w._handle, rowsM));
+        const ours = ws.map((w) => pack.t(w._handle));
+        const calls = {
+          onednn: (i) => onednn.t(x._handle, dnn[i]._handle, b._handle, act, [], act === 'gelu' ? 'none' : ''),
+          torchbert: (i) => packed.t(x._handle, ours[i]._handle, b._handle, N, act),
+        };
+        const ts = { onednn: [], torchbert: [] };
+        for (let r = 0; r <= REPS; r++) {
+          for (const k of ['onednn', 'torchbert']) {
+            const t0 = now();
+            for (let i = 0; i < LAYERS; i++) calls[k](i).dispose();
+            if (r > 0) ts[k].push((now() - t0) / LAYERS); // the first round warms up
+          }
+        }
+        const gflop = (2 * rowsM * K * N) / 1e9;
+        const ms = { onednn: median(ts.onednn), torchbert: median(ts.torchbert) };
+        total.onednn += ms.onednn;
+        total.torchbert += ms.torchbert;
+        inf.push({
+          shape: `${rowsM}x${K} -> ${N}${act === 'gelu' ? ' +gelu' : ''}`, onednnMs: +ms.onednn.toFixed(3), torchbertMs: +ms.torchbert.toFixed(3),
+          onednnGflops: Math.round(gflop / (ms.onednn / 1000)), torchbertGflops: Math.round(gflop / (ms.torchbert / 1000)),
+          speedup: +(ms.onednn / ms.torchbert).toFixed(2),
+        });
+        for (const t of [...ws, ...dnn, ...ours, b, x]) t.dispose();
+      }
+      inf.push({ shape: `${rowsM} rows: one layer's four`, onednnMs: +total.onednn.toFixed(2), torchbertMs: +total.torchbert.toFixed(2), speedup: +(total.onednn / total.torchbert).toFixed(2) });
+    }
+  });
+  console.log(`Inference, prepacked weights: ms per product (median of ${REPS}), weights from memory`);
+  console.table(inf);
+}

@@ -164,7 +164,7 @@ program
   .option('--threads <n>', 'intra-op threads per process (default: cores / workers)')
   .option('--device <device>', 'cpu or cuda[:N]')
   .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
-  .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than oneDNN-prepacked linear weights')
+  .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than prepacked linear weights (prepack())')
   .option('--max-batch-size <n>', 'rows per model call', '16')
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', '4096')
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '2')

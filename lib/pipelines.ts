@@ -31,7 +31,7 @@ export interface PipelineOptions extends HubOptions {
   batch?: BatcherOptions;
   /** 'int8': run the linear layers as int8 dynamic quantisation (CPU; see BertPreTrainedModel.quantizeDynamic) */
   quantize?: 'int8';
-  /** fp32 linear layers with oneDNN-prepacked weights (CPU; see BertPreTrainedModel.prepack) */
+  /** fp32 linear layers with weights packed once (CPU; see BertPreTrainedModel.prepack) */
   prepack?: boolean;
 }
 

@@ -25,6 +25,11 @@
 #include <torch/library.h>
 
 #include <chrono>
+#include <cstring>
+#include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -271,6 +276,208 @@ Napi::Value LinearTuning(const Napi::CallbackInfo& info) {
   return out;
 }
 
+
+// ---- torchbert::linear_packed: act(x @ W^T + b) for fp32 inference, W packed once ----
+// W [N, K] is packed into panels of 16 output columns, [K][16] each (pack_linear_weight), and the input
+// per call into blocks of 6 rows, [K][6] each; a 6x16 kernel keeps its 12 accumulators in registers.
+// On the 2-core AVX2 VM (bench/gemm.js) this beats oneDNN's prepacked GEMM by ~20% at the row counts of a
+// single short request (24) and matches it at a batch of 16 (400 rows). GELU runs on the accumulators
+// before they are stored. Other CPUs run the same layout through a portable loop.
+constexpr int64_t kNR = 16;
+constexpr int64_t kMR = 6;
+enum class Act { kNone, kGelu, kGeluTanh };
+
+float GeluScalar(float x, Act act) {
+  if (act == Act::kGelu) return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+  if (act == Act::kGeluTanh) return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  return x;
+}
+
+// Portable kernel: rows r < mr of C[., ncols] = act(bias + A-block @ panel).
+void MicroPortable(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act) {
+  float acc[kMR][kNR];
+  for (int64_t r = 0; r < kMR; r++)
+    for (int64_t j = 0; j < kNR; j++) acc[r][j] = bias[j];
+  for (int64_t k = 0; k < K; k++, a += kMR, b += kNR)
+    for (int64_t r = 0; r < kMR; r++)
+      for (int64_t j = 0; j < kNR; j++) acc[r][j] += a[r] * b[j];
+  for (int64_t r = 0; r < mr; r++)
+    for (int64_t j = 0; j < ncols; j++) c[r * ldc + j] = GeluScalar(acc[r][j], act);
+}
+
+#if defined(__x86_64__)
+#define TB_AVX2 __attribute__((target("avx2,fma")))
+
+// exp for x in [-88, 88] (Cephes' expf: 2^n * polynomial of the remainder, ~1 ulp).
+TB_AVX2 inline __m256 Exp(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// GELU on 8 lanes. erf by Abramowitz and Stegun 7.1.26 (absolute error under 1.5e-7), as ATen's
+// vectorised erf; tanh(y) as 1 - 2 / (exp(2y) + 1).
+TB_AVX2 inline __m256 Gelu(__m256 x, Act act) {
+  const __m256 half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5f));
+  const __m256 one = _mm256_set1_ps(1.f);
+  if (act == Act::kGelu) {
+    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    const __m256 sign = _mm256_and_ps(z, _mm256_set1_ps(-0.f));
+    const __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.f), z);
+    const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), az, one));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(az, az)));
+    const __m256 erf = _mm256_or_ps(_mm256_fnmadd_ps(p, e, one), sign);
+    return _mm256_mul_ps(half_x, _mm256_add_ps(one, erf));
+  }
+  const __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x), _mm256_mul_ps(x, x), x));
+  const __m256 y2 = _mm256_mul_ps(_mm256_set1_ps(2.f), _mm256_min_ps(_mm256_max_ps(inner, _mm256_set1_ps(-9.f)), _mm256_set1_ps(9.f)));
+  const __m256 tanh = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(Exp(y2), one)));
+  return _mm256_mul_ps(half_x, _mm256_add_ps(one, tanh));
+}
+
+// Rows r < MR of C[., ncols] = act(bias + A-block @ panel); accumulators in named registers (gcc keeps
+// an array of them in memory, a store per multiply-add).
+template <int MR>
+TB_AVX2 void Micro(const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
+                   const float* pf) {
+  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+  __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
+  for (int64_t k = 0; k < K; k++, b += kNR, a += kMR) {
+    if (pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kNR), _MM_HINT_T1);
+    const __m256 w0 = _mm256_loadu_ps(b), w1 = _mm256_loadu_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(x, w0, c00), c01 = _mm256_fmadd_ps(x, w1, c01);
+    if constexpr (MR > 1) x = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(x, w0, c10), c11 = _mm256_fmadd_ps(x, w1, c11);
+    if constexpr (MR > 2) x = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(x, w0, c20), c21 = _mm256_fmadd_ps(x, w1, c21);
+    if constexpr (MR > 3) x = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(x, w0, c30), c31 = _mm256_fmadd_ps(x, w1, c31);
+    if constexpr (MR > 4) x = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(x, w0, c40), c41 = _mm256_fmadd_ps(x, w1, c41);
+    if constexpr (MR > 5) x = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(x, w0, c50), c51 = _mm256_fmadd_ps(x, w1, c51);
+  }
+  const __m256 lo[kMR] = {c00, c10, c20, c30, c40, c50}, hi[kMR] = {c01, c11, c21, c31, c41, c51};
+  for (int r = 0; r < MR; r++) {
+    __m256 l = lo[r], h = hi[r];
+    if (act != Act::kNone) l = Gelu(l, act), h = Gelu(h, act);
+    if (ncols == kNR) {
+      _mm256_storeu_ps(c + r * ldc, l);
+      _mm256_storeu_ps(c + r * ldc + 8, h);
+    } else {
+      alignas(32) float t[kNR];
+      _mm256_store_ps(t, l);
+      _mm256_store_ps(t + 8, h);
+      std::memcpy(c + r * ldc, t, ncols * sizeof(float));
+    }
+  }
+}
+
+// TORCHBERT_LINEAR_PACKED=portable runs the portable kernel here too (for its tests).
+bool HasAvx2() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          !(std::getenv("TORCHBERT_LINEAR_PACKED") && std::string(std::getenv("TORCHBERT_LINEAR_PACKED")) == "portable");
+  return yes;
+}
+#else
+bool HasAvx2() { return false; }
+#endif
+
+void RunMicro(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
+              const float* pf) {
+#if defined(__x86_64__)
+  if (HasAvx2()) {
+    switch (mr) {
+      case 6: return Micro<6>(a, b, K, bias, c, ldc, ncols, act, pf);
+      case 5: return Micro<5>(a, b, K, bias, c, ldc, ncols, act, pf);
+      case 4: return Micro<4>(a, b, K, bias, c, ldc, ncols, act, pf);
+      case 3: return Micro<3>(a, b, K, bias, c, ldc, ncols, act, pf);
+      case 2: return Micro<2>(a, b, K, bias, c, ldc, ncols, act, pf);
+      default: return Micro<1>(a, b, K, bias, c, ldc, ncols, act, pf);
+    }
+  }
+#endif
+  MicroPortable(mr, a, b, K, bias, c, ldc, ncols, act);
+}
+
+at::Tensor PackLinearWeight(const at::Tensor& weight) {
+  TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.scalar_type() == at::kFloat && weight.size(0) > 0,
+              "torchbert::pack_linear_weight: expected a 2-D float32 CPU weight [out, in], got ", weight.sizes(), " ",
+              weight.scalar_type(), " on ", weight.device());
+  const int64_t N = weight.size(0), K = weight.size(1), P = (N + kNR - 1) / kNR;
+  at::Tensor w = weight.detach().contiguous();
+  at::Tensor padded = N == P * kNR ? w : at::cat({w, at::zeros({P * kNR - N, K}, w.options())});
+  return padded.view({P, kNR, K}).transpose(1, 2).contiguous();  // [p, k, j] = W[p * 16 + j, k]
+}
+
+at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, int64_t n_out,
+                        c10::string_view activation) {
+  TORCH_CHECK(packed.dim() == 3 && packed.size(2) == kNR && packed.scalar_type() == at::kFloat && packed.is_contiguous() &&
+                  packed.device().is_cpu(),
+              "torchbert::linear_packed: the weight must come from torchbert::pack_linear_weight, got ", packed.sizes());
+  const int64_t K = packed.size(1), P = packed.size(0);
+  TORCH_CHECK(n_out > 0 && (n_out + kNR - 1) / kNR == P, "torchbert::linear_packed: out_features ", n_out,
+              " does not match the packed weight ", packed.sizes());
+  TORCH_CHECK(input.dim() >= 1 && input.size(-1) == K, "torchbert::linear_packed: input ", input.sizes(), " does not end in in_features ", K);
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kFloat, "torchbert::linear_packed: expected a float32 CPU input, got ",
+              input.scalar_type(), " on ", input.device());
+  Act act = activation == "none" ? Act::kNone : activation == "gelu" ? Act::kGelu : activation == "gelu_tanh" ? Act::kGeluTanh : Act(-1);
+  TORCH_CHECK(static_cast<int>(act) >= 0, "torchbert::linear_packed: activation must be none, gelu or gelu_tanh, got ", activation);
+  std::vector<float> bz(P * kNR, 0.f);
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->numel() == n_out && bias->device().is_cpu(), "torchbert::linear_packed: bias of ", bias->numel(), " for ", n_out, " outputs");
+    at::Tensor bc = bias->to(at::kFloat).contiguous();
+    std::memcpy(bz.data(), bc.const_data_ptr<float>(), n_out * sizeof(float));
+  }
+  at::Tensor x = input.contiguous();
+  const int64_t M = x.numel() / K;
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n_out;
+  at::Tensor out = at::empty(shape, x.options());
+  if (M == 0) return out;
+  // The input in blocks of 6 rows, [K][6] each: one stream per block for the kernel.
+  const float* xs = x.const_data_ptr<float>();
+  const int64_t MB = (M + kMR - 1) / kMR;
+  std::vector<float> ap(MB * K * kMR, 0.f);
+  at::parallel_for(0, MB, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t mb = b0; mb < b1; mb++) {
+      float* dst = ap.data() + mb * K * kMR;
+      for (int64_t r = 0; r < kMR && mb * kMR + r < M; r++) {
+        const float* src = xs + (mb * kMR + r) * K;
+        for (int64_t k = 0; k < K; k++) dst[k * kMR + r] = src[k];
+      }
+    }
+  });
+  const float* ws = packed.const_data_ptr<float>();
+  float* ys = out.data_ptr<float>();
+  // Threads take whole panels: each streams its part of the weight once, in order, and every 6-row block
+  // of the input passes over a panel while it is in L1/L2.
+  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t ncols = std::min(kNR, n_out - p * kNR);
+      // With several row blocks, the last fetches the next panel into L2 on the way (the first block over
+      // it then does not wait on memory); a single block streams the weight as fast without.
+      const float* next = p + 1 < p1 && M > kMR ? ws + (p + 1) * K * kNR : nullptr;
+      for (int64_t m = 0; m < M; m += kMR)
+        RunMicro(std::min(kMR, M - m), ap.data() + m * K, ws + p * K * kNR, K, bz.data() + p * kNR, ys + m * n_out + p * kNR, n_out, ncols,
+                 act, m + kMR >= M ? next : nullptr);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 void InitKernels(Napi::Env env, Napi::Object exports) {
@@ -285,6 +492,8 @@ void RegisterKernels() {
     static auto* lib = new torch::Library(torch::Library::FRAGMENT, "torchbert", std::nullopt, __FILE__, __LINE__);
     lib->def("linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", &Linear);
     lib->def("dropout(Tensor input, float p, bool train) -> Tensor", &Dropout);
+    lib->def("pack_linear_weight(Tensor weight) -> Tensor", &PackLinearWeight);
+    lib->def("linear_packed(Tensor input, Tensor packed, Tensor? bias, int out_features, str activation=\"none\") -> Tensor", &LinearPacked);
   });
 }
 

@@ -1,13 +1,15 @@
 // torchbert's own operators against ATen's in the same process: torchbert::linear (torch.linear with each
 // GEMM shape on the faster of libtorch's BLAS and oneDNN, custom backward) and torchbert::dropout (a
-// parallel counter-based mask); the models that call them and their saved TorchScript; the caching CPU
-// allocator (native/allocator.cc).
+// parallel counter-based mask); the models that call them and their saved TorchScript;
+// torchbert::linear_packed (prepack()'s inference GEMM, GELU fused) in its AVX2 and portable kernels; the
+// caching CPU allocator (native/allocator.cc).
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../lib';
 import { Tensor, ScriptModule, TorchError } from '../lib';
 import { op } from '../lib/tensor';
 import { fromConfig } from '../lib/models/bert';
+import { spawnSync } from 'child_process';
 import { maxAbsDiff, tmpDir } from './helpers';
 
 const ours = op('torchbert::linear');
@@ -183,6 +185,86 @@ describe('torchbert::dropout', () => {
     expect(() => dropout.t(x._handle, 1.5, true)).toThrow(TorchError);
     expect(() => dropout.t(x._handle, -0.1, true)).toThrow(/dropout probability has to be between 0 and 1, but got -0.1/);
     expect(() => dropout.t(x._handle, Number.NaN, true)).toThrow(/but got nan/);
+  });
+});
+
+describe('torchbert::linear_packed', () => {
+  const pack = op('torchbert::pack_linear_weight');
+  const packed = op('torchbert::linear_packed');
+  const gelu = op('aten::gelu');
+  // [input shape, out features, bias]: row counts around the 6-row blocks, outputs around the 16-wide panels.
+  const shapes: [number[], number, boolean][] = [[[1, 64], 16, true], [[5, 96], 40, true], [[7, 64], 2, true], [[13, 300], 48, false], [[2, 17, 96], 200, true], [[24, 768], 768, true], [[0, 32], 16, true]];
+
+  test.each(shapes)('input %j, %i outputs (bias %s): equals torch.linear, with GELU fused equals torch.gelu of it', (shape, N, withBias) => {
+    tb.noGrad(() => {
+      tb.manualSeed(3);
+      const x = tb.randn(shape).mul_(2);
+      const w = tb.randn([N, shape[shape.length - 1]]).mul_(0.1);
+      const b = withBias ? tb.randn([N]) : null;
+      const pw = pack.t(w._handle);
+      expect(pw.shape).toEqual([Math.ceil(N / 16), shape[shape.length - 1], 16]);
+      const ref = aten.t(x._handle, w._handle, b ? b._handle : null);
+      for (const [act, want] of [['none', ref], ['gelu', gelu.t(ref._handle, 'none')], ['gelu_tanh', gelu.t(ref._handle, 'tanh')]] as const) {
+        const y = packed.t(x._handle, pw._handle, b ? b._handle : null, N, act);
+        expect(y.shape).toEqual([...shape.slice(0, -1), N]);
+        if (y.numel > 0) expect([act, rel(y, want) < 1e-5]).toEqual([act, true]);
+      }
+    });
+  });
+
+  test('the fused GELU itself: identity weights, inputs over [-12, 12], within 1e-6 of torch.gelu', () => {
+    tb.noGrad(() => {
+      const x = tb.linspace(-12, 12, 16 * 601).view([601, 16]);
+      const eye = pack.t(tb.eye(16)._handle);
+      expect(maxAbsDiff(packed.t(x._handle, eye._handle, null, 16, 'none').toArraySync(), x.toArraySync())).toBe(0);
+      for (const approx of ['none', 'tanh']) {
+        const y = packed.t(x._handle, eye._handle, null, 16, approx === 'none' ? 'gelu' : 'gelu_tanh');
+        expect([approx, maxAbsDiff(y.toArraySync(), gelu.t(x._handle, approx).toArraySync()) < 1e-6]).toEqual([approx, true]);
+      }
+    });
+  });
+
+  test('bad arguments are errors naming what is wrong', () => {
+    const x = tb.randn([3, 32]);
+    const pw = pack.t(tb.randn([20, 32])._handle);
+    expect(() => pack.t(tb.randn([4])._handle)).toThrow(/2-D float32 CPU weight/);
+    expect(() => packed.t(x._handle, tb.randn([2, 32])._handle, null, 20, 'none')).toThrow(/pack_linear_weight/);
+    expect(() => packed.t(x._handle, pw._handle, null, 40, 'none')).toThrow(/out_features 40/);
+    expect(() => packed.t(tb.randn([3, 31])._handle, pw._handle, null, 20, 'none')).toThrow(/in_features 32/);
+    expect(() => packed.t(x._handle, pw._handle, tb.randn([7])._handle, 20, 'none')).toThrow(/bias of 7/);
+    expect(() => packed.t(x._handle, pw._handle, null, 20, 'relu')).toThrow(/none, gelu or gelu_tanh/);
+    expect(() => packed.t(x.to({ dtype: 'float64' })._handle, pw._handle, null, 20, 'none')).toThrow(/float32 CPU input/);
+  });
+
+  test('the portable kernel (CPUs without AVX2) gives the same results', () => {
+    const root = path.join(__dirname, '..');
+    const code = `
+      const tb = require(${JSON.stringify(root)}); const { op } = require(${JSON.stringify(path.join(root, 'dist', 'tensor'))});
+      tb.manualSeed(5); const x = tb.randn([11, 80]); const w = tb.randn([40, 80]).mul_(0.1); const b = tb.randn([40]);
+      const pw = op('torchbert::pack_linear_weight').t(w._handle);
+      const y = ['none', 'gelu', 'gelu_tanh'].map((a) => op('torchbert::linear_packed').t(x._handle, pw._handle, b._handle, 40, a).toArraySync());
+      console.log(JSON.stringify(y));`;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, ...env } });
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout) as number[][][];
+    };
+    const fast = run({});
+    const portable = run({ TORCHBERT_LINEAR_PACKED: 'portable' });
+    fast.forEach((y, i) => expect(maxAbsDiff(portable[i], y)).toBeLessThan(1e-4));
+  });
+
+  test('prepack() runs it: the model calls torchbert::linear_packed, GELU fused', async () => {
+    const model = fromConfig('BertForSequenceClassification', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 37 });
+    model.eval();
+    const p = model.prepack();
+    const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
+    expect(graphs(p.module)).toContain('torchbert::linear_packed');
+    expect(graphs(p.module)).toContain('prim::Constant[value="gelu"]');
+    const ids = tb.randint(1, 99, [3, 9]);
+    const a = await tb.noGrad(() => model.forward({ inputIds: ids }));
+    const b = await tb.noGrad(() => p.forward({ inputIds: ids }));
+    expect(rel(b.logits!, a.logits!)).toBeLessThan(1e-5);
   });
 });
 

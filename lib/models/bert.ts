@@ -58,20 +58,20 @@ function holder(name: string, tensors: Record<string, Tensor>): ScriptModule {
  * on the faster of MKL and oneDNN, and torchbert::dropout, see native/kernels.cc), 'portable' (the same
  * with torch.linear and torch.dropout, for TorchScript that Python loads), or
  * in an inference-only copy 'int8' (dynamic quantisation, quantizeDynamic()) or 'prepacked' (fp32
- * through oneDNN with the weight reordered once into its blocked layout, prepack()).
+ * through torchbert::linear_packed with the weight packed once into its panel layout, prepack()).
  */
 type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 
 /** nn.Linear state; the inference modes hold placeholders that quantizeDynamic()/prepack() fill. */
 function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
   if (q === 'int8') return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
-  if (q === 'prepacked') return new ScriptModule('PrepackedLinear').registerBuffer('packed_weight', tb.zeros([outF, inF])).registerBuffer('bias', tb.zeros([outF]));
+  if (q === 'prepacked') return new ScriptModule('PrepackedLinear').registerBuffer('packed_weight', tb.zeros([Math.ceil(outF / 16), inF, 16])).registerBuffer('bias', tb.zeros([outF]));
   return holder('Linear', { weight: normalWeight([outF, inF], std), bias: tb.zeros([outF]) });
 }
 /** TorchScript for `mod`'s linear map of `x`; int8 uses reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
 function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
   if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)`;
-  if (q === 'prepacked') return `ops.mkldnn._linear_pointwise(${x}, ${mod}.packed_weight, ${bias}, "none", [], "")`;
+  if (q === 'prepacked') return `ops.torchbert.linear_packed(${x}, ${mod}.packed_weight, ${bias}, ${mod}.bias.size(0), "none")`;
   if (q === 'float') return `ops.torchbert.linear(${x}, ${mod}.weight, ${bias})`;
   return `torch.linear(${x}, ${mod}.weight, ${bias})`;
 }
@@ -80,10 +80,10 @@ function drop(q: LinearMode, x: string, p: string | number): string {
   const pp = typeof p === 'number' ? num(p) : p;
   return q === 'float' ? `ops.torchbert.dropout(${x}, ${pp}, self.training)` : `torch.dropout(${x}, ${pp}, self.training)`;
 }
-/** act(linear(x)); prepacked GELU runs as oneDNN's fused epilogue. */
+/** act(linear(x)); prepacked GELU runs on the GEMM's accumulators before they are stored. */
 function linAct(q: LinearMode, mod: string, x: string, name: string): string {
-  const gelu = name === 'gelu' ? 'none' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'tanh' : null;
-  if (q === 'prepacked' && gelu) return `ops.mkldnn._linear_pointwise(${x}, ${mod}.packed_weight, ${mod}.bias, "gelu", [], "${gelu}")`;
+  const gelu = name === 'gelu' ? 'gelu' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'gelu_tanh' : null;
+  if (q === 'prepacked' && gelu) return `ops.torchbert.linear_packed(${x}, ${mod}.packed_weight, ${mod}.bias, ${mod}.bias.size(0), "${gelu}")`;
   return act(name, lin(q, mod, x));
 }
 function layerNorm(n: number): ScriptModule {
@@ -551,7 +551,7 @@ export class BertPreTrainedModel {
   readonly module: ScriptModule;
   /** An int8 dynamically quantised copy from quantizeDynamic(): inference only, on the CPU. */
   readonly quantized: boolean;
-  /** An fp32 copy with oneDNN-prepacked linear weights from prepack(): inference only, on the CPU. */
+  /** An fp32 copy with prepacked linear weights from prepack(): inference only, on the CPU. */
   readonly prepacked: boolean;
 
   constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean; prepacked?: boolean } = {}) {
@@ -743,10 +743,10 @@ export class BertPreTrainedModel {
   }
 
   /**
-   * An inference-only fp32 copy whose linear layers run through oneDNN with each weight reordered once
-   * into oneDNN's blocked layout (and GELU fused into the intermediate layer), instead of libtorch's
-   * GEMM repacking the weight on every call: the same results to float rounding, faster
-   * dense layers on short inputs. CPU only; this model is unchanged.
+   * An inference-only fp32 copy whose linear layers run through torchbert::linear_packed (native/kernels.cc)
+   * with each weight packed once into 16-column panels (and GELU applied before the intermediate layer's
+   * output is stored), instead of libtorch's GEMM repacking the weight on every call: the same results to
+   * float rounding, faster dense layers on short inputs. CPU only; this model is unchanged.
    */
   prepack(): BertPreTrainedModel {
     return this.#inferenceCopy('prepacked');
@@ -760,7 +760,7 @@ export class BertPreTrainedModel {
     if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
     if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
     const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
-    const reorder = op('mkldnn::_reorder_linear_weight');
+    const packWeight = op('torchbert::pack_linear_weight');
     tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
       const pack = (m: ScriptModule, prefix: string): void => {
@@ -769,7 +769,7 @@ export class BertPreTrainedModel {
           const w = state.get(`${at}.weight`);
           if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', w!, state.get(`${at}.bias`));
           else if (child.hasAttr('packed_weight')) {
-            for (const [k, t] of [['packed_weight', reorder.t(w!._handle, null)], ['bias', state.get(`${at}.bias`)!.clone()]] as const) {
+            for (const [k, t] of [['packed_weight', packWeight.t(w!._handle)], ['bias', state.get(`${at}.bias`)!.clone()]] as const) {
               child.setAttr(k, t);
               t.dispose();
             }

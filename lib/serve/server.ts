@@ -17,7 +17,7 @@ export interface ServeOptions {
   device?: string;
   /** 'int8': int8 dynamic quantisation of the linear layers (CPU; 1.6x the fp32 throughput in bench/serve.js) */
   quantize?: 'int8';
-  /** fp32 linear layers with oneDNN-prepacked weights (default on the CPU unless quantize; false turns it off) */
+  /** fp32 linear layers with weights packed once (prepack(); default on the CPU unless quantize; false turns it off) */
   prepack?: boolean;
   /** intra-op threads for this process (default: libtorch's) */
   threads?: number;
@@ -106,7 +106,7 @@ const SUMMARY: Record<Task, string> = {
   'question-answering': 'Extractive answers with character offsets into the context',
 };
 
-/** The model as served: int8 if asked, else prepacked fp32 on the CPU (falling back to plain fp32 where oneDNN is missing). */
+/** The model as served: int8 if asked, else prepacked fp32 on the CPU (falling back to plain fp32 if prepacking fails). */
 async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> {
   const cpu = !(opts.device ?? 'cpu').startsWith('cuda');
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
