@@ -146,13 +146,14 @@ describe('prepacked fp32 (oneDNN)', () => {
     }
   });
 
-  test('refuses training, moving, HF saving and a second copy; fromPretrained({ prepack }) and pipelines', async () => {
+  test('refuses training, moving, HF and TorchScript saving and a second copy; fromPretrained({ prepack }) and pipelines', async () => {
     const dir = path.join(FIXTURES, 'quant', 'BertForSequenceClassification');
     const p = await fromPretrained(dir, { prepack: true });
     expect(p.prepacked).toBe(true);
     expect(() => p.train()).toThrow(/prepacked model is inference-only/);
     expect(() => p.to('cuda')).toThrow(/CPU/);
     await expect(p.savePretrained(tmpDir())).rejects.toThrow(/no Hugging Face format/);
+    await expect(p.saveTorchScript(path.join(tmpDir(), 'p.pt'))).rejects.toThrow(/save the float model and prepack\(\) it after loading/);
     expect(() => p.prepack()).toThrow(/already prepacked/);
     expect(() => p.quantizeDynamic()).toThrow(/already prepacked/);
     await expect(fromPretrained(dir, { prepack: true, quantize: 'int8' })).rejects.toThrow(/not both/);

@@ -797,6 +797,8 @@ export class BertPreTrainedModel {
 
   /** Saves the TorchScript module (Python's torch.jit.load runs it). */
   async saveTorchScript(file: string): Promise<void> {
+    // Its packed weights feed torchbert's own kernel and have no portable form to save.
+    if (this.prepacked) throw new Error('saveTorchScript: a prepacked model runs torchbert::linear_packed; save the float model and prepack() it after loading');
     if (!this.#usesOwnOps()) return this.module.save(file);
     // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
     const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable'))));
