@@ -141,14 +141,31 @@ function buildLayer(c: BertConfigFields, q: LinearMode, last: boolean): ScriptMo
   const nH = c.num_attention_heads;
   const dH = H / nH;
   const self = new ScriptModule('BertSelfAttention');
-  for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std, q));
+  // Prepacked copies hold query, key and value as one [3H, H] weight: one GEMM, the input packed once.
+  const fused = q === 'prepacked';
+  if (fused) self.registerModule('qkv', linear(H, 3 * H, std, q));
+  else for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std, q));
+  // TorchScript setting q, k, v [B, nH, T, dH] from hs [B, T, H] (or [B*T, H] scattered by idx); q for
+  // the first position only when cls.
+  const qkv = (packed: boolean, cls: boolean): string => {
+    const scatter = (t: string, width: number) => (packed ? `h.new_zeros([B * T, ${width}]).index_copy(0, idx, ${t})` : t);
+    if (fused) {
+      return `
+    qkv = ${scatter(lin(q, 'self.qkv', 'h'), 3 * H)}.view(B, T, 3, ${nH}, ${dH}).permute(2, 0, 3, 1, 4)  # [3, B, nH, T, dH]
+    q = qkv[0]${cls ? '[:, :, :1]' : ''}
+    k = qkv[1]
+    v = qkv[2]`;
+    }
+    const first = packed ? 'h.index_select(0, rows)' : 'h[:, 0].contiguous()';
+    return `
+    q = ${cls ? `${lin(q, 'self.query', first)}.view(B, ${nH}, 1, ${dH})` : `${scatter(lin(q, 'self.query', 'h'), H)}.view(B, T, ${nH}, ${dH}).transpose(1, 2)`}
+    k = ${scatter(lin(q, 'self.key', 'h'), H)}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    v = ${scatter(lin(q, 'self.value', 'h'), H)}.view(B, T, ${nH}, ${dH}).transpose(1, 2)`;
+  };
   self.define(`
 def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[Tensor, Optional[Tensor]]:
     B = h.size(0)
-    T = h.size(1)
-    q = ${lin(q, 'self.query', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)  # [B, T, H] -> [B, nH, T, dH]
-    k = ${lin(q, 'self.key', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    v = ${lin(q, 'self.value', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    T = h.size(1)${qkv(false, false)}
     p = ${num(c.attention_probs_dropout_prob)} if self.training else 0.0
     attn: Optional[Tensor] = None
     if want_attn${q === 'float' ? ' or (p > 0.0 and not h.is_cuda)' : ''}:
@@ -167,26 +184,17 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
 
 def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
     # h holds only the real tokens [N, H] (idx: their positions in the flattened [B*T]); the
-    # projections run on those, and only attention sees the padded [B, nH, T, dH] layout.
-    q = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.query', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    k = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.key', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    v = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.value', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    # projections run on those, and only attention sees the padded [B, nH, T, dH] layout.${qkv(true, false)}
     ctx = torch.scaled_dot_product_attention(q, k, v, mask, 0.0)                        # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B * T, ${H}).index_select(0, idx)                 # [N, H]
 ${last ? `
 def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
     B = h.size(0)
-    T = h.size(1)
-    q = ${lin(q, 'self.query', 'h[:, 0].contiguous()')}.view(B, ${nH}, 1, ${dH})                 # [B, H] -> [B, nH, 1, dH]
-    k = ${lin(q, 'self.key', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    v = ${lin(q, 'self.value', 'h')}.view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    T = h.size(1)${qkv(false, true)}
     return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})       # [B, nH, 1, dH] -> [B, H]
 
 def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
-    # rows: where each sequence's first token sits in the packed h.
-    q = ${lin(q, 'self.query', 'h.index_select(0, rows)')}.view(B, ${nH}, 1, ${dH})
-    k = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.key', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
-    v = h.new_zeros([B * T, ${H}]).index_copy(0, idx, ${lin(q, 'self.value', 'h')}).view(B, T, ${nH}, ${dH}).transpose(1, 2)
+    # rows: where each sequence's first token sits in the packed h.${qkv(true, true)}
     return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})
 ` : ''}`);
   const selfOut = denseAddNorm('BertSelfOutput', H, c, q);
@@ -769,10 +777,14 @@ export class BertPreTrainedModel {
           const w = state.get(`${at}.weight`);
           if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', w!, state.get(`${at}.bias`));
           else if (child.hasAttr('packed_weight')) {
-            for (const [k, t] of [['packed_weight', packWeight.t(w!._handle)], ['bias', state.get(`${at}.bias`)!.clone()]] as const) {
+            // The fused qkv layer packs query, key and value stacked.
+            const qkv = (k: string) => tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!));
+            const [wt, bias] = n === 'qkv' ? [qkv('weight'), qkv('bias')] : [w!, state.get(`${at}.bias`)!.clone()];
+            for (const [k, t] of [['packed_weight', packWeight.t(wt._handle)], ['bias', bias]] as const) {
               child.setAttr(k, t);
               t.dispose();
             }
+            if (wt !== w) wt.dispose();
           } else pack(child, `${at}.`);
         }
       };
