@@ -5,10 +5,10 @@
 // changes with this VM's phase; run it next to bench/train.js to see which phase a run was in.
 // Then inference: the dense layers of a bert-base forward with weights packed once, oneDNN's prepacked
 // GEMM (mkldnn::_reorder_linear_weight + _linear_pointwise, what prepack() ran before) against
-// torchbert::linear_packed (native/kernels.cc), at the row counts of one short request (24), a few (96)
-// and a batch of 16 (400); each product cycles through 12 layers' weights so they come from memory, as in
+// torchbert::linear_packed (native/kernels.cc), at the row counts of one short request (24), a few (96),
+// a batch of 16 short ones (400) and 16 of 128 tokens (2048); each product cycles through 12 layers' weights so they come from memory, as in
 // a forward, and the two take turns per shape.
-// Usage: node bench/gemm.js [--reps 7] [--only training|inference]
+// Usage: node bench/gemm.js [--reps 7] [--only training|inference] [--rows 1,24,96,400,2048]
 'use strict';
 const tb = require('../dist');
 const { op } = require('../dist/tensor');
@@ -63,7 +63,7 @@ if (ONLY !== 'training') {
   const LAYERS = 12;
   const inf = [];
   tb.noGrad(() => {
-    for (const rowsM of [1, 24, 96, 400]) {
+    for (const rowsM of arg('--rows', '1,24,96,400,2048').split(',').map(Number)) {
       const total = { onednn: 0, torchbert: 0 };
       for (const [K, N, act] of [[768, 2304, 'none'], [768, 768, 'none'], [768, 3072, 'gelu'], [3072, 768, 'none']]) {
         const ws = Array.from({ length: LAYERS }, () => tb.randn([N, K]).mul_(0.02));

@@ -294,10 +294,11 @@ float GeluScalar(float x, Act act) {
 }
 
 // Portable kernel: rows r < mr of C[., ncols] = act(bias + A-block @ panel).
-void MicroPortable(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act) {
+void MicroPortable(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
+                   bool accumulate) {
   float acc[kMR][kNR];
   for (int64_t r = 0; r < kMR; r++)
-    for (int64_t j = 0; j < kNR; j++) acc[r][j] = bias[j];
+    for (int64_t j = 0; j < kNR; j++) acc[r][j] = accumulate ? (r < mr && j < ncols ? c[r * ldc + j] : 0.f) : bias[j];
   for (int64_t k = 0; k < K; k++, a += kMR, b += kNR)
     for (int64_t r = 0; r < kMR; r++)
       for (int64_t j = 0; j < kNR; j++) acc[r][j] += a[r] * b[j];
@@ -355,9 +356,23 @@ TB_AVX2 inline __m256 Gelu(__m256 x, Act act) {
 // an array of them in memory, a store per multiply-add).
 template <int MR>
 TB_AVX2 void Micro(const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
-                   const float* pf) {
-  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
-  __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1, c40 = b0, c41 = b1, c50 = b0, c51 = b1;
+                   const float* pf, bool accumulate) {
+  // Start from the bias, or for a later block of K from what C holds.
+  alignas(32) float init[kMR][kNR];
+  for (int r = 0; r < MR; r++) {
+    if (!accumulate) {
+      std::memcpy(init[r], bias, sizeof(init[r]));
+    } else {
+      std::memcpy(init[r], c + r * ldc, ncols * sizeof(float));
+      std::fill(init[r] + ncols, init[r] + kNR, 0.f);
+    }
+  }
+  __m256 c00 = _mm256_load_ps(init[0]), c01 = _mm256_load_ps(init[0] + 8), c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  if constexpr (MR > 1) c10 = _mm256_load_ps(init[1]), c11 = _mm256_load_ps(init[1] + 8);
+  if constexpr (MR > 2) c20 = _mm256_load_ps(init[2]), c21 = _mm256_load_ps(init[2] + 8);
+  if constexpr (MR > 3) c30 = _mm256_load_ps(init[3]), c31 = _mm256_load_ps(init[3] + 8);
+  if constexpr (MR > 4) c40 = _mm256_load_ps(init[4]), c41 = _mm256_load_ps(init[4] + 8);
+  if constexpr (MR > 5) c50 = _mm256_load_ps(init[5]), c51 = _mm256_load_ps(init[5] + 8);
   for (int64_t k = 0; k < K; k++, b += kNR, a += kMR) {
     if (pf) _mm_prefetch(reinterpret_cast<const char*>(pf + k * kNR), _MM_HINT_T1);
     const __m256 w0 = _mm256_loadu_ps(b), w1 = _mm256_loadu_ps(b + 8);
@@ -396,20 +411,20 @@ bool HasAvx2() { return false; }
 #endif
 
 void RunMicro(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
-              const float* pf) {
+              const float* pf, bool accumulate) {
 #if defined(__x86_64__)
   if (HasAvx2()) {
     switch (mr) {
-      case 6: return Micro<6>(a, b, K, bias, c, ldc, ncols, act, pf);
-      case 5: return Micro<5>(a, b, K, bias, c, ldc, ncols, act, pf);
-      case 4: return Micro<4>(a, b, K, bias, c, ldc, ncols, act, pf);
-      case 3: return Micro<3>(a, b, K, bias, c, ldc, ncols, act, pf);
-      case 2: return Micro<2>(a, b, K, bias, c, ldc, ncols, act, pf);
-      default: return Micro<1>(a, b, K, bias, c, ldc, ncols, act, pf);
+      case 6: return Micro<6>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
+      case 5: return Micro<5>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
+      case 4: return Micro<4>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
+      case 3: return Micro<3>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
+      case 2: return Micro<2>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
+      default: return Micro<1>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
     }
   }
 #endif
-  MicroPortable(mr, a, b, K, bias, c, ldc, ncols, act);
+  MicroPortable(mr, a, b, K, bias, c, ldc, ncols, act, accumulate);
 }
 
 at::Tensor PackLinearWeight(const at::Tensor& weight) {
@@ -447,34 +462,46 @@ at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const
   shape.back() = n_out;
   at::Tensor out = at::empty(shape, x.options());
   if (M == 0) return out;
-  // The input in blocks of 6 rows, [K][6] each: one stream per block for the kernel.
   const float* xs = x.const_data_ptr<float>();
-  const int64_t MB = (M + kMR - 1) / kMR;
-  std::vector<float> ap(MB * K * kMR, 0.f);
-  at::parallel_for(0, MB, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t mb = b0; mb < b1; mb++) {
-      float* dst = ap.data() + mb * K * kMR;
-      for (int64_t r = 0; r < kMR && mb * kMR + r < M; r++) {
-        const float* src = xs + (mb * kMR + r) * K;
-        for (int64_t k = 0; k < K; k++) dst[k * kMR + r] = src[k];
-      }
-    }
-  });
   const float* ws = packed.const_data_ptr<float>();
   float* ys = out.data_ptr<float>();
-  // Threads take whole panels: each streams its part of the weight once, in order, and every 6-row block
-  // of the input passes over a panel while it is in L1/L2.
-  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; p++) {
-      const int64_t ncols = std::min(kNR, n_out - p * kNR);
-      // With several row blocks, the last fetches the next panel into L2 on the way (the first block over
-      // it then does not wait on memory); a single block streams the weight as fast without.
-      const float* next = p + 1 < p1 && M > kMR ? ws + (p + 1) * K * kNR : nullptr;
-      for (int64_t m = 0; m < M; m += kMR)
-        RunMicro(std::min(kMR, M - m), ap.data() + m * K, ws + p * K * kNR, K, bz.data() + p * kNR, ys + m * n_out + p * kNR, n_out, ncols,
-                 act, m + kMR >= M ? next : nullptr);
+  // K in blocks of up to 768 and rows in chunks of up to 168. A chunk of the input is packed in blocks of
+  // 6 rows, [kc][6] each (one stream per block for the kernel), into a buffer kept per calling thread
+  // (512 KB, no page faults per call); it stays in cache while every panel passes over it, and a panel's
+  // block while every row block does. Each weight block is read once per chunk (from L3 when it fits).
+  // A request or a batch of short ones is a single chunk and block.
+  constexpr int64_t kKC = 768, kMC = 168;
+  thread_local std::vector<float> chunk;
+  chunk.resize(kMC * kKC);
+  float* ap = chunk.data();
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const bool last = k0 + kc == K;
+    for (int64_t m0 = 0; m0 < M; m0 += kMC) {
+      const int64_t m1 = std::min(M, m0 + kMC);
+      at::parallel_for(0, (m1 - m0 + kMR - 1) / kMR, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t mb = b0; mb < b1; mb++) {
+          float* dst = ap + mb * kc * kMR;
+          for (int64_t r = 0; r < kMR && m0 + mb * kMR + r < m1; r++) {
+            const float* src = xs + (m0 + mb * kMR + r) * K + k0;
+            for (int64_t k = 0; k < kc; k++) dst[k * kMR + r] = src[k];
+          }
+        }
+      });
+      at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; p++) {
+          const int64_t ncols = std::min(kNR, n_out - p * kNR);
+          const float* panel = ws + (p * K + k0) * kNR;
+          // With several row blocks, the last fetches the next panel into L2 on the way (the first block
+          // over it then does not wait on memory); a single block streams the weight as fast without.
+          const float* next = p + 1 < p1 && m1 - m0 > kMR ? panel + K * kNR : nullptr;
+          for (int64_t m = m0; m < m1; m += kMR)
+            RunMicro(std::min(kMR, m1 - m), ap + (m - m0) * kc, panel, kc, bz.data() + p * kNR, ys + m * n_out + p * kNR, n_out, ncols,
+                     last ? act : Act::kNone, m + kMR >= m1 ? next : nullptr, k0 > 0);
+        }
+      });
     }
-  });
+  }
   return out;
 }
 

@@ -192,8 +192,10 @@ describe('torchbert::linear_packed', () => {
   const pack = op('torchbert::pack_linear_weight');
   const packed = op('torchbert::linear_packed');
   const gelu = op('aten::gelu');
-  // [input shape, out features, bias]: row counts around the 6-row blocks, outputs around the 16-wide panels.
-  const shapes: [number[], number, boolean][] = [[[1, 64], 16, true], [[5, 96], 40, true], [[7, 64], 2, true], [[13, 300], 48, false], [[2, 17, 96], 200, true], [[24, 768], 768, true], [[0, 32], 16, true]];
+  // [input shape, out features, bias]: row counts around the 6-row blocks, outputs around the 16-wide panels,
+  // and past the 168-row chunks and 768-wide blocks of K (with tails of each).
+  const shapes: [number[], number, boolean][] = [[[1, 64], 16, true], [[5, 96], 40, true], [[7, 64], 2, true], [[13, 300], 48, false], [[2, 17, 96], 200, true],
+    [[24, 768], 768, true], [[0, 32], 16, true], [[400, 1000], 40, true], [[170, 1600], 24, false]];
 
   test.each(shapes)('input %j, %i outputs (bias %s): equals torch.linear, with GELU fused equals torch.gelu of it', (shape, N, withBias) => {
     tb.noGrad(() => {
@@ -236,11 +238,11 @@ describe('torchbert::linear_packed', () => {
     expect(() => packed.t(x.to({ dtype: 'float64' })._handle, pw._handle, null, 20, 'none')).toThrow(/float32 CPU input/);
   });
 
-  test('the portable kernel (CPUs without AVX2) gives the same results', () => {
+  test('the portable kernel (CPUs without AVX2) gives the same results, over several row chunks and blocks of K', () => {
     const root = path.join(__dirname, '..');
     const code = `
       const tb = require(${JSON.stringify(root)}); const { op } = require(${JSON.stringify(path.join(root, 'dist', 'tensor'))});
-      tb.manualSeed(5); const x = tb.randn([11, 80]); const w = tb.randn([40, 80]).mul_(0.1); const b = tb.randn([40]);
+      tb.manualSeed(5); const x = tb.randn([200, 1000]); const w = tb.randn([40, 1000]).mul_(0.05); const b = tb.randn([40]);
       const pw = op('torchbert::pack_linear_weight').t(w._handle);
       const y = ['none', 'gelu', 'gelu_tanh'].map((a) => op('torchbert::linear_packed').t(x._handle, pw._handle, b._handle, 40, a).toArraySync());
       console.log(JSON.stringify(y));`;
