@@ -166,6 +166,24 @@ describe('Batcher', () => {
     expect(batches.flat().sort((a, c) => a - c)).toEqual([...lens].sort((a, c) => a - c));
   });
 
+  test('companions come from the oldest 2 x maxBatchSize waiting, so none is passed over for long', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new Batcher<number, number>(async (xs) => {
+      if (xs[0] === 1) await gate;
+      batches.push(xs);
+      return xs;
+    }, (x) => x, { maxBatchSize: 2, maxWaitMs: 0 });
+    const first = b.submit(1);
+    const rest = Promise.all([10, 100, 101, 102, 11].map((l) => b.submit(l)));
+    release();
+    await Promise.all([first, rest]);
+    batches.shift();
+    // 11 is the closest to 10 but arrived fifth: outside the window of four, it waits its turn.
+    expect(batches).toEqual([[10, 100], [101, 102], [11]]);
+  });
+
   test('an error fails only the items that cause it', async () => {
     const b = new Batcher<number, number>(async (xs) => {
       if (xs.includes(3)) throw new Error('bad item 3');

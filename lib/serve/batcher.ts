@@ -1,5 +1,6 @@
 // Dynamic batching: concurrent submissions coalesce into batches that run one at a time (the model's
-// threads already use every core), grouped by length so little compute goes to padding.
+// threads already use every core), grouped by length so little compute goes to padding, among the oldest
+// waiting so that tail latency stays bounded.
 
 /** Rejects a submission when the queue is at its bound; servers answer it with 429. */
 export class QueueFullError extends Error {
@@ -121,11 +122,15 @@ export class Batcher<I, O> {
     if (!this.#timer) this.#timer = setTimeout(() => this.#flush(), this.options.maxWaitMs);
   }
 
-  /** The oldest item anchors the batch (no starvation); the items closest to it in length join it. */
+  /**
+   * The oldest item anchors the batch; the items closest to it in length join it, chosen among the oldest
+   * 2 x maxBatchSize waiting so that none is passed over for long (tail latency stays near the median).
+   */
   #take(): Pending<I, O>[] {
     const q = this.#queue;
     const anchor = q[0];
-    const rest = q.slice(1).sort((a, b) => Math.abs(a.length - anchor.length) - Math.abs(b.length - anchor.length) || a.seq - b.seq);
+    const window = 2 * this.options.maxBatchSize;
+    const rest = q.slice(1, window).sort((a, b) => Math.abs(a.length - anchor.length) - Math.abs(b.length - anchor.length) || a.seq - b.seq);
     const batch = [anchor];
     let longest = anchor.length;
     for (const p of rest) {
