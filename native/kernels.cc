@@ -428,7 +428,7 @@ void RunMicro(int64_t mr, const float* a, const float* b, int64_t K, const float
 }
 
 at::Tensor PackLinearWeight(const at::Tensor& weight) {
-  TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.scalar_type() == at::kFloat && weight.size(0) > 0,
+  TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.scalar_type() == at::kFloat && weight.size(0) > 0 && weight.size(1) > 0,
               "torchbert::pack_linear_weight: expected a 2-D float32 CPU weight [out, in], got ", weight.sizes(), " ",
               weight.scalar_type(), " on ", weight.device());
   const int64_t N = weight.size(0), K = weight.size(1), P = (N + kNR - 1) / kNR;
@@ -443,6 +443,7 @@ at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const
                   packed.device().is_cpu(),
               "torchbert::linear_packed: the weight must come from torchbert::pack_linear_weight, got ", packed.sizes());
   const int64_t K = packed.size(1), P = packed.size(0);
+  TORCH_CHECK(K > 0, "torchbert::linear_packed: the packed weight has no input features");
   TORCH_CHECK(n_out > 0 && (n_out + kNR - 1) / kNR == P, "torchbert::linear_packed: out_features ", n_out,
               " does not match the packed weight ", packed.sizes());
   TORCH_CHECK(input.dim() >= 1 && input.size(-1) == K, "torchbert::linear_packed: input ", input.sizes(), " does not end in in_features ", K);

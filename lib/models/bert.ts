@@ -145,7 +145,7 @@ function buildLayer(c: BertConfigFields, q: LinearMode, last: boolean): ScriptMo
   const fused = q === 'prepacked';
   if (fused) self.registerModule('qkv', linear(H, 3 * H, std, q));
   else for (const n of ['query', 'key', 'value']) self.registerModule(n, linear(H, H, std, q));
-  // TorchScript setting q, k, v [B, nH, T, dH] from hs [B, T, H] (or [B*T, H] scattered by idx); q for
+  // TorchScript setting q, k, v [B, nH, T, dH] from h [B, T, H] (or the real tokens [N, H] scattered by idx); q for
   // the first position only when cls.
   const qkv = (packed: boolean, cls: boolean): string => {
     const scatter = (t: string, width: number) => (packed ? `h.new_zeros([B * T, ${width}]).index_copy(0, idx, ${t})` : t);
