@@ -401,19 +401,19 @@ TB_AVX2 void Micro(const float* a, const float* b, int64_t K, const float* bias,
 }
 
 // TORCHBERT_LINEAR_PACKED=portable runs the portable kernel here too (for its tests).
-bool HasAvx2() {
+bool UseAvx2() {
   static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                           !(std::getenv("TORCHBERT_LINEAR_PACKED") && std::string(std::getenv("TORCHBERT_LINEAR_PACKED")) == "portable");
   return yes;
 }
 #else
-bool HasAvx2() { return false; }
+bool UseAvx2() { return false; }
 #endif
 
 void RunMicro(int64_t mr, const float* a, const float* b, int64_t K, const float* bias, float* c, int64_t ldc, int64_t ncols, Act act,
               const float* pf, bool accumulate) {
 #if defined(__x86_64__)
-  if (HasAvx2()) {
+  if (UseAvx2()) {
     switch (mr) {
       case 6: return Micro<6>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
       case 5: return Micro<5>(a, b, K, bias, c, ldc, ncols, act, pf, accumulate);
@@ -449,8 +449,9 @@ at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const
   TORCH_CHECK(input.dim() >= 1 && input.size(-1) == K, "torchbert::linear_packed: input ", input.sizes(), " does not end in in_features ", K);
   TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kFloat, "torchbert::linear_packed: expected a float32 CPU input, got ",
               input.scalar_type(), " on ", input.device());
-  Act act = activation == "none" ? Act::kNone : activation == "gelu" ? Act::kGelu : activation == "gelu_tanh" ? Act::kGeluTanh : Act(-1);
-  TORCH_CHECK(static_cast<int>(act) >= 0, "torchbert::linear_packed: activation must be none, gelu or gelu_tanh, got ", activation);
+  TORCH_CHECK(activation == "none" || activation == "gelu" || activation == "gelu_tanh",
+              "torchbert::linear_packed: activation must be none, gelu or gelu_tanh, got ", activation);
+  const Act act = activation == "gelu" ? Act::kGelu : activation == "gelu_tanh" ? Act::kGeluTanh : Act::kNone;
   std::vector<float> bz(P * kNR, 0.f);
   if (bias.has_value() && bias->defined()) {
     TORCH_CHECK(bias->numel() == n_out && bias->device().is_cpu(), "torchbert::linear_packed: bias of ", bias->numel(), " for ", n_out, " outputs");

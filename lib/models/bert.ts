@@ -296,14 +296,24 @@ def forward(self, h: Tensor) -> Tensor:
     m.registerModule('pooler', pooler);
   }
   m.define(`
-def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, Optional[Tensor], List[Tensor], List[Tensor]]:
-    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+def padding_mask(self, attention_mask: Optional[Tensor]) -> Optional[Tensor]:
     mask: Optional[Tensor] = None
     if attention_mask is not None:
         attend = attention_mask.ne(0)
         if not bool(attend.all()):                                                      # no padding: no mask (as HF's SDPA path)
             mask = attend[:, None, None, :]                                             # [B, T] -> [B, 1, 1, T], True = attend
-    h, hiddens, attns = self.encoder.forward(e, mask, want_hidden, want_attn)
+    return mask
+
+def packed_embeddings(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+    # The real tokens' embeddings [N, H], their positions in the flattened [B*T], and the [B, 1, 1, T] mask.
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    attend = attention_mask.ne(0)
+    idx = attend.reshape(-1).nonzero().squeeze(1)
+    return e.reshape(-1, ${c.hidden_size}).index_select(0, idx), idx, attend[:, None, None, :]
+
+def forward(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor], want_hidden: bool, want_attn: bool) -> Tuple[Tensor, Optional[Tensor], List[Tensor], List[Tensor]]:
+    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
+    h, hiddens, attns = self.encoder.forward(e, self.padding_mask(attention_mask), want_hidden, want_attn)
     pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
     return h, pooled, hiddens, attns
 
@@ -314,10 +324,8 @@ def forward_packed(self, input_ids: Tensor, attention_mask: Optional[Tensor], to
         return self.forward(input_ids, attention_mask, token_type_ids, position_ids, want_hidden, want_attn)
     B = input_ids.size(0)
     T = input_ids.size(1)
-    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
-    idx = attention_mask.reshape(-1).ne(0).nonzero().squeeze(1)                         # [N] positions in [B*T]
-    mask = attention_mask.ne(0)[:, None, None, :]
-    h = self.encoder.forward_packed(e.reshape(B * T, ${c.hidden_size}).index_select(0, idx), idx, B, T, mask)
+    x, idx, mask = self.packed_embeddings(input_ids, attention_mask, token_type_ids, position_ids)
+    h = self.encoder.forward_packed(x, idx, B, T, mask)
     h = h.new_zeros([B * T, ${c.hidden_size}]).index_copy(0, idx, h).view(B, T, ${c.hidden_size})
     pooled: Optional[Tensor] = ${addPooler ? 'self.pooler.forward(h)' : 'None'}
     none: List[Tensor] = []
@@ -325,14 +333,9 @@ def forward_packed(self, input_ids: Tensor, attention_mask: Optional[Tensor], to
 ${addPooler ? `
 def forward_cls(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tensor:
     # Inference for heads that read the pooled output only: the last layer runs for the first token's
-    # row alone (keys and values from every token), about a twelfth less work for bert-base.
+    # row alone (keys and values from every token), about 7% less work for bert-base.
     e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
-    mask: Optional[Tensor] = None
-    if attention_mask is not None:
-        attend = attention_mask.ne(0)
-        if not bool(attend.all()):
-            mask = attend[:, None, None, :]
-    return self.pooler.forward(self.encoder.forward_cls(e, mask).unsqueeze(1))          # [B, H]
+    return self.pooler.forward(self.encoder.forward_cls(e, self.padding_mask(attention_mask)).unsqueeze(1))  # [B, H]
 
 def forward_packed_cls(self, input_ids: Tensor, attention_mask: Optional[Tensor], token_type_ids: Optional[Tensor], position_ids: Optional[Tensor]) -> Tensor:
     # forward_packed and forward_cls together. A sequence whose first token is padding runs padded, so
@@ -341,12 +344,10 @@ def forward_packed_cls(self, input_ids: Tensor, attention_mask: Optional[Tensor]
         return self.forward_cls(input_ids, attention_mask, token_type_ids, position_ids)
     B = input_ids.size(0)
     T = input_ids.size(1)
-    e = self.embeddings.forward(input_ids, token_type_ids, position_ids)
-    attend = attention_mask.ne(0)
-    idx = attend.reshape(-1).nonzero().squeeze(1)                                       # [N] positions in [B*T]
-    n = attend.sum(1)
+    x, idx, mask = self.packed_embeddings(input_ids, attention_mask, token_type_ids, position_ids)
+    n = attention_mask.ne(0).sum(1)
     rows = n.cumsum(0) - n                                                              # [B] first token of each in [N]
-    c = self.encoder.forward_packed_cls(e.reshape(B * T, ${c.hidden_size}).index_select(0, idx), idx, B, T, attend[:, None, None, :], rows)
+    c = self.encoder.forward_packed_cls(x, idx, B, T, mask, rows)
     return self.pooler.forward(c.unsqueeze(1))
 ` : ''}`);
   return m;
