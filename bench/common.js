@@ -17,4 +17,12 @@ function matmulPeak(tb) {
   return (5 * 2 * 2048 ** 3) / ((now() - t0) / 1000) / 1e9;
 }
 
-module.exports = { arg, median, now, matmulPeak };
+/** The CPU a benchmark ran on, its ISA flags and libtorch's kernel dispatch level, for the docs' tables. */
+function cpuLine(tb) {
+  const { cpuInfo } = require('../dist/cpu');
+  const c = cpuInfo();
+  const env = ['ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY', 'MKL_ENABLE_INSTRUCTIONS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`);
+  return `${c.model} [${c.flags.join(' ')}]${env.length ? ` (${env.join(' ')})` : ''}, ${tb.getNumThreads()} threads`;
+}
+
+module.exports = { arg, median, now, matmulPeak, cpuLine };

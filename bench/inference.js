@@ -3,14 +3,17 @@
 // 128, batch 1, 8 and 32 on the CPU: torchbert (TorchScript, frozen, oneDNN-prepacked, int8 dynamic quantisation)
 // against HF transformers (PyTorch, same torch and thread count; fp32 and torch.ao int8) and
 // transformers.js (onnxruntime-node; fp32 and onnxruntime int8) on the same weights in the same run;
-// GFLOP/s against this machine's measured matmul peak.
+// GFLOP/s against this machine's measured matmul peak. prepack()'s GEMM plan is measured (or read from the
+// tuning cache) before timing, and printed with the CPU it was measured on. The check that the default
+// fp32 path (prepacked, what the server runs) is never slower than the plain module fails the run loudly
+// (exit 1) when prepacked is more than 5% slower at any batch.
 // Usage: python3 scripts/fixtures.py bert onnx_base && node bench/inference.js
 'use strict';
 const path = require('path');
 const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
-const { arg, median, now, matmulPeak } = require('./common');
+const { arg, median, now, matmulPeak, cpuLine } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
 // --seq-len 24 --batches 1,16: short inputs, as a server sees one SST-2 sentence per request.
@@ -64,7 +67,9 @@ print(json.dumps(res))`;
   model.eval();
   const frozen = model.module.freeze();
   const int8 = model.quantizeDynamic();
-  const pre = model.prepack();
+  const tuneStart = now();
+  const pre = await model.prepackAsync();
+  const tuneMs = now() - tuneStart;
   const ours = {};
   const oursPre = {};
   const oursFrozen = {};
@@ -117,5 +122,13 @@ print(json.dumps(res))`;
     torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B], oursPre[B]) / 1000),
     torchbertInt8EffectiveGflops: (B * GFLOP_PER_SEQ) / (oursInt8[B] / 1000),
   }));
-  console.log(JSON.stringify({ threads: tb.getNumThreads(), matmulPeakGflops: peak, rows }, null, 2));
+  const plan = tb.linearTuning().filter((r) => r.pass === 'inference' && r.k >= 768 && r.n >= 768)
+    .map((r) => `${r.n}x${r.k}${r.activation === 'none' ? '' : ` ${r.activation}`} @${r.rows}: ${r.choice}`);
+  console.log(JSON.stringify({ cpu: cpuLine(tb), threads: tb.getNumThreads(), matmulPeakGflops: peak, prepackMs: Math.round(tuneMs), plan, rows }, null, 2));
+  // The default fp32 path must never lose to the plain module it replaces.
+  const slower = rows.filter((r) => r.torchbertPrepackedMs > 1.05 * r.torchbertMs);
+  if (slower.length) {
+    console.error(`FAIL: prepacked (the default fp32 path) is slower than the plain module at batch ${slower.map((r) => `${r.batch} (${r.torchbertPrepackedMs.toFixed(1)} vs ${r.torchbertMs.toFixed(1)} ms)`).join(', ')}`);
+    process.exitCode = 1;
+  }
 })();

@@ -62,16 +62,22 @@ export interface CpuCacheStats {
 
 /** One GEMM shape torchbert::linear has timed (native/kernels.cc). */
 export interface LinearTuningEntry {
-  pass: 'forward' | 'grad_input';
-  /** rows (batch x tokens) rounded up to a power of two, output and input features */
+  /** forward and grad_input: torchbert::linear (training, timed over its first calls); inference: prepack()'s plan */
+  pass: 'forward' | 'grad_input' | 'inference';
+  /** rows (batch x tokens): rounded up to a power of two (training), or the row bucket 1, 4, ..., 1024 (inference) */
   rows: number;
+  /** output and input features */
   n: number;
   k: number;
+  /** inference: the GELU fused into the GEMM ('none', 'gelu' or 'gelu_tanh') */
+  activation?: 'none' | 'gelu' | 'gelu_tanh';
   /** the backend kept, or null while still on trial */
-  choice: 'aten' | 'onednn' | null;
-  /** each backend's best time, picoseconds per multiply-add */
-  atenPsPerMac: number;
-  onednnPsPerMac: number;
+  choice: 'aten' | 'onednn' | 'torchbert' | null;
+  /** each backend's best time, picoseconds per multiply-add (null: not available here) */
+  atenPsPerMac: number | null;
+  onednnPsPerMac: number | null;
+  /** inference: torchbert::linear_packed's */
+  torchbertPsPerMac?: number | null;
 }
 
 export interface TensorEntry {

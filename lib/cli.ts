@@ -25,6 +25,11 @@ program
     console.log(`addon       ${i.addon}`);
     console.log(`cuda        ${cu.available ? `available, ${cu.devices} device(s)` : 'not available'}`);
     console.log(`threads     ${i.threads}`);
+    const cpu = i.cpu as { model: string; flags: string[]; bf16: boolean; vnni: boolean };
+    console.log(`cpu         ${cpu.model} [${cpu.flags.join(' ')}]; bf16 units: ${cpu.bf16 ? 'yes' : 'no'}, int8 dot-product units: ${cpu.vnni ? 'yes' : 'no'}`);
+    const plan = i.linearPlan as { cache: string | null; shapes: { shape: string; rows: number[]; choices: string[] }[] };
+    console.log(`gemm plan   ${plan.shapes.length ? `measured here (${plan.cache}); by rows ${plan.shapes[0].rows.join(', ')}:` : plan.cache ? `none measured yet (prepack() measures and caches in ${plan.cache})` : 'no tuning cache (TORCHBERT_TUNING_CACHE=0)'}`);
+    for (const s of plan.shapes) console.log(`            ${s.shape.padEnd(16)} ${s.choices.join(', ')}`);
   });
 
 program
@@ -165,6 +170,7 @@ program
   .option('--device <device>', 'cpu or cuda[:N]')
   .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
   .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than prepacked linear weights (prepack())')
+  .option('--dtype <dtype>', 'float32 or bf16 (bf16 on CPUs with bf16 units, or CUDA)')
   .option('--max-batch-size <n>', 'rows per model call', '16')
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', '4096')
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '2')
@@ -209,6 +215,7 @@ program
     const num = (k: string) => Number(o[k]);
     const s = await serve({
       model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, threads,
+      dtype: o.dtype as 'float32' | 'bf16' | undefined,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
     });

@@ -10,6 +10,8 @@ export { tidy, keep, DisposeScope } from './scope';
 export { noGrad, enableGrad, autocast, isGradEnabled, setGradEnabled, manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, setGraphExecutorOptimize, memory, cpuCache, linearTuning, cuda, info } from './torch';
 export type { AutocastOptions } from './torch';
 export { ScriptModule } from './module';
+export { cpuInfo } from './cpu';
+export type { CpuInfo } from './cpu';
 export type { IValue } from './module';
 export * as F from './functional';
 export { BertTokenizer, BatchEncoding, WordPieceTrainer } from './tokenizer';

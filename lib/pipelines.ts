@@ -768,7 +768,7 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
   if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
   if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
   if (opts.quantize && !m.quantized) m = m.quantizeDynamic();
-  if (opts.prepack && !m.prepacked) m = m.prepack();
+  if (opts.prepack && !m.prepacked) m = await m.prepackAsync();
   const kinds = tasksFor(m.kind);
   if (!kinds.includes(t)) throw new TypeError(`a ${m.kind} cannot run '${t}' (it serves ${kinds.join(', ')})`);
   if (t === 'feature-extraction' && m.kind !== 'BertModel') m = encoderOf(m);

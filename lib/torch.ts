@@ -1,6 +1,8 @@
 // Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
 import { native, loadInfo, MemoryInfo, CpuCacheStats, LinearTuningEntry } from './binding';
 import { Tensor } from './tensor';
+import { cpuInfo } from './cpu';
+import { cachedPlans, tuningCachePath } from './models/linear-plan';
 
 /**
  * Runs fn with gradient tracking off (torch.no_grad()). Async functions keep it off until they settle;
@@ -168,5 +170,8 @@ export function info(): Record<string, unknown> {
     cuda: { available: native.cudaIsAvailable(), devices: native.cudaDeviceCount() },
     threads: native.getNumThreads(),
     parallel: b.parallelInfo.trim(),
+    cpu: cpuInfo(),
+    // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
+    linearPlan: { cache: tuningCachePath(), shapes: cachedPlans() },
   };
 }

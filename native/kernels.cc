@@ -38,16 +38,15 @@
 #include <tuple>
 
 #include "errors.h"
+#include "kernels.h"
 #include "ops.h"
 
 namespace torchbert {
 
-namespace {
-
-at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& attr,
+                        const std::string& algorithm) {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  torch::jit::Stack stack{x, w, b, c10::IValue(std::string("none")), c10::IValue(c10::List<std::optional<at::Scalar>>()),
-                          c10::IValue(std::string(""))};
+  torch::jit::Stack stack{x, w, b, c10::IValue(attr), c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue(algorithm)};
   try {
     op.callBoxed(&stack);
   } catch (const c10::Error&) {
@@ -56,6 +55,12 @@ at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::opt
     TORCH_CHECK(false, "torchbert::linear (oneDNN): ", e.what());
   }
   return stack.back().toTensor();
+}
+
+namespace {
+
+at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  return torchbert::OneDnnLinear(x, w, b, "none", "");
 }
 
 // 'auto' (tune per shape), 'aten' or 'onednn', from TORCHBERT_ONEDNN_LINEAR.
@@ -273,6 +278,7 @@ Napi::Value LinearTuning(const Napi::CallbackInfo& info) {
     o.Set("onednnPsPerMac", r[6]);
     out.Set(i, o);
   }
+  AppendPrepackedTuning(env, out);
   return out;
 }
 
@@ -427,6 +433,10 @@ void RunMicro(int64_t mr, const float* a, const float* b, int64_t K, const float
   MicroPortable(mr, a, b, K, bias, c, ldc, ncols, act, accumulate);
 }
 
+}  // namespace
+
+bool HasAvx2Kernel() { return UseAvx2(); }
+
 at::Tensor PackLinearWeight(const at::Tensor& weight) {
   TORCH_CHECK(weight.dim() == 2 && weight.device().is_cpu() && weight.scalar_type() == at::kFloat && weight.size(0) > 0 && weight.size(1) > 0,
               "torchbert::pack_linear_weight: expected a 2-D float32 CPU weight [out, in], got ", weight.sizes(), " ",
@@ -507,8 +517,6 @@ at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const
   return out;
 }
 
-}  // namespace
-
 void InitKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("linearTuning", Napi::Function::New<Guarded<LinearTuning>>(env));
 }
@@ -523,6 +531,7 @@ void RegisterKernels() {
     lib->def("dropout(Tensor input, float p, bool train) -> Tensor", &Dropout);
     lib->def("pack_linear_weight(Tensor weight) -> Tensor", &PackLinearWeight);
     lib->def("linear_packed(Tensor input, Tensor packed, Tensor? bias, int out_features, str activation=\"none\") -> Tensor", &LinearPacked);
+    RegisterLinearSelect(*lib);
   });
 }
 

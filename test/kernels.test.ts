@@ -61,7 +61,7 @@ describe('torchbert::linear', () => {
     expect(['aten', 'onednn']).toContain(row.choice);
     expect(row.atenPsPerMac).toBeGreaterThan(0);
     expect(row.onednnPsPerMac).toBeGreaterThan(0);
-    expect(row.choice).toBe(row.onednnPsPerMac < row.atenPsPerMac ? 'onednn' : 'aten');
+    expect(row.choice).toBe(row.onednnPsPerMac! < row.atenPsPerMac! ? 'onednn' : 'aten');
   });
 
   test('without grad, in float64, under bf16 autocast and on empty batches it is torch.linear', async () => {
@@ -178,7 +178,7 @@ describe('torchbert::dropout', () => {
     expect(dropout.t(x._handle, 0.5, false).equal(x)).toBe(true);
     expect(dropout.t(x._handle, 0, true).equal(x)).toBe(true);
     expect(dropout.t(x._handle, 1, true).abs().sum().item()).toBe(0);
-    const y64 = dropout.t(x.double()._handle, 0.5, true);
+    const y64 = dropout.t(x.to({ dtype: 'float64' })._handle, 0.5, true);
     expect(y64.dtype).toBe('float64');
     expectRate(y64.eq(0).sum().item() as number, 1000, 0.5);
     expect(dropout.t(tb.zeros([0, 4])._handle, 0.5, true).shape).toEqual([0, 4]);
@@ -258,17 +258,142 @@ describe('torchbert::linear_packed', () => {
     fast.forEach((y, i) => expect(maxAbsDiff(portable[i], y)).toBeLessThan(1e-4));
   });
 
-  test('prepack() runs it: the model calls torchbert::linear_packed, GELU fused', async () => {
-    const model = fromConfig('BertForSequenceClassification', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 37 });
+});
+
+// prepack()'s linear layers: each shape's GEMM chosen by timing ours, oneDNN and ATen on this machine
+// (native/linear_select.cc, lib/models/linear-plan.ts).
+describe('torchbert::linear_prepacked and its plan', () => {
+  const prepacked = op('torchbert::linear_prepacked');
+  const setPlan = op('torchbert::set_linear_plan');
+  const planOf = op('torchbert::linear_plan');
+  const pack = op('torchbert::pack_linear_weight');
+  const reorder = op('torchbert::reorder_linear_weight');
+  const none = () => tb.zeros([0]);
+  const cfg = { vocab_size: 99, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 37 };
+  const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
+  // ms[bucket][backend] for rows 1, 4, 16, 64, 256, 1024 and backends torchbert, onednn, aten.
+  const timings = (f: (bucket: number, backend: number) => number) => Array.from({ length: 18 }, (_, i) => f(Math.floor(i / 3), i % 3));
+
+  test('tune_linear times the three GEMMs at six row counts and keeps a choice per row count', () => {
+    const ms = op('torchbert::tune_linear').raw(40, 24, 'gelu') as number[];
+    expect(ms).toHaveLength(18);
+    for (const v of ms) expect(v).toBeGreaterThan(0); // every backend ran (oneDNN is in the pip libtorch)
+    const choices = planOf.raw(40, 24, 'gelu') as number[];
+    expect(choices).toHaveLength(6);
+    for (const c of choices) expect([0, 1, 2]).toContain(c);
+    const rows = tb.linearTuning().filter((r) => r.pass === 'inference' && r.n === 40 && r.k === 24 && r.activation === 'gelu');
+    expect(rows.map((r) => r.rows)).toEqual([1, 4, 16, 64, 256, 1024]);
+    rows.forEach((r, b) => {
+      expect(r.choice).toBe(['torchbert', 'onednn', 'aten'][choices[b]]);
+      expect(r.torchbertPsPerMac).toBeCloseTo((ms[3 * b] * 1e9) / (r.rows * 40 * 24), 6);
+    });
+    expect(planOf.raw(41, 24, 'gelu')).toEqual([]); // never tuned
+  });
+
+  test('each call runs its row count\'s choice, on the layout the module holds for it', () => {
+    // Ours faster up to 16 rows, ATen from 64 (by more than 5%): both layouts are wanted. Two different
+    // weights in the two layouts show which GEMM ran.
+    setPlan.raw(48, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 2) : k === 2 ? (b <= 2 ? 2 : 1) : 3)));
+    expect(planOf.raw(48, 20, 'none')).toEqual([0, 0, 0, 2, 2, 2]);
+    const [w1, w2, bias] = [tb.randn([48, 20]), tb.randn([48, 20]), tb.randn([48])];
+    const packedW1 = pack.t(w1._handle);
+    for (const [rows, expected] of [[1, w1], [3, w1], [24, w1], [40, w2], [300, w2], [5000, w2]] as const) {
+      const x = tb.randn([rows, 20]);
+      const y = prepacked.t(x._handle, packedW1._handle, none()._handle, w2._handle, bias._handle, 48, 'none');
+      expect(rel(y, aten.t(x._handle, expected._handle, bias._handle))).toBeLessThan(1e-5);
+    }
+    // A layout the module lacks: the first one it holds runs.
+    const x = tb.randn([500, 20]);
+    expect(rel(prepacked.t(x._handle, packedW1._handle, none()._handle, none()._handle, bias._handle, 48, 'none'), aten.t(x._handle, w1._handle, bias._handle))).toBeLessThan(1e-5);
+  });
+
+  test('one backend within 5% of the best at every row count takes them all (one layout kept)', () => {
+    // Ours fastest up to 16 rows, oneDNN from 64 rows and within 5% of ours below: oneDNN everywhere.
+    setPlan.raw(52, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 1.3) : k === 1 ? (b <= 2 ? 1.04 : 1) : 2)));
+    expect(planOf.raw(52, 20, 'none')).toEqual([1, 1, 1, 1, 1, 1]);
+    // A backend that is unavailable (NaN) is never chosen.
+    setPlan.raw(56, 20, 'none', timings((b, k) => (k === 1 ? NaN : k === 2 ? 1 : 3)));
+    expect(planOf.raw(56, 20, 'none')).toEqual([2, 2, 2, 2, 2, 2]);
+    expect(() => setPlan.raw(56, 20, 'none', [1, 2])).toThrow(/expected 18 timings, got 2/);
+    expect(() => setPlan.raw(56, 20, 'relu', timings(() => 1))).toThrow(/activation must be none, gelu or gelu_tanh, got relu/);
+  });
+
+  test.each(['none', 'gelu', 'gelu_tanh'])('every backend computes act(x W^T + b) (%s), 2-D and 3-D', (act) => {
+    const [w, bias] = [tb.randn([70, 33]), tb.randn([70])];
+    const layouts = [[pack.t(w._handle), none(), none()], [none(), reorder.t(w._handle), none()], [none(), none(), w]];
+    for (const shape of [[5, 33], [2, 7, 33]]) {
+      const x = tb.randn(shape);
+      const lin = aten.t(x._handle, w._handle, bias._handle);
+      const want = act === 'none' ? lin : act === 'gelu' ? tb.F.gelu(lin) : tb.F.gelu(lin, 'tanh');
+      for (const [a, b, c] of layouts) {
+        const y = prepacked.t(x._handle, a._handle, b._handle, c._handle, bias._handle, 70, act);
+        expect(y.shape).toEqual(want.shape);
+        expect(rel(y, want)).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  test('bad arguments are errors naming what is wrong', () => {
+    const x = tb.randn([4, 8]);
+    const w = tb.randn([6, 8]);
+    expect(() => prepacked.t(x._handle, none()._handle, none()._handle, none()._handle, null, 6, 'none')).toThrow(/holds no weight layout/);
+    expect(() => prepacked.t(tb.randn([4, 9])._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/does not end in in_features 8/);
+    expect(() => prepacked.t(x.to({ dtype: 'float64' })._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/expected a float32 CPU input/);
+    expect(() => prepacked.t(x._handle, none()._handle, none()._handle, w._handle, null, 6, 'relu')).toThrow(/activation must be none, gelu or gelu_tanh/);
+    expect(() => op('torchbert::tune_linear').raw(0, 8, 'none')).toThrow(/must be positive/);
+  });
+
+  test('prepack() lays out each weight for the GEMMs its plan runs, GELU fused; each forced backend equals the float model', async () => {
+    const model = fromConfig('BertForSequenceClassification', cfg);
     model.eval();
-    const p = model.prepack();
-    const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
-    expect(graphs(p.module)).toContain('torchbert::linear_packed');
-    expect(graphs(p.module)).toContain('prim::Constant[value="gelu"]');
     const ids = tb.randint(1, 99, [3, 9]);
     const a = await tb.noGrad(() => model.forward({ inputIds: ids }));
-    const b = await tb.noGrad(() => p.forward({ inputIds: ids }));
-    expect(rel(b.logits!, a.logits!)).toBeLessThan(1e-5);
+    const layoutOf = { torchbert: 'packed_weight', onednn: 'onednn_weight', aten: 'weight' } as const;
+    const held = (m: ScriptModule): string[] => m.namedChildren().flatMap(([n, c]) =>
+      c.hasAttr('packed_weight') ? [Object.entries(layoutOf).filter(([, k]) => (c.getAttr(k) as Tensor).numel > 0).map(([b]) => b).join('+')] : held(c).map((x) => `${n}.${x}`));
+    for (const backend of ['auto', 'torchbert', 'onednn', 'aten'] as const) {
+      const p = backend === 'auto' ? await model.prepackAsync() : model.prepack({ backend });
+      const g = graphs(p.module);
+      expect(g).toContain('torchbert::linear_prepacked');
+      expect(g).toContain('prim::Constant[value="gelu"]');
+      const layouts = held(p.module).map((l) => l.slice(l.lastIndexOf('.') + 1));
+      expect(layouts.length).toBe(2 * 4 + 2); // per layer qkv, output, intermediate, output; pooler, classifier
+      if (backend !== 'auto') for (const l of layouts) expect(l).toBe(backend);
+      else for (const l of layouts) expect(l.length).toBeGreaterThan(0);
+      const b = await tb.noGrad(() => p.forward({ inputIds: ids }));
+      expect(rel(b.logits!, a.logits!)).toBeLessThan(1e-5);
+      p.module.dispose();
+    }
+    expect(() => model.prepack({ backend: 'mkl' as never })).toThrow(/prepack backend must be auto, torchbert, onednn, aten; got 'mkl'/);
+  });
+
+  test('the timings are cached on disk per CPU, libtorch and thread count; a later process decides from them without measuring', () => {
+    const file = path.join(tmpDir(), 'plan.json');
+    const code = `
+      const tb = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+      const { fromConfig } = require(${JSON.stringify(path.resolve(__dirname, '../dist/models/bert'))});
+      const m = fromConfig('BertModel', ${JSON.stringify({ ...cfg, hidden_size: 48, intermediate_size: 40 })}).eval();
+      const p = m.prepack();
+      const q = p.module.getAttr('encoder').getAttr('layer').getAttr('0').getAttr('intermediate').getAttr('dense');
+      console.log(JSON.stringify({ tuned: tb.linearTuning().filter((r) => r.pass === 'inference').length,
+        held: ['packed_weight', 'onednn_weight', 'weight'].filter((k) => q.getAttr(k).numel > 0) }));`;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_TUNING_CACHE: file, ...env } });
+      expect(r.status).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    };
+    expect(run({}).tuned).toBeGreaterThan(0);
+    const saved = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const [key] = Object.keys(saved);
+    expect(key).toMatch(/libtorch 2\.\d+.* threads/);
+    expect(Object.keys(saved[key])).toEqual(expect.arrayContaining(['144x48 none', '48x48 none', '40x48 gelu', '48x40 none']));
+    // Rewritten so that ATen is fastest everywhere for the intermediate layer: the next process follows the file.
+    saved[key]['40x48 gelu'] = timings((b, k) => (k === 2 ? 1 : 5));
+    fs.writeFileSync(file, JSON.stringify(saved));
+    expect(run({}).held).toEqual(['weight']);
+    expect(run({ TORCHBERT_PREPACKED: 'onednn' }).held).toEqual(['onednn_weight']);
+    const bad = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_PREPACKED: 'fast' } });
+    expect(bad.stderr).toMatch(/TORCHBERT_PREPACKED must be auto, torchbert, onednn, aten; got 'fast'/);
   });
 });
 

@@ -122,9 +122,29 @@ describe('mixed precision', () => {
   });
   const gap = (a: number[], b: number[]) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
 
+  test('bf16 on a CPU without bf16 units is refused, naming the CPU, instead of running slower than fp32', async () => {
+    const model = await fromPretrained(t.dir, { kind: 'BertForSequenceClassification' });
+    const make = () => new Trainer(model, { maxSteps: 1, bf16: true, log: () => {} });
+    const load = () => fromPretrained(t.dir, { dtype: 'bfloat16' });
+    if (tb.cpuInfo().bf16) {
+      expect(make).not.toThrow();
+      await expect(load()).resolves.toBeDefined();
+    } else {
+      expect(make).toThrow(new RegExp(`Trainer\\(\\{ bf16 \\}\\): this CPU \\(.+\\) has no bf16 units \\(avx512_bf16 or amx_bf16\\).*TORCHBERT_ALLOW_SLOW_BF16=1`));
+      await expect(load()).rejects.toThrow(/fromPretrained\(\{ dtype: bfloat16 \}\): this CPU .* has no bf16 units/);
+    }
+  });
+
   test('Trainer({ bf16 }) on the CPU gives the losses of the same loop under torch.autocast(bfloat16)', async () => {
     const model = await fromPretrained(t.dir, { kind: 'BertForSequenceClassification' });
-    const trainer = new Trainer(model, { maxSteps: 30, learningRate: 1e-3, warmupSteps: 3, weightDecay: 0.01, maxGradNorm: 1, loggingSteps: 1, bf16: true, log: () => {} });
+    // Where the CPU lacks bf16 units the numbers are still PyTorch's (emulated): run it anyway.
+    process.env.TORCHBERT_ALLOW_SLOW_BF16 = '1';
+    let trainer: Trainer;
+    try {
+      trainer = new Trainer(model, { maxSteps: 30, learningRate: 1e-3, warmupSteps: 3, weightDecay: 0.01, maxGradNorm: 1, loggingSteps: 1, bf16: true, log: () => {} });
+    } finally {
+      delete process.env.TORCHBERT_ALLOW_SLOW_BF16;
+    }
     const r = await trainer.train((i) => batch(t.batches[i]), (b) => ({ ...b }));
     const losses = r.losses.map((l) => l.loss);
     // The first steps reproduce PyTorch's bf16 numbers (which differ from fp32 ones); later steps drift

@@ -10,6 +10,8 @@ import { loadFile, saveFile } from '../safetensors';
 import { HubOptions, resolveModelDir } from '../hub';
 import type { DType } from '../tensor';
 import { native } from '../binding';
+import { checkCpuBf16 } from '../cpu';
+import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, planBackends } from './linear-plan';
 
 // ---------- TorchScript units ----------
 
@@ -65,13 +67,18 @@ type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 /** nn.Linear state; the inference modes hold placeholders that quantizeDynamic()/prepack() fill. */
 function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
   if (q === 'int8') return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
-  if (q === 'prepacked') return new ScriptModule('PrepackedLinear').registerBuffer('packed_weight', tb.zeros([Math.ceil(outF / 16), inF, 16])).registerBuffer('bias', tb.zeros([outF]));
+  if (q === 'prepacked') {
+    // The weight in the layout of each GEMM the plan runs for this shape (linear-plan.ts); empty otherwise.
+    const m = new ScriptModule('PrepackedLinear');
+    for (const layout of ['packed_weight', 'onednn_weight', 'weight']) m.registerBuffer(layout, tb.zeros([0]));
+    return m.registerBuffer('bias', tb.zeros([outF]));
+  }
   return holder('Linear', { weight: normalWeight([outF, inF], std), bias: tb.zeros([outF]) });
 }
 /** TorchScript for `mod`'s linear map of `x`; int8 uses reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
 function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
   if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)`;
-  if (q === 'prepacked') return `ops.torchbert.linear_packed(${x}, ${mod}.packed_weight, ${bias}, ${mod}.bias.size(0), "none")`;
+  if (q === 'prepacked') return prepackedCall(mod, x, bias, 'none');
   if (q === 'float') return `ops.torchbert.linear(${x}, ${mod}.weight, ${bias})`;
   return `torch.linear(${x}, ${mod}.weight, ${bias})`;
 }
@@ -80,10 +87,18 @@ function drop(q: LinearMode, x: string, p: string | number): string {
   const pp = typeof p === 'number' ? num(p) : p;
   return q === 'float' ? `ops.torchbert.dropout(${x}, ${pp}, self.training)` : `torch.dropout(${x}, ${pp}, self.training)`;
 }
-/** act(linear(x)); prepacked GELU runs on the GEMM's accumulators before they are stored. */
+/** torchbert::linear_prepacked: the GEMM the plan chose for this shape and row count, on the layout kept for it. */
+function prepackedCall(mod: string, x: string, bias: string, activation: LinearActivation): string {
+  return `ops.torchbert.linear_prepacked(${x}, ${mod}.packed_weight, ${mod}.onednn_weight, ${mod}.weight, ${bias}, ${mod}.bias.size(0), "${activation}")`;
+}
+/** The GELU a prepacked layer applies inside its GEMM for hidden_act `name`, or 'none' (applied after). */
+function fusedActivation(name: string): LinearActivation {
+  return name === 'gelu' ? 'gelu' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'gelu_tanh' : 'none';
+}
+/** act(linear(x)); prepacked GELU runs inside the GEMM (on the accumulators, or as oneDNN's post-op). */
 function linAct(q: LinearMode, mod: string, x: string, name: string): string {
-  const gelu = name === 'gelu' ? 'gelu' : ['gelu_new', 'gelu_pytorch_tanh', 'gelu_fast'].includes(name) ? 'gelu_tanh' : null;
-  if (q === 'prepacked' && gelu) return `ops.torchbert.linear_packed(${x}, ${mod}.packed_weight, ${mod}.bias, ${mod}.bias.size(0), "${gelu}")`;
+  const gelu = fusedActivation(name);
+  if (q === 'prepacked' && gelu !== 'none') return prepackedCall(mod, x, `${mod}.bias`, gelu);
   return act(name, lin(q, mod, x));
 }
 function layerNorm(n: number): ScriptModule {
@@ -752,16 +767,50 @@ export class BertPreTrainedModel {
   }
 
   /**
-   * An inference-only fp32 copy whose linear layers run through torchbert::linear_packed (native/kernels.cc)
-   * with each weight packed once into 16-column panels (and GELU applied before the intermediate layer's
-   * output is stored), instead of libtorch's GEMM repacking the weight on every call: the same results to
-   * float rounding, faster dense layers on short inputs. CPU only; this model is unchanged.
+   * An inference-only fp32 copy whose linear layers keep their weights laid out once for the GEMM that
+   * measured fastest on this machine for their shape and row count (torchbert::linear_prepacked,
+   * native/linear_select.cc): our packed kernel (native/kernels.cc), oneDNN's (AVX2, AVX-512 or AMX) or
+   * ATen's, instead of libtorch's GEMM repacking the weight on every call. Query, key and value run as
+   * one product and GELU inside the GEMM. The measurement takes seconds the first time a shape meets a
+   * machine and is cached on disk after (linear-plan.ts; `tb.linearTuning()` shows it); `backend`
+   * (or TORCHBERT_PREPACKED) runs one GEMM everywhere instead. The same results to float rounding. CPU only;
+   * this model is unchanged. This measures on the calling thread: prepackAsync() does it on a worker.
    */
-  prepack(): BertPreTrainedModel {
-    return this.#inferenceCopy('prepacked');
+  prepack(opts: { backend?: LinearBackend | 'auto' } = {}): BertPreTrainedModel {
+    const copy = this.#prepackedCopy(opts);
+    ensureLinearPlan(copy.targets.map((t) => t.shape));
+    return copy.fill();
+  }
+  /** prepack() with its GEMM measurements off the event loop. */
+  async prepackAsync(opts: { backend?: LinearBackend | 'auto' } = {}): Promise<BertPreTrainedModel> {
+    const copy = this.#prepackedCopy(opts);
+    try {
+      await ensureLinearPlanAsync(copy.targets.map((t) => t.shape));
+    } catch (e) {
+      copy.module.dispose();
+      throw e;
+    }
+    return copy.fill();
   }
 
-  #inferenceCopy(mode: 'int8' | 'prepacked'): BertPreTrainedModel {
+  #inferenceCopy(mode: 'int8'): BertPreTrainedModel {
+    const { module, state } = this.#copyBase(mode);
+    tb.noGrad(() => {
+      const pack = (m: ScriptModule, prefix: string): void => {
+        for (const [n, child] of m.namedChildren()) {
+          const at = prefix + n;
+          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', state.get(`${at}.weight`)!, state.get(`${at}.bias`));
+          else pack(child, `${at}.`);
+        }
+      };
+      pack(module, '');
+    });
+    module.train(false);
+    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
+  }
+
+  /** The inference module of `mode` with the float model's other parameters copied in. */
+  #copyBase(mode: 'int8' | 'prepacked'): { module: ScriptModule; state: Map<string, Tensor> } {
     const what = mode === 'int8' ? 'quantizeDynamic' : 'prepack';
     if (this.#inferenceOnly) throw new Error(`${what}: the model is already ${this.#inferenceOnly}`);
     const state = new Map(this.module.namedParameters());
@@ -769,30 +818,62 @@ export class BertPreTrainedModel {
     if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
     if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
     const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
-    const packWeight = op('torchbert::pack_linear_weight');
     tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
-      const pack = (m: ScriptModule, prefix: string): void => {
-        for (const [n, child] of m.namedChildren()) {
-          const at = prefix + n;
-          const w = state.get(`${at}.weight`);
-          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', w!, state.get(`${at}.bias`));
-          else if (child.hasAttr('packed_weight')) {
-            // The fused qkv layer packs query, key and value stacked.
-            const qkv = (k: string) => tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!));
-            const [wt, bias] = n === 'qkv' ? [qkv('weight'), qkv('bias')] : [w!, state.get(`${at}.bias`)!.clone()];
-            for (const [k, t] of [['packed_weight', packWeight.t(wt._handle)], ['bias', bias]] as const) {
-              child.setAttr(k, t);
-              t.dispose();
-            }
-            if (wt !== w) wt.dispose();
-          } else pack(child, `${at}.`);
-        }
-      };
-      pack(module, '');
     });
-    module.train(false);
-    return new BertPreTrainedModel(this.kind, this.config, module, mode === 'int8' ? { quantized: true } : { prepacked: true });
+    return { module, state };
+  }
+
+  /** The prepacked module, its linear layers with their shapes, and fill(): lays out each weight as the plan says. */
+  #prepackedCopy(opts: { backend?: LinearBackend | 'auto' }) {
+    const forced = forcedBackend(opts.backend);
+    const { module, state } = this.#copyBase('prepacked');
+    const gelu = fusedActivation(this.config.fields.hidden_act);
+    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape }[] = [];
+    const walk = (m: ScriptModule, prefix: string): void => {
+      for (const [n, child] of m.namedChildren()) {
+        const at = prefix + n;
+        if (!child.hasAttr('packed_weight')) {
+          walk(child, `${at}.`);
+          continue;
+        }
+        // The fused qkv layer holds query, key and value stacked.
+        const stacked = (k: string) => () => tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!));
+        const weight = n === 'qkv' ? stacked('weight') : () => state.get(`${at}.weight`)!;
+        const bias = n === 'qkv' ? stacked('bias') : () => state.get(`${at}.bias`)!.clone();
+        const [N, K] = n === 'qkv' ? [3 * state.get(`${prefix}query.weight`)!.size(0), state.get(`${prefix}query.weight`)!.size(1)] : state.get(`${at}.weight`)!.shape;
+        // The layers whose GELU runs in the GEMM (linAct): BertIntermediate and the MLM head's transform.
+        const activation = /(^|\.)(intermediate|transform)\.dense$/.test(at) ? gelu : 'none';
+        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation } });
+      }
+    };
+    walk(module, '');
+    const fill = (): BertPreTrainedModel => {
+      try {
+        tb.noGrad(() => {
+          for (const t of targets) {
+            const backends = forced ? [forced] : planBackends(t.shape);
+            if (!backends.length) throw new Error(`prepack: no GEMM plan for ${t.shape.n}x${t.shape.k}`);
+            const w = t.weight();
+            const layouts: [string, Tensor][] = [['bias', t.bias()]];
+            if (backends.includes('torchbert')) layouts.push(['packed_weight', op('torchbert::pack_linear_weight').t(w._handle)]);
+            if (backends.includes('onednn')) layouts.push(['onednn_weight', op('torchbert::reorder_linear_weight').t(w._handle)]);
+            if (backends.includes('aten')) layouts.push(['weight', w.detach().clone()]);
+            for (const [k, v] of layouts) {
+              t.child.setAttr(k, v);
+              v.dispose();
+            }
+            if (t.stacked) w.dispose();
+          }
+        });
+      } catch (e) {
+        module.dispose();
+        throw e;
+      }
+      module.train(false);
+      return new BertPreTrainedModel(this.kind, this.config, module, { prepacked: true });
+    };
+    return { module, targets, fill };
   }
 
   // ---------- checkpoints ----------
@@ -869,6 +950,7 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
     const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
     for (const s of new Set(Object.values(idx.weight_map ?? {}) as string[])) if (!fs.existsSync(path.join(dir, s))) await resolveModelDir(dirOrName, { required: [[s]], optional: [] }, opts);
   }
+  if (opts.dtype === 'bfloat16' && !(opts.device ?? 'cpu').startsWith('cuda')) checkCpuBf16('fromPretrained({ dtype: bfloat16 })');
   let config = BertConfig.fromFile(path.join(dir, 'config.json'));
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
@@ -888,7 +970,7 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   if (opts.quantize || opts.prepack) {
-    const q = opts.quantize ? model.quantizeDynamic() : model.prepack();
+    const q = opts.quantize ? model.quantizeDynamic() : await model.prepackAsync();
     model.module.dispose();
     return Object.assign(q, { loadReport: report });
   }

@@ -17,8 +17,10 @@ export interface ServeOptions {
   device?: string;
   /** 'int8': int8 dynamic quantisation of the linear layers (CPU; 1.6x the fp32 throughput in bench/serve.js) */
   quantize?: 'int8';
-  /** fp32 linear layers with weights packed once (prepack(); default on the CPU unless quantize; false turns it off) */
+  /** fp32 linear layers with weights laid out once for the GEMM measured fastest here (prepack(); default on the CPU in float32; false turns it off) */
   prepack?: boolean;
+  /** 'bfloat16' (or 'bf16'): weights and activations in bf16; on the CPU only where it has bf16 units (refused elsewhere, where it would run slower than fp32) */
+  dtype?: 'float32' | 'bfloat16' | 'bf16';
   /** intra-op threads for this process (default: libtorch's) */
   threads?: number;
   batch?: BatcherOptions;
@@ -109,6 +111,12 @@ const SUMMARY: Record<Task, string> = {
 /** The model as served: int8 if asked, else prepacked fp32 on the CPU (falling back to plain fp32 if prepacking fails). */
 async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> {
   const cpu = !(opts.device ?? 'cpu').startsWith('cuda');
+  const dtype = opts.dtype === 'bf16' ? 'bfloat16' : opts.dtype;
+  if (dtype !== undefined && dtype !== 'float32' && dtype !== 'bfloat16') throw new TypeError(`dtype must be float32 or bf16, got ${JSON.stringify(opts.dtype)}`);
+  if (dtype === 'bfloat16') {
+    if (opts.quantize || opts.prepack) throw new TypeError('bf16 serving runs the bf16 model: not with quantize or prepack');
+    return fromPretrained(opts.model, { device: opts.device, dtype });
+  }
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
   try {
     return await fromPretrained(opts.model, { device: opts.device, quantize: opts.quantize, prepack: prepack && !opts.quantize });

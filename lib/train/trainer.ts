@@ -11,6 +11,7 @@ import { getScheduler, ScheduleName, LRScheduler } from './schedules';
 import { saveFile, loadFile } from '../safetensors';
 import * as path from 'path';
 import type { Batch } from './collate';
+import { checkCpuBf16 } from '../cpu';
 
 export interface TrainerOptions {
   /** write a checkpoint every saveSteps optimizer steps into outputDir/checkpoint-<step> */
@@ -93,6 +94,7 @@ export class Trainer {
     const device = model.parameters()[0].device.startsWith('cuda') ? 'cuda' : 'cpu';
     if (opts.fp16 && device !== 'cuda') throw new TypeError('Trainer: fp16 mixed precision needs the model on a CUDA device (on the CPU use bf16)');
     if ((opts.bf16 || opts.fp16) && model.parameters()[0].dtype !== 'float32') throw new TypeError(`Trainer: mixed precision keeps float32 master weights; the model is ${model.parameters()[0].dtype}`);
+    if (opts.bf16 && device === 'cpu') checkCpuBf16('Trainer({ bf16 })');
     this.#amp = { device, dtype: opts.fp16 ? 'float16' : 'bfloat16', enabled: !!(opts.bf16 || opts.fp16) };
     this.scaler = new GradScaler({ enabled: !!opts.fp16 });
   }

@@ -1,0 +1,25 @@
+// The GEMMs that torchbert's linear operators choose between (kernels.cc), for the per-shape selection of
+// prepacked inference (linear_select.cc).
+#pragma once
+#include <ATen/ATen.h>
+#include <napi.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <string>
+
+namespace torchbert {
+// mkldnn::_linear_pointwise: oneDNN's GEMM with an optional fused post-op (attr "gelu", algorithm "none" or "tanh").
+at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& attr,
+                        const std::string& algorithm);
+// torchbert::pack_linear_weight and torchbert::linear_packed (our fp32 inference GEMM).
+at::Tensor PackLinearWeight(const at::Tensor& weight);
+at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, int64_t n_out,
+                        c10::string_view activation);
+// Whether linear_packed runs its AVX2/FMA kernel here (false: the portable loop).
+bool HasAvx2Kernel();
+// linear_select.cc: defines torchbert::linear_prepacked and its tuning ops; appends linearTuning()'s
+// inference rows.
+void RegisterLinearSelect(torch::Library& lib);
+void AppendPrepackedTuning(Napi::Env env, Napi::Array& out);
+}  // namespace torchbert

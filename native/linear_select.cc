@@ -1,0 +1,269 @@
+// torchbert::linear_prepacked: the linear layer of prepack()'s inference copies, run by whichever GEMM
+// measured fastest on this machine for its shape and row count:
+//   torchbert  our packed kernel (torchbert::linear_packed, kernels.cc; AVX2/FMA, or a portable loop),
+//   onednn     oneDNN's GEMM on its own reordered weight (dispatched by ISA: AVX2, AVX-512, AMX),
+//   aten       ATen's linear on the plain weight (MKL or the BLAS libtorch was built with).
+// No choice is fixed in advance: a kernel that wins on one CPU can run at half speed on another.
+//
+// torchbert::tune_linear(N, K, activation) times the three on synthetic weights of that shape at 1, 4,
+// 16, 64, 256 and 1024 rows (up to 64 rows, enough weight copies are cycled that each call reads its
+// weight from memory, as a forward through a dozen layers does) and keeps, per shape and row bucket, the
+// backend to run. Where one backend is within 5% of the best at every bucket it takes them all, so a
+// model holds one layout of its weights; otherwise the layouts of each bucket's winner are kept.
+// lib/models/linear-plan.ts decides which layouts to build and caches the timings on disk. A call runs
+// its bucket's choice when the module holds that layout, else the first layout it holds.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/irange.h>
+#include <torch/library.h>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "kernels.h"
+#include "ops.h"
+
+namespace torchbert {
+
+namespace {
+
+enum Backend : int { kOurs = 0, kOneDnn = 1, kAten = 2 };
+constexpr int kNumBackends = 3;
+constexpr int kBuckets = 6;  // rows 1, 4, 16, 64, 256, 1024 (and above)
+constexpr const char* kBackendNames[kNumBackends] = {"torchbert", "onednn", "aten"};
+
+int64_t BucketRows(int b) { return int64_t(1) << (2 * b); }
+// The nearest bucket on a log scale.
+int Bucket(int64_t rows) {
+  int b = 0;
+  while (b + 1 < kBuckets && double(rows) * rows > double(BucketRows(b)) * BucketRows(b + 1)) b++;
+  return b;
+}
+
+bool OneDnnAvailable() {
+  static const bool yes = at::hasMKLDNN() && c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""}).has_value() &&
+                          c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_linear_weight", ""}).has_value();
+  return yes;
+}
+
+at::Tensor OneDnnReorder(const at::Tensor& w) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
+  torch::jit::Stack stack{w.detach().contiguous(), c10::IValue()};
+  op.callBoxed(&stack);
+  return stack.back().toTensor();
+}
+
+void CheckActivation(c10::string_view a, const char* who) {
+  TORCH_CHECK(a == "none" || a == "gelu" || a == "gelu_tanh", who, ": activation must be none, gelu or gelu_tanh, got ", a);
+}
+
+// One backend's act(x @ W^T + b) on its own layout of W.
+at::Tensor RunBackend(int backend, const at::Tensor& x, const at::Tensor& layout, const std::optional<at::Tensor>& bias, int64_t n_out,
+                      c10::string_view act) {
+  switch (backend) {
+    case kOurs:
+      return LinearPacked(x, layout, bias, n_out, act);
+    case kOneDnn:
+      if (act == "none") return OneDnnLinear(x.contiguous(), layout, bias, "none", "");
+      return OneDnnLinear(x.contiguous(), layout, bias, "gelu", act == "gelu_tanh" ? "tanh" : "none");
+    default: {
+      at::Tensor y = at::linear(x, layout, bias);
+      if (act == "none") return y;
+      return at::gelu(y, act == "gelu_tanh" ? "tanh" : "none");
+    }
+  }
+}
+
+struct PlanEntry {
+  double ms[kBuckets][kNumBackends];
+  int choice[kBuckets];
+};
+
+// The backend each bucket runs: the fastest, unless one backend is within 5% of the best everywhere
+// (then it runs every bucket and the model keeps one layout).
+void Decide(PlanEntry& e) {
+  double best[kBuckets];
+  for (int b = 0; b < kBuckets; b++) {
+    best[b] = std::numeric_limits<double>::infinity();
+    e.choice[b] = -1;
+    for (int k = 0; k < kNumBackends; k++)
+      if (std::isfinite(e.ms[b][k]) && e.ms[b][k] < best[b]) best[b] = e.ms[b][k], e.choice[b] = k;
+  }
+  int single = -1;
+  double single_cost = std::numeric_limits<double>::infinity();
+  for (int k = 0; k < kNumBackends; k++) {
+    double cost = 0;
+    bool ok = true;
+    for (int b = 0; b < kBuckets && ok; b++) {
+      ok = std::isfinite(e.ms[b][k]) && e.ms[b][k] <= 1.05 * best[b];
+      cost += e.ms[b][k] / best[b];
+    }
+    if (ok && cost < single_cost) single = k, single_cost = cost;
+  }
+  if (single >= 0)
+    for (int b = 0; b < kBuckets; b++) e.choice[b] = single;
+}
+
+class Plan {
+ public:
+  using Key = std::tuple<int64_t, int64_t, std::string>;
+  static Plan& Get() {
+    static auto* p = new Plan();
+    return *p;
+  }
+  void Set(const Key& key, const PlanEntry& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_[key] = e;
+  }
+  // The bucket's choice, or -1 when the shape was never tuned.
+  int Choice(const Key& key, int bucket) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    return it == entries_.end() ? -1 : it->second.choice[bucket];
+  }
+  std::optional<PlanEntry> Find(const Key& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<std::pair<Key, PlanEntry>> Snapshot() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {entries_.begin(), entries_.end()};
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<Key, PlanEntry> entries_;
+};
+
+at::Tensor LinearPrepacked(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& onednn, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& bias, int64_t n_out, c10::string_view activation) {
+  constexpr const char* who = "torchbert::linear_prepacked";
+  CheckActivation(activation, who);
+  const at::Tensor* layouts[kNumBackends] = {&packed, &onednn, &weight};
+  bool has[kNumBackends];
+  int64_t k = -1;
+  for (int i = 0; i < kNumBackends; i++) {
+    has[i] = layouts[i]->defined() && layouts[i]->numel() > 0;
+    if (has[i]) k = layouts[i]->size(1);
+  }
+  TORCH_CHECK(k > 0, who, ": the module holds no weight layout (was it built by prepack()?)");
+  TORCH_CHECK(input.dim() >= 1 && input.size(-1) == k, who, ": input ", input.sizes(), " does not end in in_features ", k);
+  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kFloat, who, ": expected a float32 CPU input, got ",
+              input.scalar_type(), " on ", input.device());
+  const int64_t rows = input.numel() / k;
+  int backend = Plan::Get().Choice({n_out, k, std::string(activation)}, Bucket(rows));
+  if (backend < 0 || !has[backend])
+    for (backend = 0; !has[backend];) backend++;
+  return RunBackend(backend, input, *layouts[backend], bias, n_out, activation);
+}
+
+// Times the backends for one shape (see the top of this file); returns ms per call, [bucket][backend],
+// NaN where a backend is not available, and keeps the decision for this process.
+std::vector<double> TuneLinear(int64_t n, int64_t k, c10::string_view activation) {
+  CheckActivation(activation, "torchbert::tune_linear");
+  TORCH_CHECK(n > 0 && k > 0, "torchbert::tune_linear: out_features and in_features must be positive, got ", n, " and ", k);
+  at::NoGradGuard no_grad;
+  // Enough copies that the small-row calls read their weight from memory, not from a 32 MB cache.
+  const int64_t wbytes = n * k * 4;
+  const int64_t copies = std::clamp<int64_t>((int64_t(48) << 20) / wbytes + 1, 1, 12);
+  std::vector<at::Tensor> layouts[kNumBackends];
+  bool available[kNumBackends] = {true, OneDnnAvailable(), true};
+  at::Tensor bias = at::randn({n}).mul_(0.02);
+  for (int64_t i = 0; i < copies; i++) {
+    at::Tensor w = at::randn({n, k}).mul_(0.02);
+    layouts[kOurs].push_back(PackLinearWeight(w));
+    if (available[kOneDnn]) layouts[kOneDnn].push_back(OneDnnReorder(w));
+    layouts[kAten].push_back(w);
+  }
+  PlanEntry e;
+  std::vector<double> out;
+  for (int b = 0; b < kBuckets; b++) {
+    const int64_t rows = BucketRows(b);
+    const int64_t c = rows <= 64 ? copies : 1;
+    at::Tensor x = at::randn({rows, k});
+    for (int i = 0; i < kNumBackends; i++) e.ms[b][i] = std::numeric_limits<double>::infinity();
+    // A warm-up round, then three; the backends take turns in a rotating order so that a slow phase
+    // of a shared machine does not fall on one of them.
+    for (int rep = 0; rep < 4; rep++) {
+      for (int j = 0; j < kNumBackends; j++) {
+        const int backend = (rep + j) % kNumBackends;
+        if (!available[backend]) continue;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < c; i++) RunBackend(backend, x, layouts[backend][i], bias, n, activation);
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / c;
+        if (rep > 0) e.ms[b][backend] = std::min(e.ms[b][backend], ms);
+      }
+    }
+    for (int i = 0; i < kNumBackends; i++) out.push_back(available[i] ? e.ms[b][i] : std::nan(""));
+  }
+  Decide(e);
+  Plan::Get().Set({n, k, std::string(activation)}, e);
+  return out;
+}
+
+// Installs timings measured earlier (the on-disk cache), decided as TuneLinear decides.
+void SetLinearPlan(int64_t n, int64_t k, c10::string_view activation, c10::ArrayRef<double> ms) {
+  CheckActivation(activation, "torchbert::set_linear_plan");
+  TORCH_CHECK(ms.size() == size_t(kBuckets * kNumBackends), "torchbert::set_linear_plan: expected ", kBuckets * kNumBackends,
+              " timings, got ", ms.size());
+  PlanEntry e;
+  for (int b = 0; b < kBuckets; b++)
+    for (int i = 0; i < kNumBackends; i++) {
+      const double v = ms[b * kNumBackends + i];
+      e.ms[b][i] = std::isfinite(v) && v > 0 ? v : std::numeric_limits<double>::infinity();
+    }
+  Decide(e);
+  Plan::Get().Set({n, k, std::string(activation)}, e);
+}
+
+// The backend each bucket runs for this shape ([] when it was never tuned).
+std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view activation) {
+  auto e = Plan::Get().Find({n, k, std::string(activation)});
+  if (!e) return {};
+  return std::vector<int64_t>(e->choice, e->choice + kBuckets);
+}
+
+}  // namespace
+
+// linearTuning()'s rows for prepacked inference: one per shape and row bucket.
+void AppendPrepackedTuning(Napi::Env env, Napi::Array& out) {
+  for (const auto& [key, e] : Plan::Get().Snapshot()) {
+    const auto& [n, k, act] = key;
+    for (int b = 0; b < kBuckets; b++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("pass", "inference");
+      o.Set("rows", double(BucketRows(b)));
+      o.Set("n", double(n));
+      o.Set("k", double(k));
+      o.Set("activation", act);
+      o.Set("choice", e.choice[b] < 0 ? env.Null() : Napi::String::New(env, kBackendNames[e.choice[b]]));
+      const double macs = double(BucketRows(b)) * n * k;
+      const char* fields[kNumBackends] = {"torchbertPsPerMac", "onednnPsPerMac", "atenPsPerMac"};
+      for (int i = 0; i < kNumBackends; i++)
+        o.Set(fields[i], std::isfinite(e.ms[b][i]) ? Napi::Value(Napi::Number::New(env, e.ms[b][i] * 1e9 / macs)) : env.Null());
+      out.Set(out.Length(), o);
+    }
+  }
+}
+
+void RegisterLinearSelect(torch::Library& lib) {
+  lib.def(
+      "linear_prepacked(Tensor input, Tensor packed, Tensor onednn, Tensor weight, Tensor? bias, int out_features, str activation=\"none\") -> "
+      "Tensor",
+      &LinearPrepacked);
+  lib.def("tune_linear(int out_features, int in_features, str activation=\"none\") -> float[]", &TuneLinear);
+  lib.def("set_linear_plan(int out_features, int in_features, str activation, float[] ms) -> ()", &SetLinearPlan);
+  lib.def("linear_plan(int out_features, int in_features, str activation=\"none\") -> int[]", &LinearPlanChoices);
+  lib.def("reorder_linear_weight(Tensor weight) -> Tensor", [](const at::Tensor& w) {
+    TORCH_CHECK(OneDnnAvailable(), "torchbert::reorder_linear_weight: this libtorch has no oneDNN");
+    return OneDnnReorder(w);
+  });
+}
+
+}  // namespace torchbert
