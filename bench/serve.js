@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Serving benchmark: /v1/classify on a bert-base-shape classifier (random weights), SST-2 dev sentences,
 // one text per request, autocannon at concurrency 1, 16, 64 and 256 for a fixed time each, against
-//  - `torchbert serve` (dynamic batching; fp32 with oneDNN-prepacked weights, its default),
+//  - `torchbert serve` (dynamic batching; fp32 with prepack()ed weights and GEMMs chosen by measurement, its default),
 //  - a fastify server on @huggingface/transformers (onnxruntime-node) with the same weights in ONNX,
 // and the raw batched model throughput (tokenize + forward of length-sorted batches of 16, no HTTP) in the same run.
 // Both servers stay up for the whole run and the windows take turns (raw, then each level on each server),
@@ -20,7 +20,7 @@ const autocannon = require('autocannon');
 const ROOT = path.join(__dirname, '..');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
 const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
-const { arg, matmulPeak } = require('./common');
+const { arg, matmulPeak, cpuLine } = require('./common');
 const SECONDS = Number(arg('--seconds', '10'));
 const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
 const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
@@ -151,6 +151,7 @@ async function raw(texts) {
   const noRaw = process.argv.includes('--no-raw');
   const model = noRaw ? null : await raw(texts);
   results.matmulPeakGflops = matmulPeak(require('../dist'));
+  results.cpu = cpuLine(require('../dist'));
   const rawRounds = [];
   for (let round = 0; round < ROUNDS; round++) {
     if (model) {
@@ -179,7 +180,8 @@ async function raw(texts) {
   const gflops = (perSec) => (perSec * meanFlops) / 1e9;
   results.rawPerSec = model ? median(rawRounds.map((r) => r.sorted)) : NaN;
   results.rawArrivalPerSec = model ? median(rawRounds.map((r) => r.arrival)) : NaN;
-  console.log(`\nmedian of ${ROUNDS} rounds (${SECONDS} s windows); matmul peak ${results.matmulPeakGflops.toFixed(0)} GFLOP/s; ${(meanFlops / 1e9).toFixed(2)} GFLOP per request`);
+  console.log(`\n${results.cpu}`);
+  console.log(`median of ${ROUNDS} rounds (${SECONDS} s windows); matmul peak ${results.matmulPeakGflops.toFixed(0)} GFLOP/s; ${(meanFlops / 1e9).toFixed(2)} GFLOP per request`);
   console.log(`raw model: ${results.rawPerSec.toFixed(1)} sequences/s sorted (${gflops(results.rawPerSec).toFixed(0)} GFLOP/s), ${results.rawArrivalPerSec.toFixed(1)} in arrival order`);
   for (const [name, s] of Object.entries(results.servers)) {
     for (const c of LEVELS) {

@@ -17,7 +17,7 @@ const { spawn } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 const { AdamW, clipGradNorm, weightDecayGroups } = require('../dist/train');
-const { arg, median, now } = require('./common');
+const { arg, median, now, cpuLine } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'serve-base');
 const B = 16;
@@ -118,7 +118,8 @@ for line in sys.stdin:
     hfAll: hf.map(Math.round),
   };
   console.log(`train step (B ${B}, T ${T}): torchbert ${row.torchbert.toFixed(0)} ms, HF ${row.hf.toFixed(0)} ms: ${row.speedup.toFixed(2)}x (median of paired steps); ${row.gflops.toFixed(0)} GFLOP/s`);
-  console.log(JSON.stringify(row));
+  console.log(cpuLine(tb));
+  console.log(JSON.stringify({ cpu: cpuLine(tb), ...row }));
   m.module.dispose();
 })().catch((e) => {
   console.error(e);

@@ -18,7 +18,7 @@ export interface NativeModule {
   registerModule(name: string, m: NativeModule): void;
   registerAttribute(name: string, type: string, value: unknown): void;
   setAttr(name: string, value: unknown): void;
-  packLinear(name: string, weight: number, bias: number | null): void;
+  packLinear(name: string, weight: number, bias: number | null, engine: string): void;
   getAttr(name: string): unknown;
   hasAttr(name: string): boolean;
   methodNames(): string[];
@@ -154,8 +154,12 @@ const locator = require(path.join(root, 'scripts', 'find-libtorch.js')) as {
   addonMeta(addon: string): Meta | null;
   describe(m: Meta): string;
   libName(base: string): string;
+  cacheDir(): string;
   HOW_TO_GET: string;
 };
+
+/** torchbert's cache folder: $TORCHBERT_CACHE or ~/.cache/torchbert (the libtorch download, GEMM timings). */
+export const cacheDir = (): string => locator.cacheDir();
 
 /** Where the addon was loaded from and which libtorch it found, for `torchbert info`. */
 export const loadInfo: { addon: string; prebuilt: boolean; libtorch: Found | null } = { addon: '', prebuilt: false, libtorch: null };

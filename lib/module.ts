@@ -145,8 +145,8 @@ export class ScriptModule {
    * `weight` [out, in] and `bias`: per-output-channel symmetric scales, for
    * `ops.quantized.linear_dynamic(x, self.<name>, True)` in TorchScript (CPU only).
    */
-  packLinear(name: string, weight: Tensor, bias?: Tensor | null): this {
-    this.#native.packLinear(name, weight._handle, bias ? bias._handle : null);
+  packLinear(name: string, weight: Tensor, bias?: Tensor | null, engine?: 'fbgemm' | 'onednn' | 'x86'): this {
+    this.#native.packLinear(name, weight._handle, bias ? bias._handle : null, engine ?? '');
     return this;
   }
   setAttr(name: string, value: IValue): void {

@@ -2,7 +2,7 @@
 import { native, loadInfo, MemoryInfo, CpuCacheStats, LinearTuningEntry } from './binding';
 import { Tensor } from './tensor';
 import { cpuInfo } from './cpu';
-import { cachedPlans, tuningCachePath } from './models/linear-plan';
+import { cachedPlans, int8Plans, tuningCachePath } from './models/linear-plan';
 
 /**
  * Runs fn with gradient tracking off (torch.no_grad()). Async functions keep it off until they settle;
@@ -173,5 +173,7 @@ export function info(): Record<string, unknown> {
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
     linearPlan: { cache: tuningCachePath(), shapes: cachedPlans() },
+    // quantizeDynamic()'s engine per shape, as chosen in this process
+    int8Engines: int8Plans(),
   };
 }

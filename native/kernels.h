@@ -22,4 +22,18 @@ bool HasAvx2Kernel();
 // inference rows.
 void RegisterLinearSelect(torch::Library& lib);
 void AppendPrepackedTuning(Napi::Env env, Napi::Array& out);
+
+// Sets libtorch's quantized engine ("fbgemm", "onednn" or "x86"; "" leaves it) for a scope: the engine
+// that packs an int8 linear layer is the one that runs it.
+class QEngineGuard {
+ public:
+  explicit QEngineGuard(const std::string& name);
+  ~QEngineGuard();
+  QEngineGuard(const QEngineGuard&) = delete;
+  QEngineGuard& operator=(const QEngineGuard&) = delete;
+
+ private:
+  at::QEngine prev_;
+  bool set_ = false;
+};
 }  // namespace torchbert

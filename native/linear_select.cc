@@ -6,16 +6,17 @@
 // No choice is fixed in advance: a kernel that wins on one CPU can run at half speed on another.
 //
 // torchbert::tune_linear(N, K, activation) times the three on synthetic weights of that shape at 1, 4,
-// 16, 64, 256 and 1024 rows (up to 64 rows, enough weight copies are cycled that each call reads its
+// 16, 64, 256, 1024 and 4096 rows (up to 64 rows, enough weight copies are cycled that each call reads its
 // weight from memory, as a forward through a dozen layers does) and keeps, per shape and row bucket, the
-// backend to run. Where one backend is within 5% of the best at every bucket it takes them all, so a
-// model holds one layout of its weights; otherwise the layouts of each bucket's winner are kept.
+// backend to run: the fewest backends that run every bucket within 5% of its fastest (Decide), so a
+// model holds one layout of a weight unless a second one pays.
 // lib/models/linear-plan.ts decides which layouts to build and caches the timings on disk. A call runs
 // its bucket's choice when the module holds that layout, else the first layout it holds.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/irange.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -33,7 +34,7 @@ namespace {
 
 enum Backend : int { kOurs = 0, kOneDnn = 1, kAten = 2 };
 constexpr int kNumBackends = 3;
-constexpr int kBuckets = 6;  // rows 1, 4, 16, 64, 256, 1024 (and above)
+constexpr int kBuckets = 7;  // rows 1, 4, 16, 64, 256, 1024, 4096 (and above)
 constexpr const char* kBackendNames[kNumBackends] = {"torchbert", "onednn", "aten"};
 
 int64_t BucketRows(int b) { return int64_t(1) << (2 * b); }
@@ -83,29 +84,39 @@ struct PlanEntry {
   int choice[kBuckets];
 };
 
-// The backend each bucket runs: the fastest, unless one backend is within 5% of the best everywhere
-// (then it runs every bucket and the model keeps one layout).
+// The backend each bucket runs. Each weight layout kept costs the weight's memory again, so the choice
+// is the smallest set of backends that runs every bucket within 5% of its fastest (the cheaper set in
+// total time among sets of that size), and each bucket runs the fastest backend of that set.
 void Decide(PlanEntry& e) {
   double best[kBuckets];
   for (int b = 0; b < kBuckets; b++) {
     best[b] = std::numeric_limits<double>::infinity();
-    e.choice[b] = -1;
     for (int k = 0; k < kNumBackends; k++)
-      if (std::isfinite(e.ms[b][k]) && e.ms[b][k] < best[b]) best[b] = e.ms[b][k], e.choice[b] = k;
+      if (std::isfinite(e.ms[b][k])) best[b] = std::min(best[b], e.ms[b][k]);
   }
-  int single = -1;
-  double single_cost = std::numeric_limits<double>::infinity();
-  for (int k = 0; k < kNumBackends; k++) {
-    double cost = 0;
-    bool ok = true;
-    for (int b = 0; b < kBuckets && ok; b++) {
-      ok = std::isfinite(e.ms[b][k]) && e.ms[b][k] <= 1.05 * best[b];
-      cost += e.ms[b][k] / best[b];
+  int chosen = 0;
+  double chosen_cost = std::numeric_limits<double>::infinity();
+  for (int size = 1; size <= kNumBackends && chosen == 0; size++) {
+    for (int set = 1; set < (1 << kNumBackends); set++) {
+      if (__builtin_popcount(set) != size) continue;
+      double cost = 0;
+      bool ok = true;
+      for (int b = 0; b < kBuckets && ok; b++) {
+        double fastest = std::numeric_limits<double>::infinity();
+        for (int k = 0; k < kNumBackends; k++)
+          if ((set >> k & 1) && std::isfinite(e.ms[b][k])) fastest = std::min(fastest, e.ms[b][k]);
+        ok = fastest <= 1.05 * best[b];
+        cost += fastest / best[b];
+      }
+      if (ok && cost < chosen_cost) chosen = set, chosen_cost = cost;
     }
-    if (ok && cost < single_cost) single = k, single_cost = cost;
   }
-  if (single >= 0)
-    for (int b = 0; b < kBuckets; b++) e.choice[b] = single;
+  for (int b = 0; b < kBuckets; b++) {
+    e.choice[b] = -1;
+    double fastest = std::numeric_limits<double>::infinity();
+    for (int k = 0; k < kNumBackends; k++)
+      if ((chosen >> k & 1) && std::isfinite(e.ms[b][k]) && e.ms[b][k] < fastest) fastest = e.ms[b][k], e.choice[b] = k;
+  }
 }
 
 class Plan {
@@ -188,9 +199,11 @@ std::vector<double> TuneLinear(int64_t n, int64_t k, c10::string_view activation
     const int64_t c = rows <= 64 ? copies : 1;
     at::Tensor x = at::randn({rows, k});
     for (int i = 0; i < kNumBackends; i++) e.ms[b][i] = std::numeric_limits<double>::infinity();
-    // A warm-up round, then three; the backends take turns in a rotating order so that a slow phase
-    // of a shared machine does not fall on one of them.
-    for (int rep = 0; rep < 4; rep++) {
+    // A warm-up round, then three (two at 4096 rows, where one call takes a tenth of a second); the
+    // backends take turns in a rotating order so that a slow phase of a shared machine does not fall on
+    // one of them.
+    const int reps = rows >= 4096 ? 3 : 4;
+    for (int rep = 0; rep < reps; rep++) {
       for (int j = 0; j < kNumBackends; j++) {
         const int backend = (rep + j) % kNumBackends;
         if (!available[backend]) continue;
@@ -229,7 +242,80 @@ std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view ac
   return std::vector<int64_t>(e->choice, e->choice + kBuckets);
 }
 
+// int8 (quantizeDynamic): quantized::linear_dynamic on weights packed by fbgemm and by oneDNN (VNNI and
+// AMX where the CPU has them), timed as TuneLinear times fp32 GEMMs; [bucket][engine], NaN where this
+// libtorch lacks the engine. The choice is the caller's (linear-plan.ts), per shape.
+constexpr const char* kEngines[] = {"fbgemm", "onednn"};
+std::vector<double> TuneInt8Linear(int64_t n, int64_t k) {
+  TORCH_CHECK(n > 0 && k > 0, "torchbert::tune_int8_linear: out_features and in_features must be positive, got ", n, " and ", k);
+  at::NoGradGuard no_grad;
+  static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+  static const auto run = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_dynamic", "");
+  const int64_t copies = std::clamp<int64_t>((int64_t(48) << 20) / (n * k) + 1, 1, 12);
+  const auto& supported = at::globalContext().supportedQEngines();
+  struct Quiet : c10::WarningHandler {  // torch 2.13 warns that quantized dtypes are deprecated
+    void process(const c10::Warning&) override {}
+  } quiet;
+  c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+  std::vector<c10::IValue> packed[2];
+  bool available[2];
+  for (int e = 0; e < 2; e++) {
+    available[e] = std::find(supported.begin(), supported.end(), e == 0 ? at::QEngine::FBGEMM : at::QEngine::ONEDNN) != supported.end();
+    if (!available[e]) continue;
+    QEngineGuard engine(kEngines[e]);
+    for (int64_t i = 0; i < copies; i++) {
+      at::Tensor w = at::randn({n, k}).mul_(0.02);
+      at::Tensor scales = (w.abs().amax(1) / 127.5).clamp_min(1e-7).to(at::kDouble);
+      at::Tensor qw = at::quantize_per_channel(w, scales, at::zeros({n}, at::kLong), 0, at::kQInt8);
+      torch::jit::Stack stack{qw, at::randn({n})};
+      prepack.callBoxed(&stack);
+      packed[e].push_back(stack.at(0));
+    }
+  }
+  std::vector<double> out(kBuckets * 2, std::nan(""));
+  for (int b = 0; b < kBuckets; b++) {
+    const int64_t rows = BucketRows(b);
+    const int64_t c = rows <= 64 ? copies : 1;
+    at::Tensor x = at::randn({rows, k});
+    for (int rep = 0; rep < (rows >= 4096 ? 3 : 4); rep++) {
+      for (int j = 0; j < 2; j++) {
+        const int e = (rep + j) % 2;
+        if (!available[e]) continue;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < c; i++) {
+          torch::jit::Stack stack{x, packed[e][i], true};
+          run.callBoxed(&stack);
+        }
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / c;
+        double& slot = out[b * 2 + e];
+        if (rep > 0) slot = std::isnan(slot) ? ms : std::min(slot, ms);
+      }
+    }
+  }
+  return out;
+}
+
+at::QEngine ParseQEngine(const std::string& name) {
+  at::QEngine e;
+  if (name == "fbgemm") e = at::QEngine::FBGEMM;
+  else if (name == "onednn") e = at::QEngine::ONEDNN;
+  else if (name == "x86") e = at::QEngine::X86;
+  else TORCH_CHECK(false, "quantized engine must be fbgemm, onednn or x86, got '", name, "'");
+  const auto& supported = at::globalContext().supportedQEngines();
+  TORCH_CHECK(std::find(supported.begin(), supported.end(), e) != supported.end(), "this libtorch has no ", name, " quantized engine");
+  return e;
+}
+
 }  // namespace
+
+QEngineGuard::QEngineGuard(const std::string& name) : prev_(at::globalContext().qEngine()) {
+  if (name.empty()) return;
+  at::globalContext().setQEngine(ParseQEngine(name));
+  set_ = true;
+}
+QEngineGuard::~QEngineGuard() {
+  if (set_) at::globalContext().setQEngine(prev_);
+}
 
 // linearTuning()'s rows for prepacked inference: one per shape and row bucket.
 void AppendPrepackedTuning(Napi::Env env, Napi::Array& out) {
@@ -260,6 +346,7 @@ void RegisterLinearSelect(torch::Library& lib) {
   lib.def("tune_linear(int out_features, int in_features, str activation=\"none\") -> float[]", &TuneLinear);
   lib.def("set_linear_plan(int out_features, int in_features, str activation, float[] ms) -> ()", &SetLinearPlan);
   lib.def("linear_plan(int out_features, int in_features, str activation=\"none\") -> int[]", &LinearPlanChoices);
+  lib.def("tune_int8_linear(int out_features, int in_features) -> float[]", &TuneInt8Linear);
   lib.def("reorder_linear_weight(Tensor weight) -> Tensor", [](const at::Tensor& w) {
     TORCH_CHECK(OneDnnAvailable(), "torchbert::reorder_linear_weight: this libtorch has no oneDNN");
     return OneDnnReorder(w);

@@ -13,6 +13,7 @@
 #include "async.h"
 #include "errors.h"
 #include "ivalue.h"
+#include "kernels.h"
 #include "ops.h"
 #include "tensor.h"
 
@@ -328,7 +329,12 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     at::Tensor qw = at::quantize_per_channel(w, scales, zero_points, 0, at::kQInt8);
     static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
     torch::jit::Stack stack{qw, bias ? c10::IValue(*bias) : c10::IValue()};
-    prepack.callBoxed(&stack);
+    {
+      // The engine (fbgemm or onednn, chosen by measurement in lib/models/linear-plan.ts) decides the
+      // packed format; linear_dynamic then runs whichever engine packed the layer.
+      QEngineGuard engine(info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "");
+      prepack.callBoxed(&stack);
+    }
     c10::IValue packed = stack.at(0);
     if (m_.hasattr(name)) m_.setattr(name, packed);
     else m_.register_attribute(name, packed.type(), packed);

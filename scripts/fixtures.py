@@ -462,8 +462,12 @@ def quant():
         with torch.no_grad():
             f = model(ids, attention_mask=mask)
             q = q8(model)(ids, attention_mask=mask)
+            # The same with the layers packed by oneDNN's engine (what quantizeDynamic picks where it measures faster).
+            torch.backends.quantized.engine = 'onednn'
+            qd = q8(model)(ids, attention_mask=mask)
+            torch.backends.quantized.engine = 'x86'
         key = 'last_hidden_state' if head == 'BertModel' else 'start_logits' if head == 'BertForQuestionAnswering' else 'logits'
-        res['heads'][head] = {'key': key, 'fp32': getattr(f, key).tolist(), 'int8': getattr(q, key).tolist()}
+        res['heads'][head] = {'key': key, 'fp32': getattr(f, key).tolist(), 'int8': getattr(q, key).tolist(), 'int8_onednn': getattr(qd, key).tolist()}
     d = minilm_dir()
     if d is not None:
         tok = transformers.BertTokenizer.from_pretrained(d)

@@ -271,18 +271,18 @@ describe('torchbert::linear_prepacked and its plan', () => {
   const none = () => tb.zeros([0]);
   const cfg = { vocab_size: 99, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 37 };
   const graphs = (m: ScriptModule): string => [...m.methodNames.map((f) => m.graph(f)), ...m.namedChildren().map(([, c]) => graphs(c))].join('\n');
-  // ms[bucket][backend] for rows 1, 4, 16, 64, 256, 1024 and backends torchbert, onednn, aten.
-  const timings = (f: (bucket: number, backend: number) => number) => Array.from({ length: 18 }, (_, i) => f(Math.floor(i / 3), i % 3));
+  // ms[bucket][backend] for rows 1, 4, 16, 64, 256, 1024, 4096 and backends torchbert, onednn, aten.
+  const timings = (f: (bucket: number, backend: number) => number) => Array.from({ length: 21 }, (_, i) => f(Math.floor(i / 3), i % 3));
 
-  test('tune_linear times the three GEMMs at six row counts and keeps a choice per row count', () => {
+  test('tune_linear times the three GEMMs at seven row counts and keeps a choice per row count', () => {
     const ms = op('torchbert::tune_linear').raw(40, 24, 'gelu') as number[];
-    expect(ms).toHaveLength(18);
+    expect(ms).toHaveLength(21);
     for (const v of ms) expect(v).toBeGreaterThan(0); // every backend ran (oneDNN is in the pip libtorch)
     const choices = planOf.raw(40, 24, 'gelu') as number[];
-    expect(choices).toHaveLength(6);
+    expect(choices).toHaveLength(7);
     for (const c of choices) expect([0, 1, 2]).toContain(c);
     const rows = tb.linearTuning().filter((r) => r.pass === 'inference' && r.n === 40 && r.k === 24 && r.activation === 'gelu');
-    expect(rows.map((r) => r.rows)).toEqual([1, 4, 16, 64, 256, 1024]);
+    expect(rows.map((r) => r.rows)).toEqual([1, 4, 16, 64, 256, 1024, 4096]);
     rows.forEach((r, b) => {
       expect(r.choice).toBe(['torchbert', 'onednn', 'aten'][choices[b]]);
       expect(r.torchbertPsPerMac).toBeCloseTo((ms[3 * b] * 1e9) / (r.rows * 40 * 24), 6);
@@ -294,7 +294,7 @@ describe('torchbert::linear_prepacked and its plan', () => {
     // Ours faster up to 16 rows, ATen from 64 (by more than 5%): both layouts are wanted. Two different
     // weights in the two layouts show which GEMM ran.
     setPlan.raw(48, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 2) : k === 2 ? (b <= 2 ? 2 : 1) : 3)));
-    expect(planOf.raw(48, 20, 'none')).toEqual([0, 0, 0, 2, 2, 2]);
+    expect(planOf.raw(48, 20, 'none')).toEqual([0, 0, 0, 2, 2, 2, 2]);
     const [w1, w2, bias] = [tb.randn([48, 20]), tb.randn([48, 20]), tb.randn([48])];
     const packedW1 = pack.t(w1._handle);
     for (const [rows, expected] of [[1, w1], [3, w1], [24, w1], [40, w2], [300, w2], [5000, w2]] as const) {
@@ -307,14 +307,17 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(rel(prepacked.t(x._handle, packedW1._handle, none()._handle, none()._handle, bias._handle, 48, 'none'), aten.t(x._handle, w1._handle, bias._handle))).toBeLessThan(1e-5);
   });
 
-  test('one backend within 5% of the best at every row count takes them all (one layout kept)', () => {
+  test('the fewest backends that run every row count within 5% of its fastest are kept (one layout where one suffices)', () => {
     // Ours fastest up to 16 rows, oneDNN from 64 rows and within 5% of ours below: oneDNN everywhere.
     setPlan.raw(52, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 1.3) : k === 1 ? (b <= 2 ? 1.04 : 1) : 2)));
-    expect(planOf.raw(52, 20, 'none')).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(planOf.raw(52, 20, 'none')).toEqual([1, 1, 1, 1, 1, 1, 1]);
+    // Each backend fastest somewhere, but two cover every row count within 5%: ATen's layout is not kept.
+    setPlan.raw(60, 20, 'none', timings((b, k) => [[1, 3, 3], [1, 3, 3], [1, 3, 3], [2, 1.03, 1], [2, 1, 1.5], [2, 1, 1.5], [2, 1, 1.5]][b][k]));
+    expect(planOf.raw(60, 20, 'none')).toEqual([0, 0, 0, 1, 1, 1, 1]);
     // A backend that is unavailable (NaN) is never chosen.
     setPlan.raw(56, 20, 'none', timings((b, k) => (k === 1 ? NaN : k === 2 ? 1 : 3)));
-    expect(planOf.raw(56, 20, 'none')).toEqual([2, 2, 2, 2, 2, 2]);
-    expect(() => setPlan.raw(56, 20, 'none', [1, 2])).toThrow(/expected 18 timings, got 2/);
+    expect(planOf.raw(56, 20, 'none')).toEqual([2, 2, 2, 2, 2, 2, 2]);
+    expect(() => setPlan.raw(56, 20, 'none', [1, 2])).toThrow(/expected 21 timings, got 2/);
     expect(() => setPlan.raw(56, 20, 'relu', timings(() => 1))).toThrow(/activation must be none, gelu or gelu_tanh, got relu/);
   });
 

@@ -9,6 +9,8 @@ import { fromPretrained, fromConfig, HeadKind } from '../lib/models/bert';
 import { pipeline } from '../lib/pipelines';
 import { BertTokenizer } from '../lib/tokenizer';
 import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled } from './helpers';
+import { op } from '../lib/tensor';
+import { decideInt8 } from '../lib/models/linear-plan';
 
 const fx = fixture('quant.json');
 const i64 = (x: number[][]) => tb.tensor(x.map((r) => r.map(BigInt)));
@@ -30,6 +32,56 @@ describe.each(Object.keys(fx.heads))('%s int8', (head) => {
     expect(quantError).toBeGreaterThan(1e-3);
     // ...and ours matches the reference's int8 result far more closely than that gap.
     expect(vsInt8).toBeLessThan(Math.min(1e-4, quantError / 20));
+  });
+});
+
+describe.each(Object.keys(fx.heads))('%s int8 packed by oneDNN (TORCHBERT_INT8_ENGINE=onednn)', (head) => {
+  test('equals torch.ao quantize_dynamic under the onednn engine', async () => {
+    const want = fx.heads[head];
+    const model = await fromPretrained(path.join(FIXTURES, 'quant', head), { kind: head as HeadKind });
+    process.env.TORCHBERT_INT8_ENGINE = 'onednn';
+    let q;
+    try {
+      q = model.quantizeDynamic();
+    } finally {
+      delete process.env.TORCHBERT_INT8_ENGINE;
+    }
+    const out = (await tb.noGrad(() => q.forward(inputs())))[KEY[want.key]] as Tensor;
+    const quantError = maxAbsDiff(want.fp32, want.int8_onednn);
+    expect(quantError).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(out.toArraySync(), want.int8_onednn)).toBeLessThan(Math.min(1e-4, quantError / 20));
+  });
+});
+
+describe('int8 engine chosen by measurement', () => {
+  test('tune_int8_linear times fbgemm and oneDNN at seven row counts', () => {
+    const ms = op('torchbert::tune_int8_linear').raw(40, 24) as number[];
+    expect(ms).toHaveLength(14);
+    for (const v of ms) expect(v).toBeGreaterThan(0);
+    expect(() => op('torchbert::tune_int8_linear').raw(0, 24)).toThrow(/must be positive/);
+  });
+
+  test('fbgemm unless oneDNN is more than 5% faster over the row counts; a missing engine is never chosen', () => {
+    const ms = (f: number, o: number | null) => Array.from({ length: 6 }, () => [f, o]).flat();
+    expect(decideInt8(ms(1, 2))).toBe('fbgemm');
+    expect(decideInt8(ms(1, 0.97))).toBe('fbgemm'); // within 5%: stays torch.ao's default
+    expect(decideInt8(ms(1, 0.5))).toBe('onednn');
+    expect(decideInt8(ms(1, null))).toBe('fbgemm');
+  });
+
+  test('quantizeDynamic records its choice per shape; TORCHBERT_INT8_ENGINE overrides and is checked', () => {
+    const model = fromConfig('BertModel', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 44 }).eval();
+    model.quantizeDynamic().module.dispose();
+    const plans = tb.info().int8Engines as { shape: string; engine: string; fbgemmMs: number[] }[];
+    const ffn = plans.find((p) => p.shape === '44x32')!;
+    expect(['fbgemm', 'onednn']).toContain(ffn.engine);
+    expect(ffn.fbgemmMs).toHaveLength(7);
+    process.env.TORCHBERT_INT8_ENGINE = 'qnnpack';
+    try {
+      expect(() => model.quantizeDynamic()).toThrow(/TORCHBERT_INT8_ENGINE must be auto, fbgemm or onednn; got 'qnnpack'/);
+    } finally {
+      delete process.env.TORCHBERT_INT8_ENGINE;
+    }
   });
 });
 

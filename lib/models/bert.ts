@@ -11,7 +11,7 @@ import { HubOptions, resolveModelDir } from '../hub';
 import type { DType } from '../tensor';
 import { native } from '../binding';
 import { checkCpuBf16 } from '../cpu';
-import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, planBackends } from './linear-plan';
+import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Engine, planBackends } from './linear-plan';
 
 // ---------- TorchScript units ----------
 
@@ -799,7 +799,10 @@ export class BertPreTrainedModel {
       const pack = (m: ScriptModule, prefix: string): void => {
         for (const [n, child] of m.namedChildren()) {
           const at = prefix + n;
-          if (child.hasAttr('_packed_params')) child.packLinear('_packed_params', state.get(`${at}.weight`)!, state.get(`${at}.bias`));
+          if (child.hasAttr('_packed_params')) {
+            const w = state.get(`${at}.weight`)!;
+            child.packLinear('_packed_params', w, state.get(`${at}.bias`), int8Engine(w.size(0), w.size(1)));
+          }
           else pack(child, `${at}.`);
         }
       };

@@ -4,10 +4,9 @@
 // disk per CPU model, libtorch version and thread count, so a later process (a server restart) starts
 // from them without measuring.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { op } from '../tensor';
-import { native } from '../binding';
+import { native, cacheDir } from '../binding';
 import { cpuInfo } from '../cpu';
 
 export type LinearBackend = 'torchbert' | 'onednn' | 'aten';
@@ -33,19 +32,19 @@ export function forcedBackend(backend?: LinearBackend | 'auto'): LinearBackend |
   return v as LinearBackend;
 }
 
-/** The timings file: TORCHBERT_TUNING_CACHE (a path, or 0 for none), else ~/.cache/torchbert/linear-plan.json. */
+/** The timings file: TORCHBERT_TUNING_CACHE (a path, or 0 for none), else linear-plan.json in torchbert's cache folder. */
 export function tuningCachePath(): string | null {
   const env = process.env.TORCHBERT_TUNING_CACHE;
   if (env === '0') return null;
   if (env) return env;
-  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'torchbert', 'linear-plan.json');
+  return path.join(cacheDir(), 'linear-plan.json');
 }
 
 /** What the timings depend on besides the shape; a file keeps one section per key. */
 function cacheKey(): string {
   const c = cpuInfo();
   return `${c.model} [${c.flags.join(' ')}] | libtorch ${native.buildInfo().torchVersion} | ${native.getNumThreads()} threads | ` +
-    `${process.env.ONEDNN_MAX_CPU_ISA ?? ''} ${process.env.ATEN_CPU_CAPABILITY ?? ''} | v1`;
+    `${process.env.ONEDNN_MAX_CPU_ISA ?? ''} ${process.env.ATEN_CPU_CAPABILITY ?? ''} | v2`;
 }
 const shapeKey = (s: LinearShape) => `${s.n}x${s.k} ${s.activation}`;
 
@@ -71,6 +70,63 @@ function writeCache(file: string, measured: Map<string, number[]>): void {
   } catch (e) {
     process.emitWarning(`could not write the GEMM tuning cache ${file}: ${(e as Error).message}`, { code: 'TORCHBERT_TUNING_CACHE' });
   }
+}
+
+// ---- int8 (quantizeDynamic): the engine that packs each layer, fbgemm or oneDNN, by measurement ----
+
+export type Int8Engine = 'fbgemm' | 'onednn';
+const INT8_ENGINES: Int8Engine[] = ['fbgemm', 'onednn'];
+const tuneInt8 = op('torchbert::tune_int8_linear');
+const int8Chosen = new Map<string, { engine: Int8Engine; ms: (number | null)[] }>();
+
+/** The engine every int8 layer must use (TORCHBERT_INT8_ENGINE), or null: measured. */
+export function forcedInt8Engine(): Int8Engine | null {
+  const v = process.env.TORCHBERT_INT8_ENGINE ?? 'auto';
+  if (v === 'auto' || v === '') return null;
+  if (!INT8_ENGINES.includes(v as Int8Engine)) throw new TypeError(`TORCHBERT_INT8_ENGINE must be auto, fbgemm or onednn; got '${v}'`);
+  return v as Int8Engine;
+}
+
+/**
+ * fbgemm unless oneDNN is more than 5% faster over the row counts (summing each count's time relative
+ * to the faster): ties stay with fbgemm, the engine torch.ao's quantize_dynamic uses on x86.
+ */
+export function decideInt8(ms: (number | null)[]): Int8Engine {
+  let cost = [0, 0];
+  for (let b = 0; b < ms.length / 2; b++) {
+    const [f, o] = [ms[2 * b], ms[2 * b + 1]];
+    if (typeof o !== 'number' || !Number.isFinite(o)) return 'fbgemm';
+    if (typeof f !== 'number' || !Number.isFinite(f)) return 'onednn';
+    const best = Math.min(f, o);
+    cost = [cost[0] + f / best, cost[1] + o / best];
+  }
+  return cost[1] < cost[0] / 1.05 ? 'onednn' : 'fbgemm';
+}
+
+/** The engine for an int8 layer of this shape: from this process, the tuning cache, or measured now. */
+export function int8Engine(n: number, k: number): Int8Engine {
+  const forced = forcedInt8Engine();
+  if (forced) return forced;
+  const key = `int8 ${n}x${k}`;
+  let hit = int8Chosen.get(key);
+  if (!hit) {
+    const file = tuningCachePath();
+    const cached = file ? readCache(file)[cacheKey()]?.[key] : undefined;
+    const ms = Array.isArray(cached) && cached.length === 14 ? cached : (tuneInt8.raw(n, k) as number[]);
+    hit = { engine: decideInt8(ms), ms };
+    int8Chosen.set(key, hit);
+    if (file && ms !== cached) writeCache(file, new Map([[key, ms.map((v) => (v === null ? NaN : v))]]));
+  }
+  return hit.engine;
+}
+
+/** The int8 engines chosen in this process, per shape, with their timings (ms at rows 1, 4, ..., 4096). */
+export function int8Plans(): { shape: string; engine: Int8Engine; fbgemmMs: (number | null)[]; onednnMs: (number | null)[] }[] {
+  return [...int8Chosen].map(([key, { engine, ms }]) => ({
+    shape: key.slice(5), engine,
+    fbgemmMs: ms.filter((_, i) => i % 2 === 0).map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null)),
+    onednnMs: ms.filter((_, i) => i % 2 === 1).map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null)),
+  }));
 }
 
 const known = (s: LinearShape) => (planOf.raw(s.n, s.k, s.activation) as number[]).length > 0;
@@ -128,7 +184,7 @@ export function cachedPlans(): { shape: string; rows: number[]; choices: LinearB
     const s: LinearShape = { n: Number(m[1]), k: Number(m[2]), activation: m[3] as LinearActivation };
     if (fromCache([s]).length) continue; // unreadable entry
     const choices = planOf.raw(s.n, s.k, s.activation) as number[];
-    out.push({ shape: key, rows: [1, 4, 16, 64, 256, 1024], choices: choices.map((c) => LINEAR_BACKENDS[c]) });
+    out.push({ shape: key, rows: [1, 4, 16, 64, 256, 1024, 4096], choices: choices.map((c) => LINEAR_BACKENDS[c]) });
   }
   return out;
 }
