@@ -173,7 +173,7 @@ export function info(): Record<string, unknown> {
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
     linearPlan: { cache: tuningCachePath(), shapes: cachedPlans() },
-    // quantizeDynamic()'s engine per shape, as chosen in this process
-    int8Engines: int8Plans(),
+    // quantizeDynamic()'s engines per shape, as chosen in this process
+    int8Plans: int8Plans(),
   };
 }

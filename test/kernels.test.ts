@@ -291,7 +291,7 @@ describe('torchbert::linear_prepacked and its plan', () => {
   });
 
   test('each call runs its row count\'s choice, on the layout the module holds for it', () => {
-    // Ours faster up to 16 rows, ATen from 64 (by more than 5%): both layouts are wanted. Two different
+    // Ours faster up to 16 rows, ATen from 64 (by more than 10%): both layouts are wanted. Two different
     // weights in the two layouts show which GEMM ran.
     setPlan.raw(48, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 2) : k === 2 ? (b <= 2 ? 2 : 1) : 3)));
     expect(planOf.raw(48, 20, 'none')).toEqual([0, 0, 0, 2, 2, 2, 2]);
@@ -307,12 +307,12 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(rel(prepacked.t(x._handle, packedW1._handle, none()._handle, none()._handle, bias._handle, 48, 'none'), aten.t(x._handle, w1._handle, bias._handle))).toBeLessThan(1e-5);
   });
 
-  test('the fewest backends that run every row count within 5% of its fastest are kept (one layout where one suffices)', () => {
-    // Ours fastest up to 16 rows, oneDNN from 64 rows and within 5% of ours below: oneDNN everywhere.
-    setPlan.raw(52, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 1.3) : k === 1 ? (b <= 2 ? 1.04 : 1) : 2)));
+  test('the fewest backends that run every row count within 10% of its fastest are kept (one layout where one suffices)', () => {
+    // Ours fastest up to 16 rows, oneDNN from 64 rows and within 10% of ours below: oneDNN everywhere.
+    setPlan.raw(52, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 1.3) : k === 1 ? (b <= 2 ? 1.09 : 1) : 2)));
     expect(planOf.raw(52, 20, 'none')).toEqual([1, 1, 1, 1, 1, 1, 1]);
-    // Each backend fastest somewhere, but two cover every row count within 5%: ATen's layout is not kept.
-    setPlan.raw(60, 20, 'none', timings((b, k) => [[1, 3, 3], [1, 3, 3], [1, 3, 3], [2, 1.03, 1], [2, 1, 1.5], [2, 1, 1.5], [2, 1, 1.5]][b][k]));
+    // Each backend fastest somewhere, but two cover every row count within 10%: ATen's layout is not kept.
+    setPlan.raw(60, 20, 'none', timings((b, k) => [[1, 3, 3], [1, 3, 3], [1, 3, 3], [2, 1.08, 1], [2, 1, 1.5], [2, 1, 1.5], [2, 1, 1.5]][b][k]));
     expect(planOf.raw(60, 20, 'none')).toEqual([0, 0, 0, 1, 1, 1, 1]);
     // A backend that is unavailable (NaN) is never chosen.
     setPlan.raw(56, 20, 'none', timings((b, k) => (k === 1 ? NaN : k === 2 ? 1 : 3)));

@@ -10,7 +10,7 @@ import { pipeline } from '../lib/pipelines';
 import { BertTokenizer } from '../lib/tokenizer';
 import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled } from './helpers';
 import { op } from '../lib/tensor';
-import { decideInt8 } from '../lib/models/linear-plan';
+import { decideInt8, setInt8Timings } from '../lib/models/linear-plan';
 
 const fx = fixture('quant.json');
 const i64 = (x: number[][]) => tb.tensor(x.map((r) => r.map(BigInt)));
@@ -21,7 +21,14 @@ describe.each(Object.keys(fx.heads))('%s int8', (head) => {
   test('equals torch.ao quantize_dynamic (per-channel) and differs from fp32 by more than that', async () => {
     const want = fx.heads[head];
     const model = await fromPretrained(path.join(FIXTURES, 'quant', head), { kind: head as HeadKind });
-    const q = model.quantizeDynamic();
+    // fbgemm, as torch.ao packs on x86 (a CPU where oneDNN measures faster would otherwise pick it).
+    process.env.TORCHBERT_INT8_ENGINE = 'fbgemm';
+    let q: ReturnType<typeof model.quantizeDynamic>;
+    try {
+      q = model.quantizeDynamic();
+    } finally {
+      delete process.env.TORCHBERT_INT8_ENGINE;
+    }
     expect(q.quantized).toBe(true);
     const out = (await tb.noGrad(() => q.forward(inputs())))[KEY[want.key]] as Tensor;
     const fp = (await tb.noGrad(() => model.forward(inputs())))[KEY[want.key]] as Tensor;
@@ -61,20 +68,51 @@ describe('int8 engine chosen by measurement', () => {
     expect(() => op('torchbert::tune_int8_linear').raw(0, 24)).toThrow(/must be positive/);
   });
 
-  test('fbgemm unless oneDNN is more than 5% faster over the row counts; a missing engine is never chosen', () => {
-    const ms = (f: number, o: number | null) => Array.from({ length: 6 }, () => [f, o]).flat();
-    expect(decideInt8(ms(1, 2))).toBe('fbgemm');
-    expect(decideInt8(ms(1, 0.97))).toBe('fbgemm'); // within 5%: stays torch.ao's default
-    expect(decideInt8(ms(1, 0.5))).toBe('onednn');
-    expect(decideInt8(ms(1, null))).toBe('fbgemm');
+  test('fbgemm, oneDNN from the row count where it is more than 10% faster at every larger one, or oneDNN throughout', () => {
+    const ms = (pairs: [number, number | null][]) => pairs.flat();
+    const flat = (f: number, o: number | null) => ms(Array.from({ length: 7 }, () => [f, o] as [number, number | null]));
+    expect(decideInt8(flat(1, 2))).toEqual({ engine: 'fbgemm', onednnFromRows: null });
+    expect(decideInt8(flat(1, 0.95))).toEqual({ engine: 'fbgemm', onednnFromRows: null }); // within 10%: torch.ao's default
+    expect(decideInt8(flat(1, 0.5))).toEqual({ engine: 'onednn', onednnFromRows: null });
+    expect(decideInt8(flat(1, null))).toEqual({ engine: 'fbgemm', onednnFromRows: null });
+    // fbgemm faster to 64 rows, oneDNN from 256: the boundary between the buckets (sqrt(64 * 256) = 128).
+    expect(decideInt8(ms([[1, 3], [1, 3], [1, 3], [1, 1.5], [2, 1], [2, 1], [2, 1]]))).toEqual({ engine: 'both', onednnFromRows: 129 });
+    // oneDNN faster at 256 only: not kept for one row count.
+    expect(decideInt8(ms([[1, 3], [1, 3], [1, 3], [1, 1.5], [2, 1], [1, 1], [1, 1]]))).toEqual({ engine: 'fbgemm', onednnFromRows: null });
   });
 
-  test('quantizeDynamic records its choice per shape; TORCHBERT_INT8_ENGINE overrides and is checked', () => {
+  test('a shape whose plan is both runs fbgemm below the boundary and oneDNN from it, each equal to that engine alone', async () => {
+    const cfg = { vocab_size: 99, hidden_size: 36, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 50 };
+    const model = fromConfig('BertModel', cfg).eval();
+    const both: [number, number][] = [[1, 3], [1, 3], [1, 3], [1, 1.5], [2, 1], [2, 1], [2, 1]];
+    for (const [n, k] of [[108, 36], [36, 36], [50, 36], [36, 50]]) expect(setInt8Timings(n, k, both.flat()).onednnFromRows).toBe(129);
+    const q = model.quantizeDynamic();
+    const layer = ((q.module.getAttr('encoder') as ScriptModule).getAttr('layer') as ScriptModule).getAttr('0') as ScriptModule;
+    expect(Number(((layer.getAttr('intermediate') as ScriptModule).getAttr('dense') as ScriptModule).getAttr('onednn_from_rows'))).toBe(129);
+    const withEngine = (engine: string) => {
+      process.env.TORCHBERT_INT8_ENGINE = engine;
+      try {
+        return model.quantizeDynamic();
+      } finally {
+        delete process.env.TORCHBERT_INT8_ENGINE;
+      }
+    };
+    const [fb, dnn] = [withEngine('fbgemm'), withEngine('onednn')];
+    for (const [B, T, want] of [[2, 60, fb], [3, 50, dnn]] as const) { // 120 rows: fbgemm; 150: oneDNN
+      const ids = tb.randint(1, 99, [B, T]);
+      const run = async (m: typeof q) => (await tb.noGrad(() => m.forward({ inputIds: ids }))).lastHiddenState!.toArraySync();
+      const [got, expected, other] = [await run(q), await run(want), await run(want === fb ? dnn : fb)];
+      expect(maxAbsDiff(got, expected)).toBe(0);
+      expect(maxAbsDiff(got, other)).toBeGreaterThan(0); // the engines round differently: the check can tell them apart
+    }
+  });
+
+  test('quantizeDynamic records its plan per shape; TORCHBERT_INT8_ENGINE overrides and is checked', () => {
     const model = fromConfig('BertModel', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 44 }).eval();
     model.quantizeDynamic().module.dispose();
-    const plans = tb.info().int8Engines as { shape: string; engine: string; fbgemmMs: number[] }[];
+    const plans = tb.info().int8Plans as { shape: string; engine: string; fbgemmMs: number[] }[];
     const ffn = plans.find((p) => p.shape === '44x32')!;
-    expect(['fbgemm', 'onednn']).toContain(ffn.engine);
+    expect(['fbgemm', 'onednn', 'both']).toContain(ffn.engine);
     expect(ffn.fbgemmMs).toHaveLength(7);
     process.env.TORCHBERT_INT8_ENGINE = 'qnnpack';
     try {

@@ -8,6 +8,7 @@ import { serve, Server } from '../lib/serve/server';
 import { pipeline } from '../lib/pipelines';
 import { readSst2 } from '../lib/data/datasets';
 import { FIXTURES, DATA, ROOT, fixture } from './helpers';
+import { cpuInfo } from '../lib/cpu';
 
 const fx = fixture('pipelines.json');
 const dir = (name: string) => path.join(FIXTURES, fx.models[name]);
@@ -169,6 +170,30 @@ describe('server: the other tasks, limits and shutdown', () => {
     expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
     expect(Date.now() - t0).toBeLessThan(30000); // closing ran the queued rows at once, not after maxWaitMs
     await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+  });
+
+  test('--dtype bf16 serves the bf16 model where the CPU has bf16 units and is refused, naming the CPU, where it has not', async () => {
+    const model = dir('tiny-BertForSequenceClassification');
+    await expect(serve({ model, port: 0, dtype: 'fp16' as 'bf16' })).rejects.toThrow(/dtype must be float32 or bf16, got "fp16"/);
+    await expect(serve({ model, port: 0, dtype: 'bf16', quantize: 'int8' })).rejects.toThrow(/not with quantize or prepack/);
+    if (!cpuInfo().bf16) {
+      await expect(serve({ model, port: 0, dtype: 'bf16' })).rejects.toThrow(/this CPU \(.+\) has no bf16 units/);
+      process.env.TORCHBERT_ALLOW_SLOW_BF16 = '1'; // the same path as on a bf16 CPU, emulated
+    }
+    try {
+      const s = await serve({ model, port: 0, dtype: 'bf16' });
+      await s.warm;
+      const r = await post(`${s.url}/v1/classify`, { inputs: 'a gripping film', top_k: null });
+      expect(r.status).toBe(200);
+      // The fp32 pipeline's scores, to bf16 rounding.
+      const fp32 = (await (await pipeline('text-classification', model)).call('a gripping film', { topK: null })) as unknown as { label: string; score: number }[];
+      const bf16 = r.json.results[0] as { label: string; score: number }[];
+      expect(bf16.length).toBe(fp32.length);
+      for (const { label, score } of fp32) expect(Math.abs(bf16.find((x) => x.label === label)!.score - score)).toBeLessThan(0.02);
+      await s.close();
+    } finally {
+      delete process.env.TORCHBERT_ALLOW_SLOW_BF16;
+    }
   });
 
   test('two worker processes share the port', async () => {

@@ -11,7 +11,7 @@ import { HubOptions, resolveModelDir } from '../hub';
 import type { DType } from '../tensor';
 import { native } from '../binding';
 import { checkCpuBf16 } from '../cpu';
-import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Engine, planBackends } from './linear-plan';
+import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Plan, planBackends } from './linear-plan';
 
 // ---------- TorchScript units ----------
 
@@ -66,7 +66,11 @@ type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 
 /** nn.Linear state; the inference modes hold placeholders that quantizeDynamic()/prepack() fill. */
 function linear(inF: number, outF: number, std: number, q: LinearMode = 'float'): ScriptModule {
-  if (q === 'int8') return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]));
+  if (q === 'int8') {
+    // fbgemm's packed weight, and oneDNN's for the row counts from which it measured faster (linear-plan.ts).
+    return new ScriptModule('DynamicQuantizedLinear').packLinear('_packed_params', tb.zeros([outF, inF]), tb.zeros([outF]))
+      .packLinear('_packed_params_onednn', tb.zeros([1, 1]), null).registerAttribute('onednn_from_rows', 'int', Number.MAX_SAFE_INTEGER);
+  }
   if (q === 'prepacked') {
     // The weight in the layout of each GEMM the plan runs for this shape (linear-plan.ts); empty otherwise.
     const m = new ScriptModule('PrepackedLinear');
@@ -77,7 +81,7 @@ function linear(inF: number, outF: number, std: number, q: LinearMode = 'float')
 }
 /** TorchScript for `mod`'s linear map of `x`; int8 uses reduce_range as torch.ao's dynamic Linear on x86 (fbgemm). */
 function lin(q: LinearMode, mod: string, x: string, bias = `${mod}.bias`): string {
-  if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params, True)`;
+  if (q === 'int8') return `ops.quantized.linear_dynamic(${x}, ${mod}._packed_params_onednn if ${x}.numel() // ${x}.size(-1) >= ${mod}.onednn_from_rows else ${mod}._packed_params, True)`;
   if (q === 'prepacked') return prepackedCall(mod, x, bias, 'none');
   if (q === 'float') return `ops.torchbert.linear(${x}, ${mod}.weight, ${bias})`;
   return `torch.linear(${x}, ${mod}.weight, ${bias})`;
@@ -800,8 +804,13 @@ export class BertPreTrainedModel {
         for (const [n, child] of m.namedChildren()) {
           const at = prefix + n;
           if (child.hasAttr('_packed_params')) {
-            const w = state.get(`${at}.weight`)!;
-            child.packLinear('_packed_params', w, state.get(`${at}.bias`), int8Engine(w.size(0), w.size(1)));
+            const [w, b] = [state.get(`${at}.weight`)!, state.get(`${at}.bias`)];
+            const plan = int8Plan(w.size(0), w.size(1));
+            child.packLinear('_packed_params', w, b, plan.engine === 'onednn' ? 'onednn' : 'fbgemm');
+            if (plan.engine === 'both') {
+              child.packLinear('_packed_params_onednn', w, b, 'onednn');
+              child.setAttr('onednn_from_rows', plan.onednnFromRows!);
+            }
           }
           else pack(child, `${at}.`);
         }

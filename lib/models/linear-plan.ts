@@ -44,7 +44,7 @@ export function tuningCachePath(): string | null {
 function cacheKey(): string {
   const c = cpuInfo();
   return `${c.model} [${c.flags.join(' ')}] | libtorch ${native.buildInfo().torchVersion} | ${native.getNumThreads()} threads | ` +
-    `${process.env.ONEDNN_MAX_CPU_ISA ?? ''} ${process.env.ATEN_CPU_CAPABILITY ?? ''} | v2`;
+    `${process.env.ONEDNN_MAX_CPU_ISA ?? ''} ${process.env.ATEN_CPU_CAPABILITY ?? ''} | v3`;
 }
 const shapeKey = (s: LinearShape) => `${s.n}x${s.k} ${s.activation}`;
 
@@ -77,7 +77,7 @@ function writeCache(file: string, measured: Map<string, number[]>): void {
 export type Int8Engine = 'fbgemm' | 'onednn';
 const INT8_ENGINES: Int8Engine[] = ['fbgemm', 'onednn'];
 const tuneInt8 = op('torchbert::tune_int8_linear');
-const int8Chosen = new Map<string, { engine: Int8Engine; ms: (number | null)[] }>();
+const int8Chosen = new Map<string, { plan: Int8Plan; ms: (number | null)[] }>();
 
 /** The engine every int8 layer must use (TORCHBERT_INT8_ENGINE), or null: measured. */
 export function forcedInt8Engine(): Int8Engine | null {
@@ -87,45 +87,64 @@ export function forcedInt8Engine(): Int8Engine | null {
   return v as Int8Engine;
 }
 
-/**
- * fbgemm unless oneDNN is more than 5% faster over the row counts (summing each count's time relative
- * to the faster): ties stay with fbgemm, the engine torch.ao's quantize_dynamic uses on x86.
- */
-export function decideInt8(ms: (number | null)[]): Int8Engine {
-  let cost = [0, 0];
-  for (let b = 0; b < ms.length / 2; b++) {
-    const [f, o] = [ms[2 * b], ms[2 * b + 1]];
-    if (typeof o !== 'number' || !Number.isFinite(o)) return 'fbgemm';
-    if (typeof f !== 'number' || !Number.isFinite(f)) return 'onednn';
-    const best = Math.min(f, o);
-    cost = [cost[0] + f / best, cost[1] + o / best];
-  }
-  return cost[1] < cost[0] / 1.05 ? 'onednn' : 'fbgemm';
+const ROWS = [1, 4, 16, 64, 256, 1024, 4096];
+/** How a shape's int8 layers run: one engine, or fbgemm below `onednnFromRows` rows and oneDNN from there. */
+export interface Int8Plan {
+  engine: Int8Engine | 'both';
+  onednnFromRows: number | null;
 }
 
-/** The engine for an int8 layer of this shape: from this process, the tuning cache, or measured now. */
-export function int8Engine(n: number, k: number): Int8Engine {
+/**
+ * From the timings ([rows bucket][fbgemm, onednn]): oneDNN for the row counts from which it is more than
+ * 10% faster at every larger count, fbgemm below (a second packed copy of the int8 weight is kept only
+ * then). Ties stay with fbgemm, the engine torch.ao's quantize_dynamic uses on x86.
+ */
+export function decideInt8(ms: (number | null)[]): Int8Plan {
+  const ok = (v: number | null): v is number => typeof v === 'number' && Number.isFinite(v);
+  let from = ROWS.length;
+  for (let b = ROWS.length - 1; b >= 0; b--) {
+    const [f, o] = [ms[2 * b], ms[2 * b + 1]];
+    if (!ok(o) || (ok(f) && o * 1.1 >= f)) break;
+    from = b;
+  }
+  if (from === ROWS.length) return { engine: 'fbgemm', onednnFromRows: null };
+  if (from === 0) return { engine: 'onednn', onednnFromRows: null };
+  // The boundary between the buckets (geometric mean of their row counts), as linear_prepacked rounds.
+  return { engine: 'both', onednnFromRows: Math.floor(Math.sqrt(ROWS[from - 1] * ROWS[from])) + 1 };
+}
+
+/** The int8 plan for a layer of this shape: from this process, the tuning cache, or measured now. */
+export function int8Plan(n: number, k: number): Int8Plan {
   const forced = forcedInt8Engine();
-  if (forced) return forced;
+  if (forced) return { engine: forced, onednnFromRows: null };
   const key = `int8 ${n}x${k}`;
   let hit = int8Chosen.get(key);
   if (!hit) {
     const file = tuningCachePath();
     const cached = file ? readCache(file)[cacheKey()]?.[key] : undefined;
-    const ms = Array.isArray(cached) && cached.length === 14 ? cached : (tuneInt8.raw(n, k) as number[]);
-    hit = { engine: decideInt8(ms), ms };
+    const ms = Array.isArray(cached) && cached.length === 2 * ROWS.length ? cached : (tuneInt8.raw(n, k) as number[]);
+    hit = { plan: decideInt8(ms), ms };
     int8Chosen.set(key, hit);
     if (file && ms !== cached) writeCache(file, new Map([[key, ms.map((v) => (v === null ? NaN : v))]]));
   }
-  return hit.engine;
+  return hit.plan;
 }
 
-/** The int8 engines chosen in this process, per shape, with their timings (ms at rows 1, 4, ..., 4096). */
-export function int8Plans(): { shape: string; engine: Int8Engine; fbgemmMs: (number | null)[]; onednnMs: (number | null)[] }[] {
-  return [...int8Chosen].map(([key, { engine, ms }]) => ({
-    shape: key.slice(5), engine,
-    fbgemmMs: ms.filter((_, i) => i % 2 === 0).map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null)),
-    onednnMs: ms.filter((_, i) => i % 2 === 1).map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null)),
+/** Installs int8 timings measured elsewhere (as set_linear_plan does for fp32): the plan follows from them. */
+export function setInt8Timings(n: number, k: number, ms: (number | null)[]): Int8Plan {
+  if (ms.length !== 2 * ROWS.length) throw new RangeError(`setInt8Timings: expected ${2 * ROWS.length} timings, got ${ms.length}`);
+  const plan = decideInt8(ms);
+  int8Chosen.set(`int8 ${n}x${k}`, { plan, ms });
+  return plan;
+}
+
+/** The int8 plans chosen in this process, per shape, with their timings (ms at rows 1, 4, ..., 4096). */
+export function int8Plans(): ({ shape: string; fbgemmMs: (number | null)[]; onednnMs: (number | null)[] } & Int8Plan)[] {
+  const num = (v: number | null) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return [...int8Chosen].map(([key, { plan, ms }]) => ({
+    shape: key.slice(5), ...plan,
+    fbgemmMs: ms.filter((_, i) => i % 2 === 0).map(num),
+    onednnMs: ms.filter((_, i) => i % 2 === 1).map(num),
   }));
 }
 
@@ -184,7 +203,7 @@ export function cachedPlans(): { shape: string; rows: number[]; choices: LinearB
     const s: LinearShape = { n: Number(m[1]), k: Number(m[2]), activation: m[3] as LinearActivation };
     if (fromCache([s]).length) continue; // unreadable entry
     const choices = planOf.raw(s.n, s.k, s.activation) as number[];
-    out.push({ shape: key, rows: [1, 4, 16, 64, 256, 1024, 4096], choices: choices.map((c) => LINEAR_BACKENDS[c]) });
+    out.push({ shape: key, rows: ROWS, choices: choices.map((c) => LINEAR_BACKENDS[c]) });
   }
   return out;
 }
