@@ -421,12 +421,18 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     Napi::Env env = info.Env();
     CheckIdle(env);
     std::optional<c10::Device> dev = DeviceArg(info, 0);
-    if (info.Length() > 1 && info[1].IsString()) {
-      c10::ScalarType dt = ParseDtype(env, info[1].As<Napi::String>().Utf8Value());
-      if (dev) m_.to(*dev, dt); else m_.to(dt);
-    } else if (dev) {
-      m_.to(*dev);
-    }
+    std::optional<c10::ScalarType> dt;
+    if (info.Length() > 1 && info[1].IsString()) dt = ParseDtype(env, info[1].As<Napi::String>().Utf8Value());
+    // As nn.Module.to in Python: a dtype applies to floating-point parameters and buffers only (position
+    // ids and other integer buffers keep theirs); jit::Module::to would cast them all.
+    auto move = [&](const at::Tensor& t) {
+      const c10::ScalarType type = dt && t.is_floating_point() ? *dt : t.scalar_type();
+      if (t.scalar_type() == type && (!dev || t.device() == *dev)) return;
+      at::Tensor moved = t.to(dev.value_or(t.device()), type);
+      const_cast<at::Tensor&>(t).set_data(moved);
+    };
+    for (const at::Tensor& p : m_.parameters(/*recurse=*/true)) move(p);
+    for (const at::Tensor& b : m_.buffers(/*recurse=*/true)) move(b);
     return env.Undefined();
   }
   Napi::Value Clone(const Napi::CallbackInfo& info) {

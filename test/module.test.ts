@@ -86,6 +86,17 @@ describe.each(devices)('ScriptModule on %s', (device) => {
 });
 
 describe('ScriptModule interop and errors (CPU)', () => {
+  test('to({ dtype }) casts floating-point parameters and buffers only, as nn.Module.to: integer buffers keep their dtype', () => {
+    const m = new ScriptModule('M');
+    m.registerParameter('w', tb.randn([3, 2]), { requiresGrad: true });
+    m.registerBuffer('ids', tb.arange(5, undefined, 1, { dtype: 'int64' }));
+    m.registerBuffer('scale', tb.ones([2]));
+    m.to({ dtype: 'bfloat16' });
+    const dtypes = Object.fromEntries([...m.namedParameters(), ...m.namedBuffers()].map(([n, t]) => [n, t.dtype]));
+    expect(dtypes).toEqual({ w: 'bfloat16', ids: 'int64', scale: 'bfloat16' });
+    expect((m.getAttr('ids') as Tensor).toArraySync()).toEqual([0n, 1n, 2n, 3n, 4n]);
+  });
+
   test('a module built and saved in Node runs in Python with equal outputs', async () => {
     const dir = tmpDir();
     const file = path.join(dir, 'node_built.pt');

@@ -26,6 +26,21 @@ describe.each(['default', 'amsgrad_maximize'])('AdamW (%s) equals torch.optim.Ad
   });
 });
 
+test('AdamW keeps max_exp_avg_sq only with amsgrad, as torch.optim.AdamW: two state tensors per parameter, not three', async () => {
+  for (const amsgrad of [false, true]) {
+    const ps = [tb.randn([64, 32]).requiresGrad_(), tb.randn([32]).requiresGrad_()];
+    const opt = new AdamW(ps, { lr: 1e-2, amsgrad });
+    ps.forEach((p) => (p.grad = tb.randn(p.shape)));
+    const before = tb.memory().bytes;
+    await opt.step();
+    const stateBytes = tb.memory().bytes - before;
+    const paramBytes = (64 * 32 + 32) * 4;
+    // exp_avg and exp_avg_sq (and max_exp_avg_sq) per parameter, plus a 4-byte step each.
+    expect(stateBytes).toBe((amsgrad ? 3 : 2) * paramBytes + 2 * 4);
+    expect('max_exp_avg_sq' in opt.stateDict().state[0]).toBe(amsgrad);
+  }
+});
+
 test('AdamW state survives stateDict / loadStateDict', async () => {
   const v = fx.default;
   const run = async (split: boolean) => {

@@ -20,7 +20,8 @@ interface ParamState {
   step: Tensor; // float32 scalar, as PyTorch keeps it
   expAvg: Tensor;
   expAvgSq: Tensor;
-  maxExpAvgSq: Tensor;
+  /** only with amsgrad (torch.optim.AdamW allocates it only then: a third of the optimizer's memory) */
+  maxExpAvgSq?: Tensor;
 }
 
 export interface OptimizerStateDict {
@@ -56,18 +57,14 @@ export class AdamW {
     });
   }
 
-  #stateOf(p: Tensor): ParamState {
+  #stateOf(p: Tensor, amsgrad: boolean): ParamState {
     let s = this.#state.get(p);
     if (!s) {
-      s = tb.noGrad(() => ({
-        step: tb.zeros([], { device: p.device }),
-        expAvg: tb.zerosLike(p),
-        expAvgSq: tb.zerosLike(p),
-        maxExpAvgSq: tb.zerosLike(p),
-      }));
+      s = tb.noGrad(() => ({ step: tb.zeros([], { device: p.device }), expAvg: tb.zerosLike(p), expAvgSq: tb.zerosLike(p) }));
       for (const t of Object.values(s)) tb.keep(t);
       this.#state.set(p, s);
     }
+    if (amsgrad && !s.maxExpAvgSq) s.maxExpAvgSq = tb.keep(tb.noGrad(() => tb.zerosLike(p)));
     return s;
   }
 
@@ -81,11 +78,11 @@ export class AdamW {
       grads.push(gr);
     }
     if (!ps.length) return null;
-    const st = ps.map((p) => this.#stateOf(p));
+    const st = ps.map((p) => this.#stateOf(p, g.amsgrad));
     const h = (ts: Tensor[]) => ts.map((t) => t._handle);
     // The fused kernel expects the step already incremented (torch.optim.AdamW does this first).
     op('aten::_foreach_add_.Scalar').inplace(h(st.map((s) => s.step)), 1);
-    const args = [h(ps), h(grads), h(st.map((s) => s.expAvg)), h(st.map((s) => s.expAvgSq)), g.amsgrad ? h(st.map((s) => s.maxExpAvgSq)) : [],
+    const args = [h(ps), h(grads), h(st.map((s) => s.expAvg)), h(st.map((s) => s.expAvgSq)), g.amsgrad ? h(st.map((s) => s.maxExpAvgSq!)) : [],
       h(st.map((s) => s.step)), g.lr, g.betas[0], g.betas[1], g.weightDecay, g.eps, g.amsgrad, g.maximize, null, null];
     return { args, temps: grads };
   }
@@ -136,7 +133,7 @@ export class AdamW {
       const ids: number[] = [];
       for (const p of g.params) {
         const s = this.#state.get(p);
-        if (s) state[i] = { step: s.step.item() as number, exp_avg: s.expAvg, exp_avg_sq: s.expAvgSq, ...(g.amsgrad ? { max_exp_avg_sq: s.maxExpAvgSq } : {}) };
+        if (s) state[i] = { step: s.step.item() as number, exp_avg: s.expAvg, exp_avg_sq: s.expAvgSq, ...(g.amsgrad && s.maxExpAvgSq ? { max_exp_avg_sq: s.maxExpAvgSq } : {}) };
         ids.push(i++);
       }
       const { params: _p, initialLr, ...hp } = g;
@@ -155,12 +152,12 @@ export class AdamW {
         const s = sd.state[id];
         if (!s) return;
         const p = g.params[k];
-        const st = this.#stateOf(p);
+        const st = this.#stateOf(p, g.amsgrad || !!s.max_exp_avg_sq);
         tb.noGrad(() => {
           st.step.fill_(s.step);
           st.expAvg.copy_(s.exp_avg);
           st.expAvgSq.copy_(s.exp_avg_sq);
-          if (s.max_exp_avg_sq) st.maxExpAvgSq.copy_(s.max_exp_avg_sq);
+          if (s.max_exp_avg_sq) st.maxExpAvgSq!.copy_(s.max_exp_avg_sq);
         });
       });
     });
