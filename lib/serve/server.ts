@@ -1,6 +1,7 @@
 // The HTTP server: fastify routes over the pipelines of one model, Prometheus metrics, an OpenAPI
 // document, request limits and graceful shutdown.
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'http';
 import swagger from '@fastify/swagger';
 import * as client from 'prom-client';
 import { BertTokenizer } from '../tokenizer';
@@ -108,6 +109,23 @@ const SUMMARY: Record<Task, string> = {
   'question-answering': 'Extractive answers with character offsets into the context',
 };
 
+/**
+ * Reads and discards what is left of a refused request's body so that the client, still sending, can
+ * read the answer; past `maxBytes` or `maxMs` the connection is dropped instead.
+ */
+function linger(raw: IncomingMessage, maxBytes: number, maxMs: number): void {
+  if (raw.complete) return;
+  let seen = 0;
+  const timer = setTimeout(() => raw.socket?.destroy(), maxMs).unref();
+  raw.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > maxBytes) raw.socket?.destroy();
+  });
+  raw.once('end', () => clearTimeout(timer));
+  raw.once('close', () => clearTimeout(timer));
+  raw.resume();
+}
+
 /** The model as served: int8 if asked, else prepacked fp32 on the CPU (falling back to plain fp32 if prepacking fails). */
 async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> {
   const cpu = !(opts.device ?? 'cpu').startsWith('cuda');
@@ -169,8 +187,9 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   }
 
   // ---------- the app ----------
+  const bodyLimit = opts.bodyLimit ?? 1 << 20;
   const app = Fastify({
-    bodyLimit: opts.bodyLimit ?? 1 << 20,
+    bodyLimit,
     logger: opts.logger ?? false,
     // Types are checked, never coerced: 42 is not a text.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
@@ -205,6 +224,14 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
     if (err instanceof QueueFullError) return reply.code(429).header('retry-after', '1').send({ error: { code: err.code, message: err.message } });
     if (err instanceof BatcherClosedError) return reply.code(503).send({ error: { code: err.code, message: 'the server is shutting down' } });
     if (err.validation) return reply.code(400).send({ error: { code: 'INVALID_REQUEST', message: `invalid request: ${err.message}` } });
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // Fastify would close the connection while the client is still sending, and most clients (Node's
+      // fetch among them) then read a reset instead of this answer. As nginx's lingering close does, the
+      // rest of the body is read and discarded (up to a bound), so the 413 arrives whole.
+      linger(req.raw, Math.max(64 << 20, 16 * bodyLimit), 10_000);
+      reply.removeHeader('connection');
+      return reply.code(413).send({ error: { code: 'BODY_TOO_LARGE', message: `the request body is over the limit of ${bodyLimit} bytes` } });
+    }
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: { code: err.code ?? 'BAD_REQUEST', message: err.message } });
     // Errors the pipelines raise about an input (no [MASK], empty question) are the client's.
     if (err.name === 'RangeError' || err.name === 'TypeError') return reply.code(422).send({ error: { code: 'UNPROCESSABLE_INPUT', message: err.message } });
