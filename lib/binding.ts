@@ -64,7 +64,7 @@ export interface CpuCacheStats {
 export interface LinearTuningEntry {
   /** forward and grad_input: torchbert::linear (training, timed over its first calls); inference: prepack()'s plan */
   pass: 'forward' | 'grad_input' | 'inference';
-  /** rows (batch x tokens): rounded up to a power of two (training), or the row bucket 1, 4, ..., 1024 (inference) */
+  /** rows (batch x tokens): rounded up to a power of two (training), or the row bucket 1, 4, ..., 4096 (inference) */
   rows: number;
   /** output and input features */
   n: number;
