@@ -236,6 +236,41 @@ def tokenizer_corpora():
     dump('tokenizer-corpora.json', out)
 
 
+SWEEP_FORMS = {'alone': lambda c: c, 'between': lambda c: 'a' + c + 'b', 'repeated': lambda c: c * 3}
+
+
+def sweep_code_points():
+    # Every Unicode scalar value, surrogates excluded; the test walks the same order.
+    return [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+
+
+@section
+def tokenizer_sweep():
+    """Every scalar value alone, between ASCII letters and repeated, through the four vocabularies:
+    per input the CRC-32 of ids | UTF-16 offsets | special-tokens mask, little-endian uint32, gzipped."""
+    import array
+    import gzip
+    import zlib
+    toks = load_tokenizers()
+    cps = sweep_code_points()
+    os.makedirs(os.path.join(OUT, 'sweep'), exist_ok=True)
+    for tname, tok in toks.items():
+        backend = tok.backend_tokenizer  # the Rust tokenizer transformers calls; encode_batch is its batch path
+        for form, make in SWEEP_FORMS.items():
+            texts = [make(chr(c)) for c in cps]
+            encs = backend.encode_batch(texts)
+            out = array.array('I')
+            for text, e in zip(texts, encs):
+                offs = utf16_offsets(text, e.offsets)
+                canon = '|'.join([','.join(map(str, e.ids)), ','.join(f'{a}-{b}' for a, b in offs), ','.join(map(str, e.special_tokens_mask))])
+                out.append(zlib.crc32(canon.encode('ascii')))
+            if sys.byteorder != 'little':
+                out.byteswap()
+            with gzip.open(os.path.join(OUT, 'sweep', f'{tname}-{form}.u32.gz'), 'wb', compresslevel=6) as f:
+                f.write(out.tobytes())
+    dump('tokenizer-sweep.json', {'count': len(cps), 'forms': list(SWEEP_FORMS), 'vocabularies': list(toks)})
+
+
 @section
 def tokenizer_cases():
     toks = load_tokenizers()

@@ -2,7 +2,7 @@
 // added tokens split out first, then BertNormalizer (clean text, CJK spacing, NFD accent stripping,
 // lowercasing), BertPreTokenizer (whitespace split, punctuation isolated) and WordPiece (greedy
 // longest match with ## continuations). Offsets are UTF-16 indices into the input string.
-import { charFlags, CHINESE, CONTROL, MARK_NONSPACING, PUNCT, WS_NORM, WS_SPLIT } from './unicode';
+import { charFlags, CHINESE, CONTROL, lowercase, PUNCT, stripAccents, WORD, WS_NORM, WS_SPLIT } from './unicode';
 
 export interface NormalizerOptions {
   cleanText: boolean;
@@ -240,23 +240,17 @@ export class BertPipeline {
         continue;
       }
       const f = charFlags(cp);
-      let s = String.fromCodePoint(cp);
-      if (o.cleanText) {
-        if (cp === 0xfffd || f & CONTROL) continue;
-        if (f & WS_NORM) s = ' ';
+      let s: string;
+      if (o.cleanText && f & CONTROL) continue;
+      if (o.cleanText && f & WS_NORM) s = ' ';
+      else if (o.stripAccents) s = stripAccents(cp);
+      else s = String.fromCodePoint(cp);
+      if (o.lowercase) {
+        let l = '';
+        for (const ch of s) l += lowercase(ch.codePointAt(0)!);
+        s = l;
       }
-      if (o.handleChineseChars && f & CHINESE) {
-        emit(' ', os, oe);
-        emit(s, os, oe);
-        emit(' ', os, oe);
-        continue;
-      }
-      if (o.stripAccents) {
-        const d = s.normalize('NFD');
-        s = '';
-        for (const ch of d) if (!(charFlags(ch.codePointAt(0)!) & MARK_NONSPACING)) s += ch;
-      }
-      if (o.lowercase) s = s.toLowerCase();
+      if (o.handleChineseChars && f & CHINESE) s = ` ${s} `;
       if (s) emit(s, os, oe);
     }
     return { text: out, base: a, start: Int32Array.from(start), end: Int32Array.from(end) };
@@ -343,11 +337,10 @@ export class BertPipeline {
         if (tok.singleWord) {
           const before = s > 0 ? input.codePointAt(s - 1)! : 32;
           const after = e < input.length ? input.codePointAt(e)! : 32;
-          const isWordChar = (c: number) => /[\p{L}\p{N}_]/u.test(String.fromCodePoint(c));
-          if (isWordChar(before) || isWordChar(after)) continue;
+          if (charFlags(before) & WORD || charFlags(after) & WORD) continue;
         }
-        if (tok.lstrip) while (s > pos && /\s/.test(input[s - 1])) s--;
-        if (tok.rstrip) while (e < input.length && /\s/.test(input[e])) e++;
+        if (tok.lstrip) while (s > pos && charFlags(input.charCodeAt(s - 1)) & WS_SPLIT) s--;
+        if (tok.rstrip) while (e < input.length && charFlags(input.charCodeAt(e)) & WS_SPLIT) e++;
         segment(pos, s);
         ids.push(tok.id);
         offsets.push([m.index, m.index + m[0].length]);

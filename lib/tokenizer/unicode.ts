@@ -1,51 +1,55 @@
-// Character classes of BERT's normalizer and pre-tokenizer, as Hugging Face tokenizers defines them:
-// control = Unicode category C* except \t \n \r; whitespace = \t \n \r or White_Space; punctuation =
-// ASCII symbol ranges or category P*; nonspacing marks (Mn) for accent stripping; CJK ideograph blocks.
-// Computed lazily per code point from the JS engine's Unicode tables and cached.
+// Character classes and per-character mappings of BERT's normalizer and pre-tokenizer, exactly as Hugging
+// Face tokenizers has them: probed from it for every code point by scripts/unicode_tables.py and carried
+// here (unicode-data.ts), because V8's Unicode tables change between Node versions and tokenizers' Rust
+// tables do not follow them (e.g. tokenizers keeps unassigned code points, which \p{C} would drop).
+import { FLAG_RUNS, LOWERCASE, STRIP_ACCENTS } from './unicode-data';
 
-export const CONTROL = 1;
+export const CONTROL = 1; // removed when cleaning text
 export const WS_NORM = 2; // replaced by ' ' when cleaning text
 export const WS_SPLIT = 4; // splits words in the pre-tokenizer (Rust char::is_whitespace)
-export const PUNCT = 8;
-export const CHINESE = 16;
-export const MARK_NONSPACING = 32;
-const KNOWN = 128;
+export const PUNCT = 8; // isolated by the pre-tokenizer
+export const CHINESE = 16; // padded with spaces (CJK ideographs)
+export const WORD = 64; // a word character for single-word added tokens
 
 const table = new Uint8Array(0x110000);
-const reControl = /^\p{C}$/u;
-const reWhite = /^\p{White_Space}$/u;
-const rePunct = /^\p{P}$/u;
-const reMn = /^\p{Mn}$/u;
-
-function isChinese(cp: number): boolean {
-  return (
-    (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) ||
-    (cp >= 0x2a700 && cp <= 0x2b73f) || (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b920 && cp <= 0x2ceaf) ||
-    (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f)
-  );
+{
+  const runs = FLAG_RUNS.split(',').map((r) => r.split(':').map((x) => parseInt(x, 16)));
+  for (let i = 0; i < runs.length; i++) table.fill(runs[i][1], runs[i][0], i + 1 < runs.length ? runs[i + 1][0] : 0x110000);
+  // A lone surrogate reaches tokenizers as U+FFFD (what UTF-8 encoding of a JS string gives).
+  table.fill(table[0xfffd], 0xd800, 0xe000);
 }
 
-function compute(cp: number): number {
-  let f = KNOWN;
-  const s = String.fromCodePoint(cp);
-  const white = reWhite.test(s);
-  if (cp === 9 || cp === 10 || cp === 13) f |= WS_NORM | WS_SPLIT;
-  else {
-    if (reControl.test(s)) f |= CONTROL;
-    if (white) f |= WS_NORM | WS_SPLIT;
+function decodeMap(s: string): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const e of s.split(';')) {
+    const [cp, out] = e.split(':');
+    m.set(parseInt(cp, 16), out ? String.fromCodePoint(...out.split(',').map((x) => parseInt(x, 16))) : '');
   }
-  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126) || rePunct.test(s)) f |= PUNCT;
-  if (isChinese(cp)) f |= CHINESE;
-  if (reMn.test(s)) f |= MARK_NONSPACING;
-  return f;
+  return m;
 }
+let strip: Map<number, string> | null = null;
+let lower: Map<number, string> | null = null;
 
-/** Flags of a code point (CONTROL | WS_NORM | WS_SPLIT | PUNCT | CHINESE | MARK_NONSPACING). */
+/** Flags of a code point (CONTROL | WS_NORM | WS_SPLIT | PUNCT | CHINESE | WORD). */
 export function charFlags(cp: number): number {
-  let f = table[cp];
-  if (f === 0) table[cp] = f = compute(cp);
-  return f;
+  return table[cp];
 }
 
-// ASCII is the hot path: precompute it.
-for (let cp = 0; cp < 128; cp++) charFlags(cp);
+/** BertNormalizer's accent stripping of one code point: canonical decomposition, nonspacing marks removed. */
+export function stripAccents(cp: number): string {
+  if (cp >= 0xac00 && cp <= 0xd7a3) {
+    // Hangul syllables decompose algorithmically into their jamo (Unicode 3.12).
+    const s = cp - 0xac00;
+    const t = s % 28;
+    const lv = String.fromCharCode(0x1100 + Math.floor(s / 588), 0x1161 + Math.floor((s % 588) / 28));
+    return t ? lv + String.fromCharCode(0x11a7 + t) : lv;
+  }
+  strip ??= decodeMap(STRIP_ACCENTS);
+  return strip.get(cp) ?? String.fromCodePoint(cp);
+}
+
+/** BertNormalizer's lowercasing of one code point (Rust char::to_lowercase: no final-sigma context). */
+export function lowercase(cp: number): string {
+  lower ??= decodeMap(LOWERCASE);
+  return lower.get(cp) ?? String.fromCodePoint(cp);
+}
