@@ -140,6 +140,24 @@ export interface Binding {
   readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: false): Handle[];
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: true): Promise<void>;
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: false): void;
+  // native/distributed.cc (c10d); group 0 is the default process group, ranks are global
+  distInfo(): { available: boolean; initialized: boolean; rank?: number; worldSize?: number };
+  distInit(kind: 'tcp' | 'file', host: string, port: number, path: string, rank: number, worldSize: number, timeoutMs: number, bind: string): Promise<void>;
+  distNewGroup(ranks: number[]): Promise<number>;
+  distDestroy(): void;
+  distAllReduce(group: number, t: Handle, op: string): Promise<void>;
+  distBroadcast(group: number, t: Handle, src: number): Promise<void>;
+  distAllGather(group: number, outputs: Handle[], input: Handle): Promise<void>;
+  distReduceScatter(group: number, output: Handle, inputs: Handle[], op: string): Promise<void>;
+  distGather(group: number, input: Handle, outputs: Handle[] | null, dst: number): Promise<void>;
+  distScatter(group: number, output: Handle, inputs: Handle[] | null, src: number): Promise<void>;
+  distSend(group: number, t: Handle, dst: number, tag: number): Promise<void>;
+  distRecv(group: number, t: Handle, src: number, tag: number): Promise<void>;
+  distBarrier(group: number): Promise<void>;
+  ddpCreate(group: number, params: Handle[], buffers: Handle[], names: string[], bucketCapBytes: number, firstBucketBytes: number, findUnused: boolean): Promise<number>;
+  ddpPrepareForward(id: number): Promise<void>;
+  ddpPrepareBackward(id: number, outputs: Handle[]): void;
+  ddpDestroy(id: number): void;
 }
 
 const root = path.resolve(__dirname, '..');

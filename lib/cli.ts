@@ -1,9 +1,49 @@
 #!/usr/bin/env node
 // The torchbert command line.
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+
+// Numeric options are checked where they are parsed: `--lr abc` is an error naming the option.
+function integer(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer.');
+  return n;
+}
+function number(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number.');
+  return n;
+}
 
 const program = new Command();
-program.name('torchbert').description('Train and serve BERT from Node.js on libtorch').version(require('../package.json').version);
+program.name('torchbert').description('Train and serve BERT from Node.js on libtorch').version(require('../package.json').version).enablePositionalOptions();
+
+/**
+ * `--nproc N` (N > 1) outside a launched rank: re-runs this very command as N local data-parallel ranks
+ * through the launcher and resolves true. Inside a rank: joins the process group and resolves false.
+ */
+async function dataParallel(nproc: number): Promise<boolean> {
+  if (process.env.RANK === undefined) {
+    if (nproc <= 1) return false;
+    const { launch } = await import('./distributed/launch');
+    const net = await import('net');
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as import('net').AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const argv = process.argv.slice(1);
+    const i = argv.findIndex((a) => a === '--nproc' || a.startsWith('--nproc='));
+    argv.splice(i, argv[i] === '--nproc' ? 2 : 1);
+    await launch(process.execPath, argv, { nprocPerNode: nproc, masterPort: port });
+    return true;
+  }
+  if (Number(process.env.WORLD_SIZE ?? 1) > 1) {
+    const dist = await import('./distributed/process-group');
+    await dist.initProcessGroup();
+  }
+  return false;
+}
 
 program
   .command('info')
@@ -37,12 +77,12 @@ program
   .description('the end-to-end job: vocabulary, MLM pre-training, SST-2 fine-tuning, baselines, save, predict')
   .option('--data <dir>', 'data folder (sst2/, wikitext-2/)', process.env.TORCHBERT_DATA ?? '../shared/data')
   .option('--out <dir>', 'output folder', 'runs/main')
-  .option('--pretrain-steps <n>', 'masked-LM pre-training steps (batch 64)', '6000')
-  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32)', '4000')
-  .option('--pretrain-seconds <n>', 'stop pre-training early after this many seconds', '480')
-  .option('--finetune-seconds <n>', 'stop fine-tuning early after this many seconds', '330')
-  .option('--hidden <n>', 'hidden size', '128')
-  .option('--layers <n>', 'encoder layers', '2')
+  .option('--pretrain-steps <n>', 'masked-LM pre-training steps (batch 64)', integer, 6000)
+  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32)', integer, 4000)
+  .option('--pretrain-seconds <n>', 'stop pre-training early after this many seconds', integer, 480)
+  .option('--finetune-seconds <n>', 'stop fine-tuning early after this many seconds', integer, 330)
+  .option('--hidden <n>', 'hidden size', integer, 128)
+  .option('--layers <n>', 'encoder layers', integer, 2)
   .action(async (o: { data: string; out: string; pretrainSteps: string; finetuneSteps: string; pretrainSeconds: string; finetuneSeconds: string; hidden: string; layers: string }) => {
     const { fromScratch } = await import('./recipes/scratch');
     const started = Date.now();
@@ -63,12 +103,12 @@ program
   .description('learn a WordPiece vocabulary and pre-train a small BERT with masked-LM on text files (one passage per line)')
   .argument('<files...>', 'text files')
   .option('--out <dir>', 'output folder (tokenizer/, pretrained/, metrics.jsonl, pretrain-curves.svg)', 'runs/pretrain')
-  .option('--vocab-size <n>', 'WordPiece vocabulary size', '8000')
-  .option('--hidden <n>', 'hidden size', '128')
-  .option('--layers <n>', 'encoder layers', '2')
-  .option('--steps <n>', 'optimizer steps (batch 64)', '6000')
-  .option('--seconds <n>', 'stop early after this many seconds', '480')
-  .option('--seq-len <n>', 'tokens per passage', '64')
+  .option('--vocab-size <n>', 'WordPiece vocabulary size', integer, 8000)
+  .option('--hidden <n>', 'hidden size', integer, 128)
+  .option('--layers <n>', 'encoder layers', integer, 2)
+  .option('--steps <n>', 'optimizer steps (batch 64)', integer, 6000)
+  .option('--seconds <n>', 'stop early after this many seconds', integer, 480)
+  .option('--seq-len <n>', 'tokens per passage', integer, 64)
   .option('--whole-word-mask', 'mask whole words rather than single word pieces')
   .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean }) => {
     const { pretrain } = await import('./recipes/pretrain');
@@ -86,32 +126,70 @@ program
   .requiredOption('--dev <file>', 'dev file (evaluated during training; the best model is kept)')
   .option('--task <task>', 'classification, ner or qa', 'classification')
   .option('--out <dir>', 'output folder', 'runs/finetune')
-  .option('--epochs <n>', 'epochs', '3')
-  .option('--max-steps <n>', 'optimizer steps (overrides epochs)')
-  .option('--lr <x>', 'peak learning rate (AdamW, linear warmup and decay)', '2e-5')
-  .option('--batch-size <n>', 'batch size', '32')
-  .option('--max-length <n>', 'tokens per example (per window for qa)', '128')
-  .option('--doc-stride <n>', 'qa: overlap of context windows in tokens')
-  .option('--eval-steps <n>', 'evaluate every n steps (default: 5 times per run)')
-  .option('--patience <n>', 'early stopping: evaluations without improvement')
-  .option('--seconds <n>', 'time budget')
-  .option('--limit <n>', 'use only the first n training examples')
+  .option('--epochs <n>', 'epochs', integer, 3)
+  .option('--max-steps <n>', 'optimizer steps (overrides epochs)', integer)
+  .option('--lr <x>', 'peak learning rate (AdamW, linear warmup and decay)', number, 2e-5)
+  .option('--batch-size <n>', 'batch size', integer, 32)
+  .option('--max-length <n>', 'tokens per example (per window for qa)', integer, 128)
+  .option('--doc-stride <n>', 'qa: overlap of context windows in tokens', integer)
+  .option('--eval-steps <n>', 'evaluate every n steps (default: 5 times per run)', integer)
+  .option('--patience <n>', 'early stopping: evaluations without improvement', integer)
+  .option('--seconds <n>', 'time budget', integer)
+  .option('--limit <n>', 'use only the first n training examples', integer)
+  .option('--seed <n>', "seed of the head initialisation, dropout and each epoch's shuffle", integer, 42)
+  .option('--weight-decay <x>', 'AdamW weight decay (not on biases and LayerNorm)', number, 0.01)
+  .option('--warmup-ratio <x>', 'fraction of the steps spent warming up the learning rate', number, 0.1)
+  .option('--group-by-length', 'batch examples of similar length together (HF group_by_length)')
+  .option('--save-steps <n>', 'write a checkpoint every n steps into the output folder', integer)
+  .option('--resume <checkpoint>', 'continue from a checkpoint folder of an earlier run with the same options')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2', 'iob2')
   .option('--bf16', 'bfloat16 mixed precision (autocast)')
   .option('--fp16', 'float16 mixed precision with loss scaling (CUDA)')
+  .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch size is per process', integer, 1)
   .action(async (model: string, o: Record<string, string | undefined>) => {
+    if (await dataParallel(Number(o.nproc))) return;
     const { finetuneClassification, finetuneNer, finetuneQa } = await import('./recipes/finetune');
     const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
     const opts = {
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
+      seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume,
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
       : o.task === 'qa' ? await finetuneQa({ ...opts, docStride: num('docStride') })
       : await finetuneClassification(opts);
+    const dist = await import('./distributed/process-group');
+    const main = !dist.isInitialized() || dist.getRank() === 0;
+    if (dist.isInitialized()) await dist.destroyProcessGroup();
+    if (!main) return;
     console.log(JSON.stringify(r));
     require('fs').writeFileSync(require('path').join(r.savedTo, 'report.json'), JSON.stringify(r, null, 2));
+  });
+
+program
+  .command('run')
+  .description("torchrun for Node: starts the ranks of a data-parallel job with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...); a .js command runs on this Node")
+  .argument('<command>', 'a script (.js) or an executable')
+  .argument('[args...]', 'its arguments')
+  .option('--nproc-per-node <n>', 'ranks on this node', integer, 1)
+  .option('--nnodes <n>', 'nodes', integer, 1)
+  .option('--node-rank <n>', "this node's index", integer, 0)
+  .option('--master-addr <host>', "rank 0's address (the rendezvous store)", '127.0.0.1')
+  .option('--master-port <n>', "rank 0's port", integer, 29500)
+  .option('--max-restarts <n>', 'when a rank fails, restart every local rank up to n times', integer, 0)
+  .option('--local-addr <host>', "the address this node's ranks listen on (default: the master's when it is loopback, else the host's)")
+  .passThroughOptions()
+  .action(async (cmd: string, args: string[], o: { nprocPerNode: number; nnodes: number; nodeRank: number; masterAddr: string; masterPort: number; maxRestarts: number; localAddr?: string }) => {
+    const { launch, LaunchError } = await import('./distributed/launch');
+    const js = /\.(c|m)?js$/.test(cmd);
+    try {
+      await launch(js ? process.execPath : cmd, js ? [cmd, ...args] : args, { nprocPerNode: o.nprocPerNode, nnodes: o.nnodes, nodeRank: o.nodeRank, masterAddr: o.masterAddr, masterPort: o.masterPort, maxRestarts: o.maxRestarts, localAddr: o.localAddr });
+    } catch (e) {
+      if (!(e instanceof LaunchError)) throw e;
+      console.error(`torchbert run: ${e.message}`);
+      process.exit(e.exitCode && e.exitCode > 0 ? e.exitCode : 1);
+    }
   });
 
 program
@@ -164,20 +242,20 @@ program
   .description('serve a model over HTTP: /v1/classify, /v1/embed, /v1/ner, /v1/fill-mask, /v1/qa (what the model supports), /health, /ready, /metrics, /openapi.json')
   .argument('<model>', 'model folder or Hub name')
   .option('--host <host>', 'address to bind', '127.0.0.1')
-  .option('--port <n>', 'port', '8080')
-  .option('--workers <n>', 'processes sharing the port, each with its own model and cores / workers threads', '1')
-  .option('--threads <n>', 'intra-op threads per process (default: cores / workers)')
+  .option('--port <n>', 'port', integer, 8080)
+  .option('--workers <n>', 'processes sharing the port, each with its own model and cores / workers threads', integer, 1)
+  .option('--threads <n>', 'intra-op threads per process (default: cores / workers)', integer)
   .option('--device <device>', 'cpu or cuda[:N]')
   .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
   .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than prepacked linear weights (prepack())')
   .option('--dtype <dtype>', 'float32 or bf16 (bf16 on CPUs with bf16 units, or CUDA)')
-  .option('--max-batch-size <n>', 'rows per model call', '16')
-  .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', '4096')
-  .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', '2')
-  .option('--max-queue <n>', 'rows waiting per task before 429', '1024')
-  .option('--body-limit <bytes>', 'largest request body (413 beyond)', '1048576')
-  .option('--max-items <n>', 'inputs per request (413 beyond)', '256')
-  .option('--max-text-chars <n>', 'characters per text (413 beyond)', '20000')
+  .option('--max-batch-size <n>', 'rows per model call', integer, 16)
+  .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
+  .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
+  .option('--max-queue <n>', 'rows waiting per task before 429', integer, 1024)
+  .option('--body-limit <bytes>', 'largest request body (413 beyond)', integer, 1048576)
+  .option('--max-items <n>', 'inputs per request (413 beyond)', integer, 256)
+  .option('--max-text-chars <n>', 'characters per text (413 beyond)', integer, 20000)
   .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | boolean | undefined>) => {

@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { writeFileAtomicSync } from './fsutil';
 
 export interface HubOptions {
   revision?: string;
@@ -72,12 +73,10 @@ export async function hubFile(repo: string, file: string, opts: HubOptions & { o
   const snap = path.join(dir, 'snapshots', commit, file);
   fs.mkdirSync(path.dirname(blob), { recursive: true });
   fs.mkdirSync(path.dirname(snap), { recursive: true });
-  const tmp = `${blob}.${process.pid}.incomplete`;
   const body = Buffer.from(await res.arrayBuffer());
   const expected = res.headers.get('content-length');
   if (expected !== null && Number(expected) !== body.length) throw new Error(`download of '${file}' of '${repo}' was truncated (${body.length} of ${expected} bytes)`);
-  fs.writeFileSync(tmp, body);
-  fs.renameSync(tmp, blob);
+  writeFileAtomicSync(blob, body);
   fs.rmSync(snap, { force: true });
   fs.symlinkSync(path.relative(path.dirname(snap), blob), snap);
   fs.mkdirSync(path.join(dir, 'refs'), { recursive: true });

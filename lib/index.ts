@@ -23,5 +23,6 @@ export * as train from './train';
 export { AdamW, clipGradNorm, getLinearScheduleWithWarmup, getScheduler } from './train';
 export { pipeline, tasksFor, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from './pipelines';
 export type { Task, PipelineOptions, LabelScore, TokenEntity, EntityGroup, FillMaskResult, QAInput, QAAnswer, AggregationStrategy, Pooling } from './pipelines';
+export * as distributed from './distributed';
 export { Batcher, QueueFullError, BatcherClosedError } from './serve/batcher';
 export type { BatcherOptions, BatchInfo } from './serve/batcher';

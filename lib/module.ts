@@ -5,6 +5,7 @@ import * as path from 'path';
 import { native, NativeModule, Handle } from './binding';
 import { Tensor, DType } from './tensor';
 import { registerInScope } from './scope';
+import { writeFileAtomic, writeFileAtomicSync } from './fsutil';
 
 /** Values that cross into TorchScript methods and back. */
 export type IValue = Tensor | number | boolean | string | null | undefined | IValue[] | { [key: string]: IValue };
@@ -43,18 +44,6 @@ const finalizer = new FinalizationRegistry<NativeModule>((m) => {
 function checkPath(p: unknown, what = 'path'): string {
   if (typeof p !== 'string' || p.length === 0) throw new TypeError(`${what} must be a non-empty string`);
   return p;
-}
-
-/** Writes via a temporary file and a rename, so a crash never leaves a half-written file. */
-async function atomically(file: string, write: (tmp: string) => Promise<void> | void): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
-  try {
-    await write(tmp);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 export class ScriptModule {
@@ -108,13 +97,11 @@ export class ScriptModule {
   /** Saves (atomically) in the TorchScript format that Python's torch.jit.load reads. */
   async save(file: string): Promise<void> {
     checkPath(file);
-    await atomically(file, (tmp) => this.#native.save(tmp));
+    await writeFileAtomic(file, (tmp) => this.#native.save(tmp));
   }
   saveSync(file: string): void {
     checkPath(file);
-    const tmp = `${file}.${process.pid}.tmp`;
-    this.#native.saveSync(tmp);
-    fs.renameSync(tmp, file);
+    writeFileAtomicSync(file, (tmp) => this.#native.saveSync(tmp));
   }
 
   /** Compiles TorchScript source (one or more `def` methods using `self`). */

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import { native } from './binding';
 import { Tensor, DType } from './tensor';
+import { writeFileAtomic } from './fsutil';
 
 const DTYPES: Record<string, { dtype: DType; size: number }> = {
   F64: { dtype: 'float64', size: 8 }, F32: { dtype: 'float32', size: 4 }, F16: { dtype: 'float16', size: 2 }, BF16: { dtype: 'bfloat16', size: 2 },
@@ -128,12 +129,5 @@ function buildHeader(tensors: Map<string, Tensor>, metadata?: Record<string, str
 /** Writes tensors (atomically: a temporary file, then a rename) on a worker thread. */
 export async function saveFile(tensors: Map<string, Tensor>, file: string, metadata?: Record<string, string>): Promise<void> {
   const { header, order } = buildHeader(tensors, metadata);
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    await native.writeTensors(tmp, header, order.map((t) => t._handle), true);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(file, (tmp) => native.writeTensors(tmp, header, order.map((t) => t._handle), true));
 }

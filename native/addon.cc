@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitModules(env, exports);
   InitSafetensors(env, exports);
   InitKernels(env, exports);
+  InitDistributed(env, exports);
   try {
     RegisterKernels();
   } catch (const std::exception& e) {

@@ -12,4 +12,5 @@ void InitAllocator(Napi::Env env, Napi::Object exports);
 void RegisterKernels();
 // linearTuning(): the shapes torchbert::linear has timed and the backend chosen for each.
 void InitKernels(Napi::Env env, Napi::Object exports);
+void InitDistributed(Napi::Env env, Napi::Object exports);
 }  // namespace torchbert

@@ -186,6 +186,24 @@ function usesOpenMP(t) {
   return !!cfg && /#define AT_PARALLEL_OPENMP 1/.test(fs.readFileSync(cfg, 'utf8'));
 }
 
+/**
+ * The folder holding Gloo's headers, or null. libtorch (Linux) contains Gloo and c10d's ProcessGroupGloo,
+ * but pip's wheels do not ship Gloo's own headers, which c10d's header includes: they come from libtorch's
+ * include folder when present, else from the system (Debian/Ubuntu: libgloo-dev). Without them the addon
+ * builds without tb.distributed.
+ */
+function glooInclude(t) {
+  if (process.platform !== 'linux' || process.env.TORCHBERT_NO_DISTRIBUTED === '1') return null;
+  return [...t.include, '/usr/include', '/usr/local/include'].find((d) => fs.existsSync(path.join(d, 'gloo', 'algorithm.h'))) ?? null;
+}
+
+/** Compiler flags enabling the distributed module (see glooInclude). */
+function glooFlags(t) {
+  const dir = glooInclude(t);
+  if (!dir) return '';
+  return ['-DTORCHBERT_HAVE_GLOO', '-DUSE_C10D_GLOO', '-DUSE_DISTRIBUTED', ...(t.include.includes(dir) || dir === '/usr/include' ? [] : [`-I${dir}`])].join(' ');
+}
+
 /** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
 function linkFlags(t) {
   const libs = ['c10', 'torch_cpu', 'torch'];
@@ -194,7 +212,7 @@ function linkFlags(t) {
   return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, glooInclude, glooFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -207,7 +225,8 @@ if (require.main === module) {
       '--include': () => t.include.join(' '),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
-      '--cxxflags': () => cxxFlags(t) + (usesOpenMP(t) ? ' -fopenmp' : ''),
+      '--cxxflags': () => [cxxFlags(t), usesOpenMP(t) ? '-fopenmp' : '', glooFlags(t)].filter(Boolean).join(' '),
+      '--gloo': () => glooFlags(t),
       '--openmp': () => (usesOpenMP(t) ? '-fopenmp' : ''),
       '--libs': () => linkFlags(t),
       '--build-info': () => {

@@ -9,6 +9,8 @@ export ONNXRUNTIME_NODE_INSTALL=skip   # its install script tries to fetch CUDA 
 need_apt=()
 for b in cmake g++ make python3; do command -v "$b" >/dev/null 2>&1 || need_apt+=("$b"); done
 command -v ninja >/dev/null 2>&1 || need_apt+=(ninja-build)
+# Gloo's headers, for tb.distributed (libtorch carries Gloo itself; its pip wheel omits the headers).
+[ -f /usr/include/gloo/algorithm.h ] || need_apt+=(libgloo-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   pkgs=()
   for b in "${need_apt[@]}"; do case $b in python3) pkgs+=(python3 python3-pip python3-venv);; *) pkgs+=("$b");; esac; done

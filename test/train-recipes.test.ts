@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as tb from '../lib';
 import { BertTokenizer } from '../lib/tokenizer';
 import { fromConfig } from '../lib/models/bert';
-import { getEntities, entityScores, qaScore, alignLabels, wholeWordMask, nspPairs, Trainer, padCollate } from '../lib/train';
+import { getEntities, entityScores, qaScore, alignLabels, wholeWordMask, nspPairs, Trainer, padCollate, EpochBatches } from '../lib/train';
 import { encodeWords } from '../lib/recipes/finetune';
 import { FIXTURES, DATA, ROOT, fixture, tmpDir } from './helpers';
 
@@ -140,6 +140,53 @@ describe('Trainer: early stopping, best model, curves', () => {
     expect((svg.match(/<polyline/g) ?? []).length).toBe(2); // the loss and the accuracy
     expect(() => new Trainer(model, { maxSteps: 5, earlyStoppingPatience: 2 })).toThrow(/need metricForBestModel/);
   });
+
+  test('a failing evaluation keeps the trained steps: a complete checkpoint is written and the error names it', async () => {
+    tb.manualSeed(0);
+    const model = fromConfig('BertForSequenceClassification', { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 16 });
+    const batch = padCollate([{ inputIds: [1, 5, 7, 2], label: 1 }, { inputIds: [1, 9, 2], label: 0 }], 0);
+    const dir = tmpDir();
+    const toInputs = (b: any) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+    const trainer = new Trainer(model, { maxSteps: 10, learningRate: 1e-2, evalSteps: 3, outputDir: dir, log: () => {} });
+    let evals = 0;
+    const err = await trainer.train(() => batch, toInputs, async () => {
+      if (++evals === 2) throw new Error('dev example 7 is broken');
+      return { accuracy: 0.5 };
+    }).catch((e) => e);
+    expect(err).toBeInstanceOf(Error);
+    const ck = path.join(dir, 'checkpoint-6');
+    expect(err.message).toBe(`train: evaluation at step 6 failed: dev example 7 is broken; the 6 trained steps are saved in ${ck} (resume from it once the evaluation data is fixed)`);
+    const weights = new Map(model.namedParameters().map(([n, p]) => [n, Array.from(p.dataSync() as Float32Array)]));
+    // The checkpoint holds the weights trained so far and resumes at step 6.
+    const again = fromConfig('BertForSequenceClassification', { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 16 });
+    const resumed = new Trainer(again, { maxSteps: 6, learningRate: 1e-2, resumeFrom: ck, log: () => {} });
+    const res = await resumed.train(() => batch, toInputs);
+    expect(res.steps).toBe(6);
+    for (const [n, p] of again.namedParameters()) expect([n, Array.from(p.dataSync() as Float32Array)]).toEqual([n, weights.get(n)]);
+  });
+});
+
+describe('epoch batches (HF Trainer sampling)', () => {
+  test('a fresh seeded shuffle every epoch, each a permutation; the same seed gives the same run; length grouping optional', () => {
+    const lengths = Array.from({ length: 103 }, (_, i) => 3 + ((i * 37) % 50));
+    const a = new EpochBatches(lengths, 8, { seed: 7 });
+    expect(a.perEpoch).toBe(13);
+    const e0 = a.epoch(0).flat();
+    const e1 = a.epoch(1).flat();
+    expect([...e0].sort((x, y) => x - y)).toEqual(lengths.map((_, i) => i));
+    expect([...e1].sort((x, y) => x - y)).toEqual(lengths.map((_, i) => i));
+    expect(e1).not.toEqual(e0);
+    // at(step) walks the epochs in order, as a resumed run needs
+    expect(a.at(13)).toEqual(a.epoch(1)[0]);
+    expect(a.at(12)).toEqual(a.epoch(0)[12]);
+    expect(new EpochBatches(lengths, 8, { seed: 7 }).epoch(3)).toEqual(a.epoch(3));
+    expect(new EpochBatches(lengths, 8, { seed: 8 }).epoch(0)).not.toEqual(a.epoch(0));
+    // grouped: within each batch, lengths are sorted (longest first), batches far less padded
+    const g = new EpochBatches(lengths, 8, { seed: 7, groupByLength: true });
+    const pad = (bs: number[][]) => bs.reduce((t, b) => t + b.length * Math.max(...b.map((i) => lengths[i])) - b.reduce((u, i) => u + lengths[i], 0), 0);
+    expect(pad(g.epoch(0))).toBeLessThan(pad(a.epoch(0)) / 4);
+    for (const b of g.epoch(0)) expect(b.map((i) => lengths[i])).toEqual([...b.map((i) => lengths[i])].sort((x, y) => y - x));
+  });
 });
 
 describe('the pretrain and finetune commands', () => {
@@ -171,6 +218,21 @@ describe('the pretrain and finetune commands', () => {
     const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification'), '--train', path.join(dir, 'train.csv'), '--dev', path.join(dir, 'dev.csv'), '--out', path.join(dir, 'o')]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/label 'meh' does not occur in .*train\.csv \(labels: neg, pos\)/);
+  });
+  test('finetune: bad files and options are refused before training, naming the file, line or option', () => {
+    const dir = tmpDir();
+    const model = path.join(FIXTURES, 'pipelines', 'tiny-BertForTokenClassification');
+    fs.writeFileSync(path.join(dir, 'train.conll'), 'EU B-ORG\nrejects O\nGerman PERSONx\n');
+    const r = cli(['finetune', model, '--task', 'ner', '--train', path.join(dir, 'train.conll'), '--dev', path.join(DATA, 'conll2003', 'eng.testb'), '--out', path.join(dir, 'o')]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`${path.join(dir, 'train.conll')}:3: tag 'PERSONx' is not O or B-/I-/E-/S- followed by a type`);
+    const lr = cli(['finetune', model, '--train', 'a', '--dev', 'b', '--lr', 'abc']);
+    expect(lr.status).not.toBe(0);
+    expect(lr.stderr).toContain("option '--lr <x>' argument 'abc' is invalid");
+    fs.writeFileSync(path.join(dir, 'one.csv'), 'text,label\na,pos\nb,pos\n');
+    const one = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification'), '--train', path.join(dir, 'one.csv'), '--dev', path.join(dir, 'one.csv'), '--out', path.join(dir, 'o')]);
+    expect(one.stderr).toMatch(/one\.csv: every example has the label 'pos'; classification needs at least two/);
+    expect(fs.existsSync(path.join(dir, 'o'))).toBe(false);
   });
 });
 
@@ -248,5 +310,20 @@ describe('extractive QA fine-tuning', () => {
     }
     expect(rep.dev.f1).toBe(rep.best.value);
     expect(fs.existsSync(path.join(dir, 'out', 'model.safetensors'))).toBe(true);
+  });
+
+  test('a dev question too long for --max-length and --doc-stride is refused before training, naming it', () => {
+    const dir = tmpDir();
+    const rows = qaSet();
+    fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 40).map((r) => JSON.stringify(r)).join('\n'));
+    // Questions of many word pieces (rare words split into several each).
+    const dev = rows.slice(40, 50).map((r, i) => (i === 3 || i === 6 ? { ...r, id: `long-${i}`, question: 'pneumonoultramicroscopic silicovolcanoconiosis '.repeat(4) + r.question } : r));
+    fs.writeFileSync(path.join(dir, 'dev.jsonl'), dev.map((r) => JSON.stringify(r)).join('\n'));
+    const out = path.join(dir, 'out');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
+      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.jsonl'), '--max-steps', '6', '--max-length', '64', '--doc-stride', '24', '--out', out], { encoding: 'utf8', cwd: ROOT });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`${path.join(dir, 'dev.jsonl').replace(/[.]/g, '\\.')}: question long-3 is \\d+ tokens, which leaves context windows of -?\\d+ tokens at --max-length 64, not more than --doc-stride 24 \\(2 questions are too long\\)`));
+    expect(fs.existsSync(path.join(out, 'metrics.jsonl'))).toBe(false); // no step was trained
   });
 });

@@ -60,8 +60,10 @@ export function readConll(file: string, scheme: 'iob1' | 'iob2' = 'iob2'): Token
     if (l.startsWith('-DOCSTART-')) return flush();
     const cols = l.split(/\s+/);
     if (cols.length < 2) throw new Error(`${file}:${i + 1}: expected 'token ... tag'`);
+    const tag = cols[cols.length - 1];
+    if (tag !== 'O' && !/^[BIES]-\S+$/.test(tag)) throw new Error(`${file}:${i + 1}: tag '${tag}' is not O or B-/I-/E-/S- followed by a type`);
     cur.tokens.push(cols[0]);
-    cur.tags.push(cols[cols.length - 1]);
+    cur.tags.push(tag);
   });
   flush();
   return out;

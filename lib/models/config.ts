@@ -1,5 +1,6 @@
 // BertConfig: every field Hugging Face writes for BERT, validated; unknown fields survive a save.
 import * as fs from 'fs';
+import { writeFileAtomicSync } from '../fsutil';
 
 export const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'relu', 'tanh', 'silu', 'swish'] as const;
 export type Activation = (typeof ACTIVATIONS)[number];
@@ -106,8 +107,7 @@ export class BertConfig {
     return { ...this.fields };
   }
   save(file: string): void {
-    fs.writeFileSync(`${file}.tmp`, JSON.stringify(this.toJSON(), null, 2) + '\n');
-    fs.renameSync(`${file}.tmp`, file);
+    writeFileAtomicSync(file, JSON.stringify(this.toJSON(), null, 2) + '\n');
   }
   with(fields: Partial<BertConfigFields>): BertConfig {
     return new BertConfig({ ...this.fields, ...fields });

@@ -8,6 +8,7 @@ import * as path from 'path';
 import { op } from '../tensor';
 import { native, cacheDir } from '../binding';
 import { cpuInfo } from '../cpu';
+import { writeFileAtomicSync } from '../fsutil';
 
 export type LinearBackend = 'torchbert' | 'onednn' | 'aten';
 export const LINEAR_BACKENDS: LinearBackend[] = ['torchbert', 'onednn', 'aten'];
@@ -64,9 +65,7 @@ function writeCache(file: string, measured: Map<string, number[]>): void {
     const key = cacheKey();
     all[key] = { ...all[key] };
     for (const [k, ms] of measured) all[key][k] = ms.map((v) => (Number.isFinite(v) ? v : null));
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(all, null, 1));
-    fs.renameSync(tmp, file);
+    writeFileAtomicSync(file, JSON.stringify(all, null, 1));
   } catch (e) {
     process.emitWarning(`could not write the GEMM tuning cache ${file}: ${(e as Error).message}`, { code: 'TORCHBERT_TUNING_CACHE' });
   }

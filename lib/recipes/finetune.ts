@@ -9,8 +9,14 @@ import { Tensor } from '../index';
 import { BertTokenizer } from '../tokenizer';
 import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
 import { fromPretrained } from '../models/bert';
-import { Trainer, predictClasses, padCollate, batchIndices, accuracy, f1, alignLabels, entityScores } from '../train';
+import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, alignLabels, entityScores } from '../train';
 import type { Example, Batch, TrainResult } from '../train';
+import * as dist from '../distributed/process-group';
+
+/** Data-parallel shard of this process (all data when no process group of several ranks is initialised). */
+function shard(): { rank: number; worldSize: number } {
+  return dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : { rank: 0, worldSize: 1 };
+}
 
 export interface FinetuneOptions {
   /** model folder or Hub name */
@@ -30,7 +36,14 @@ export interface FinetuneOptions {
   /** stop after this many evaluations without improvement */
   patience?: number;
   timeBudgetSec?: number;
+  /** seeds the head's initialisation, dropout and each epoch's shuffle (default 42) */
   seed?: number;
+  /** batch examples of similar length together (HF's group_by_length; default false as there) */
+  groupByLength?: boolean;
+  /** continue from a checkpoint folder the run wrote (model, optimizer, scheduler, RNG, step) */
+  resumeFrom?: string;
+  /** write a checkpoint every N steps into out/checkpoint-N */
+  saveSteps?: number;
   /** only the first N training examples (quick runs) */
   limit?: number;
   /** bfloat16 / float16 autocast (Trainer's bf16 / fp16) */
@@ -70,7 +83,8 @@ function readLabelled(file: string): { text: string; label: string }[] {
 }
 
 function stepsFor(n: number, o: FinetuneOptions): number {
-  return o.maxSteps ?? Math.max(1, Math.ceil((n / (o.batchSize ?? 32)) * (o.epochs ?? 3)));
+  // per rank: each of worldSize ranks sees n / worldSize examples an epoch
+  return o.maxSteps ?? Math.max(1, Math.ceil((Math.ceil(n / shard().worldSize) / (o.batchSize ?? 32)) * (o.epochs ?? 3)));
 }
 
 export async function finetuneClassification(o: FinetuneOptions): Promise<FinetuneReport> {
@@ -79,7 +93,10 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   let train = readLabelled(o.train);
   if (o.limit) train = train.slice(0, o.limit);
   const dev = readLabelled(o.dev);
+  if (!train.length) throw new Error(`${o.train}: no training examples`);
+  if (!dev.length) throw new Error(`${o.dev}: no dev examples`);
   const labels = [...new Set(train.map((r) => r.label))].sort();
+  if (labels.length < 2) throw new Error(`${o.train}: every example has the label '${labels[0]}'; classification needs at least two`);
   const id = new Map(labels.map((l, i) => [l, i]));
   const unknown = dev.find((r) => !id.has(r.label));
   if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
@@ -93,7 +110,7 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   const trainEx = enc(train);
   const devEx = enc(dev);
   const bs = o.batchSize ?? 32;
-  const batches = batchIndices(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
   const gold = devOrder.flat().map((i) => devEx[i].label!);
@@ -104,10 +121,12 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   };
   const maxSteps = stepsFor(trainEx.length, o);
   log(`finetune: ${trainEx.length} training and ${devEx.length} dev examples, labels ${labels.join(', ')}, ${maxSteps} steps of ${bs}`);
-  const res = await runTrainer(model, o, maxSteps, 'accuracy', (s) => padCollate(batches[s % batches.length].map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
+  const res = await runTrainer(model, o, maxSteps, 'accuracy', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
   const final = await evaluate();
-  await model.savePretrained(o.out);
-  tok.savePretrained(o.out);
+  if (shard().rank === 0) {
+    await model.savePretrained(o.out);
+    tok.savePretrained(o.out);
+  }
   return { task: 'classification', examples: { train: trainEx.length, dev: devEx.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
 }
 
@@ -135,6 +154,8 @@ export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2
   let train = readConll(o.train, scheme);
   if (o.limit) train = train.slice(0, o.limit);
   const dev = readConll(o.dev, scheme);
+  if (!train.length) throw new Error(`${o.train}: no sentences`);
+  if (!dev.length) throw new Error(`${o.dev}: no sentences`);
   const labels = [...new Set([...train, ...dev].flatMap((s) => s.tags))].sort((a, b) => (a === 'O' ? -1 : b === 'O' ? 1 : a.slice(2).localeCompare(b.slice(2)) || a.localeCompare(b)));
   const id = new Map(labels.map((l, i) => [l, i]));
   const tok = await BertTokenizer.fromPretrained(o.model);
@@ -150,7 +171,7 @@ export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2
   const trainEx = train.map(enc);
   const devEx = dev.map(enc);
   const bs = o.batchSize ?? 32;
-  const batches = batchIndices(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
   const evaluate = async () => {
     model.eval();
@@ -180,10 +201,12 @@ export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2
   };
   const maxSteps = stepsFor(trainEx.length, o);
   log(`finetune (NER): ${trainEx.length} training and ${devEx.length} dev sentences, ${labels.length} labels, ${maxSteps} steps of ${bs}`);
-  const res = await runTrainer(model, o, maxSteps, 'f1', (s) => padCollate(batches[s % batches.length].map((i) => trainEx[i]), tok.padTokenId), (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }), evaluate, log);
+  const res = await runTrainer(model, o, maxSteps, 'f1', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }), evaluate, log);
   const final = await evaluate();
-  await model.savePretrained(o.out);
-  tok.savePretrained(o.out);
+  if (shard().rank === 0) {
+    await model.savePretrained(o.out);
+    tok.savePretrained(o.out);
+  }
   return { task: 'ner', examples: { train: trainEx.length, dev: devEx.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
 }
 
@@ -197,6 +220,7 @@ async function runTrainer(
     maxSteps, timeBudgetSec: o.timeBudgetSec, loggingSteps: Math.max(1, Math.min(50, Math.floor(maxSteps / 20))),
     evalSteps: o.evalSteps ?? Math.max(1, Math.floor(maxSteps / 5)), metricForBestModel: metric, loadBestModelAtEnd: true, earlyStoppingPatience: o.patience,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, bf16: o.bf16, fp16: o.fp16, log,
+    outputDir: o.out, saveSteps: o.saveSteps, resumeFrom: o.resumeFrom,
   });
   return trainer.train(next, toInputs, evaluate);
 }
@@ -266,6 +290,29 @@ export function qaFeatures(tok: BertTokenizer, ex: QAExample, maxLength: number,
   });
 }
 
+/**
+ * Throws, naming the first example and how many there are, when a question leaves context windows
+ * (maxLength minus the question and 3 special tokens) no longer than the stride: the tokenizer cannot
+ * window such an example (HF's tokenizer refuses it the same way).
+ */
+export function checkQaLengths(tok: BertTokenizer, examples: QAExample[], file: string, maxLength: number, stride: number): void {
+  if (stride >= maxLength) throw new RangeError(`--doc-stride (${stride}) must be smaller than --max-length (${maxLength})`);
+  const bad: { id: string; room: number; q: number }[] = [];
+  for (const x of examples) {
+    const q = tok.encode(x.question, undefined, { addSpecialTokens: false }).length;
+    const room = maxLength - q - 3;
+    if (room <= stride) bad.push({ id: x.id, room, q });
+  }
+  if (!bad.length) return;
+  const b = bad[0];
+  const fit = Math.min(...bad.map((x) => x.room));
+  throw new RangeError(
+    `${file}: question ${b.id} is ${b.q} tokens, which leaves context windows of ${b.room} tokens at --max-length ${maxLength}, not more than --doc-stride ${stride}` +
+      (bad.length > 1 ? ` (${bad.length} questions are too long)` : '') +
+      (fit > 0 ? `; use --doc-stride below ${fit}, a larger --max-length, or remove them` : '; use a larger --max-length or remove them'),
+  );
+}
+
 export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): Promise<FinetuneReport> {
   const log = o.log ?? ((s: string) => console.log(s));
   tb.manualSeed(o.seed ?? 42);
@@ -276,9 +323,14 @@ export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): P
   const model = await fromPretrained(o.model, { kind: 'BertForQuestionAnswering' });
   const maxLength = Math.min(o.maxLength ?? 384, model.config.fields.max_position_embeddings);
   const stride = o.docStride ?? Math.min(128, Math.floor(maxLength / 2));
+  if (!train.length) throw new Error(`${o.train}: no questions with an answer`);
+  // Every question of both files must leave context windows longer than the stride; found here, before
+  // training, rather than at the first evaluation.
+  checkQaLengths(tok, train, o.train, maxLength, stride);
+  checkQaLengths(tok, dev, o.dev, maxLength, stride);
   const feats = train.flatMap((x) => qaFeatures(tok, x, maxLength, stride));
   const bs = o.batchSize ?? 32;
-  const batches = batchIndices(feats.map((f) => f.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: true });
+  const batches = new EpochBatches(feats.map((f) => f.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const { pipeline } = await import('../pipelines');
   const qa = await pipeline('question-answering', { model, tokenizer: tok }, { maxLength });
   const evaluate = async () => {
@@ -288,7 +340,7 @@ export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): P
     return qaMetrics(preds.map((p) => p.answer), dev.map((x) => x.answers.map((a) => a.text)));
   };
   const next = (s: number): Batch => {
-    const idx = batches[s % batches.length];
+    const idx = batches.at(s);
     const b = padCollate(idx.map((i) => feats[i]), tok.padTokenId) as Batch & { start: Tensor; end: Tensor };
     b.start = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(feats[i].start)));
     b.end = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(feats[i].end)));
@@ -303,7 +355,9 @@ export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): P
   const res = await runTrainer(model, o, maxSteps, 'f1', next, toInputs, evaluate, log);
   const final = await evaluate();
   await qa.close();
-  await model.savePretrained(o.out);
-  tok.savePretrained(o.out);
+  if (shard().rank === 0) {
+    await model.savePretrained(o.out);
+    tok.savePretrained(o.out);
+  }
   return { task: 'qa', examples: { train: train.length, dev: dev.length }, steps: res.steps, seconds: res.seconds, best: res.best, stoppedEarly: !!res.stoppedEarly, dev: final, savedTo: o.out };
 }

@@ -4,7 +4,7 @@
 import * as path from 'path';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
-import { Trainer, padCollate, maskTokens, batchIndices, wholeWordMask } from '../train';
+import { Trainer, padCollate, maskTokens, EpochBatches, wholeWordMask } from '../train';
 import type { TrainResult } from '../train';
 
 export interface PretrainOptions {
@@ -44,7 +44,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
   const mlm = fromConfig('BertForMaskedLM', config);
   const ids = o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
-  const batches = batchIndices(ids.map((r) => r.length), o.batchSize ?? 64, { seed: 1, groupByLength: true });
+  const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: 1, groupByLength: true });
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   t0 = Date.now();
   const trainer = new Trainer(mlm, {
@@ -52,7 +52,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'pretrain-curves.svg'), log,
   });
   const result = await trainer.train(
-    (step) => padCollate(batches[step % batches.length].map((i) => ({ inputIds: ids[i] })), tok.padTokenId),
+    (step) => padCollate(batches.at(step).map((i) => ({ inputIds: ids[i] })), tok.padTokenId),
     (b) => {
       // Whole words are chosen on the unpadded rows (one copy of the batch out of libtorch).
       const [rows, T] = b.inputIds.shape;

@@ -10,7 +10,7 @@ import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
 import { readSst2, readLines } from '../data/datasets';
 import { fromPretrained } from '../models/bert';
-import { Trainer, predictClasses, padCollate, batchIndices, accuracy, f1, AdamW } from '../train';
+import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW } from '../train';
 import type { Example } from '../train';
 
 export interface ScratchOptions {
@@ -95,7 +95,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   log(`fine-tuning from the pre-trained encoder (new weights: ${cls.loadReport.missingKeys.join(', ')})`);
   const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
   const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
-  const ftBatches = batchIndices(trainEx.map((e) => e.inputIds.length), 32, { seed: 2, groupByLength: true });
+  const ftBatches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: 2, groupByLength: true });
   const devBatches = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
   const devGold = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).flat().map((i) => devEx[i].label!);
   const evaluate = async () => ({ accuracy: accuracy(await predictClasses(cls, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask })), devGold) });
@@ -104,7 +104,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
     loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
   });
   const ftRes = await ft.train(
-    (step) => padCollate(ftBatches[step % ftBatches.length].map((i) => trainEx[i]), tok.padTokenId),
+    (step) => padCollate(ftBatches.at(step).map((i) => trainEx[i]), tok.padTokenId),
     (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
     evaluate,
   );

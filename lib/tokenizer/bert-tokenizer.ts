@@ -7,6 +7,7 @@ import { BertPipeline, WordPieceModel, AddedToken, NormalizerOptions } from './p
 import { Encoding, postProcess, truncatePair, toSeq, pad, TruncationStrategy } from './encoding';
 import { HubOptions, resolveModelDir } from '../hub';
 import type { Tensor } from '../tensor';
+import { writeFileAtomicSync } from '../fsutil';
 
 export type Padding = boolean | 'longest' | 'max_length' | 'do_not_pad';
 export type Truncation = boolean | TruncationStrategy | 'do_not_truncate';
@@ -281,8 +282,7 @@ export class BertTokenizer {
     const written: string[] = [];
     const write = (name: string, data: string) => {
       const p = path.join(dir, name);
-      fs.writeFileSync(`${p}.tmp`, data);
-      fs.renameSync(`${p}.tmp`, p);
+      writeFileAtomicSync(p, data);
       written.push(p);
     };
     write('vocab.txt', ids.map((i) => this.idsToTokens[i]).join('\n') + '\n');

@@ -2,6 +2,7 @@
 // DataCollatorForLanguageModeling semantics (15% of tokens; of those 80% [MASK], 10% random, 10% kept;
 // special tokens and padding never masked; labels -100 elsewhere). Random draws use libtorch's
 // generator, so manualSeed makes them reproducible.
+import { DistributedSampler } from '../distributed/sampler';
 import * as tb from '../index';
 import { Tensor } from '../index';
 
@@ -88,6 +89,46 @@ export function batchIndices(lengths: number[], batchSize: number, opts: { shuff
   const out: number[][] = [];
   for (let i = 0; i < order.length; i += batchSize) out.push(order.slice(i, i + batchSize));
   return out;
+}
+
+/**
+ * The training batches of every epoch, as HF's Trainer draws them: a fresh seeded shuffle each epoch
+ * (seed + epoch, as PyTorch's DistributedSampler seeds it), optionally grouped by length (HF's
+ * group_by_length, off by default there too). `at(step)` is the batch of a global step, so a run resumed
+ * at step k continues with the batches an uninterrupted run would have drawn.
+ */
+export class EpochBatches {
+  #epoch = -1;
+  #batches: number[][] = [];
+  readonly perEpoch: number;
+  constructor(
+    readonly lengths: number[],
+    readonly batchSize: number,
+    /** rank/worldSize: data-parallel, each rank a disjoint shard as PyTorch's DistributedSampler draws it */
+    readonly opts: { seed?: number; groupByLength?: boolean; shuffle?: boolean; rank?: number; worldSize?: number } = {},
+  ) {
+    if (!lengths.length) throw new RangeError('EpochBatches: no examples');
+    const shard = opts.worldSize && opts.worldSize > 1 ? new DistributedSampler(lengths.length, { numReplicas: opts.worldSize, rank: opts.rank ?? 0 }).numSamples : lengths.length;
+    this.perEpoch = Math.ceil(shard / batchSize);
+  }
+  /** The batches of one epoch (0-based). */
+  epoch(e: number): number[][] {
+    if (e !== this.#epoch) {
+      const seed = (this.opts.seed ?? 42) + e;
+      const world = this.opts.worldSize ?? 1;
+      if (world > 1) {
+        const sampler = new DistributedSampler(this.lengths.length, { numReplicas: world, rank: this.opts.rank ?? 0, shuffle: this.opts.shuffle, seed });
+        const mine = sampler.indices();
+        this.#batches = batchIndices(mine.map((i) => this.lengths[i]), this.batchSize, { shuffle: false, groupByLength: this.opts.groupByLength }).map((b) => b.map((k) => mine[k]));
+      } else this.#batches = batchIndices(this.lengths, this.batchSize, { ...this.opts, seed });
+      this.#epoch = e;
+    }
+    return this.#batches;
+  }
+  /** The batch of global step `step` (0-based). */
+  at(step: number): number[] {
+    return this.epoch(Math.floor(step / this.perEpoch))[step % this.perEpoch];
+  }
 }
 
 /**

@@ -12,6 +12,8 @@ import { saveFile, loadFile } from '../safetensors';
 import * as path from 'path';
 import type { Batch } from './collate';
 import { checkCpuBf16 } from '../cpu';
+import * as dist from '../distributed/process-group';
+import { DistributedDataParallel } from '../distributed/ddp';
 
 export interface TrainerOptions {
   /** write a checkpoint every saveSteps optimizer steps into outputDir/checkpoint-<step> */
@@ -19,7 +21,8 @@ export interface TrainerOptions {
   outputDir?: string;
   /** keep only the newest saveTotalLimit checkpoints */
   saveTotalLimit?: number;
-  /** resume from this checkpoint folder (model, optimizer, scheduler, RNG and step) */
+  /** resume from this checkpoint folder (model, optimizer, scheduler, RNG and step); 'latest': the newest
+   * checkpoint in outputDir if there is one (what a run restarted by `torchbert run --max-restarts` wants) */
   resumeFrom?: string;
   learningRate?: number;
   weightDecay?: number;
@@ -82,6 +85,8 @@ export class Trainer {
   /** loss scaling when fp16 (a disabled pass-through otherwise) */
   readonly scaler: GradScaler;
   readonly #amp: { device: 'cpu' | 'cuda'; dtype: 'bfloat16' | 'float16'; enabled: boolean };
+  /** rank 0 (or the only process): logs, progress, checkpoints, curves; data-parallel when a process group of several ranks is initialised */
+  readonly isMain: boolean = true;
   readonly opts: Required<Pick<TrainerOptions, 'learningRate' | 'weightDecay' | 'adamEpsilon' | 'warmupRatio' | 'gradientAccumulationSteps' | 'maxGradNorm' | 'schedule' | 'loggingSteps' | 'seed' | 'name' | 'maxSteps'>> & TrainerOptions;
 
   constructor(readonly model: BertPreTrainedModel, opts: TrainerOptions) {
@@ -97,6 +102,7 @@ export class Trainer {
     if (opts.bf16 && device === 'cpu') checkCpuBf16('Trainer({ bf16 })');
     this.#amp = { device, dtype: opts.fp16 ? 'float16' : 'bfloat16', enabled: !!(opts.bf16 || opts.fp16) };
     this.scaler = new GradScaler({ enabled: !!opts.fp16 });
+    if (dist.isInitialized() && dist.getWorldSize() > 1) this.isMain = dist.getRank() === 0;
   }
 
   /**
@@ -167,10 +173,14 @@ export class Trainer {
     const o = this.opts;
     const warmup = o.warmupSteps ?? Math.ceil(o.maxSteps * o.warmupRatio);
     const sched = getScheduler(o.schedule, this.optimizer, { numWarmupSteps: warmup, numTrainingSteps: o.maxSteps });
-    const log = o.log ?? ((s: string) => console.log(s));
-    const jsonl = o.logFile ? fs.openSync(o.logFile, 'a') : undefined;
+    // Data-parallel: wrapping broadcasts rank 0's weights (after any resume, below, all ranks load the same checkpoint).
+    const ddp = dist.isInitialized() && dist.getWorldSize() > 1 ? new DistributedDataParallel(this.model) : null;
+    const main = this.isMain;
+    const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
+    const jsonl = o.logFile && main ? fs.openSync(o.logFile, 'a') : undefined;
     const write = (rec: object) => jsonl !== undefined && fs.writeSync(jsonl, JSON.stringify(rec) + '\n');
-    const bar = process.stdout.isTTY ? new (require('cli-progress').SingleBar)({ format: `${o.name} |{bar}| {value}/{total} loss {loss} lr {lr} {rate} steps/s eta {eta_formatted}`, hideCursor: true }, require('cli-progress').Presets.shades_classic) : null;
+    if (ddp) await ddp.ready;
+    const bar = main && process.stdout.isTTY ? new (require('cli-progress').SingleBar)({ format: `${o.name} |{bar}| {value}/{total} loss {loss} lr {lr} {rate} steps/s eta {eta_formatted}`, hideCursor: true }, require('cli-progress').Presets.shades_classic) : null;
     bar?.start(o.maxSteps, 0, { loss: '-', lr: '-', rate: '-' });
     const start = Date.now();
     const result: TrainResult = { steps: 0, seconds: 0, losses: [], evals: [] };
@@ -178,22 +188,55 @@ export class Trainer {
     let running = 0;
     let count = 0;
     let first = 0;
-    if (o.resumeFrom) {
-      first = await this.loadCheckpoint(o.resumeFrom, sched);
+    // A failing evaluation (bad dev data, a tokenizer error) must not cost the trained steps: they are
+    // saved as a checkpoint first, and the error says where.
+    const runEval = async (step: number): Promise<Record<string, number>> => {
+      try {
+        const m = await evaluate!();
+        // every rank acts on rank 0's metrics (best model, early stopping), so none decides differently
+        return ddp ? await dist.broadcastObject(m, 0) : m;
+      } catch (e) {
+        bar?.stop();
+        if (jsonl !== undefined) fs.closeSync(jsonl);
+        let saved = ' (no outputDir: the trained weights were not saved)';
+        if (o.outputDir && main) {
+          const dir = path.join(o.outputDir, `checkpoint-${step}`);
+          await this.saveCheckpoint(dir, sched, step);
+          saved = `; the ${step} trained steps are saved in ${dir} (resume from it once the evaluation data is fixed)`;
+        }
+        throw new Error(`${o.name}: evaluation at step ${step} failed: ${(e as Error).message}${saved}`, { cause: e });
+      }
+    };
+    let resumeFrom = o.resumeFrom;
+    if (resumeFrom === 'latest') {
+      const cks = o.outputDir && fs.existsSync(o.outputDir) ? fs.readdirSync(o.outputDir).filter((d) => /^checkpoint-\d+$/.test(d)).sort((a, b) => Number(b.split('-')[1]) - Number(a.split('-')[1])) : [];
+      resumeFrom = cks.length ? path.join(o.outputDir!, cks[0]) : undefined;
+    }
+    if (resumeFrom) {
+      first = await this.loadCheckpoint(resumeFrom, sched);
+      result.steps = first;
       this.model.train();
-      log(`${o.name}: resumed from ${o.resumeFrom} at step ${first}`);
+      log(`${o.name}: resumed from ${resumeFrom} at step ${first}`);
     }
     for (let step = first; step < o.maxSteps; step++) {
       for (let micro = 0; micro < o.gradientAccumulationSteps; micro++) {
         const scope = new tb.DisposeScope();
-        const loss = await scope.run(async () => {
-          const inputs = toInputs(nextBatch(step * o.gradientAccumulationSteps + micro));
+        const one = () => scope.run(async () => {
+          const batch = nextBatch(step * o.gradientAccumulationSteps + micro);
+          if (ddp && step === first && micro === 0) {
+            const per = batch.inputIds.shape[0];
+            log(`${o.name}: data-parallel over ${dist.getWorldSize()} ranks: global batch ${per * dist.getWorldSize() * o.gradientAccumulationSteps} = ${per} per rank x ${dist.getWorldSize()} ranks x ${o.gradientAccumulationSteps} accumulation`);
+          }
+          const inputs = toInputs(batch);
           // Forward and loss under autocast (when bf16/fp16); backward outside it, as in PyTorch.
-          const full = await tb.autocast(this.#amp, async () => (lossFn ? lossFn(inputs) : (await this.model.forward(inputs)).loss!));
+          const forward = async () => (lossFn ? lossFn(inputs) : (await (ddp ? ddp.forward(inputs) : this.model.forward(inputs))).loss!);
+          const full = await tb.autocast(this.#amp, forward);
           const l = o.gradientAccumulationSteps > 1 ? full.div(o.gradientAccumulationSteps) : full;
           await this.scaler.scale(l).backward();
           return full.item() as number;
         });
+        // Accumulation steps keep their gradients local; the last one allreduces the sum (DDP's no_sync).
+        const loss = ddp && micro < o.gradientAccumulationSteps - 1 ? await ddp.noSync(one) : await one();
         scope.dispose();
         if (!Number.isFinite(loss)) throw new Error(`${o.name}: loss became ${loss} at step ${step}; lower the learning rate`);
         running += loss;
@@ -210,7 +253,14 @@ export class Trainer {
       result.steps = step + 1;
       const elapsed = (Date.now() - start) / 1000;
       if ((step + 1) % o.loggingSteps === 0 || step + 1 === o.maxSteps) {
-        const rec = { step: step + 1, loss: running / count, lr: sched.getLastLr()[0], stepsPerSec: (step + 1) / elapsed };
+        let mean = running / count;
+        if (ddp) {
+          const t = tb.tensor([mean], { dtype: 'float64' });
+          await dist.allReduce(t, { op: 'avg' });
+          mean = t.item() as number;
+          t.dispose();
+        }
+        const rec = { step: step + 1, loss: mean, lr: sched.getLastLr()[0], stepsPerSec: (step + 1) / elapsed };
         result.losses.push(rec);
         write({ type: 'train', name: o.name, ...rec });
         if (bar) bar.update(step + 1, { loss: rec.loss.toFixed(4), lr: rec.lr.toExponential(2), rate: rec.stepsPerSec.toFixed(2) });
@@ -219,25 +269,29 @@ export class Trainer {
         count = 0;
       } else bar?.update(step + 1);
       if (o.saveSteps && o.outputDir && (step + 1) % o.saveSteps === 0) {
-        await this.saveCheckpoint(path.join(o.outputDir, `checkpoint-${step + 1}`), sched, step + 1);
-        this.#prune();
+        if (main) {
+          await this.saveCheckpoint(path.join(o.outputDir, `checkpoint-${step + 1}`), sched, step + 1);
+          this.#prune();
+        }
+        if (ddp) await dist.barrier();
       }
       if (evaluate && o.evalSteps && (step + 1) % o.evalSteps === 0) {
-        const metrics = await evaluate();
+        const metrics = await runEval(step + 1);
         this.model.train();
         result.evals.push({ step: step + 1, metrics });
         write({ type: 'eval', name: o.name, step: step + 1, ...metrics });
         if (!bar) log(`${o.name} eval at step ${step + 1}: ${JSON.stringify(metrics)}`);
         if (this.#track(result, step + 1, metrics, log)) break;
       }
-      if (o.timeBudgetSec && elapsed > o.timeBudgetSec) {
+      // Rank 0's clock decides for all, so no rank stops alone.
+      if (o.timeBudgetSec && (ddp ? await dist.broadcastObject(elapsed > o.timeBudgetSec, 0) : elapsed > o.timeBudgetSec)) {
         log(`${o.name}: time budget of ${o.timeBudgetSec}s reached after ${step + 1} steps`);
         break;
       }
     }
     // The last weights count too: evaluate them when the run did not end on an evaluation step.
     if (evaluate && o.evalSteps && !result.stoppedEarly && result.steps > first && result.evals.at(-1)?.step !== result.steps) {
-      const metrics = await evaluate();
+      const metrics = await runEval(result.steps);
       result.evals.push({ step: result.steps, metrics });
       write({ type: 'eval', name: o.name, step: result.steps, ...metrics });
       if (!bar) log(`${o.name} eval at step ${result.steps}: ${JSON.stringify(metrics)}`);
@@ -251,11 +305,12 @@ export class Trainer {
       log(`${o.name}: loaded the best model (step ${result.best.step}, ${result.best.metric} ${result.best.value.toFixed(4)})`);
     }
     this.#dropBest();
-    if (o.plotFile) {
+    if (o.plotFile && main) {
       const { curvesSvg } = await import('./plot');
       fs.writeFileSync(o.plotFile, curvesSvg(result, o.name));
     }
     this.model.eval();
+    ddp?.dispose();
     return result;
   }
 
