@@ -168,6 +168,8 @@ export function info(): Record<string, unknown> {
     addon: loadInfo.addon,
     prebuilt: loadInfo.prebuilt,
     cuda: { available: native.cudaIsAvailable(), devices: native.cudaDeviceCount() },
+    // tb.distributed: whether this build has c10d's Gloo process group
+    distributed: native.distInfo(),
     threads: native.getNumThreads(),
     parallel: b.parallelInfo.trim(),
     cpu: cpuInfo(),
