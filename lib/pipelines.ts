@@ -1,7 +1,7 @@
 // Pipelines shaped like Hugging Face's: text-classification, token-classification (NER), fill-mask,
 // question-answering and feature-extraction. Each input is tokenized on the caller's turn, its rows
 // go through a Batcher shared by all concurrent callers, and the model runs on a worker thread.
-import { Batcher, BatcherOptions } from './serve/batcher';
+import { Batcher, BatcherOptions } from './batcher';
 import { BertTokenizer } from './tokenizer';
 import type { Encoding } from './tokenizer/encoding';
 import { BertPreTrainedModel, BertOutput, HeadKind, fromPretrained } from './models/bert';

@@ -193,6 +193,11 @@ maybe('faults end in a clear error within the timeout, never a hang', () => {
     expect(r.code).toBe(0);
     expect(r.out.error).toMatch(/initProcessGroup: rank 0 of 2 could not join the group at 127\.0\.0\.1:\d+ within 3000 ms/);
   });
+  test('an unreachable master (no rank 0 listening): the joining rank fails naming the address', async () => {
+    const [r] = await ranks(2, ['join'], () => ({ DIST_TIMEOUT_MS: '3000' }), [1]);
+    expect(r.code).toBe(0);
+    expect(r.out.error).toMatch(/initProcessGroup: rank 1 of 2 could not join the group at 127\.0\.0\.1:\d+ within 3000 ms/);
+  });
   test('a port already in use', async () => {
     const server = net.createServer().listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));

@@ -4,7 +4,7 @@
 // scripts/fixtures.py section pipelines. Also the batcher: coalescing, isolation of errors, the queue bound.
 import * as path from 'path';
 import { pipeline, TextClassificationPipeline } from '../lib/pipelines';
-import { Batcher, QueueFullError } from '../lib/serve/batcher';
+import { Batcher, QueueFullError } from '../lib/batcher';
 import { FIXTURES, fixture } from './helpers';
 
 const fx = fixture('pipelines.json');

@@ -3,8 +3,8 @@
 // task heads. Checkpoints in and out: config.json + model.safetensors (sharded too), and TorchScript.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as tb from '../index';
-import { ScriptModule, Tensor, F, op } from '../index';
+import * as tb from '../core';
+import { ScriptModule, Tensor, F, op } from '../core';
 import { BertConfig, BertConfigFields } from './config';
 import { loadFile, saveFile } from '../safetensors';
 import { HubOptions, resolveModelDir } from '../hub';

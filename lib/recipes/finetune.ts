@@ -4,8 +4,8 @@
 // evaluate on the dev file, keep the best model by the dev metric and save it with its tokenizer.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as tb from '../index';
-import { Tensor } from '../index';
+import * as tb from '../core';
+import { Tensor } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
 import { fromPretrained } from '../models/bert';

@@ -4,8 +4,8 @@
 // and TorchScript) and classify a few sentences.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as tb from '../index';
-import { Tensor, F } from '../index';
+import * as tb from '../core';
+import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
 import { readSst2, readLines } from '../data/datasets';

@@ -7,7 +7,7 @@ import * as client from 'prom-client';
 import { BertTokenizer } from '../tokenizer';
 import { fromPretrained, BertPreTrainedModel } from '../models/bert';
 import { pipeline, tasksFor, Task, AnyPipeline, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from '../pipelines';
-import { BatcherOptions, QueueFullError, BatcherClosedError } from './batcher';
+import { BatcherOptions, QueueFullError, BatcherClosedError } from '../batcher';
 import { setNumThreads } from '../torch';
 
 export interface ServeOptions {

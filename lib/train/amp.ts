@@ -1,8 +1,8 @@
 // Loss scaling for float16 mixed precision (torch.amp.GradScaler): float16 gradients underflow
 // without it. Unscaling and the inf/NaN check run as one foreach kernel; the scale update is ATen's
 // own (_amp_update_scale_), so growth and backoff follow PyTorch exactly.
-import * as tb from '../index';
-import { Tensor, op } from '../index';
+import * as tb from '../core';
+import { Tensor, op } from '../core';
 import type { AdamW } from './optim';
 
 export interface GradScalerOptions {

@@ -3,8 +3,8 @@
 // special tokens and padding never masked; labels -100 elsewhere). Random draws use libtorch's
 // generator, so manualSeed makes them reproducible.
 import { DistributedSampler } from '../distributed/sampler';
-import * as tb from '../index';
-import { Tensor } from '../index';
+import * as tb from '../core';
+import { Tensor } from '../core';
 
 export interface Example {
   inputIds: number[];

@@ -1,8 +1,8 @@
 // AdamW with torch.optim.AdamW semantics; the update runs natively over all parameters of a group at
 // once (ATen's fused AdamW kernel) on a worker thread, never as a TS loop over tensors. Also
 // clipGradNorm (foreach kernels) and HF's parameter groups (no decay for biases and LayerNorm weights).
-import * as tb from '../index';
-import { Tensor, op } from '../index';
+import * as tb from '../core';
+import { Tensor, op } from '../core';
 
 export interface AdamWOptions {
   lr?: number;

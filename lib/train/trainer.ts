@@ -2,8 +2,8 @@
 // gradient accumulation and clipping, a time or step budget, periodic evaluation, a progress bar on a
 // terminal (plain log lines otherwise) and a JSONL metrics log. Every FLOP runs in libtorch.
 import * as fs from 'fs';
-import * as tb from '../index';
-import { Tensor } from '../index';
+import * as tb from '../core';
+import { Tensor } from '../core';
 import type { BertPreTrainedModel, BertInputs } from '../models/bert';
 import { AdamW, clipGradNorm, weightDecayGroups } from './optim';
 import { GradScaler } from './amp';
