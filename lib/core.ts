@@ -2,7 +2,7 @@
 // scopes, TorchScript modules, functional ops. lib/index.ts re-exports it with the models, training and
 // serving layers; files inside lib/ import this (or the defining file), never the package barrel, so
 // imports point one way (test/layers.test.ts fails on a cycle).
-export { TorchError, LibtorchNotFoundError } from './errors';
+export { TorchError, LibtorchNotFoundError, DisposedError } from './errors';
 export {
   Tensor, tensor, zeros, ones, empty, full, arange, linspace, rand, randn, randint, randperm, eye,
   zerosLike, onesLike, emptyLike, fullLike, randLike, randnLike, cat, stack, where, op, DTYPES,

@@ -12,6 +12,15 @@ export class TorchError extends Error {
 }
 
 /** libtorch could not be found or does not match the addon. */
+/** Use of a tensor, module or scope after dispose(). */
+export class DisposedError extends Error {
+  readonly code = 'DISPOSED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'DisposedError';
+  }
+}
+
 export class LibtorchNotFoundError extends Error {
   readonly code = 'LIBTORCH_NOT_FOUND';
   constructor(message: string) {

@@ -6,6 +6,7 @@ import { native, NativeModule, Handle } from './binding';
 import { Tensor, DType } from './tensor';
 import { registerInScope } from './scope';
 import { writeFileAtomic, writeFileAtomicSync } from './fsutil';
+import { DisposedError } from './errors';
 
 /** Values that cross into TorchScript methods and back. */
 export type IValue = Tensor | number | boolean | string | null | undefined | IValue[] | { [key: string]: IValue };
@@ -65,7 +66,7 @@ export class ScriptModule {
   }
 
   get #native(): NativeModule {
-    if (!this.#m) throw new Error('ScriptModule has been disposed');
+    if (!this.#m) throw new DisposedError('ScriptModule has been disposed');
     return this.#m;
   }
 

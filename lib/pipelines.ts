@@ -118,6 +118,18 @@ abstract class Pipeline<I extends Row, O> {
     await this.batcher.close();
   }
 
+  /** The model the pipeline loaded or copied itself (disposed with it); null when the caller's. */
+  owned: BertPreTrainedModel | null = null;
+  /** Finishes the queued calls, then frees the model if the pipeline loaded it (a model passed in stays the caller's). */
+  async dispose(): Promise<void> {
+    await this.close();
+    this.owned?.dispose();
+    this.owned = null;
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
   protected encode(text: string, pair: string | null, extra: { stride?: number; overflow?: boolean } = {}): Encoding[] {
     const { rows } = this.tokenizer.encodeRows([text], pair === null ? null : [pair], {
       truncation: true,
@@ -771,9 +783,12 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
   if (opts.prepack && !m.prepacked) m = await m.prepackAsync();
   const kinds = tasksFor(m.kind);
   if (!kinds.includes(t)) throw new TypeError(`a ${m.kind} cannot run '${t}' (it serves ${kinds.join(', ')})`);
+  // what this call created (loaded, or copied by quantize/prepack) is the pipeline's to free
+  const owned = typeof model === 'string' || m !== model.model ? m : null;
   if (t === 'feature-extraction' && m.kind !== 'BertModel') m = encoderOf(m);
   m.eval();
   const p = new CLASSES[t](t, tok, m, opts) as PipelineFor<T>;
+  p.owned = owned;
   p.warnings.push(...warnings);
   return p;
 }

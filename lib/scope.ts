@@ -2,6 +2,7 @@
 // and DisposeScope (async, tracked through AsyncLocalStorage so concurrent tasks do not mix) dispose
 // what was created inside except what is returned or kept. The GC is only a backstop.
 import { AsyncLocalStorage } from 'async_hooks';
+import { DisposedError } from './errors';
 
 /** Anything with a deterministic dispose(). */
 export interface Disposable {
@@ -30,13 +31,13 @@ export class DisposeScope {
 
   /** Runs fn with this scope current; sync or async, tensors made inside (and in its awaits) join it. */
   run<T>(fn: () => T): T {
-    if (this.#disposed) throw new Error('DisposeScope has been disposed');
+    if (this.#disposed) throw new DisposedError('DisposeScope has been disposed');
     return current.run(this, fn);
   }
 
   /** Adds an object to this scope. */
   track<T extends Disposable>(item: T): T {
-    if (this.#disposed) throw new Error('DisposeScope has been disposed');
+    if (this.#disposed) throw new DisposedError('DisposeScope has been disposed');
     this.#items.add(item);
     return item;
   }

@@ -3,6 +3,7 @@
 import { native, Handle } from './binding';
 import { registerInScope } from './scope';
 import { formatTensor } from './format';
+import { DisposedError } from './errors';
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int32' | 'int64' | 'int16' | 'int8' | 'uint8' | 'bool';
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -129,7 +130,7 @@ export class Tensor {
 
   static {
     handleOf = (t: Tensor) => {
-      if (t.#h === 0) throw new Error('Tensor has been disposed');
+      if (t.#h === 0) throw new DisposedError('Tensor has been disposed');
       return t.#h;
     };
   }

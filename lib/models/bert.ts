@@ -589,7 +589,16 @@ export class BertPreTrainedModel {
     this.quantized = !!opts.quantized;
     this.prepacked = !!opts.prepacked;
     // Parameters are initialised from the global generator (HF's _init_weights distributions).
-    this.module = module ?? tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(kind, config.fields)));
+    // The initial weights live in the module; tidy frees their JS handles now rather than at GC.
+    this.module = module ?? tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(kind, config.fields))));
+  }
+
+  /** Frees the model's native memory now (its TorchScript module, parameters and buffers). */
+  dispose(): void {
+    this.module.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** HF-named parameters (tied duplicates listed once). */
@@ -671,13 +680,19 @@ export class BertPreTrainedModel {
           unexpected.push(k);
           continue;
         }
-        if (p.shape.join() !== t.shape.join()) throw new RangeError(`size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`);
+        if (p.shape.join() !== t.shape.join()) {
+          const msg = `size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`;
+          for (const q of params.values()) q.dispose();
+          throw new RangeError(msg);
+        }
         p.copy_(t);
         loaded.add(n);
         for (const pair of TIED_PAIRS) if (pair.includes(n)) pair.forEach((t) => loaded.add(t)); // one tensor, two names
       }
     });
     const missing = [...params.keys()].filter((n) => !loaded.has(n));
+    // the handles namedParameters() made; the module keeps its tensors
+    for (const p of params.values()) p.dispose();
     if (opts.strict && (missing.length || unexpected.length)) throw new Error(`loadStateDict: missing keys ${JSON.stringify(missing)}, unexpected keys ${JSON.stringify(unexpected)}`);
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
@@ -967,7 +982,7 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
   const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), undefined);
-  const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields))));
+  const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields)))));
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
   try {
@@ -1007,6 +1022,7 @@ function initWeights(model: BertPreTrainedModel, names: string[]): void {
       }
     }
   });
+  for (const p of params.values()) p.dispose();
 }
 
 /** A model of the given architecture with fresh HF-style initialisation. */

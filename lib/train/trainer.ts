@@ -188,6 +188,8 @@ export class Trainer {
     let running = 0;
     let count = 0;
     let first = 0;
+    // the optimizer's own list: no crossing into native code to re-list the parameters every step
+    const params = this.optimizer.paramGroups.flatMap((g) => g.params);
     // A failing evaluation (bad dev data, a tokenizer error) must not cost the trained steps: they are
     // saved as a checkpoint first, and the error says where.
     const runEval = async (step: number): Promise<Record<string, number>> => {
@@ -243,7 +245,7 @@ export class Trainer {
         count++;
       }
       if (this.scaler.enabled) this.scaler.unscale_(this.optimizer);
-      if (o.maxGradNorm > 0) clipGradNorm(this.model.parameters(), o.maxGradNorm);
+      if (o.maxGradNorm > 0) clipGradNorm(params, o.maxGradNorm);
       // With fp16, a step whose gradients overflowed is skipped and the scale backs off (HF skips the
       // scheduler step too).
       const stepped = await this.scaler.step(this.optimizer);
