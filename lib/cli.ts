@@ -111,12 +111,17 @@ program
   .option('--seconds <n>', 'stop early after this many seconds', integer, 480)
   .option('--seq-len <n>', 'tokens per passage', integer, 64)
   .option('--whole-word-mask', 'mask whole words rather than single word pieces')
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean }) => {
+  .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; nproc: number }) => {
+    if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
     const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask });
-    console.log(`saved: ${r.dir}`);
+    const dist = await import('./distributed/process-group');
+    const main = !dist.isInitialized() || dist.getRank() === 0;
+    if (dist.isInitialized()) await dist.destroyProcessGroup();
+    if (main) console.log(`saved: ${r.dir}`);
   });
 
 program

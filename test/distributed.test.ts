@@ -26,6 +26,7 @@ interface RankResult {
   code: number | null;
   signal: string | null;
   out: any;
+  stdout: string;
   stderr: string;
 }
 
@@ -38,7 +39,7 @@ function run(cmd: string, args: string[], env: Record<string, string>): Promise<
     p.stderr.on('data', (b) => (stderr += b));
     p.on('close', (code, signal) => {
       const line = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
-      resolve({ code, signal, out: line ? JSON.parse(line) : null, stderr });
+      resolve({ code, signal, out: line ? JSON.parse(line) : null, stdout, stderr });
     });
   });
 }
@@ -172,6 +173,18 @@ maybe('launching: torchbert run, restarts, two loopback nodes', () => {
     expect(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toMatch(/"type":"train"/);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).dev.accuracy).toBe(r.out.dev.accuracy);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  });
+
+  test('pretrain --nproc 2: masked-LM pre-training data-parallel (the loss goes through DDP), rank 0 saves', async () => {
+    const { tmpDir, DATA } = await import('./helpers');
+    const out = tmpDir();
+    const r = await run(process.execPath, [CLI, 'pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--out', out, '--steps', '6', '--seconds', '120', '--vocab-size', '600', '--hidden', '32', '--layers', '1', '--nproc', '2'], {});
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const fs = await import('fs');
+    expect(fs.existsSync(path.join(out, 'pretrained', 'model.safetensors'))).toBe(true);
+    const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0); // one writer: rank 0
+    expect(r.stdout).toMatch(/data-parallel over 2 ranks: global batch 128 = 64 per rank x 2 ranks x 1 accumulation/);
   });
 
   test('two "nodes" on 127.0.0.1 and 127.0.0.2 (--nnodes 2 --node-rank, MASTER_ADDR) form one group', async () => {

@@ -77,11 +77,19 @@ export class DistributedDataParallel<I = unknown, O = unknown> {
    * the gradients (bucket by bucket, while it runs) and leaves their average over the group in .grad.
    */
   async forward(inputs: I): Promise<O> {
+    return this.call(() => this.module.forward(inputs));
+  }
+
+  /**
+   * Runs any forward computation of the wrapped model (a custom loss, another method) the way forward()
+   * does: the next backward through its result allreduces the gradients.
+   */
+  async call<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#disposed) throw new Error('DistributedDataParallel: disposed');
     await this.ready;
     const grad = isGradEnabled();
     if (grad) await native.ddpPrepareForward(this.#id);
-    const out = await this.module.forward(inputs);
+    const out = await fn();
     if (grad && this.#sync) native.ddpPrepareBackward(this.#id, this.#findUnused ? outputTensors(out).map((t) => t._handle) : []);
     return out;
   }

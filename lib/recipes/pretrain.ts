@@ -6,6 +6,7 @@ import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
 import { Trainer, padCollate, maskTokens, EpochBatches, wholeWordMask } from '../train';
 import type { TrainResult } from '../train';
+import * as dist from '../distributed/process-group';
 
 export interface PretrainOptions {
   /** lines of text */
@@ -32,19 +33,22 @@ export interface PretrainResult {
 }
 
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
-  const log = o.log ?? ((s: string) => console.log(s));
+  // every rank learns the same vocabulary (deterministic); rank 0 logs and writes what is saved
+  const main = !dist.isInitialized() || dist.getRank() === 0;
+  const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (!o.corpus.length) throw new Error('pretrain: the corpus is empty');
   const seqLen = o.seqLen ?? 64;
   let t0 = Date.now();
   const tok = new WordPieceTrainer({ vocabSize: o.vocabSize ?? 8000 }).trainTokenizer(o.corpus);
-  tok.savePretrained(path.join(o.out, 'tokenizer'));
+  if (main) tok.savePretrained(path.join(o.out, 'tokenizer'));
   log(`vocabulary: ${tok.vocabSize} WordPiece tokens learned from ${o.corpus.length} lines in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
   const H = o.hidden ?? 128;
   const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
   const mlm = fromConfig('BertForMaskedLM', config);
   const ids = o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
-  const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: 1, groupByLength: true });
+  const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
+  const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: 1, groupByLength: true, ...shard });
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   t0 = Date.now();
   const trainer = new Trainer(mlm, {
@@ -66,8 +70,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
   );
   const dir = path.join(o.out, 'pretrained');
-  await mlm.savePretrained(dir);
-  tok.savePretrained(dir);
+  if (main) {
+    await mlm.savePretrained(dir);
+    tok.savePretrained(dir);
+  }
   log(`pre-training: ${result.steps} steps in ${result.seconds.toFixed(0)}s, MLM loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   return { tokenizer: tok, model: mlm, result, dir };
 }

@@ -231,7 +231,8 @@ export class Trainer {
           }
           const inputs = toInputs(batch);
           // Forward and loss under autocast (when bf16/fp16); backward outside it, as in PyTorch.
-          const forward = async () => (lossFn ? lossFn(inputs) : (await (ddp ? ddp.forward(inputs) : this.model.forward(inputs))).loss!);
+          const loss = async () => (lossFn ? lossFn(inputs) : (await this.model.forward(inputs)).loss!);
+          const forward = ddp ? () => ddp.call(loss) : loss;
           const full = await tb.autocast(this.#amp, forward);
           const l = o.gradientAccumulationSteps > 1 ? full.div(o.gradientAccumulationSteps) : full;
           await this.scaler.scale(l).backward();
