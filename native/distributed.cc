@@ -79,6 +79,8 @@ c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::
                                                  const std::string& bind, const std::string& name) {
   auto group_store = c10::make_intrusive<c10d::PrefixStore>(name + "/", base);
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  // Gloo's worker threads per group (PyTorch's default 2; TORCHBERT_GLOO_THREADS overrides)
+  if (const char* n = std::getenv("TORCHBERT_GLOO_THREADS")) opts->threads = std::max(1, std::atoi(n));
   opts->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
   auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("cpu/", group_store), rank, size, opts);
   backend->setSequenceNumberForGroup();

@@ -155,27 +155,30 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     files = {'sst2': (os.path.join(DATA, 'sst2', 'train.tsv'), os.path.join(DATA, 'sst2', 'dev.tsv'), read_sst2, a.sst2_train),
              'conll': (os.path.join(DATA, 'conll2003', 'eng.train'), os.path.join(DATA, 'conll2003', 'eng.testa'), read_conll, a.conll_train)}
-    results = {}
+    # Runs already in <out>/parity.json (same task, side, seed) are kept: adding seeds runs only the new ones.
+    saved = os.path.join(a.out, 'parity.json')
+    results = json.load(open(saved))['results'] if os.path.exists(saved) else {}
     for task in a.tasks:
         train_file, dev_file, reader, limit = files[task]
         train, dev = reader(train_file)[:limit], reader(dev_file)
         for seed in a.seeds:
             for side in ('hf', 'torchbert'):
+                if any(r['seed'] == seed for r in results.get(task, {}).get(side, [])):
+                    continue
                 out = os.path.join(a.out, f'{task}-{side}-{seed}')
                 r = hf_run(task, seed, train, dev, a.epochs, out) if side == 'hf' else torchbert_run(task, seed, train_file, dev_file, limit, a.epochs, out)
                 results.setdefault(task, {}).setdefault(side, []).append({'seed': seed, **r})
                 print(json.dumps({'task': task, 'side': side, 'seed': seed, **r}), flush=True)
                 json.dump({'hyperparameters': HP, 'epochs': a.epochs, 'train': {'sst2': a.sst2_train, 'conll': a.conll_train}, 'results': results},
                           open(os.path.join(a.out, 'parity.json'), 'w'), indent=1)
-    print('\n| task | metric | side | seeds | mean | std | per seed | train loss by quarter (mean over seeds) | s/run |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('\n| task | metric | side | seeds | mean | std | per seed | train loss by quarter (mean over seeds) |')
+    print('|---|---|---|---|---|---|---|---|')
     for task, sides in results.items():
         for side, runs in sides.items():
             m = [r['metric'] for r in runs]
             q = [round(statistics.mean(r['loss_quarters'][i] for r in runs), 3) for i in range(4)]
             print(f"| {task} | {'accuracy' if task == 'sst2' else 'entity F1'} | {side} | {len(m)} | {100 * statistics.mean(m):.2f} | "
-                  f"{100 * (statistics.stdev(m) if len(m) > 1 else 0):.2f} | {', '.join(f'{100 * x:.2f}' for x in m)} | {q} | "
-                  f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+                  f"{100 * (statistics.stdev(m) if len(m) > 1 else 0):.2f} | {', '.join(f'{100 * x:.2f}' for x in m)} | {q} |")
 
 
 if __name__ == '__main__':
