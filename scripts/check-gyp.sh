@@ -15,5 +15,7 @@ const t = require('./dist');
 const s = t.ones([2, 3]).matmul(t.ones([3, 2])).sum().item();
 if (s !== 12) throw new Error('wrong result ' + s);
 if (!require('./dist/binding').loadInfo.addon.startsWith('$work')) throw new Error('loaded the wrong addon');
+const gloo = require('child_process').execFileSync('node', ['scripts/find-libtorch.js', '--gloo'], { encoding: 'utf8' }).trim() !== '';
+if (t.distributed.isAvailable() !== gloo) throw new Error('the node-gyp build ' + (gloo ? 'lacks' : 'has') + ' tb.distributed');
 console.log('node-gyp build OK: ' + require('./dist/binding').loadInfo.addon);
 "
