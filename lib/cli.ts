@@ -45,6 +45,14 @@ async function dataParallel(nproc: number): Promise<boolean> {
   return false;
 }
 
+/** Ends a --nproc run: leaves the process group; true on the rank that reports (rank 0, or no group). */
+async function leaveGroup(): Promise<boolean> {
+  const dist = await import('./distributed/process-group');
+  const main = !dist.isInitialized() || dist.getRank() === 0;
+  if (dist.isInitialized()) await dist.destroyProcessGroup();
+  return main;
+}
+
 program
   .command('info')
   .description('print versions, library paths, CUDA and threads')
@@ -118,10 +126,7 @@ program
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
     const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask });
-    const dist = await import('./distributed/process-group');
-    const main = !dist.isInitialized() || dist.getRank() === 0;
-    if (dist.isInitialized()) await dist.destroyProcessGroup();
-    if (main) console.log(`saved: ${r.dir}`);
+    if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 
 program
@@ -165,10 +170,7 @@ program
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
       : o.task === 'qa' ? await finetuneQa({ ...opts, docStride: num('docStride') })
       : await finetuneClassification(opts);
-    const dist = await import('./distributed/process-group');
-    const main = !dist.isInitialized() || dist.getRank() === 0;
-    if (dist.isInitialized()) await dist.destroyProcessGroup();
-    if (!main) return;
+    if (!(await leaveGroup())) return;
     console.log(JSON.stringify(r));
     require('fs').writeFileSync(require('path').join(r.savedTo, 'report.json'), JSON.stringify(r, null, 2));
   });

@@ -29,14 +29,10 @@ function fsyncPath(p: string): void {
   }
 }
 
-/** Writes `data` (or lets `write` produce the file at the temporary path it is given) atomically. */
-export function writeFileAtomicSync(file: string, data: Content | ((tmp: string) => void)): void {
-  const tmp = tmpFor(file);
+/** Flushes the temporary file a writer produced and renames it over the target (removing it on failure). */
+function settle(tmp: string, file: string, produced: () => void): void {
   try {
-    if (typeof data === 'function') {
-      data(tmp);
-      fsyncPath(tmp);
-    } else writeSynced(tmp, data);
+    produced();
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
@@ -44,17 +40,25 @@ export function writeFileAtomicSync(file: string, data: Content | ((tmp: string)
   }
 }
 
+/** Writes `data` (or lets `write` produce the file at the temporary path it is given) atomically. */
+export function writeFileAtomicSync(file: string, data: Content | ((tmp: string) => void)): void {
+  const tmp = tmpFor(file);
+  settle(tmp, file, () => {
+    if (typeof data !== 'function') return writeSynced(tmp, data);
+    data(tmp);
+    fsyncPath(tmp);
+  });
+}
+
 /** As writeFileAtomicSync, for writers that run off the event loop (native saves). */
-export async function writeFileAtomic(file: string, data: Content | ((tmp: string) => Promise<void> | void)): Promise<void> {
+export async function writeFileAtomic(file: string, write: Content | ((tmp: string) => Promise<void> | void)): Promise<void> {
+  if (typeof write !== 'function') return writeFileAtomicSync(file, write);
   const tmp = tmpFor(file);
   try {
-    if (typeof data === 'function') {
-      await data(tmp);
-      fsyncPath(tmp);
-    } else writeSynced(tmp, data);
-    fs.renameSync(tmp, file);
+    await write(tmp);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
   }
+  settle(tmp, file, () => fsyncPath(tmp));
 }
