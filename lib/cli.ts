@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The torchbert command line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 
 // Numeric options are checked where they are parsed: `--lr abc` is an error naming the option.
 function integer(v: string): number {
@@ -86,21 +86,27 @@ program
   .description('the end-to-end job: vocabulary, MLM pre-training, SST-2 fine-tuning, baselines, save, predict')
   .option('--data <dir>', 'data folder (sst2/, wikitext-2/)', process.env.TORCHBERT_DATA ?? '../shared/data')
   .option('--out <dir>', 'output folder', 'runs/main')
-  .option('--pretrain-steps <n>', 'masked-LM pre-training steps (batch 64)', integer, 6000)
-  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32)', integer, 4000)
-  .option('--pretrain-seconds <n>', 'stop pre-training early after this many seconds', integer, 480)
-  .option('--finetune-seconds <n>', 'stop fine-tuning early after this many seconds', integer, 330)
+  .option('--pretrain-steps <n>', 'at most this many pre-training steps (batch 64)', integer, 10000)
+  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32; default one epoch)', integer)
+  .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
+  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (the model, the control)', integer, 120)
   .option('--hidden <n>', 'hidden size', integer, 128)
   .option('--layers <n>', 'encoder layers', integer, 2)
-  .action(async (o: { data: string; out: string; pretrainSteps: string; finetuneSteps: string; pretrainSeconds: string; finetuneSeconds: string; hidden: string; layers: string }) => {
+  .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
+  .addOption(new Option('--objective <o>', 'pre-training objective: masked LM or ELECTRA replaced-token detection').choices(['mlm', 'electra']).default('mlm'))
+  .option('--pretrain-lr <x>', 'peak learning rate of pre-training', number, 1e-3)
+  .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 4e-4)
+  .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean }) => {
     const { fromScratch } = await import('./recipes/scratch');
     const started = Date.now();
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: Number(o.pretrainSteps), finetuneSteps: Number(o.finetuneSteps), pretrainSeconds: Number(o.pretrainSeconds), finetuneSeconds: Number(o.finetuneSeconds), hidden: Number(o.hidden), layers: Number(o.layers) });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, control: o.control });
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
     console.log(`SST-2 dev accuracy: ${pct(r.dev.accuracy)} (F1 ${pct(r.dev.f1)})`);
-    console.log(`  majority class:                 ${pct(r.dev.majority)}`);
+    console.log(`  majority class:                   ${pct(r.dev.majority)}`);
     console.log(`  bag-of-words logistic regression: ${pct(r.dev.bagOfWords)}`);
+    if (r.dev.noPretraining !== undefined) console.log(`  the same BERT without pre-training: ${pct(r.dev.noPretraining)}`);
     for (const p of r.predictions) console.log(`  ${p.label.padEnd(8)} ${p.score.toFixed(3)}  ${p.text}`);
     console.log(`saved: ${r.savedTo.hf} (Hugging Face format) and ${r.savedTo.torchscript} (TorchScript)`);
     console.log(`total ${((Date.now() - started) / 1000).toFixed(0)}s`);
@@ -119,13 +125,15 @@ program
   .option('--seconds <n>', 'stop early after this many seconds', integer, 480)
   .option('--seq-len <n>', 'tokens per passage', integer, 64)
   .option('--whole-word-mask', 'mask whole words rather than single word pieces')
+  .addOption(new Option('--objective <o>', 'masked LM, or ELECTRA replaced-token detection (one process)').choices(['mlm', 'electra']).default('mlm'))
+  .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 1)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; nproc: number }) => {
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; objective: 'mlm' | 'electra'; seed: number; nproc: number }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, objective: o.objective, seed: o.seed });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 

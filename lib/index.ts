@@ -6,7 +6,7 @@ export * as datasets from './data/datasets';
 export { hubFile, hubCacheDir } from './hub';
 export * as models from './models';
 export * as train from './train';
-export { AdamW, clipGradNorm, getLinearScheduleWithWarmup, getScheduler } from './train';
+export { AdamW, clipGradNorm, clipGradNormAsync, getLinearScheduleWithWarmup, getScheduler } from './train';
 export { pipeline, tasksFor, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from './pipelines';
 export type { Task, PipelineOptions, LabelScore, TokenEntity, EntityGroup, FillMaskResult, QAInput, QAAnswer, AggregationStrategy, Pooling } from './pipelines';
 export * as distributed from './distributed';

@@ -373,7 +373,8 @@ TB_AVX2 void Micro(const float* a, const float* b, int64_t K, const float* bias,
       std::fill(init[r] + ncols, init[r] + kNR, 0.f);
     }
   }
-  __m256 c00 = _mm256_load_ps(init[0]), c01 = _mm256_load_ps(init[0] + 8), c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  // Rows past MR stay zero and unused (initialised so that the row arrays below read no undefined value).
+  __m256 c00 = _mm256_load_ps(init[0]), c01 = _mm256_load_ps(init[0] + 8), c10{}, c11{}, c20{}, c21{}, c30{}, c31{}, c40{}, c41{}, c50{}, c51{};
   if constexpr (MR > 1) c10 = _mm256_load_ps(init[1]), c11 = _mm256_load_ps(init[1] + 8);
   if constexpr (MR > 2) c20 = _mm256_load_ps(init[2]), c21 = _mm256_load_ps(init[2] + 8);
   if constexpr (MR > 3) c30 = _mm256_load_ps(init[3]), c31 = _mm256_load_ps(init[3] + 8);

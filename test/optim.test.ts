@@ -2,7 +2,7 @@
 // scripts/fixtures.py section optim).
 import * as tb from '../lib';
 import { Tensor } from '../lib';
-import { AdamW, clipGradNorm, weightDecayGroups, getScheduler, getLinearScheduleWithWarmup, ScheduleName, Trainer, GradScaler } from '../lib/train';
+import { AdamW, clipGradNorm, clipGradNormAsync, weightDecayGroups, getScheduler, getLinearScheduleWithWarmup, ScheduleName, Trainer, GradScaler } from '../lib/train';
 import { fromPretrained } from '../lib/models';
 import { fixture, maxAbsDiff } from './helpers';
 
@@ -97,6 +97,19 @@ test('clipGradNorm equals clip_grad_norm_', () => {
   const norm = clipGradNorm(params, 0.5);
   expect(Math.abs(norm - c.norm)).toBeLessThan(1e-5);
   params.forEach((p, i) => expect(maxAbsDiff(p.grad!.toArraySync(), c.clipped[i])).toBeLessThan(1e-6));
+});
+
+test('clipGradNormAsync equals clip_grad_norm_, off the event loop', async () => {
+  const c = fx.clip;
+  const params = [tb.zeros([4, 4]).requiresGrad_(), tb.zeros([7]).requiresGrad_(), tb.zeros([3]).requiresGrad_()]; // the last has no gradient
+  params.slice(0, 2).forEach((p, i) => (p.grad = tb.tensor(c.grads[i])));
+  const live = tb.memory().tensors;
+  const norm = await clipGradNormAsync(params, 0.5);
+  expect(tb.memory().tensors).toBe(live); // its gradient handles, norms and coefficient are freed
+  expect(Math.abs(norm - c.norm)).toBeLessThan(1e-5);
+  params.slice(0, 2).forEach((p, i) => expect(maxAbsDiff(p.grad!.toArraySync(), c.clipped[i])).toBeLessThan(1e-6));
+  await expect(clipGradNormAsync(params, 0)).rejects.toThrow(/maxNorm must be positive/);
+  expect(await clipGradNormAsync([tb.zeros([2])], 1)).toBe(0);
 });
 
 test('30 fine-tuning steps of a tiny BERT give the losses of transformers + torch.optim.AdamW within 1e-4', async () => {

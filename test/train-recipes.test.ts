@@ -327,3 +327,45 @@ describe('extractive QA fine-tuning', () => {
     expect(fs.existsSync(path.join(out, 'metrics.jsonl'))).toBe(false); // no step was trained
   });
 });
+
+describe('ELECTRA pre-training (replaced-token detection)', () => {
+  test('the loss falls; the discriminator\'s encoder is saved as a BertModel that a classifier loads', async () => {
+    const { pretrain } = await import('../lib/recipes/pretrain');
+    const { fromPretrained } = await import('../lib/models');
+    const out = tmpDir();
+    const corpus = fs.readFileSync(path.join(DATA, 'wikitext-2', 'valid.txt'), 'utf8').split('\n').filter((l) => l.trim().length > 20 && !l.trim().startsWith('=')).slice(0, 400);
+    const r = await pretrain({ corpus, out, vocabSize: 600, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, objective: 'electra', seed: 5, log: () => {} });
+    expect(r.model.kind).toBe('BertForTokenClassification');
+    expect(r.result.losses.map((l) => l.step)).toEqual([100, 200]);
+    expect(r.result.losses[1].loss).toBeLessThan(r.result.losses[0].loss);
+    expect(JSON.parse(fs.readFileSync(path.join(r.dir, 'config.json'), 'utf8')).architectures).toEqual(['BertModel']);
+    const cls = await fromPretrained(r.dir, { kind: 'BertForSequenceClassification' });
+    expect(cls.loadReport.missingKeys.sort()).toEqual(['classifier.bias', 'classifier.weight']);
+    // the encoder saved is the discriminator's
+    const enc = r.model.stateDict().get('bert.encoder.layer.0.output.dense.weight')!;
+    expect(cls.stateDict().get('bert.encoder.layer.0.output.dense.weight')!.equal(enc)).toBe(true);
+    await expect(pretrain({ corpus, out, objective: 'bert' as never, log: () => {} })).rejects.toThrow(/objective must be 'mlm' or 'electra'/);
+  });
+});
+
+test('readDelimited: quoted fields, escapes, line breaks in quotes, BOM, CRLF, blank lines; ragged rows named', () => {
+  const { readDelimited } = require('../lib/data/datasets');
+  const dir = tmpDir();
+  const csv = path.join(dir, 'a.csv');
+  fs.writeFileSync(csv, '\uFEFFtext,label\r\n"a, b",pos\r\n\r\n"he said ""hi""",neg\r\n"two\nlines",pos\r\n');
+  expect(readDelimited(csv)).toEqual([{ text: 'a, b', label: 'pos' }, { text: 'he said "hi"', label: 'neg' }, { text: 'two\nlines', label: 'pos' }]);
+  const tsv = path.join(dir, 'a.tsv');
+  fs.writeFileSync(tsv, 'sentence\tlabel\nthe "best" film , a "\t1\n');
+  expect(readDelimited(tsv)).toEqual([{ sentence: 'the "best" film , a "', label: '1' }]);
+  fs.writeFileSync(csv, 'text,label\na,pos\nb\n');
+  expect(() => readDelimited(csv)).toThrow(/a\.csv: row 3 has 1 fields, the header has 2/);
+  fs.writeFileSync(csv, '');
+  expect(() => readDelimited(csv)).toThrow(/a\.csv: empty file/);
+  // every SST-2 file reads as one row per line under the header's columns
+  for (const f of ['train.tsv', 'dev.tsv', 'test.tsv']) {
+    const lines = fs.readFileSync(path.join(DATA, 'sst2', f), 'utf8').trimEnd().split('\n');
+    const rows = readDelimited(path.join(DATA, 'sst2', f));
+    expect(rows.length).toBe(lines.length - 1);
+    expect(rows.map((r: Record<string, string>) => Object.values(r).join('\t'))).toEqual(lines.slice(1));
+  }
+});

@@ -3,6 +3,7 @@
 import * as tb from '../lib';
 import { padCollate, maskTokens, batchIndices, accuracy, f1, mcc, Trainer } from '../lib/train';
 import { fromConfig, fromPretrained } from '../lib/models';
+import type { BertPreTrainedModel, BertInputs } from '../lib/models';
 
 test('masked-LM collation: ~15% masked, 80/10/10, specials and padding never masked', () => {
   tb.manualSeed(0);
@@ -56,6 +57,13 @@ test('mlmLoss on masked positions equals the full forward loss', async () => {
   const full = (await m.forward({ inputIds: ids, labels })).loss!.item() as number;
   const part = (await m.mlmLoss({ inputIds: ids, labels })).item() as number;
   expect(Math.abs(full - part)).toBeLessThan(1e-5);
+  // the same loss, and the full forward's logits at the masked positions in row-major order
+  const both = await m.mlmLossAndLogits({ inputIds: ids, labels });
+  expect(Math.abs((both.loss.item() as number) - part)).toBeLessThan(1e-6);
+  const logits = (await m.forward({ inputIds: ids })).logits!;
+  const sel = labels.ne(-100);
+  expect(both.logits.shape).toEqual([sel.sum().item() as number, 200]);
+  expect(both.logits.sub(logits.index([sel])).abs().max().item()).toBeLessThan(1e-5);
 });
 
 test('Trainer lowers the loss of a learnable task and logs JSONL', async () => {
@@ -130,4 +138,77 @@ new Trainer(m, { maxSteps: 100000, saveSteps: 1, outputDir: ${JSON.stringify(dir
       for (const f of ['optimizer.safetensors', 'optimizer.json', 'scheduler.json', 'trainer_state.json']) expect(fs.existsSync(path.join(dir, c, f))).toBe(true);
     }
   });
+});
+
+describe('companion models (ELECTRA\'s generator)', () => {
+  const cfg = { vocab_size: 60, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 };
+  const data = Array.from({ length: 64 }, (_, i) => ({ inputIds: [1, 10 + (i % 20), 11 + ((i * 3) % 25), 12 + ((i * 7) % 30), 2] }));
+  const make = () => {
+    tb.manualSeed(3);
+    return { disc: fromConfig('BertForTokenClassification', { ...cfg, num_labels: 1 }), gen: fromConfig('BertForMaskedLM', cfg) };
+  };
+  const batch = (s: number) => padCollate(data.slice((s % 4) * 16, (s % 4) * 16 + 16));
+  const inputs = (b: ReturnType<typeof padCollate>) => {
+    const m = maskTokens(b.inputIds, { maskTokenId: 4, vocabSize: 60, specialIds: [1, 2], padId: 0, mlmProbability: 0.3 });
+    return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels };
+  };
+  // both models in the loss: the generator's MLM loss plus a loss of the discriminator's logits
+  const lossOf = (gen: BertPreTrainedModel, disc: BertPreTrainedModel) => async (x: BertInputs) => {
+    const g = await gen.mlmLoss({ inputIds: x.inputIds, attentionMask: x.attentionMask, labels: x.labels! });
+    const d = (await disc.forward({ inputIds: x.inputIds, attentionMask: x.attentionMask })).logits!;
+    return g.add(d.pow(2).mean());
+  };
+
+  test('the optimizer trains them, checkpoints keep them, and resuming equals an uninterrupted run', async () => {
+    const fs = require('fs');
+    const dir = fs.mkdtempSync(require('path').join(require('os').tmpdir(), 'companion-'));
+    const a = make();
+    const before = a.gen.stateDict().get('bert.encoder.layer.0.output.dense.weight')!.clone();
+    const full = await new Trainer(a.disc, { companions: { generator: a.gen }, maxSteps: 12, loggingSteps: 1, learningRate: 1e-3, log: () => {} }).train(batch, inputs, undefined, lossOf(a.gen, a.disc));
+    expect(a.gen.stateDict().get('bert.encoder.layer.0.output.dense.weight')!.sub(before).abs().max().item()).toBeGreaterThan(1e-4);
+    expect(a.gen.training).toBe(false);
+    const b = make();
+    await new Trainer(b.disc, { companions: { generator: b.gen }, maxSteps: 12, loggingSteps: 1, learningRate: 1e-3, saveSteps: 6, outputDir: dir, log: () => {} })
+      .train((s) => { if (s === 8) throw new Error('simulated crash'); return batch(s); }, inputs, undefined, lossOf(b.gen, b.disc))
+      .catch(() => {});
+    expect(fs.existsSync(`${dir}/checkpoint-6/generator/model.safetensors`)).toBe(true);
+    const c = make();
+    tb.manualSeed(999);
+    const resumed = await new Trainer(c.disc, { companions: { generator: c.gen }, maxSteps: 12, loggingSteps: 1, learningRate: 1e-3, resumeFrom: `${dir}/checkpoint-6`, log: () => {} }).train(batch, inputs, undefined, lossOf(c.gen, c.disc));
+    const tail = full.losses.slice(6).map((l) => l.loss);
+    resumed.losses.forEach((l, i) => expect(Math.abs(l.loss - tail[i])).toBeLessThan(1e-5));
+    fs.rmSync(`${dir}/checkpoint-6/generator`, { recursive: true });
+    const d = make();
+    await expect(new Trainer(d.disc, { companions: { generator: d.gen }, maxSteps: 12, resumeFrom: `${dir}/checkpoint-6`, log: () => {} }).train(batch, inputs, undefined, lossOf(d.gen, d.disc)))
+      .rejects.toThrow(/missing generator\/model.safetensors/);
+    expect(() => new Trainer(d.disc, { companions: { 'a/b': d.gen }, maxSteps: 1 })).toThrow(/companion "a\/b"/);
+    expect(() => new Trainer(d.disc, { companions: { self: d.disc }, maxSteps: 1 })).toThrow(/another model/);
+  });
+});
+
+test('fitScheduleToTimeBudget: a budget that holds fewer steps than maxSteps gets a complete, shorter schedule', async () => {
+  tb.manualSeed(0);
+  const m = fromConfig('BertForSequenceClassification', { vocab_size: 50, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16, num_labels: 2 });
+  const b = padCollate([{ inputIds: [1, 5, 6, 2], label: 1 }, { inputIds: [1, 7, 2], label: 0 }]);
+  const slow = () => {
+    const until = Date.now() + 10; // a step of at least 10 ms: the 3 s budget holds at most 300
+    while (Date.now() < until);
+    return b;
+  };
+  const lines: string[] = [];
+  const res = await new Trainer(m, { maxSteps: 100000, warmupRatio: 0.1, learningRate: 1e-3, timeBudgetSec: 3, fitScheduleToTimeBudget: true, loggingSteps: 10, log: (s) => lines.push(s) })
+    .train(slow, (x) => ({ inputIds: x.inputIds, attentionMask: x.attentionMask, labels: x.labels }));
+  expect(res.scheduledSteps).toBeLessThanOrEqual(300);
+  expect(res.scheduledSteps).toBeGreaterThan(64);
+  expect(lines.some((l) => /schedule fitted to \d+ steps/.test(l))).toBe(true);
+  // the run ends on its schedule (the decay reached 0), or the budget stopped it a few steps short of that
+  expect(res.steps).toBeGreaterThanOrEqual(res.scheduledSteps! * 0.9);
+  expect(res.losses.at(-1)!.lr).toBeLessThan(1e-3 * 0.1);
+  // past the warmup of the fitted schedule (a tenth of it), near the peak
+  expect(Math.max(...res.losses.map((l) => l.lr))).toBeGreaterThan(1e-3 * 0.5);
+  // without the option, the same budget cuts the long schedule in its warmup
+  const cut = await new Trainer(m, { maxSteps: 100000, warmupRatio: 0.1, learningRate: 1e-3, timeBudgetSec: 1, loggingSteps: 10, log: () => {} })
+    .train(slow, (x) => ({ inputIds: x.inputIds, attentionMask: x.attentionMask, labels: x.labels }));
+  expect(cut.scheduledSteps).toBe(100000);
+  expect(Math.max(...cut.losses.map((l) => l.lr))).toBeLessThan(1e-3 * 0.05);
 });

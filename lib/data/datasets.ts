@@ -2,6 +2,7 @@
 // CoNLL-2003 (IOB1, with IOB2 conversion), plain text lines, CSV/TSV and JSONL. Each reader names the
 // file and line of malformed input.
 import * as fs from 'fs';
+import { parse as parseCsv } from 'csv-parse/sync';
 import * as path from 'path';
 
 export interface TextExample {
@@ -78,38 +79,19 @@ export function iob1ToIob2(tags: string[]): string[] {
   });
 }
 
-/** CSV or TSV with a header row; quoted fields ("a, b" and "" escapes) are handled. */
+/**
+ * CSV or TSV with a header row, read by csv-parse: quoted fields ("a, b", "" escapes, line breaks inside
+ * quotes), a UTF-8 byte-order mark, CRLF, blank lines skipped; a quote inside an unquoted field is text
+ * (TSV corpora such as SST-2 carry them).
+ */
 export function readDelimited(file: string, delimiter = file.endsWith('.tsv') ? '\t' : ','): Record<string, string>[] {
-  const text = read(file);
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"' && field === '') quoted = true;
-    else if (c === delimiter) {
-      row.push(field);
-      field = '';
-    } else if (c === '\n' || c === '\r') {
-      if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else field += c;
+  let rows: string[][];
+  try {
+    rows = parseCsv(read(file), { delimiter, bom: true, relax_quotes: true, skip_empty_lines: true, relax_column_count: true });
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`, { cause: e });
   }
-  if (field !== '' || row.length) {
-    row.push(field);
-    rows.push(row);
-  }
-  const [header, ...body] = rows.filter((r) => !(r.length === 1 && r[0] === ''));
+  const [header, ...body] = rows;
   if (!header) throw new Error(`${file}: empty file`);
   return body.map((r, i) => {
     if (r.length !== header.length) throw new Error(`${file}: row ${i + 2} has ${r.length} fields, the header has ${header.length}`);

@@ -30,7 +30,7 @@ export class DistributedSampler {
   }
 }
 
-/** A permutation of 0..n-1 from a seeded LCG (the same one batchIndices uses), identical on every rank. */
+/** A permutation of 0..n-1 from a seeded LCG, identical on every rank (batchIndices and the sampler shuffle with it). */
 export function seededPermutation(n: number, seed: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
   let s = seed >>> 0;

@@ -496,15 +496,19 @@ def forward(self, ${BASE_ARGS}) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     h, pooled, hs, ats = ${BASE_CALL}
     return self.cls.predictions.forward(h), hs, ats                                         # [B, T, V]
 
-def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tensor:
+def mlm_loss_logits(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tuple[Tensor, Tensor]:
     # The MLM loss from the masked positions only: the same mean cross entropy as over all
-    # positions with -100 ignored, without the [B, T, V] logits of unmasked tokens.
+    # positions with -100 ignored, without the [B, T, V] logits of unmasked tokens; and those
+    # positions' logits [N, V] (row-major order of the masked positions).
     h, pooled, hs, ats = self.bert.forward(input_ids, attention_mask, None, None, False, False)
     sel = labels.ne(-100)                                                                   # [B, T]
     logits = self.cls.predictions.forward(h[sel])                                           # [N, H] -> [N, V]
     target = labels[sel]
     picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-    return (torch.logsumexp(logits, -1) - picked).mean()
+    return (torch.logsumexp(logits, -1) - picked).mean(), logits
+
+def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tensor:
+    return self.mlm_loss_logits(input_ids, attention_mask, labels)[0]
 `));
       break;
     }
@@ -773,6 +777,12 @@ export class BertPreTrainedModel {
   async mlmLoss(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<Tensor> {
     if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLoss needs a BertForMaskedLM, this is a ${this.kind}`);
     return (await this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor;
+  }
+  /** mlmLoss() and the logits [N, V] at the N masked positions (labels != -100, row-major), e.g. to sample replacements (ELECTRA). */
+  async mlmLossAndLogits(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<{ loss: Tensor; logits: Tensor }> {
+    if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLossAndLogits needs a BertForMaskedLM, this is a ${this.kind}`);
+    const [loss, logits] = (await this.module.call('mlm_loss_logits', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor[];
+    return { loss, logits };
   }
 
   /**

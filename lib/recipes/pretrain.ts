@@ -1,7 +1,11 @@
 // Pre-training from scratch behind `torchbert pretrain` and the main job: learn a WordPiece vocabulary
-// on the corpus, then train a small BertForMaskedLM with HF's masking (optionally whole-word masking);
-// saves the tokenizer and the model in HF format.
+// on the corpus, then train a small BERT encoder, either as a BertForMaskedLM with HF's masking
+// (optionally whole-word masking) or as ELECTRA's discriminator (replaced-token detection: a small
+// masked-LM generator fills the masked positions by sampling, and the encoder learns, on every token,
+// which ones were replaced); saves the tokenizer and the model in HF format.
 import * as path from 'path';
+import * as tb from '../core';
+import { Tensor, F } from '../core';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
 import { Trainer, padCollate, maskTokens, EpochBatches, wholeWordMask } from '../train';
@@ -21,11 +25,20 @@ export interface PretrainOptions {
   batchSize?: number;
   learningRate?: number;
   wholeWordMask?: boolean;
+  /** 'mlm' (BERT's masked LM, the default) or 'electra' (replaced-token detection) */
+  objective?: 'mlm' | 'electra';
+  /** ELECTRA: the generator's hidden size (default hidden / 2; its layers as many as the encoder's) */
+  generatorHidden?: number;
+  /** ELECTRA: weight of the discriminator's loss against the generator's (50, as in the paper) */
+  discriminatorWeight?: number;
+  /** seeds the weights, masking, dropout and the order of the batches (default: the batch order with 1, the rest from the global generator as it stands) */
+  seed?: number;
   log?: (s: string) => void;
 }
 
 export interface PretrainResult {
   tokenizer: BertTokenizer;
+  /** the masked LM, or ELECTRA's discriminator (a BertForTokenClassification with one logit per token) */
   model: BertPreTrainedModel;
   result: TrainResult;
   /** folder with config.json, model.safetensors and the tokenizer files */
@@ -37,7 +50,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const main = !dist.isInitialized() || dist.getRank() === 0;
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (!o.corpus.length) throw new Error('pretrain: the corpus is empty');
+  if (o.objective !== undefined && !['mlm', 'electra'].includes(o.objective)) throw new TypeError(`pretrain: objective must be 'mlm' or 'electra', got ${JSON.stringify(o.objective)}`);
   const seqLen = o.seqLen ?? 64;
+  if (o.seed !== undefined) tb.manualSeed(o.seed);
   let t0 = Date.now();
   const tok = new WordPieceTrainer({ vocabSize: o.vocabSize ?? 8000 }).trainTokenizer(o.corpus);
   if (main) tok.savePretrained(path.join(o.out, 'tokenizer'));
@@ -45,14 +60,21 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
   const H = o.hidden ?? 128;
   const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
-  const mlm = fromConfig('BertForMaskedLM', config);
+  const electra = o.objective === 'electra';
+  const G = o.generatorHidden ?? Math.max(32, H / 2);
+  // ELECTRA: the generator is a smaller masked LM; the encoder kept is the discriminator's.
+  const mlm = electra
+    ? fromConfig('BertForMaskedLM', { ...config, hidden_size: G, num_attention_heads: Math.max(1, G / 64), intermediate_size: 4 * G })
+    : fromConfig('BertForMaskedLM', config);
+  const disc = electra ? fromConfig('BertForTokenClassification', { ...config, num_labels: 1 }) : null;
   const ids = o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
   const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
-  const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: 1, groupByLength: true, ...shard });
+  const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: o.seed ?? 1, groupByLength: true, ...shard });
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   t0 = Date.now();
-  const trainer = new Trainer(mlm, {
-    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, loggingSteps: 100,
+  const trainer = new Trainer(disc ?? mlm, {
+    companions: disc ? { generator: mlm } : undefined,
+    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, fitScheduleToTimeBudget: true, loggingSteps: 100,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'pretrain-curves.svg'), log,
   });
   const result = await trainer.train(
@@ -64,16 +86,46 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       const unpadded = o.wholeWordMask ? Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * T, (r + 1) * T), Number).filter((id) => id !== tok.padTokenId)) : null;
       const sel = unpadded ? wholeWordMask(unpadded, T, tok.idsToTokens, specialIds) : undefined;
       const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }, sel);
-      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels };
+      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels, ...(electra ? { originalIds: b.inputIds } : {}) };
     },
     undefined,
-    (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
+    disc ? (inputs) => replacedTokenLoss(mlm, disc, inputs as ElectraInputs, o.discriminatorWeight ?? 50) : (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
   );
   const dir = path.join(o.out, 'pretrained');
   if (main) {
-    await mlm.savePretrained(dir);
+    if (disc) {
+      // The discriminator's encoder is what fine-tuning starts from (a BertModel checkpoint, which every head loads).
+      const enc = fromConfig('BertModel', disc.config.fields);
+      enc.loadStateDict(disc.stateDict());
+      await enc.savePretrained(dir);
+      enc.dispose();
+    } else await mlm.savePretrained(dir);
     tok.savePretrained(dir);
   }
-  log(`pre-training: ${result.steps} steps in ${result.seconds.toFixed(0)}s, MLM loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
-  return { tokenizer: tok, model: mlm, result, dir };
+  log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
+  if (disc) mlm.dispose();
+  return { tokenizer: tok, model: disc ?? mlm, result, dir };
+}
+
+type ElectraInputs = { inputIds: Tensor; attentionMask?: Tensor; labels?: Tensor; originalIds: Tensor };
+
+/**
+ * ELECTRA's loss (Clark et al. 2020): the generator's masked-LM loss plus `weight` times the
+ * discriminator's binary cross entropy, over every real token, of "was this token replaced?". The
+ * masked positions are filled by sampling the generator's softmax (Gumbel-max, no gradient); a sample
+ * equal to the original token counts as original.
+ */
+async function replacedTokenLoss(gen: BertPreTrainedModel, disc: BertPreTrainedModel, inputs: ElectraInputs, weight: number): Promise<Tensor> {
+  const labels = inputs.labels!;
+  const { loss: genLoss, logits } = await gen.mlmLossAndLogits({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels });
+  const corrupted = tb.noGrad(() => {
+    const u = tb.randLike(logits).clamp(1e-9, 1 - 1e-9);
+    const sampled = logits.sub(u.log().neg().log()).argmax(-1); // argmax(logits + Gumbel noise)
+    return inputs.originalIds.clone().indexPut_([labels.ne(-100)], sampled);
+  });
+  const replaced = corrupted.ne(inputs.originalIds).float();
+  const out = await disc.forward({ inputIds: corrupted, attentionMask: inputs.attentionMask });
+  const real = inputs.attentionMask ? inputs.attentionMask.bool() : tb.onesLike(replaced).bool();
+  const discLoss = F.bceWithLogits(out.logits!.squeeze(-1).maskedSelect(real), replaced.maskedSelect(real));
+  return genLoss.add(discLoss.mul(weight));
 }

@@ -8,8 +8,9 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
-import { readSst2, readLines } from '../data/datasets';
-import { fromPretrained } from '../models/bert';
+import { readSst2, readLines, readDelimited } from '../data/datasets';
+import { fromPretrained, fromConfig } from '../models/bert';
+import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW } from '../train';
 import type { Example } from '../train';
 
@@ -25,7 +26,14 @@ export interface ScratchOptions {
   pretrainSeconds?: number;
   finetuneSeconds?: number;
   seqLen?: number;
+  /** seeds the weights, masking, dropout and the order of the batches (default 0) */
   seed?: number;
+  /** pre-training objective: 'mlm' or 'electra' (replaced-token detection) */
+  objective?: 'mlm' | 'electra';
+  pretrainLr?: number;
+  finetuneLr?: number;
+  /** also fine-tune the same BERT from random weights with the same recipe: what pre-training buys (default true) */
+  control?: boolean;
   log?: (s: string) => void;
 }
 
@@ -33,7 +41,7 @@ export interface ScratchReport {
   vocabSize: number;
   pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number };
   finetune: { steps: number; seconds: number };
-  dev: { accuracy: number; f1: number; majority: number; bagOfWords: number };
+  dev: { accuracy: number; f1: number; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
 }
@@ -78,38 +86,58 @@ async function bagOfWords(tok: BertTokenizer, train: { text: string; label: numb
 export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const log = o.log ?? ((s: string) => console.log(s));
   const seqLen = o.seqLen ?? 64;
-  tb.manualSeed(o.seed ?? 0);
+  const seed = o.seed ?? 0;
+  tb.manualSeed(seed);
   fs.mkdirSync(o.out, { recursive: true });
   const train = readSst2(path.join(o.data, 'sst2', 'train.tsv'));
   const dev = readSst2(path.join(o.data, 'sst2', 'dev.tsv'));
+  // Unlabelled text: SST-2's training and (unlabelled) test sentences, and WikiText-2's test and valid
+  // articles; never the dev sentences scored below.
+  const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
   const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-  const corpus = [...train.map((r) => r.text), ...wiki];
+  const corpus = [...train.map((r) => r.text), ...test, ...wiki];
 
   // 1-2. Vocabulary and masked-LM pre-training.
   const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
     corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
+    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1,
   });
 
-  // 3. Fine-tuning on SST-2.
-  const cls = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } } });
-  log(`fine-tuning from the pre-trained encoder (new weights: ${cls.loadReport.missingKeys.join(', ')})`);
+  // 3. Fine-tuning on SST-2: one epoch by default (a second one overfits the phrases: dev accuracy falls).
+  const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
   const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
   const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
-  const ftBatches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: 2, groupByLength: true });
-  const devBatches = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
-  const devGold = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false }).flat().map((i) => devEx[i].label!);
-  const evaluate = async () => ({ accuracy: accuracy(await predictClasses(cls, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask })), devGold) });
-  const ft = new Trainer(cls, {
-    name: 'finetune', learningRate: 2e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? 4000, timeBudgetSec: o.finetuneSeconds ?? 330,
-    loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
-  });
-  const ftRes = await ft.train(
-    (step) => padCollate(ftBatches.at(step).map((i) => trainEx[i]), tok.padTokenId),
-    (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
-    evaluate,
-  );
-  const pred = await predictClasses(cls, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
+  const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
+  const devGold = devOrder.flat().map((i) => devEx[i].label!);
+  const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+  const fineTune = async (m: BertPreTrainedModel, name: string) => {
+    tb.manualSeed(seed + 2); // the same head initialisation draws, dropout and batches for the model and its control
+    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
+    return new Trainer(m, {
+      name, learningRate: o.finetuneLr ?? 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? Math.ceil(trainEx.length / 32), timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
+      loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
+    }).train(
+      (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
+      (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
+      async () => ({ accuracy: accuracy(await predict(m), devGold) }),
+    );
+  };
+  const cls = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
+  log(`fine-tuning from the pre-trained encoder (new weights: ${cls.loadReport.missingKeys.join(', ')})`);
+  const ftRes = await fineTune(cls, 'finetune');
+  const pred = await predict(cls);
   const acc = accuracy(pred, devGold);
+  // The control: the same architecture, vocabulary and fine-tuning from random weights.
+  let noPretraining: number | undefined;
+  if (o.control !== false) {
+    tb.manualSeed(seed + 3);
+    const raw = fromConfig('BertForSequenceClassification', { ...cls.config.fields, ...labels });
+    log('control: fine-tuning the same BERT from random weights');
+    await fineTune(raw, 'control');
+    noPretraining = accuracy(await predict(raw), devGold);
+    raw.dispose();
+  }
   const ones = dev.filter((r) => r.label === 1).length;
   const majority = Math.max(ones, dev.length - ones) / dev.length;
   const t0 = Date.now();
@@ -134,7 +162,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
     vocabSize: tok.vocabSize,
     pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: preRes.losses[0]?.loss ?? NaN, lastLoss: preRes.losses.at(-1)?.loss ?? NaN },
     finetune: { steps: ftRes.steps, seconds: ftRes.seconds },
-    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: bow },
+    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: bow, noPretraining },
     predictions,
     savedTo: { hf: hfDir, torchscript: ts },
   };

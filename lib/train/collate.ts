@@ -2,7 +2,7 @@
 // DataCollatorForLanguageModeling semantics (15% of tokens; of those 80% [MASK], 10% random, 10% kept;
 // special tokens and padding never masked; labels -100 elsewhere). Random draws use libtorch's
 // generator, so manualSeed makes them reproducible.
-import { DistributedSampler } from '../distributed/sampler';
+import { DistributedSampler, seededPermutation } from '../distributed/sampler';
 import * as tb from '../core';
 import { Tensor } from '../core';
 
@@ -71,15 +71,7 @@ export function maskTokens(inputIds: Tensor, opts: MlmOptions, selected?: Tensor
 
 /** Batches of indices: shuffled with a seed, grouped by length within windows to limit padding. */
 export function batchIndices(lengths: number[], batchSize: number, opts: { shuffle?: boolean; groupByLength?: boolean; seed?: number } = {}): number[][] {
-  let order = lengths.map((_, i) => i);
-  if (opts.shuffle !== false) {
-    let s = (opts.seed ?? 42) >>> 0;
-    const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rnd() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-  }
+  let order = opts.shuffle !== false ? seededPermutation(lengths.length, opts.seed ?? 42) : lengths.map((_, i) => i);
   if (opts.groupByLength) {
     const win = batchSize * 50;
     const grouped: number[] = [];

@@ -1,5 +1,5 @@
 // Training: AdamW, HF learning-rate schedules, gradient clipping, data collation, metrics, Trainer.
-export { AdamW, clipGradNorm, weightDecayGroups } from './optim';
+export { AdamW, clipGradNorm, clipGradNormAsync, weightDecayGroups } from './optim';
 export { GradScaler } from './amp';
 export type { GradScalerOptions, GradScalerState } from './amp';
 export type { AdamWOptions, ParamGroup, OptimizerStateDict } from './optim';

@@ -181,6 +181,31 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): n
   }));
 }
 
+/**
+ * clipGradNorm with both passes over the gradients (the norms, then the scaling) on a worker thread: the
+ * event loop stays free during training, as it is during the forward, backward and optimizer step.
+ */
+export async function clipGradNormAsync(params: Tensor[], maxNorm: number, normType = 2): Promise<number> {
+  if (!(maxNorm > 0)) throw new RangeError(`clipGradNorm: maxNorm must be positive, got ${maxNorm}`);
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+  if (!grads.length) return 0;
+  const held: Tensor[] = [...grads];
+  try {
+    const handles = grads.map((g) => g._handle);
+    const norms = ((await op('aten::_foreach_norm.Scalar').async(handles, normType, null)) as Tensor['_handle'][]).map((h) => Tensor._wrap(h));
+    held.push(...norms);
+    const [total, coef] = tb.tidy(() => tb.noGrad(() => {
+      const t = tb.stack(norms).norm(normType);
+      return [t, t.add(1e-6).reciprocal().mul(maxNorm).clamp(undefined, 1.0)];
+    }));
+    held.push(total, coef);
+    await op('aten::_foreach_mul_.Tensor').async(handles, coef._handle);
+    return total.item() as number;
+  } finally {
+    held.forEach((t) => t.dispose());
+  }
+}
+
 /** HF's grouping: weight decay for every parameter except biases and LayerNorm weights. */
 export function weightDecayGroups(named: [string, Tensor][], weightDecay: number): ParamGroup[] {
   const noDecay = (n: string) => n.endsWith('.bias') || /LayerNorm\.weight$/.test(n) || /layer_norm\.weight$/.test(n);

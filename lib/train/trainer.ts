@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as tb from '../core';
 import { Tensor } from '../core';
 import type { BertPreTrainedModel, BertInputs } from '../models/bert';
-import { AdamW, clipGradNorm, weightDecayGroups } from './optim';
+import { AdamW, clipGradNormAsync, weightDecayGroups } from './optim';
 import { GradScaler } from './amp';
 import { getScheduler, ScheduleName, LRScheduler } from './schedules';
 import { saveFile, loadFile } from '../safetensors';
@@ -35,6 +35,12 @@ export interface TrainerOptions {
   schedule?: ScheduleName;
   /** stop early (after the current step) once this many seconds have passed */
   timeBudgetSec?: number;
+  /**
+   * With timeBudgetSec: the learning-rate schedule is fitted to the steps the budget holds at the pace
+   * measured (re-estimated after 16, 32, 64, ... steps), at most maxSteps, so a slower machine runs a
+   * shorter but complete schedule (warmup and decay to the end) instead of stopping mid-decay.
+   */
+  fitScheduleToTimeBudget?: boolean;
   loggingSteps?: number;
   evalSteps?: number;
   logFile?: string;
@@ -57,6 +63,11 @@ export interface TrainerOptions {
   bf16?: boolean;
   /** float16 autocast with dynamic loss scaling (HF's fp16); needs a CUDA device */
   fp16?: boolean;
+  /**
+   * Models trained beside the main one by the same optimizer, schedule and clipping, e.g. ELECTRA's
+   * generator: the loss (lossFn) reads them; checkpoints keep each in a subfolder by its name. One process only.
+   */
+  companions?: Record<string, BertPreTrainedModel>;
 }
 
 /**
@@ -78,6 +89,8 @@ export interface TrainResult {
   /** the best evaluation by metricForBestModel */
   best?: { step: number; metric: string; value: number };
   stoppedEarly?: boolean;
+  /** the schedule's length in steps: maxSteps, or what fitScheduleToTimeBudget fitted it to */
+  scheduledSteps?: number;
 }
 
 export class Trainer {
@@ -94,7 +107,12 @@ export class Trainer {
     if ((opts.loadBestModelAtEnd || opts.earlyStoppingPatience) && !opts.metricForBestModel) throw new TypeError('Trainer: loadBestModelAtEnd and earlyStoppingPatience need metricForBestModel');
     if (opts.earlyStoppingPatience !== undefined && (!Number.isInteger(opts.earlyStoppingPatience) || opts.earlyStoppingPatience < 1)) throw new RangeError(`Trainer: earlyStoppingPatience must be a positive integer, got ${opts.earlyStoppingPatience}`);
     this.opts = { learningRate: 5e-5, weightDecay: 0, adamEpsilon: 1e-8, warmupRatio: 0, gradientAccumulationSteps: 1, maxGradNorm: 1, schedule: 'linear', loggingSteps: 50, seed: 42, name: 'train', ...opts };
-    this.optimizer = new AdamW(weightDecayGroups(model.namedParameters(), this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
+    const companions = Object.entries(opts.companions ?? {});
+    for (const [name, c] of companions) {
+      if (!/^[A-Za-z0-9_-]+$/.test(name) || c === model) throw new TypeError(`Trainer: companion ${JSON.stringify(name)} must be another model, named with letters, digits, _ or -`);
+    }
+    const named = [...model.namedParameters(), ...companions.flatMap(([name, c]) => c.namedParameters().map(([n, p]): [string, Tensor] => [`${name}.${n}`, p]))];
+    this.optimizer = new AdamW(weightDecayGroups(named, this.opts.weightDecay), { lr: this.opts.learningRate, eps: this.opts.adamEpsilon });
     if (opts.bf16 && opts.fp16) throw new TypeError('Trainer: choose bf16 or fp16, not both');
     const device = model.parameters()[0].device.startsWith('cuda') ? 'cuda' : 'cpu';
     if (opts.fp16 && device !== 'cuda') throw new TypeError('Trainer: fp16 mixed precision needs the model on a CUDA device (on the CPU use bf16)');
@@ -114,6 +132,7 @@ export class Trainer {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.mkdirSync(tmp, { recursive: true });
     await this.model.savePretrained(tmp);
+    for (const [name, c] of Object.entries(this.opts.companions ?? {})) await c.savePretrained(path.join(tmp, name));
     const sd = this.optimizer.stateDict();
     const tensors = new Map<string, Tensor>();
     for (const [i, st] of Object.entries(sd.state)) {
@@ -138,11 +157,14 @@ export class Trainer {
 
   /** Restores model, optimizer, scheduler and RNG from a checkpoint; returns the step it was taken at. */
   async loadCheckpoint(dir: string, sched: LRScheduler): Promise<number> {
-    const need = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'optimizer.json', 'scheduler.json', 'trainer_state.json'];
+    const companions = Object.entries(this.opts.companions ?? {});
+    const need = ['config.json', 'model.safetensors', 'optimizer.safetensors', 'optimizer.json', 'scheduler.json', 'trainer_state.json', ...companions.map(([name]) => path.join(name, 'model.safetensors'))];
     for (const f of need) if (!fs.existsSync(path.join(dir, f))) throw new Error(`${dir}: not a complete checkpoint (missing ${f})`);
-    const weights = await loadFile(path.join(dir, 'model.safetensors'));
-    this.model.loadStateDict(weights, { strict: false });
-    weights.forEach((t) => t.dispose());
+    for (const [m, file] of [[this.model, 'model.safetensors'], ...companions.map(([name, c]) => [c, path.join(name, 'model.safetensors')])] as [BertPreTrainedModel, string][]) {
+      const weights = await loadFile(path.join(dir, file));
+      m.loadStateDict(weights, { strict: false });
+      weights.forEach((t) => t.dispose());
+    }
     const opt = JSON.parse(fs.readFileSync(path.join(dir, 'optimizer.json'), 'utf8'));
     const tensors = await loadFile(path.join(dir, 'optimizer.safetensors'));
     const state: Record<number, { step: number; exp_avg: Tensor; exp_avg_sq: Tensor; max_exp_avg_sq?: Tensor }> = {};
@@ -171,9 +193,17 @@ export class Trainer {
    */
   async train(nextBatch: (step: number) => Batch, toInputs: (b: Batch) => BertInputs, evaluate?: () => Promise<Record<string, number>>, lossFn?: (inputs: BertInputs) => Promise<Tensor>): Promise<TrainResult> {
     const o = this.opts;
-    const warmup = o.warmupSteps ?? Math.ceil(o.maxSteps * o.warmupRatio);
-    const sched = getScheduler(o.schedule, this.optimizer, { numWarmupSteps: warmup, numTrainingSteps: o.maxSteps });
+    // The schedule spans `total` steps: maxSteps, or what the time budget holds (fitScheduleToTimeBudget).
+    let total = o.maxSteps;
+    const schedule = (steps: number) => getScheduler(o.schedule, this.optimizer, { numWarmupSteps: o.warmupSteps ?? Math.ceil(steps * o.warmupRatio), numTrainingSteps: steps });
+    let sched = schedule(total);
+    const fit = !!(o.fitScheduleToTimeBudget && o.timeBudgetSec);
+    let probe = { step: 0, at: 0 };
+    // seconds spent evaluating: left out of the pace, and the evaluations still to come are budgeted
+    const evalTime = { seconds: 0, count: 0 };
     // Data-parallel: wrapping broadcasts rank 0's weights (after any resume, below, all ranks load the same checkpoint).
+    const companions = Object.values(o.companions ?? {});
+    if (companions.length && dist.isInitialized() && dist.getWorldSize() > 1) throw new Error(`${o.name}: companion models train in one process only (DistributedDataParallel wraps the main model)`);
     const ddp = dist.isInitialized() && dist.getWorldSize() > 1 ? new DistributedDataParallel(this.model) : null;
     const main = this.isMain;
     const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
@@ -185,6 +215,7 @@ export class Trainer {
     const start = Date.now();
     const result: TrainResult = { steps: 0, seconds: 0, losses: [], evals: [] };
     this.model.train();
+    companions.forEach((c) => c.train());
     let running = 0;
     let count = 0;
     let first = 0;
@@ -215,12 +246,20 @@ export class Trainer {
       resumeFrom = cks.length ? path.join(o.outputDir!, cks[0]) : undefined;
     }
     if (resumeFrom) {
+      const saved = path.join(resumeFrom, 'scheduler.json');
+      if (fit && fs.existsSync(saved)) {
+        // the schedule the interrupted run had fitted
+        const steps = JSON.parse(fs.readFileSync(saved, 'utf8')).opts?.numTrainingSteps;
+        if (Number.isInteger(steps) && steps > 0 && steps <= o.maxSteps) sched = schedule((total = steps));
+      }
       first = await this.loadCheckpoint(resumeFrom, sched);
+      probe = { step: first, at: 0 };
       result.steps = first;
       this.model.train();
+      companions.forEach((c) => c.train());
       log(`${o.name}: resumed from ${resumeFrom} at step ${first}`);
     }
-    for (let step = first; step < o.maxSteps; step++) {
+    for (let step = first; step < total; step++) {
       for (let micro = 0; micro < o.gradientAccumulationSteps; micro++) {
         const scope = new tb.DisposeScope();
         const one = () => scope.run(async () => {
@@ -246,7 +285,7 @@ export class Trainer {
         count++;
       }
       if (this.scaler.enabled) this.scaler.unscale_(this.optimizer);
-      if (o.maxGradNorm > 0) clipGradNorm(params, o.maxGradNorm);
+      if (o.maxGradNorm > 0) await clipGradNormAsync(params, o.maxGradNorm);
       // With fp16, a step whose gradients overflowed is skipped and the scale backs off (HF skips the
       // scheduler step too).
       const stepped = await this.scaler.step(this.optimizer);
@@ -255,7 +294,26 @@ export class Trainer {
       this.optimizer.zeroGrad();
       result.steps = step + 1;
       const elapsed = (Date.now() - start) / 1000;
-      if ((step + 1) % o.loggingSteps === 0 || step + 1 === o.maxSteps) {
+      // Fit the schedule after 16, 32, 64, ... steps from the pace since the previous fit (the first steps,
+      // which compile, tune GEMMs and warm caches, are left out once there is a later window), to end at
+      // 98% of the budget so that a slightly slower stretch does not cut the decay short.
+      if (fit && step + 1 - first >= 16 && ((step + 1 - first) & (step - first)) === 0 && step + 1 < total) {
+        const pace = (step + 1 - probe.step) / Math.max(1e-3, elapsed - evalTime.seconds - probe.at);
+        const evalsLeft = evaluate && o.evalSteps && evalTime.count ? Math.floor((total - step - 1) / o.evalSteps) + 1 : 0;
+        const left = 0.98 * o.timeBudgetSec! - elapsed - evalsLeft * (evalTime.seconds / Math.max(1, evalTime.count));
+        let fitted = Math.max(step + 2, Math.min(o.maxSteps, Math.floor(step + 1 + pace * left)));
+        if (ddp) fitted = await dist.broadcastObject(fitted, 0);
+        probe = { step: step + 1, at: elapsed - evalTime.seconds };
+        if (Math.abs(fitted - total) > 0.01 * total) {
+          total = fitted;
+          const last = sched.lastEpoch;
+          sched = schedule(total);
+          sched.loadStateDict({ last_epoch: last });
+          bar?.setTotal(total);
+          if (!bar) log(`${o.name}: schedule fitted to ${total} steps (${pace.toFixed(2)} steps/s, ${o.timeBudgetSec}s budget)`);
+        }
+      }
+      if ((step + 1) % o.loggingSteps === 0 || step + 1 === total) {
         let mean = running / count;
         if (ddp) {
           const t = tb.tensor([mean], { dtype: 'float64' });
@@ -267,7 +325,7 @@ export class Trainer {
         result.losses.push(rec);
         write({ type: 'train', name: o.name, ...rec });
         if (bar) bar.update(step + 1, { loss: rec.loss.toFixed(4), lr: rec.lr.toExponential(2), rate: rec.stepsPerSec.toFixed(2) });
-        else log(`${o.name} step ${step + 1}/${o.maxSteps} loss ${rec.loss.toFixed(4)} lr ${rec.lr.toExponential(2)} ${rec.stepsPerSec.toFixed(2)} steps/s`);
+        else log(`${o.name} step ${step + 1}/${total} loss ${rec.loss.toFixed(4)} lr ${rec.lr.toExponential(2)} ${rec.stepsPerSec.toFixed(2)} steps/s`);
         running = 0;
         count = 0;
       } else bar?.update(step + 1);
@@ -279,15 +337,19 @@ export class Trainer {
         if (ddp) await dist.barrier();
       }
       if (evaluate && o.evalSteps && (step + 1) % o.evalSteps === 0) {
+        const t = Date.now();
         const metrics = await runEval(step + 1);
+        evalTime.seconds += (Date.now() - t) / 1000;
+        evalTime.count++;
         this.model.train();
         result.evals.push({ step: step + 1, metrics });
         write({ type: 'eval', name: o.name, step: step + 1, ...metrics });
         if (!bar) log(`${o.name} eval at step ${step + 1}: ${JSON.stringify(metrics)}`);
         if (this.#track(result, step + 1, metrics, log)) break;
       }
-      // Rank 0's clock decides for all, so no rank stops alone.
-      if (o.timeBudgetSec && (ddp ? await dist.broadcastObject(elapsed > o.timeBudgetSec, 0) : elapsed > o.timeBudgetSec)) {
+      // Rank 0's clock decides for all, so no rank stops alone; asked every 8 steps (a collective each
+      // step would cost more than the few steps a late stop adds).
+      if (o.timeBudgetSec && (ddp ? (step + 1) % 8 === 0 && (await dist.broadcastObject(elapsed > o.timeBudgetSec, 0)) : elapsed > o.timeBudgetSec)) {
         log(`${o.name}: time budget of ${o.timeBudgetSec}s reached after ${step + 1} steps`);
         break;
       }
@@ -303,6 +365,7 @@ export class Trainer {
     bar?.stop();
     if (jsonl !== undefined) fs.closeSync(jsonl);
     result.seconds = (Date.now() - start) / 1000;
+    result.scheduledSteps = total;
     if (o.loadBestModelAtEnd && this.#best && result.best && result.best.step !== result.steps) {
       this.model.loadStateDict(this.#best, { strict: true });
       log(`${o.name}: loaded the best model (step ${result.best.step}, ${result.best.metric} ${result.best.value.toFixed(4)})`);
@@ -313,6 +376,7 @@ export class Trainer {
       fs.writeFileSync(o.plotFile, curvesSvg(result, o.name));
     }
     this.model.eval();
+    companions.forEach((c) => c.eval());
     ddp?.dispose();
     return result;
   }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the addon against a CUDA libtorch (pip torch==2.14.1, CUDA 13, in its own venv) with cmake-js
+# and with node-gyp, and proves each loads and runs without a GPU: `torchbert info` names the flavour
+# (cu130), CUDA reports unavailable, and the smoke and tensor suites pass (their cuda cases skip).
+# Needs the CUDA toolkit (nvcc on PATH or CUDA_HOME); about 5.5 GB for the venv.
+# Usage: bash scripts/check-cuda.sh   (TORCHBERT_CUDA_VENV, TORCHBERT_CUDA_TORCH override the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${TORCHBERT_CUDA_VENV:-$HOME/.cache/torchbert/venv-cu130}
+want=${TORCHBERT_CUDA_TORCH:-2.14.1}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+have=$("$venv/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+[ "${have%%+*}" = "$want" ] || "$venv/bin/pip" install -q "torch==$want"
+export LIBTORCH
+LIBTORCH=$("$venv/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
+flavour=$(node scripts/find-libtorch.js --json | node -e "process.stdin.on('data', (d) => console.log(JSON.parse(d).flavour))")
+[ "$flavour" != cpu ] || { echo "check-cuda: $LIBTORCH is not a CUDA build" >&2; exit 1; }
+
+check() { # addon
+  local info
+  info=$(TORCHBERT_ADDON=$1 node dist/cli.js info)
+  echo "$info"
+  [[ "$info" == *"$flavour"* ]] || { echo "check-cuda: torchbert info does not report $flavour" >&2; exit 1; }
+  TORCHBERT_ADDON=$1 node -e "
+const tb = require('./dist');
+if (tb.cuda.isAvailable()) console.log('a GPU is present: ' + tb.cuda.deviceCount());
+else console.log('no GPU: tb.cuda.isAvailable() is false');
+if (require('./dist/binding').loadInfo.addon !== require('path').resolve('$1')) throw new Error('loaded the wrong addon');"
+  TORCHBERT_ADDON=$1 TORCHBERT_TUNING_CACHE=0 npx jest --ci test/smoke.test.ts test/tensor.test.ts
+}
+
+npx cmake-js build --out build-cuda --CDCMAKE_BUILD_TYPE=Release
+check build-cuda/Release/torchbert.node
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r package.json binding.gyp native scripts "$work"/
+ln -s "$PWD/node_modules" "$work/node_modules"
+nodedir=$(dirname "$(dirname "$(command -v node)")")
+[ -f "$nodedir/include/node/node_api.h" ] || nodedir=/usr
+(cd "$work" && npx --no-install node-gyp rebuild --nodedir="$nodedir" -j 2 >"$work/gyp.log" 2>&1) || { tail -40 "$work/gyp.log"; exit 1; }
+check "$work/build/Release/torchbert.node"
+echo "check-cuda: cmake-js and node-gyp builds against libtorch $flavour load and pass"
