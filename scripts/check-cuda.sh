@@ -32,12 +32,7 @@ if (require('./dist/binding').loadInfo.addon !== require('path').resolve('$1')) 
 npx cmake-js build --out build-cuda --CDCMAKE_BUILD_TYPE=Release
 check build-cuda/Release/torchbert.node
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cp -r package.json binding.gyp native scripts "$work"/
-ln -s "$PWD/node_modules" "$work/node_modules"
-nodedir=$(dirname "$(dirname "$(command -v node)")")
-[ -f "$nodedir/include/node/node_api.h" ] || nodedir=/usr
-(cd "$work" && npx --no-install node-gyp rebuild --nodedir="$nodedir" -j 2 >"$work/gyp.log" 2>&1) || { tail -40 "$work/gyp.log"; exit 1; }
-check "$work/build/Release/torchbert.node"
+source scripts/gyp-build.sh
+gyp_build
+check "$GYP_ADDON"
 echo "check-cuda: cmake-js and node-gyp builds against libtorch $flavour load and pass"
