@@ -25,4 +25,52 @@ function cpuLine(tb) {
   return `${c.model} [${c.flags.join(' ')}]${env.length ? ` (${env.join(' ')})` : ''}, ${tb.getNumThreads()} threads`;
 }
 
-module.exports = { arg, median, now, matmulPeak, cpuLine };
+const fs = require('fs');
+const path = require('path');
+const { spawn } = require('child_process');
+const ROOT = path.join(__dirname, '..');
+
+/** SST-2 dev sentences (TORCHBERT_DATA, else ../shared/data). */
+function sst2Sentences() {
+  const data = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
+  return fs.readFileSync(path.join(data, 'sst2', 'dev.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[0]);
+}
+
+/** Starts a Node server script (args, then the port) from the repo root; resolves once its output matches `ready`. */
+function startServer(args, port, ready) {
+  const child = spawn(process.execPath, [...args, String(port)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const on = (d) => {
+      out += d;
+      if (ready.test(out)) resolve(child);
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    child.on('exit', (c) => reject(new Error(`server exited ${c}: ${out}`)));
+  });
+}
+const stopServer = (child) => new Promise((r) => {
+  child.removeAllListeners('exit');
+  child.on('exit', r);
+  child.kill('SIGTERM');
+});
+
+/** autocannon on /v1/classify: one sentence per request, cycling through `texts`, for `seconds`. */
+function loadClassify(url, connections, texts, seconds) {
+  const autocannon = require('autocannon');
+  let i = 0;
+  return new Promise((resolve, reject) => {
+    autocannon({
+      url: `${url}/v1/classify`,
+      connections,
+      duration: seconds,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ inputs: texts[i++ % texts.length] }) }) }],
+      timeout: 60,
+    }, (err, r) => (err ? reject(err) : resolve(r)));
+  });
+}
+
+module.exports = { arg, median, now, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify };

@@ -14,13 +14,10 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawn } = require('child_process');
-const autocannon = require('autocannon');
 
 const ROOT = path.join(__dirname, '..');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
-const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
-const { arg, matmulPeak, cpuLine } = require('./common');
+const { arg, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify } = require('./common');
 const SECONDS = Number(arg('--seconds', '10'));
 const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
 const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
@@ -39,44 +36,10 @@ const [H, I, L] = [768, 3072, 12];
 const flopsFor = (n) => 2 * L * (4 * H * H + 2 * H * I) * n + 2 * L * 2 * n * n * H;
 if (QUANTIZE !== null && QUANTIZE !== 'int8') throw new Error(`--quantize must be int8, got ${QUANTIZE}`);
 
-function sst2() {
-  const lines = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').trim().split('\n').slice(1);
-  return lines.map((l) => l.split('\t')[0]);
-}
-
-function start(args, port, ready) {
-  const child = spawn(process.execPath, [...args, String(port)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const on = (d) => {
-      out += d;
-      if (ready.test(out)) resolve(child);
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    child.on('exit', (c) => reject(new Error(`server exited ${c}: ${out}`)));
-  });
-}
-const stop = (child) => new Promise((r) => {
-  child.removeAllListeners('exit');
-  child.on('exit', r);
-  child.kill('SIGTERM');
-});
-
-function load(url, connections, texts) {
-  let i = 0;
-  return new Promise((resolve, reject) => {
-    autocannon({
-      url: `${url}/v1/classify`,
-      connections,
-      duration: SECONDS,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ inputs: texts[i++ % texts.length] }) }) }],
-      timeout: 60,
-    }, (err, r) => (err ? reject(err) : resolve(r)));
-  });
-}
+const sst2 = sst2Sentences;
+const start = startServer;
+const stop = stopServer;
+const load = (url, connections, texts) => loadClassify(url, connections, texts, SECONDS);
 
 // autocannon abandons the requests in flight when a level ends; the server still computes them. One
 // more request, answered after that backlog (both servers answer in arrival order), marks it drained,

@@ -60,7 +60,7 @@ export interface CpuCacheStats {
   misses: number;
 }
 
-/** One GEMM shape torchbert::linear has timed (native/kernels.cc). */
+/** One GEMM shape torchbert::linear has timed (native/linear.cc). */
 export interface LinearTuningEntry {
   /** forward and grad_input: torchbert::linear (training, timed over its first calls); inference: prepack()'s plan */
   pass: 'forward' | 'grad_input' | 'inference';
@@ -95,11 +95,7 @@ export interface Binding {
   linearTuning(): LinearTuningEntry[];
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
-  isAlive(h: Handle): boolean;
-  shape(h: Handle): number[];
   strides(h: Handle): number[];
-  dtype(h: Handle): string;
-  device(h: Handle): string;
   meta(h: Handle): [string, string, ...number[]];
   isContiguous(h: Handle): boolean;
   storageId(h: Handle): bigint;
@@ -129,7 +125,6 @@ export interface Binding {
   cudaSynchronize(): void;
   buildInfo(): { torchVersion: string; parallelInfo: string; config: string; cxx11Abi: boolean; napiVersion: number };
   opHandle(name: string): number;
-  opSchema(op: number): string;
   callOp(op: number, ...args: Arg[]): unknown;
   callOpInplace(op: number, ...args: Arg[]): void;
   callOpAsync(op: number, ...args: Arg[]): Promise<unknown>;
@@ -261,6 +256,8 @@ function load(): Binding {
   } catch (e) {
     if (e instanceof LibtorchNotFoundError) throw e;
     const msg = (e as Error).message;
+    // Loaded, but refused: another thread of this process owns the addon's process-wide state.
+    if (msg.startsWith('torchbert is already loaded by another thread')) throw Object.assign(new Error(msg), { code: 'ADDON_IN_OTHER_THREAD' });
     const hint = lt
       ? `It may have been built for another libtorch than ${lt.version} (${lt.flavour}) at ${lt.root}: rebuild with npm rebuild torchbert --build-from-source, or set LIBTORCH to the libtorch it was built for.`
       : `libtorch was not found.\n${locator.HOW_TO_GET}`;

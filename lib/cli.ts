@@ -214,19 +214,10 @@ program
   .argument('<model>', 'model folder or Hub name')
   .argument('<texts...>', 'sentences to classify')
   .action(async (model: string, texts: string[]) => {
-    const { BertTokenizer } = await import('./tokenizer');
-    const { fromPretrained } = await import('./models/bert');
-    const tb = await import('./index');
-    const tok = await BertTokenizer.fromPretrained(model);
-    const m = await fromPretrained(model, { kind: 'BertForSequenceClassification' });
-    const enc = tok.call(texts, undefined, { padding: true, truncation: true, maxLength: m.config.fields.max_position_embeddings, returnTensors: 'pt' });
-    const out = await tb.noGrad(() => m.forward({ inputIds: enc.inputIds as import('./tensor').Tensor, attentionMask: enc.attentionMask as import('./tensor').Tensor }));
-    const probs = out.logits!.softmax(-1).toArraySync() as number[][];
-    const id2label = m.config.fields.id2label ?? {};
-    texts.forEach((t, i) => {
-      const k = probs[i].indexOf(Math.max(...probs[i]));
-      console.log(`${(id2label[String(k)] ?? String(k)).padEnd(10)} ${probs[i][k].toFixed(3)}  ${t}`);
-    });
+    const { pipeline } = await import('./pipelines');
+    await using clf = await pipeline('text-classification', model);
+    const best = (await clf.call(texts)) as import('./pipelines').LabelScore[];
+    texts.forEach((t, i) => console.log(`${best[i].label.padEnd(10)} ${best[i].score.toFixed(3)}  ${t}`));
   });
 
 program

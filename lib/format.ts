@@ -1,7 +1,6 @@
 // PyTorch-style printing of tensors, following the rules of torch/_tensor_str.py: one formatter for
 // all shown values (fixed, integral `1.` or scientific), width-aligned, summarised past 1000 elements
 // with 3 edge items, and vectors wrapped at 80 columns.
-import type { DType } from './tensor';
 
 const PRECISION = 4;
 const THRESHOLD = 1000;
@@ -68,7 +67,7 @@ class Formatter {
   }
 }
 
-export function formatTensor(flat: ArrayLike<number | bigint>, shape: number[], dtype: DType, device: string, requiresGrad: boolean): string {
+export function formatTensor(flat: ArrayLike<number | bigint>, shape: number[], dtype: string, device: string, requiresGrad: boolean): string {
   const numel = shape.reduce((a, b) => a * b, 1);
   const summarize = numel > THRESHOLD;
   const floating = dtype.startsWith('float') || dtype === 'bfloat16';

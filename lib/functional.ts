@@ -14,33 +14,44 @@ function reduction(r: Reduction | undefined): number {
  * Cross entropy over class logits [N, C] (or [N, C, ...]) with int64 targets, like F.cross_entropy.
  * @example crossEntropy(logits, labels, { ignoreIndex: -100 })
  */
-export function crossEntropy(input: Tensor, target: Tensor, opts: { weight?: Tensor; ignoreIndex?: number; reduction?: Reduction; labelSmoothing?: number } = {}): Tensor {
-  return op('aten::cross_entropy_loss').t(input._handle, target._handle, opts.weight?._handle, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
+export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  return op('aten::cross_entropy_loss').t(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
+}
+export interface CrossEntropyOptions {
+  weight?: Tensor;
+  ignoreIndex?: number;
+  reduction?: Reduction;
+  labelSmoothing?: number;
+}
+/** crossEntropy on a worker thread: for losses over large logits (masked LM's [B*T, vocab]) that would hold the event loop. */
+export async function crossEntropyAsync(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Promise<Tensor> {
+  const h = await op('aten::cross_entropy_loss').async(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
+  return Tensor._wrap(h as Tensor['_handle']);
 }
 
 export function nllLoss(input: Tensor, target: Tensor, opts: { weight?: Tensor; ignoreIndex?: number; reduction?: Reduction } = {}): Tensor {
-  return op('aten::nll_loss_nd').t(input._handle, target._handle, opts.weight?._handle, reduction(opts.reduction), opts.ignoreIndex ?? -100);
+  return op('aten::nll_loss_nd').t(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100);
 }
 
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
-  return op('aten::mse_loss').t(input._handle, target._handle, reduction(opts.reduction));
+  return op('aten::mse_loss').t(input, target, reduction(opts.reduction));
 }
 
 export function bceWithLogits(input: Tensor, target: Tensor, opts: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {}): Tensor {
-  return op('aten::binary_cross_entropy_with_logits').t(input._handle, target._handle, opts.weight?._handle, opts.posWeight?._handle, reduction(opts.reduction));
+  return op('aten::binary_cross_entropy_with_logits').t(input, target, opts.weight, opts.posWeight, reduction(opts.reduction));
 }
 
 /** y = x W^T + b */
 export function linear(input: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  return op('aten::linear').t(input._handle, weight._handle, bias?._handle);
+  return op('aten::linear').t(input, weight, bias);
 }
 
 export function layerNorm(input: Tensor, normalizedShape: number[], weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
-  return op('aten::layer_norm').t(input._handle, normalizedShape, weight?._handle, bias?._handle, eps, true);
+  return op('aten::layer_norm').t(input, normalizedShape, weight, bias, eps, true);
 }
 
 export function embedding(weight: Tensor, indices: Tensor, paddingIdx = -1): Tensor {
-  return op('aten::embedding').t(weight._handle, indices._handle, paddingIdx, false, false);
+  return op('aten::embedding').t(weight, indices, paddingIdx, false, false);
 }
 
 export function softmax(input: Tensor, dim: number): Tensor {
@@ -58,12 +69,12 @@ export function dropout(input: Tensor, p = 0.5, training = true): Tensor {
 
 /** softmax(QK^T / sqrt(d) + mask) V, through ATen's fused kernels. Shapes [B, nH, T, dH]. */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: { attnMask?: Tensor; dropoutP?: number; isCausal?: boolean; scale?: number } = {}): Tensor {
-  return op('aten::scaled_dot_product_attention').t(q._handle, k._handle, v._handle, opts.attnMask?._handle, opts.dropoutP ?? 0, !!opts.isCausal, opts.scale);
+  return op('aten::scaled_dot_product_attention').t(q, k, v, opts.attnMask, opts.dropoutP ?? 0, !!opts.isCausal, opts.scale);
 }
 
 /** Cosine similarity along dim. */
 export function cosineSimilarity(a: Tensor, b: Tensor, dim = 1, eps = 1e-8): Tensor {
-  return op('aten::cosine_similarity').t(a._handle, b._handle, dim, eps);
+  return op('aten::cosine_similarity').t(a, b, dim, eps);
 }
 
 /** L_p normalisation along dim (F.normalize). */

@@ -1,7 +1,6 @@
 // ScriptModule: a TorchScript module, loaded from a .pt or built natively from TorchScript source.
 // Method calls, load and save run on worker threads; *Sync twins are for code already off the loop.
 import * as fs from 'fs';
-import * as path from 'path';
 import { native, NativeModule, Handle } from './binding';
 import { Tensor, DType } from './tensor';
 import { registerInScope } from './scope';

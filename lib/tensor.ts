@@ -36,6 +36,10 @@ export interface TensorOptions {
 }
 
 /** An ATen operator resolved once by name, then called through the dispatcher. */
+/**
+ * A libtorch operator by schema name. Arguments follow its schema: Tensors (or lists of them) for its
+ * Tensor arguments, numbers, booleans, strings, arrays, null for None.
+ */
 class Op {
   #id = -1;
   constructor(readonly name: string) {}
@@ -45,22 +49,31 @@ class Op {
   }
   /** Calls an op whose result is one tensor. */
   t(...args: unknown[]): Tensor {
-    return Tensor._wrap(native.callOp(this.id, ...args) as Handle);
+    return Tensor._wrap(native.callOp(this.id, ...handles(args)) as Handle);
   }
   /** Calls an op whose result is a list or tuple of tensors. */
   ts(...args: unknown[]): Tensor[] {
-    return (native.callOp(this.id, ...args) as Handle[]).map((h) => Tensor._wrap(h));
+    return (native.callOp(this.id, ...handles(args)) as Handle[]).map((h) => Tensor._wrap(h));
   }
   raw(...args: unknown[]): unknown {
-    return native.callOp(this.id, ...args);
+    return native.callOp(this.id, ...handles(args));
   }
   inplace(...args: unknown[]): void {
-    native.callOpInplace(this.id, ...args);
+    native.callOpInplace(this.id, ...handles(args));
   }
-  /** Runs the op on a worker thread (for long kernels such as an optimizer step). */
+  /** Runs the op on a worker thread (for long kernels such as an optimizer step); results come back as handles. */
   async(...args: unknown[]): Promise<unknown> {
-    return native.callOpAsync(this.id, ...args);
+    return native.callOpAsync(this.id, ...handles(args));
   }
+}
+/** Tensor arguments (and lists of them) as the native call takes them: handles, in place of the rest array. */
+function handles(args: unknown[]): unknown[] {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a instanceof Tensor) args[i] = handleOf(a);
+    else if (Array.isArray(a) && a.length > 0 && a[0] instanceof Tensor) args[i] = (a as Tensor[]).map(handleOf);
+  }
+  return args;
 }
 const ops = new Map<string, Op>();
 /** Looks up an ATen operator by its schema name, e.g. `aten::add.Tensor`. */

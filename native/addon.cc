@@ -2,6 +2,8 @@
 // and safetensors I/O. lib/binding.ts is the only file that loads it.
 #include <napi.h>
 
+#include <mutex>
+
 #include "errors.h"
 #include "ops.h"
 #include "tensor.h"
@@ -14,10 +16,34 @@ static Napi::Value SetErrorClassJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The tensor handle table, the error class and the kernels' registration are process-wide and touched
+// from one JS thread: the first environment (the main thread or one worker) to load the addon owns them
+// until it exits; another thread's require() gets an error instead of sharing them unsafely.
+static std::mutex owner_mutex;
+static napi_env owner = nullptr;
+
+static void ReleaseOwner(void* env) {
+  tensors::ReleaseAll(Napi::Env(static_cast<napi_env>(env)));
+  std::lock_guard<std::mutex> lock(owner_mutex);
+  owner = nullptr;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  {
+    std::lock_guard<std::mutex> lock(owner_mutex);
+    if (owner != nullptr && owner != static_cast<napi_env>(env)) {
+      throw Napi::Error::New(env, "torchbert is already loaded by another thread of this process (the main thread or a worker): "
+                                  "its tensors live in one process-wide table, so only one JS thread at a time can use it. "
+                                  "Use it from that thread, or from a child process.");
+    }
+    owner = env;
+  }
+  napi_add_env_cleanup_hook(env, ReleaseOwner, env);
   exports.Set("setErrorClass", Napi::Function::New<Guarded<SetErrorClassJs>>(env));
   InitAllocator(env, exports);
+  tensors::InitHandles(env, exports);
   InitTensorFunctions(env, exports);
+  InitRuntime(env, exports);
   InitOps(env, exports);
   InitModules(env, exports);
   InitSafetensors(env, exports);

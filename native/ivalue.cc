@@ -35,11 +35,9 @@ std::string What::str() const {
 }
 
 static const at::Tensor& GetTensor(const Napi::Value& v, const What& what) {
-  if (!tensors::IsHandle(v)) {
-    if (v.IsNumber() || v.IsBigInt()) throw Napi::Error::New(v.Env(), what.str() + ": Tensor has been disposed or is not a tensor");
-    ThrowType(v.Env(), what.str() + " must be a Tensor, got " + Describe(v));
-  }
-  return tensors::Get(v, "tensor");
+  if (const at::Tensor* t = tensors::TryGet(v)) return *t;
+  if (v.IsNumber() || v.IsBigInt()) throw Napi::Error::New(v.Env(), what.str() + ": Tensor has been disposed or is not a tensor");
+  ThrowType(v.Env(), what.str() + " must be a Tensor, got " + Describe(v));
 }
 
 static int64_t ToInt(const Napi::Value& v, const c10::TypePtr& type, const What& what) {

@@ -1,5 +1,5 @@
-// The GEMMs that torchbert's linear operators choose between (kernels.cc), for the per-shape selection of
-// prepacked inference (linear_select.cc).
+// torchbert's operators (registered in kernels.cc): the trainable linear and dropout, the GEMMs that
+// prepacked inference chooses between per shape (linear_select.cc).
 #pragma once
 #include <ATen/ATen.h>
 #include <napi.h>
@@ -9,10 +9,15 @@
 #include <string>
 
 namespace torchbert {
+// torchbert::linear (linear.cc) and linearTuning()'s rows for it.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b);
+Napi::Value LinearTuning(const Napi::CallbackInfo& info);
+// torchbert::dropout (dropout.cc).
+at::Tensor Dropout(const at::Tensor& input, double p, bool train);
 // mkldnn::_linear_pointwise: oneDNN's GEMM with an optional fused post-op (attr "gelu", algorithm "none" or "tanh").
 at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& attr,
                         const std::string& algorithm);
-// torchbert::pack_linear_weight and torchbert::linear_packed (our fp32 inference GEMM).
+// torchbert::pack_linear_weight and torchbert::linear_packed (our fp32 inference GEMM, linear_packed.cc).
 at::Tensor PackLinearWeight(const at::Tensor& weight);
 at::Tensor LinearPacked(const at::Tensor& input, const at::Tensor& packed, const std::optional<at::Tensor>& bias, int64_t n_out,
                         c10::string_view activation);

@@ -1,6 +1,6 @@
 // torchbert::linear_prepacked: the linear layer of prepack()'s inference copies, run by whichever GEMM
 // measured fastest on this machine for its shape and row count:
-//   torchbert  our packed kernel (torchbert::linear_packed, kernels.cc; AVX2/FMA, or a portable loop),
+//   torchbert  our packed kernel (torchbert::linear_packed, linear_packed.cc; AVX2/FMA, or a portable loop),
 //   onednn     oneDNN's GEMM on its own reordered weight (dispatched by ISA: AVX2, AVX-512, AMX),
 //   aten       ATen's linear on the plain weight (MKL or the BLAS libtorch was built with).
 // No choice is fixed in advance: a kernel that wins on one CPU can run at half speed on another.

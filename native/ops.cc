@@ -41,11 +41,6 @@ Napi::Value OpHandle(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(ops.size() - 1));
 }
 
-Napi::Value OpSchema(const Napi::CallbackInfo& info) {
-  const Op& op = GetOp(info[0]);
-  return Napi::String::New(info.Env(), c10::toString(op.handle.schema()));
-}
-
 torch::jit::Stack Invoke(const Napi::CallbackInfo& info) {
   const Op& op = GetOp(info[0]);
   torch::jit::Stack stack;
@@ -90,7 +85,6 @@ Napi::Value CallOpAsync(const Napi::CallbackInfo& info) {
 
 void InitOps(Napi::Env env, Napi::Object exports) {
   exports.Set("opHandle", Napi::Function::New<Guarded<OpHandle>>(env));
-  exports.Set("opSchema", Napi::Function::New<Guarded<OpSchema>>(env));
   exports.Set("callOp", Napi::Function::New<Guarded<CallOp>>(env));
   exports.Set("callOpInplace", Napi::Function::New<Guarded<CallOpInplace>>(env));
   exports.Set("callOpAsync", Napi::Function::New<Guarded<CallOpAsync>>(env));

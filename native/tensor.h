@@ -19,9 +19,14 @@ c10::Device ParseDevice(Napi::Env env, const std::string& name);
 namespace tensors {
 // Stores a tensor and returns its handle (a JS number, or a BigInt where results are untyped).
 Napi::Value Put(Napi::Env env, at::Tensor t, bool as_bigint = false);
-bool IsHandle(const Napi::Value& v);
+// The live tensor behind a handle, or nullptr (not a handle, or a disposed one): the one lookup.
+const at::Tensor* TryGet(const Napi::Value& v);
 // The live tensor behind a handle; throws a TypeError naming `what` if v is no live handle.
 const at::Tensor& Get(const Napi::Value& v, const char* what);
+// Frees every live tensor; for the teardown of the JS thread that owns the table.
+void ReleaseAll(Napi::Env env);
+// release(handle) and memory().
+void InitHandles(Napi::Env env, Napi::Object exports);
 }  // namespace tensors
 
 // Copies a contiguous CPU tensor into a new JS TypedArray of the matching kind.
@@ -30,5 +35,7 @@ Napi::Value TypedArrayFrom(Napi::Env env, const at::Tensor& host);
 at::Tensor HostCopy(const at::Tensor& t);
 
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);
+// Grad mode, autocast, seeds and RNG states, threads, graph executor, CUDA queries, buildInfo (runtime.cc).
+void InitRuntime(Napi::Env env, Napi::Object exports);
 
 }  // namespace torchbert

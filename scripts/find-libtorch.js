@@ -175,7 +175,7 @@ function cxxFlags(t) {
 
 /**
  * Whether libtorch's ATen runs its parallel loops on OpenMP (ATen/Config.h). at::parallel_for's OpenMP loop
- * is compiled into the caller (native/kernels.cc), so that file then needs -fopenmp. It is compiled, not
+ * is compiled into the caller (native/dropout.cc, linear_packed.cc), so those files then need -fopenmp. It is compiled, not
  * linked, with it: the GOMP_* calls stay undefined in the addon and bind at load time to the OpenMP runtime
  * libtorch itself loaded (pip's libgomp.so.1, a LibTorch zip's libgomp-<hash>.so.1), one thread pool for
  * both, and no second runtime or a path that differs between the two layouts.

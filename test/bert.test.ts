@@ -1,7 +1,6 @@
 // BERT parity with transformers: every head on a tiny random config (outputs, losses, gradients),
 // the bert-base shape, old checkpoint names, HF round trips, TorchScript interop, a traced HF .pt,
 // and the real pretrained all-MiniLM-L6-v2. Fixtures: scripts/fixtures.py (sections bert, minilm).
-import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../lib';
 import { Tensor, ScriptModule } from '../lib';
@@ -117,9 +116,12 @@ describe('pooled-output heads in inference: the last layer for the first token o
   const POOLED: HeadKind[] = ['BertForSequenceClassification', 'BertForNextSentencePrediction', 'BertForMultipleChoice'];
   test.each(POOLED)('%s: logits equal transformers, padded, unpadded, and with the first token padded', async (head) => {
     const model = await fromPretrained(path.join(BERT, head), { kind: head });
-    // The path under test is the one taken: both of the head's methods call BertModel's first-token methods.
-    expect(model.module.graph('forward')).toContain('forward_cls');
-    expect(model.module.graph('forward_packed')).toContain('forward_packed_cls');
+    // The path under test is the one taken: the head reads BertModel's pooled_output, which in inference
+    // runs the first-token methods (padded and unpadded).
+    expect(model.module.graph('run')).toContain('pooled_output');
+    using bert = model.module.getAttr('bert') as ScriptModule;
+    expect(bert.graph('pooled_output')).toContain('forward_cls');
+    expect(bert.graph('pooled_output')).toContain('forward_packed_cls');
     const want = fx.results[head];
     const key = 'logits';
     const theirs = want.logits;

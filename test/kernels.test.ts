@@ -354,11 +354,15 @@ describe('torchbert::linear_prepacked and its plan', () => {
     const layoutOf = { torchbert: 'packed_weight', onednn: 'onednn_weight', aten: 'weight' } as const;
     const held = (m: ScriptModule): string[] => m.namedChildren().flatMap(([n, c]) =>
       c.hasAttr('packed_weight') ? [Object.entries(layoutOf).filter(([, k]) => (c.getAttr(k) as Tensor).numel > 0).map(([b]) => b).join('+')] : held(c).map((x) => `${n}.${x}`));
+    const activations = (m: ScriptModule): string[] => m.namedChildren().flatMap(([n, c]) =>
+      c.hasAttr('packed_weight') ? [`${n}:${c.getAttr('activation')}`] : activations(c).map((x) => `${n}.${x}`));
     for (const backend of ['auto', 'torchbert', 'onednn', 'aten'] as const) {
       const p = backend === 'auto' ? await model.prepackAsync() : model.prepack({ backend });
       const g = graphs(p.module);
       expect(g).toContain('torchbert::linear_prepacked');
-      expect(g).toContain('prim::Constant[value="gelu"]');
+      // GELU runs inside the intermediate layers' GEMMs, nowhere after them.
+      expect(g).not.toContain('aten::gelu');
+      expect(activations(p.module).filter((a) => !a.endsWith(':none'))).toEqual(['bert.encoder.layer.0.intermediate.dense:gelu', 'bert.encoder.layer.1.intermediate.dense:gelu']);
       const layouts = held(p.module).map((l) => l.slice(l.lastIndexOf('.') + 1));
       expect(layouts.length).toBe(2 * 4 + 2); // per layer qkv, output, intermediate, output; pooler, classifier
       if (backend !== 'auto') for (const l of layouts) expect(l).toBe(backend);

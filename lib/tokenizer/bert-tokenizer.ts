@@ -8,24 +8,10 @@ import { Encoding, postProcess, truncatePair, toSeq, pad, TruncationStrategy } f
 import { HubOptions, resolveModelDir } from '../hub';
 import type { Tensor } from '../tensor';
 import { writeFileAtomicSync } from '../fsutil';
+import type { CallOptions } from './options';
 
-export type Padding = boolean | 'longest' | 'max_length' | 'do_not_pad';
-export type Truncation = boolean | TruncationStrategy | 'do_not_truncate';
+export type { CallOptions, Padding, Truncation } from './options';
 
-export interface CallOptions {
-  padding?: Padding;
-  truncation?: Truncation;
-  maxLength?: number;
-  padToMultipleOf?: number;
-  stride?: number;
-  addSpecialTokens?: boolean;
-  returnOverflowingTokens?: boolean;
-  returnOffsetsMapping?: boolean;
-  returnSpecialTokensMask?: boolean;
-  returnTokenTypeIds?: boolean;
-  returnAttentionMask?: boolean;
-  returnTensors?: 'pt';
-}
 
 export interface BertTokenizerOptions {
   doLowerCase?: boolean;

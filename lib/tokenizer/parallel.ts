@@ -4,7 +4,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
-import type { BertTokenizer, CallOptions, BatchEncoding } from './bert-tokenizer';
+import type { CallOptions } from './options';
 import type { Encoding } from './encoding';
 
 interface Packed {
@@ -65,7 +65,8 @@ export class TokenizerPool {
   #next = 0;
   #rr = 0;
 
-  constructor(tokenizer: BertTokenizer, threads = Math.max(1, os.availableParallelism?.() ?? os.cpus().length)) {
+  /** `tokenizer`: a BertTokenizer (what its serialize() gives is rebuilt in each worker). */
+  constructor(tokenizer: { serialize(): object }, threads = Math.max(1, os.availableParallelism?.() ?? os.cpus().length)) {
     const init = tokenizer.serialize();
     const ext = path.extname(__filename);
     const file = path.join(__dirname, `parallel-worker${ext}`);
@@ -110,4 +111,3 @@ export class TokenizerPool {
   }
 }
 
-export type { BatchEncoding };

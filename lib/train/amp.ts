@@ -83,7 +83,7 @@ export class GradScaler {
       const grads = optimizer.paramGroups.flatMap((g) => g.params.map((p) => p.grad).filter((x): x is Tensor => x !== null));
       const found = tb.keep(tb.zeros([1], { device: this.#scale!.device }));
       const inv = this.#scale!.double().reciprocal().float();
-      if (grads.length) op('aten::_amp_foreach_non_finite_check_and_unscale_').inplace(grads.map((g) => g._handle), found._handle, inv._handle);
+      if (grads.length) op('aten::_amp_foreach_non_finite_check_and_unscale_').inplace(grads, found, inv);
       inv.dispose();
       this.#foundInf = found;
     });
@@ -105,7 +105,7 @@ export class GradScaler {
   update(): void {
     if (!this.enabled || !this.#scale) return;
     const found = this.#foundInf ?? tb.zeros([1], { device: this.#scale.device });
-    tb.noGrad(() => op('aten::_amp_update_scale_').inplace(this.#scale!._handle, this.#tracker!._handle, found._handle,
+    tb.noGrad(() => op('aten::_amp_update_scale_').inplace(this.#scale!, this.#tracker!, found,
       this.#growthFactor, this.#backoffFactor, this.#growthInterval));
     found.dispose();
     this.#foundInf = null;

@@ -58,11 +58,11 @@ export function maskTokens(inputIds: Tensor, opts: MlmOptions, selected?: Tensor
     let special = inputIds.eq(opts.padId ?? 0);
     for (const id of opts.specialIds) special = special.logicalOr(inputIds.eq(id));
     const prob = tb.fullLike(inputIds, p, { dtype: 'float32' }).maskedFill(special, 0);
-    const masked = selected ? selected.logicalAnd(special.logicalNot()) : tb.op('aten::bernoulli').t(prob._handle, null).bool();
+    const masked = selected ? selected.logicalAnd(special.logicalNot()) : tb.op('aten::bernoulli').t(prob, null).bool();
     const labels = inputIds.maskedFill(masked.logicalNot(), -100);
-    const replace = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' })._handle, 0.8, null).bool().logicalAnd(masked);
+    const replace = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' }), 0.8, null).bool().logicalAnd(masked);
     let ids = inputIds.maskedFill(replace, opts.maskTokenId);
-    const random = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' })._handle, 0.5, null).bool().logicalAnd(masked).logicalAnd(replace.logicalNot());
+    const random = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' }), 0.5, null).bool().logicalAnd(masked).logicalAnd(replace.logicalNot());
     const words = tb.randint(0, opts.vocabSize, inputIds.shape);
     ids = tb.where(random, words, ids);
     return { inputIds: ids, labels };

@@ -79,11 +79,10 @@ export class AdamW {
     }
     if (!ps.length) return null;
     const st = ps.map((p) => this.#stateOf(p, g.amsgrad));
-    const h = (ts: Tensor[]) => ts.map((t) => t._handle);
     // The fused kernel expects the step already incremented (torch.optim.AdamW does this first).
-    op('aten::_foreach_add_.Scalar').inplace(h(st.map((s) => s.step)), 1);
-    const args = [h(ps), h(grads), h(st.map((s) => s.expAvg)), h(st.map((s) => s.expAvgSq)), g.amsgrad ? h(st.map((s) => s.maxExpAvgSq!)) : [],
-      h(st.map((s) => s.step)), g.lr, g.betas[0], g.betas[1], g.weightDecay, g.eps, g.amsgrad, g.maximize, null, null];
+    op('aten::_foreach_add_.Scalar').inplace(st.map((s) => s.step), 1);
+    const args = [ps, grads, st.map((s) => s.expAvg), st.map((s) => s.expAvgSq), g.amsgrad ? st.map((s) => s.maxExpAvgSq!) : [],
+      st.map((s) => s.step), g.lr, g.betas[0], g.betas[1], g.weightDecay, g.eps, g.amsgrad, g.maximize, null, null];
     return { args, temps: grads };
   }
 
@@ -173,10 +172,10 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): n
   return tb.tidy(() => tb.noGrad(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
     if (!grads.length) return 0;
-    const norms = op('aten::_foreach_norm.Scalar').ts(grads.map((g) => g._handle), normType, null);
+    const norms = op('aten::_foreach_norm.Scalar').ts(grads, normType, null);
     const total = tb.stack(norms).norm(normType);
     const coef = total.add(1e-6).reciprocal().mul(maxNorm).clamp(undefined, 1.0);
-    op('aten::_foreach_mul_.Tensor').inplace(grads.map((g) => g._handle), coef._handle);
+    op('aten::_foreach_mul_.Tensor').inplace(grads, coef);
     return total.item() as number;
   }));
 }
@@ -191,15 +190,14 @@ export async function clipGradNormAsync(params: Tensor[], maxNorm: number, normT
   if (!grads.length) return 0;
   const held: Tensor[] = [...grads];
   try {
-    const handles = grads.map((g) => g._handle);
-    const norms = ((await op('aten::_foreach_norm.Scalar').async(handles, normType, null)) as Tensor['_handle'][]).map((h) => Tensor._wrap(h));
+    const norms = ((await op('aten::_foreach_norm.Scalar').async(grads, normType, null)) as Tensor['_handle'][]).map((h) => Tensor._wrap(h));
     held.push(...norms);
     const [total, coef] = tb.tidy(() => tb.noGrad(() => {
       const t = tb.stack(norms).norm(normType);
       return [t, t.add(1e-6).reciprocal().mul(maxNorm).clamp(undefined, 1.0)];
     }));
     held.push(total, coef);
-    await op('aten::_foreach_mul_.Tensor').async(handles, coef._handle);
+    await op('aten::_foreach_mul_.Tensor').async(grads, coef);
     return total.item() as number;
   } finally {
     held.forEach((t) => t.dispose());

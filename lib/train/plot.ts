@@ -1,5 +1,4 @@
 // The loss and eval curves of a run as an SVG image (no dependency: a few polylines with axes).
-import type { TrainResult } from './trainer';
 
 function panel(title: string, series: { name: string; pts: [number, number][] }[], x0: number, y0: number, w: number, h: number): string {
   const all = series.flatMap((s) => s.pts);
@@ -23,8 +22,14 @@ function panel(title: string, series: { name: string; pts: [number, number][] }[
   return out;
 }
 
-/** An SVG with the training loss (and learning rate) and, when there are evaluations, their metrics. */
-export function curvesSvg(result: TrainResult, title = 'training'): string {
+/** The curves a training run records (TrainResult has them). */
+export interface Curves {
+  losses: { step: number; loss: number }[];
+  evals: { step: number; metrics: Record<string, number> }[];
+}
+
+/** An SVG with the training loss and, when there are evaluations, their metrics. */
+export function curvesSvg(result: Curves, title = 'training'): string {
   const w = 720;
   const h = 280;
   const loss = [{ name: 'train loss', pts: result.losses.map((l) => [l.step, l.loss] as [number, number]) }];

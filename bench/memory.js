@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// Memory benchmark: peak resident memory (the kernel's high-water mark: getrusage maxrss, /proc VmHWM)
+//  - of a training run: a bert-base-shape BertForSequenceClassification, batch 16 x 128 tokens, fp32,
+//    forward + backward + clip + AdamW (weight decay groups) for --steps steps, each side in its own fresh
+//    process: torchbert (Node) against HF transformers + torch.optim.AdamW (Python), same torch build;
+//  - of the servers under load: `torchbert serve` (its default: prepack()ed fp32) against the fastify +
+//    transformers.js (onnxruntime) server of bench/serve.js, each loaded with SST-2 dev sentences at
+//    concurrency 64 for --seconds, one after the other.
+// Each process's peak includes its runtime and libtorch (or onnxruntime) themselves; "after load" is the
+// resident memory once the model is loaded, before the first step or request.
+// Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10]
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const { spawnSync } = require('child_process');
+const { arg, cpuLine, startServer, stopServer, loadClassify, sst2Sentences } = require('./common');
+
+const ROOT = path.join(__dirname, '..');
+const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
+const STEPS = Number(arg('--steps', '3'));
+const SECONDS = Number(arg('--seconds', '10'));
+const B = 16;
+const T = 128;
+const MB = (kb) => kb / 1024;
+
+function run(cmd, args, what) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${what} failed (${r.status}): ${r.stderr.slice(-3000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+function torchbertTraining() {
+  const code = `
+const tb = require(${JSON.stringify(path.join(ROOT, 'dist'))});
+const { fromPretrained } = require(${JSON.stringify(path.join(ROOT, 'dist', 'models'))});
+const { AdamW, clipGradNormAsync, weightDecayGroups } = require(${JSON.stringify(path.join(ROOT, 'dist', 'train'))});
+const fs = require('fs');
+const rssKb = () => Number(/VmRSS:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+(async () => {
+  tb.manualSeed(0);
+  const m = await fromPretrained(${JSON.stringify(DIR)}, { kind: 'BertForSequenceClassification' });
+  m.train();
+  const opt = new AdamW(weightDecayGroups(m.namedParameters(), 0.01), { lr: 2e-5, eps: 1e-8 });
+  const ids = tb.randint(1000, 30000, [${B}, ${T}]);
+  const mask = tb.ones([${B}, ${T}], { dtype: 'int64' });
+  const y = tb.randint(0, 2, [${B}]);
+  const afterLoad = rssKb();
+  for (let i = 0; i < ${STEPS}; i++) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const out = await m.forward({ inputIds: ids, attentionMask: mask, labels: y });
+      await out.loss.backward();
+      await clipGradNormAsync(m.parameters(), 1.0);
+      await opt.step();
+      opt.zeroGrad();
+      out.loss.item();
+    });
+    scope.dispose();
+  }
+  console.log(JSON.stringify({ afterLoadKb: afterLoad, peakKb: process.resourceUsage().maxRSS, endKb: rssKb() }));
+})().catch((e) => { console.error(e); process.exit(1); });`;
+  return run(process.execPath, ['-e', code], 'torchbert training');
+}
+
+function hfTraining() {
+  const code = `
+import json, resource, torch, transformers
+def rss_kb():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+torch.manual_seed(0)
+m = transformers.BertForSequenceClassification.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').train()
+decay = [p for n, p in m.named_parameters() if not (n.endswith('bias') or 'LayerNorm' in n)]
+nodecay = [p for n, p in m.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
+opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01}, {'params': nodecay, 'weight_decay': 0.0}], lr=2e-5, eps=1e-8)
+ids = torch.randint(1000, 30000, (${B}, ${T})); mask = torch.ones(${B}, ${T}, dtype=torch.long); y = torch.randint(0, 2, (${B},))
+after = rss_kb()
+for _ in range(${STEPS}):
+    loss = m(input_ids=ids, attention_mask=mask, labels=y).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    opt.step(); opt.zero_grad()
+    loss.item()
+print(json.dumps({'afterLoadKb': after, 'peakKb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'endKb': rss_kb()}))`;
+  return run(process.env.PYTHON || 'python3', ['-c', code], 'HF training');
+}
+
+const statusKb = (pid, key) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+async function serverPeak(name, args, ready, port, texts) {
+  const child = await startServer(args, port, ready);
+  try {
+    const afterLoad = statusKb(child.pid, 'VmRSS');
+    const r = await loadClassify(`http://127.0.0.1:${port}`, 64, texts, SECONDS);
+    return { server: name, afterLoadKb: afterLoad, peakKb: statusKb(child.pid, 'VmHWM'), reqPerSec: r.requests.average, errors: r.errors + r.non2xx };
+  } finally {
+    await stopServer(child);
+  }
+}
+
+(async () => {
+  console.log(cpuLine(require('../dist')));
+  const ours = torchbertTraining();
+  const hf = hfTraining();
+  const train = { steps: STEPS, torchbert: ours, hf, peakRatio: ours.peakKb / hf.peakKb };
+  console.log(`training (B ${B}, T ${T}, ${STEPS} steps): peak RSS torchbert ${MB(ours.peakKb).toFixed(0)} MB, HF + torch.optim ${MB(hf.peakKb).toFixed(0)} MB: ` +
+    `${train.peakRatio.toFixed(2)}x (after load ${MB(ours.afterLoadKb).toFixed(0)} vs ${MB(hf.afterLoadKb).toFixed(0)} MB)`);
+  const texts = sst2Sentences();
+  const servers = [
+    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, '--port'], /serving/, 18611, texts),
+    await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
+  ];
+  for (const s of servers) {
+    console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
+  }
+  const serveRatio = servers[0].peakKb / servers[1].peakKb;
+  console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train, servers, serveRatio }));
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,79 @@
+// Hugging Face checkpoints in: config.json + model.safetensors (or sharded with an index), from a folder
+// or the Hub, into a BertPreTrainedModel of any head; and fresh models from a config.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../../core';
+import { ScriptModule, Tensor } from '../../core';
+import { BertConfig, BertConfigFields } from '../config';
+import { loadFile } from '../../safetensors';
+import { HubOptions, resolveModelDir } from '../../hub';
+import type { DType } from '../../tensor';
+import { checkCpuBf16 } from '../../cpu';
+import { HEADS, HeadKind, buildHead } from './heads';
+import { buildUninitialised, initWeights } from './layers';
+import { BertPreTrainedModel, LoadReport } from './model';
+
+/** Loads config.json + safetensors weights (single file or sharded with an index). */
+async function readWeights(dir: string, files: Set<string>, device?: string): Promise<Map<string, Tensor>> {
+  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), { device });
+  if (files.has('model.safetensors.index.json')) {
+    const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+    const shards = [...new Set(Object.values(idx.weight_map ?? {}) as string[])];
+    if (!shards.length) throw new Error(`${dir}/model.safetensors.index.json: empty weight_map`);
+    const out = new Map<string, Tensor>();
+    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), { device })) out.set(k, t);
+    return out;
+  }
+  throw new Error(`${dir}: no model.safetensors (or model.safetensors.index.json); PyTorch .bin checkpoints are not read, convert them to safetensors`);
+}
+
+/**
+ * Loads a BERT checkpoint from a folder or Hub name. `kind` picks the head (default: the first of
+ * config.architectures, like AutoModel), and the report lists missing/unexpected keys.
+ * @example const m = await fromPretrained('./bert-tiny', { kind: 'BertForSequenceClassification' });
+ */
+export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8'; prepack?: boolean } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+  if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
+  if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
+  if ((opts.quantize || opts.prepack) && ((opts.device && !opts.device.startsWith('cpu')) || (opts.dtype && opts.dtype !== 'float32'))) throw new TypeError("quantize and prepack run on the CPU from float32 weights");
+  const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
+  if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    // Sharded on the Hub: fetch the shards the index names.
+    const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+    for (const s of new Set(Object.values(idx.weight_map ?? {}) as string[])) if (!fs.existsSync(path.join(dir, s))) await resolveModelDir(dirOrName, { required: [[s]], optional: [] }, opts);
+  }
+  if (opts.dtype === 'bfloat16' && !(opts.device ?? 'cpu').startsWith('cuda')) checkCpuBf16('fromPretrained({ dtype: bfloat16 })');
+  let config = BertConfig.fromFile(path.join(dir, 'config.json'));
+  if (opts.config) config = config.with(opts.config);
+  const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
+  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), undefined);
+  const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields)))));
+  const model = new BertPreTrainedModel(arch, config, module);
+  let report: LoadReport;
+  try {
+    report = model.loadStateDict(state);
+  } catch (e) {
+    module.dispose();
+    throw e;
+  } finally {
+    for (const t of state.values()) t.dispose();
+  }
+  if (report.missingKeys.length) {
+    const params = new Map(model.module.namedParameters());
+    initWeights(params, report.missingKeys, config.fields.initializer_range, config.fields.pad_token_id);
+    for (const p of params.values()) p.dispose();
+  }
+  if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
+  model.eval();
+  if (opts.quantize || opts.prepack) {
+    const q = opts.quantize ? model.quantizeDynamic() : await model.prepackAsync();
+    model.module.dispose();
+    return Object.assign(q, { loadReport: report });
+  }
+  return Object.assign(model, { loadReport: report });
+}
+
+/** A model of the given architecture with fresh HF-style initialisation. */
+export function fromConfig(kind: HeadKind, config: BertConfig | Partial<BertConfigFields>): BertPreTrainedModel {
+  return new BertPreTrainedModel(kind, config instanceof BertConfig ? config : new BertConfig(config));
+}

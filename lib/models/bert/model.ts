@@ -1,0 +1,448 @@
+// BertPreTrainedModel: a BERT TorchScript module (units.ts, heads.ts) with its config and the HF-style
+// forward, the losses, the inference copies (int8, prepacked) and saving. Loading is checkpoint.ts.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tb from '../../core';
+import { ScriptModule, Tensor, F, op } from '../../core';
+import { BertConfig, BertConfigFields } from '../config';
+import { saveFile } from '../../safetensors';
+import type { DType } from '../../tensor';
+import { native } from '../../binding';
+import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Plan, planBackends } from '../linear-plan';
+import { HEADS, HeadKind, buildHead } from './heads';
+import { buildUninitialised } from './layers';
+
+export interface BertInputs {
+  inputIds: Tensor;
+  attentionMask?: Tensor;
+  tokenTypeIds?: Tensor;
+  positionIds?: Tensor;
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+  /** classification / token classification / multiple choice labels, MLM labels (-100 ignored) */
+  labels?: Tensor;
+  nextSentenceLabel?: Tensor;
+  startPositions?: Tensor;
+  endPositions?: Tensor;
+  /**
+   * Inference only (eval mode, an attention mask, no hidden states or attentions): the dense layers run
+   * on the real tokens alone, skipping the padding. Real positions equal forward()'s (to float rounding;
+   * with int8, activation ranges come from real tokens only); padded positions are zeros. Pipelines use it.
+   */
+  unpadded?: boolean;
+}
+
+export interface BertOutput {
+  loss?: Tensor;
+  logits?: Tensor;
+  lastHiddenState?: Tensor;
+  poolerOutput?: Tensor | null;
+  predictionLogits?: Tensor;
+  seqRelationshipLogits?: Tensor;
+  startLogits?: Tensor;
+  endLogits?: Tensor;
+  hiddenStates?: Tensor[];
+  attentions?: Tensor[];
+}
+
+export interface LoadReport {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
+const TIED = ['cls.predictions.decoder.weight', 'cls.predictions.decoder.bias'];
+/** Names that share one tensor in the MLM head (HF ties the decoder to the word embeddings and to cls.predictions.bias). */
+const TIED_PAIRS = [['cls.predictions.decoder.weight', 'bert.embeddings.word_embeddings.weight'], ['cls.predictions.decoder.bias', 'cls.predictions.bias']];
+
+/** Any BERT architecture: the TorchScript module plus its config and the HF-style forward. */
+export class BertPreTrainedModel {
+  readonly kind: HeadKind;
+  readonly config: BertConfig;
+  readonly module: ScriptModule;
+  /** An int8 dynamically quantised copy from quantizeDynamic(): inference only, on the CPU. */
+  readonly quantized: boolean;
+  /** An fp32 copy with prepacked linear weights from prepack(): inference only, on the CPU. */
+  readonly prepacked: boolean;
+
+  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean; prepacked?: boolean } = {}) {
+    if (!HEADS.includes(kind)) throw new TypeError(`unknown BERT architecture '${kind}' (expected one of ${HEADS.join(', ')})`);
+    this.kind = kind;
+    this.config = config;
+    this.quantized = !!opts.quantized;
+    this.prepacked = !!opts.prepacked;
+    // Parameters are initialised from the global generator (HF's _init_weights distributions).
+    // The initial weights live in the module; tidy frees their JS handles now rather than at GC.
+    this.module = module ?? tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(kind, config.fields))));
+  }
+
+  /** Frees the model's native memory now (its TorchScript module, parameters and buffers). */
+  dispose(): void {
+    this.module.dispose();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** HF-named parameters (tied duplicates listed once). */
+  namedParameters(): [string, Tensor][] {
+    const seen = new Set<bigint>();
+    const out: [string, Tensor][] = [];
+    for (const [n, p] of this.module.namedParameters()) {
+      const id = native.storageId(p._handle);
+      if (TIED.includes(n) && seen.has(id)) continue;
+      seen.add(id);
+      out.push([n, p]);
+    }
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+  /** Parameters and persistent buffers by HF name (position_ids is not persistent in HF). */
+  stateDict(): Map<string, Tensor> {
+    return new Map(this.namedParameters());
+  }
+
+  train(on = true): this {
+    if (on && this.#inferenceOnly) throw new Error(`a ${this.#inferenceOnly} model is inference-only: train the float model, then make the copy`);
+    this.module.train(on);
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+  get #inferenceOnly(): string | null {
+    return this.quantized ? 'quantized' : this.prepacked ? 'prepacked' : null;
+  }
+  get training(): boolean {
+    return this.module.training;
+  }
+
+  /** Moves and casts in place; the MLM decoder stays tied to the word embeddings. */
+  to(target: string | { device?: string; dtype?: DType }): this {
+    if (this.#inferenceOnly) {
+      const t = typeof target === 'string' ? { device: target } : target;
+      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== 'float32')) throw new Error(`a ${this.#inferenceOnly} model runs on the CPU in float32: it cannot move or change dtype`);
+    }
+    this.module.to(target);
+    this.#retie();
+    return this;
+  }
+  #retie(): void {
+    if (!['BertForMaskedLM', 'BertForPreTraining'].includes(this.kind)) return;
+    const bert = this.module.getAttr('bert') as ScriptModule;
+    const word = (bert.getAttr('embeddings') as ScriptModule).getAttr('word_embeddings') as ScriptModule;
+    const pred = (this.module.getAttr('cls') as ScriptModule).getAttr('predictions') as ScriptModule;
+    const decoder = pred.getAttr('decoder') as ScriptModule;
+    decoder.setAttr('weight', word.getAttr('weight') as Tensor);
+    decoder.setAttr('bias', pred.getAttr('bias') as Tensor);
+  }
+
+  /**
+   * Copies tensors into the parameters by name, accepting HF checkpoints with or without the `bert.`
+   * prefix and old `gamma`/`beta` LayerNorm names. Reports missing and unexpected keys as HF does.
+   */
+  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean } = {}): LoadReport {
+    const params = new Map(this.module.namedParameters());
+    const base = this.kind !== 'BertModel';
+    const rename = (k: string) => {
+      let n = k.replace(/\.gamma$/, '.weight').replace(/\.beta$/, '.bias');
+      if (base && !n.startsWith('bert.') && !n.startsWith('cls.') && !params.has(n) && params.has(`bert.${n}`)) n = `bert.${n}`;
+      if (!base && n.startsWith('bert.')) n = n.slice(5);
+      return n;
+    };
+    const unexpected: string[] = [];
+    const loaded = new Set<string>();
+    tb.noGrad(() => {
+      for (const [k, t] of state) {
+        const n = rename(k);
+        const p = params.get(n);
+        if (!p) {
+          // Heads of other architectures and non-persistent buffers are expected extras.
+          unexpected.push(k);
+          continue;
+        }
+        if (p.shape.join() !== t.shape.join()) {
+          const msg = `size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`;
+          for (const q of params.values()) q.dispose();
+          throw new RangeError(msg);
+        }
+        p.copy_(t);
+        loaded.add(n);
+        for (const pair of TIED_PAIRS) if (pair.includes(n)) pair.forEach((t) => loaded.add(t)); // one tensor, two names
+      }
+    });
+    const missing = [...params.keys()].filter((n) => !loaded.has(n));
+    // the handles namedParameters() made; the module keeps its tensors
+    for (const p of params.values()) p.dispose();
+    if (opts.strict && (missing.length || unexpected.length)) throw new Error(`loadStateDict: missing keys ${JSON.stringify(missing)}, unexpected keys ${JSON.stringify(unexpected)}`);
+    return { missingKeys: missing, unexpectedKeys: unexpected };
+  }
+
+  /** Runs forward (and the loss when labels are given) with the TorchScript module on a worker thread. */
+  async forward(inputs: BertInputs): Promise<BertOutput> {
+    if (!(inputs.inputIds instanceof Tensor)) throw new TypeError('inputs.inputIds must be an int64 Tensor');
+    const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
+    const out = (await this.module.call(this.#method(inputs), ...args)) as (Tensor | Tensor[] | null)[];
+    // The masked-LM loss reads [B*T, vocab] logits: computed off the event loop like the forward.
+    let mlmLoss: Tensor | undefined;
+    if (inputs.labels && (this.kind === 'BertForMaskedLM' || (this.kind === 'BertForPreTraining' && inputs.nextSentenceLabel))) {
+      const [flat, labels] = [(out[0] as Tensor).view(-1, (out[0] as Tensor).size(-1)), inputs.labels.view(-1)];
+      try {
+        mlmLoss = await F.crossEntropyAsync(flat, labels);
+      } finally {
+        flat.dispose();
+        labels.dispose();
+      }
+    }
+    return this.#wrap(out, inputs, mlmLoss);
+  }
+  forwardSync(inputs: BertInputs): BertOutput {
+    const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
+    return this.#wrap(this.module.callSync(this.#method(inputs), ...args) as (Tensor | Tensor[] | null)[], inputs);
+  }
+  #packed?: boolean;
+  #method(inputs: BertInputs): string {
+    if (!inputs.unpadded) return 'forward';
+    // Modules saved before forward_packed existed run the padded forward.
+    this.#packed ??= this.module.methodNames.includes('forward_packed');
+    return this.#packed ? 'forward_packed' : 'forward';
+  }
+
+  /** The HF-shaped output; `mlmLoss`, when given, is the masked-LM loss already computed (forward()). */
+  #wrap(out: (Tensor | Tensor[] | null)[], inputs: BertInputs, mlmLoss?: Tensor): BertOutput {
+    const extras = (hs: unknown, ats: unknown): Partial<BertOutput> => ({
+      ...(inputs.outputHiddenStates ? { hiddenStates: hs as Tensor[] } : {}),
+      ...(inputs.outputAttentions ? { attentions: ats as Tensor[] } : {}),
+    });
+    const c = this.config.fields;
+    switch (this.kind) {
+      case 'BertModel':
+        return { lastHiddenState: out[0] as Tensor, poolerOutput: out[1] as Tensor | null, ...extras(out[2], out[3]) };
+      case 'BertForSequenceClassification': {
+        const logits = out[0] as Tensor;
+        return { logits, loss: inputs.labels ? sequenceLoss(logits, inputs.labels, c) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForTokenClassification':
+      case 'BertForMaskedLM': {
+        const logits = out[0] as Tensor;
+        const loss = mlmLoss ?? (inputs.labels ? F.crossEntropy(logits.view(-1, logits.size(-1)), inputs.labels.view(-1)) : undefined);
+        return { logits, loss, ...extras(out[1], out[2]) };
+      }
+      case 'BertForMultipleChoice': {
+        const logits = out[0] as Tensor;
+        return { logits, loss: inputs.labels ? F.crossEntropy(logits, inputs.labels) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForNextSentencePrediction': {
+        const logits = out[0] as Tensor;
+        const label = inputs.nextSentenceLabel ?? inputs.labels;
+        return { logits, loss: label ? F.crossEntropy(logits, label.view(-1)) : undefined, ...extras(out[1], out[2]) };
+      }
+      case 'BertForPreTraining': {
+        const [pred, nsp] = out as Tensor[];
+        let loss: Tensor | undefined;
+        if (inputs.labels && inputs.nextSentenceLabel) {
+          const a = mlmLoss ?? F.crossEntropy(pred.view(-1, c.vocab_size), inputs.labels.view(-1));
+          const b = F.crossEntropy(nsp.view(-1, 2), inputs.nextSentenceLabel.view(-1));
+          loss = a.add(b);
+        }
+        return { predictionLogits: pred, seqRelationshipLogits: nsp, loss, ...extras(out[2], out[3]) };
+      }
+      case 'BertForQuestionAnswering': {
+        const [startLogits, endLogits] = out as Tensor[];
+        let loss: Tensor | undefined;
+        if (inputs.startPositions && inputs.endPositions) {
+          // Positions outside the sequence are clamped to T and ignored, as HF does.
+          const T = startLogits.size(1);
+          const s = inputs.startPositions.view(-1).clamp(0, T);
+          const e = inputs.endPositions.view(-1).clamp(0, T);
+          loss = F.crossEntropy(startLogits, s, { ignoreIndex: T }).add(F.crossEntropy(endLogits, e, { ignoreIndex: T })).div(2);
+        }
+        return { startLogits, endLogits, loss, ...extras(out[2], out[3]) };
+      }
+    }
+  }
+
+  /** Masked-LM loss computed on the masked positions only (BertForMaskedLM); equals forward's loss. */
+  async mlmLoss(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<Tensor> {
+    if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLoss needs a BertForMaskedLM, this is a ${this.kind}`);
+    return (await this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor;
+  }
+  /** mlmLoss() and the logits [N, V] at the N masked positions (labels != -100, row-major), e.g. to sample replacements (ELECTRA). */
+  async mlmLossAndLogits(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<{ loss: Tensor; logits: Tensor }> {
+    if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLossAndLogits needs a BertForMaskedLM, this is a ${this.kind}`);
+    const [loss, logits] = (await this.module.call('mlm_loss_logits', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor[];
+    return { loss, logits };
+  }
+
+  /**
+   * An inference-only copy whose linear layers run in int8: weights quantised per output channel
+   * (symmetric), activations quantised per call from their range, int32 accumulation (fbgemm), as
+   * torch.ao's `quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig})`. Embeddings,
+   * LayerNorm, attention and softmax stay float32. CPU only; this model is unchanged.
+   */
+  quantizeDynamic(): BertPreTrainedModel {
+    return this.#inferenceCopy('int8');
+  }
+
+  /**
+   * An inference-only fp32 copy whose linear layers keep their weights laid out once for the GEMM that
+   * measured fastest on this machine for their shape and row count (torchbert::linear_prepacked,
+   * native/linear_select.cc): our packed kernel (native/linear_packed.cc), oneDNN's (AVX2, AVX-512 or AMX) or
+   * ATen's, instead of libtorch's GEMM repacking the weight on every call. Query, key and value run as
+   * one product and GELU inside the GEMM. The measurement takes seconds the first time a shape meets a
+   * machine and is cached on disk after (linear-plan.ts; `tb.linearTuning()` shows it); `backend`
+   * (or TORCHBERT_PREPACKED) runs one GEMM everywhere instead. The same results to float rounding. CPU only;
+   * this model is unchanged. This measures on the calling thread: prepackAsync() does it on a worker.
+   */
+  prepack(opts: { backend?: LinearBackend | 'auto' } = {}): BertPreTrainedModel {
+    const copy = this.#prepackedCopy(opts);
+    ensureLinearPlan(copy.targets.map((t) => t.shape));
+    return copy.fill();
+  }
+  /** prepack() with its GEMM measurements off the event loop. */
+  async prepackAsync(opts: { backend?: LinearBackend | 'auto' } = {}): Promise<BertPreTrainedModel> {
+    const copy = this.#prepackedCopy(opts);
+    try {
+      await ensureLinearPlanAsync(copy.targets.map((t) => t.shape));
+    } catch (e) {
+      copy.module.dispose();
+      throw e;
+    }
+    return copy.fill();
+  }
+
+  #inferenceCopy(mode: 'int8'): BertPreTrainedModel {
+    const { module, state } = this.#copyBase(mode);
+    tb.noGrad(() => {
+      const pack = (m: ScriptModule, prefix: string): void => {
+        for (const [n, child] of m.namedChildren()) {
+          const at = prefix + n;
+          if (child.hasAttr('_packed_params')) {
+            const [w, b] = [state.get(`${at}.weight`)!, state.get(`${at}.bias`)];
+            const plan = int8Plan(w.size(0), w.size(1));
+            child.packLinear('_packed_params', w, b, plan.engine === 'onednn' ? 'onednn' : 'fbgemm');
+            if (plan.engine === 'both') {
+              child.packLinear('_packed_params_onednn', w, b, 'onednn');
+              child.setAttr('onednn_from_rows', plan.onednnFromRows!);
+            }
+          }
+          else pack(child, `${at}.`);
+        }
+      };
+      pack(module, '');
+    });
+    module.train(false);
+    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
+  }
+
+  /** The inference module of `mode` with the float model's other parameters copied in. */
+  #copyBase(mode: 'int8' | 'prepacked'): { module: ScriptModule; state: Map<string, Tensor> } {
+    const what = mode === 'int8' ? 'quantizeDynamic' : 'prepack';
+    if (this.#inferenceOnly) throw new Error(`${what}: the model is already ${this.#inferenceOnly}`);
+    const state = new Map(this.module.namedParameters());
+    const first = state.values().next().value!;
+    if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
+    if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
+    const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
+    tb.noGrad(() => {
+      for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
+    });
+    return { module, state };
+  }
+
+  /** The prepacked module, its linear layers with their shapes, and fill(): lays out each weight as the plan says. */
+  #prepackedCopy(opts: { backend?: LinearBackend | 'auto' }) {
+    const forced = forcedBackend(opts.backend);
+    const { module, state } = this.#copyBase('prepacked');
+    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape }[] = [];
+    const walk = (m: ScriptModule, prefix: string): void => {
+      for (const [n, child] of m.namedChildren()) {
+        const at = prefix + n;
+        if (!child.hasAttr('packed_weight')) {
+          walk(child, `${at}.`);
+          continue;
+        }
+        // The fused qkv layer holds query, key and value stacked.
+        const stacked = (k: string) => () => tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!));
+        const weight = n === 'qkv' ? stacked('weight') : () => state.get(`${at}.weight`)!;
+        const bias = n === 'qkv' ? stacked('bias') : () => state.get(`${at}.bias`)!.clone();
+        const [N, K] = n === 'qkv' ? [3 * state.get(`${prefix}query.weight`)!.size(0), state.get(`${prefix}query.weight`)!.size(1)] : state.get(`${at}.weight`)!.shape;
+        const activation = child.getAttr('activation') as LinearActivation; // the GELU its GEMM applies (layers.ts)
+        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation } });
+      }
+    };
+    walk(module, '');
+    const fill = (): BertPreTrainedModel => {
+      try {
+        tb.noGrad(() => {
+          for (const t of targets) {
+            const backends = forced ? [forced] : planBackends(t.shape);
+            if (!backends.length) throw new Error(`prepack: no GEMM plan for ${t.shape.n}x${t.shape.k}`);
+            const w = t.weight();
+            const layouts: [string, Tensor][] = [['bias', t.bias()]];
+            if (backends.includes('torchbert')) layouts.push(['packed_weight', op('torchbert::pack_linear_weight').t(w)]);
+            if (backends.includes('onednn')) layouts.push(['onednn_weight', op('torchbert::reorder_linear_weight').t(w)]);
+            if (backends.includes('aten')) layouts.push(['weight', w.detach().clone()]);
+            for (const [k, v] of layouts) {
+              t.child.setAttr(k, v);
+              v.dispose();
+            }
+            if (t.stacked) w.dispose();
+          }
+        });
+      } catch (e) {
+        module.dispose();
+        throw e;
+      }
+      module.train(false);
+      return new BertPreTrainedModel(this.kind, this.config, module, { prepacked: true });
+    };
+    return { module, targets, fill };
+  }
+
+  // ---------- checkpoints ----------
+
+  /** Writes config.json and model.safetensors (HF names, tied weights once), loadable by transformers. */
+  async savePretrained(dir: string): Promise<void> {
+    if (this.#inferenceOnly) throw new Error(`savePretrained: a ${this.#inferenceOnly} model has no Hugging Face format; save the float model${this.quantized ? ' (or saveTorchScript)' : ''}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const cfg = this.config.with({ architectures: [this.kind], torch_dtype: this.namedParameters()[0][1].dtype });
+    cfg.save(path.join(dir, 'config.json'));
+    const state = new Map<string, Tensor>();
+    for (const [n, p] of this.namedParameters()) if (!TIED.includes(n)) state.set(n, p.detach());
+    await saveFile(state, path.join(dir, 'model.safetensors'), { format: 'pt' });
+  }
+
+  /** Saves the TorchScript module (Python's torch.jit.load runs it). */
+  async saveTorchScript(file: string): Promise<void> {
+    // Its packed weights feed torchbert's own kernel and have no portable form to save.
+    if (this.prepacked) throw new Error('saveTorchScript: a prepacked model runs torchbert::linear_packed; save the float model and prepack() it after loading');
+    if (!this.#usesOwnOps()) return this.module.save(file);
+    // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
+    const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable'))));
+    try {
+      const state = new Map(this.module.namedParameters());
+      tb.noGrad(() => {
+        for (const [n, p] of copy.namedParameters()) p.copy_(state.get(n)!);
+      });
+      copy.to({ device: state.values().next().value!.device });
+      copy.train(this.module.training);
+      await copy.save(file);
+    } finally {
+      copy.dispose();
+    }
+  }
+  #usesOwnOps(m: ScriptModule = this.module): boolean {
+    return m.methodNames.some((f) => m.graph(f).includes('torchbert::')) || m.namedChildren().some(([, c]) => this.#usesOwnOps(c));
+  }
+}
+
+
+function sequenceLoss(logits: Tensor, labels: Tensor, c: BertConfigFields): Tensor {
+  const nl = c.num_labels ?? 2;
+  const problem = c.problem_type ?? (nl === 1 ? 'regression' : labels.dtype === 'int64' || labels.dtype === 'int32' ? 'single_label_classification' : 'multi_label_classification');
+  if (problem === 'regression') return nl === 1 ? F.mseLoss(logits.squeeze(), labels.squeeze().float()) : F.mseLoss(logits, labels.float());
+  if (problem === 'single_label_classification') return F.crossEntropy(logits.view(-1, nl), labels.view(-1));
+  return F.bceWithLogits(logits, labels.float());
+}

@@ -1,0 +1,191 @@
+// torchbert::linear, the trainable fp32 linear layer.
+//
+// torchbert::linear(input, weight, bias?) is torch.linear whose fp32 CPU GEMMs (the forward product
+// and grad_input = grad_output @ weight) run on whichever of libtorch's BLAS (MKL here) and oneDNN
+// (mkldnn::_linear_pointwise) is faster for that shape on this machine, as cuDNN's benchmark mode picks
+// convolution algorithms: the first calls of each shape alternate between the two and time them, then
+// the faster is kept. On the 2-core AMD VM used for bench/train.js, oneDNN ran BERT's dense layers 20-30%
+// faster in some hours and MKL 10% faster in others, so neither is a safe fixed choice. grad_weight
+// stays on ATen's mm (faster for that product in every measurement). Anything else (CUDA, other dtypes,
+// autocast, no oneDNN) runs torch.linear itself, so the op is always safe to call.
+// TORCHBERT_ONEDNN_LINEAR=0 always uses ATen, =1 always oneDNN (for comparison).
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "errors.h"
+#include "kernels.h"
+#include "ops.h"
+
+namespace torchbert {
+
+at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& attr,
+                        const std::string& algorithm) {
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack{x, w, b, c10::IValue(attr), c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue(algorithm)};
+  try {
+    op.callBoxed(&stack);
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {  // dnnl::error and the like: give it libtorch's error type
+    TORCH_CHECK(false, "torchbert::linear (oneDNN): ", e.what());
+  }
+  return stack.back().toTensor();
+}
+
+namespace {
+
+at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  return torchbert::OneDnnLinear(x, w, b, "none", "");
+}
+
+// 'auto' (tune per shape), 'aten' or 'onednn', from TORCHBERT_ONEDNN_LINEAR.
+enum class Mode { Auto, Aten, OneDnn };
+Mode LinearMode() {
+  static const Mode mode = [] {
+    const char* env = std::getenv("TORCHBERT_ONEDNN_LINEAR");
+    if (env && std::string(env) == "0") return Mode::Aten;
+    if (env && std::string(env) == "1") return Mode::OneDnn;
+    return Mode::Auto;
+  }();
+  return mode;
+}
+
+// Per (pass, rows rounded up to a power of two, N, K): the best time per multiply-add each backend has
+// shown in its trials, and the choice once both have had kTrials.
+class Tuner {
+ public:
+  static constexpr int kTrials = 3;
+  enum Pass { kForward = 0, kGradInput = 1 };
+
+  // Runs f(use_onednn) with the backend to use now, timing it while the shape is still on trial.
+  template <class F>
+  at::Tensor Run(Pass pass, int64_t m, int64_t n, int64_t k, F&& f) {
+    Mode mode = LinearMode();
+    if (mode != Mode::Auto) return f(mode == Mode::OneDnn);
+    int64_t rows = 1;
+    while (rows < m) rows <<= 1;
+    auto key = std::make_tuple(static_cast<int>(pass), rows, n, k);
+    bool onednn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Entry& e = entries_[key];
+      if (e.choice >= 0) return f(e.choice == 1);
+      onednn = e.trials[1] < e.trials[0];  // alternate, ATen first
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    at::Tensor out = f(onednn);
+    double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / (double(m) * n * k);
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[key];
+    int i = onednn ? 1 : 0;
+    e.best[i] = e.trials[i]++ == 0 ? per : std::min(e.best[i], per);
+    if (e.choice < 0 && e.trials[0] >= kTrials && e.trials[1] >= kTrials) e.choice = e.best[1] < e.best[0] ? 1 : 0;
+    return out;
+  }
+
+  // [pass, rows, N, K, choice (-1 undecided, 0 ATen, 1 oneDNN), ATen and oneDNN ns per 1e3 multiply-adds]
+  std::vector<std::vector<double>> Snapshot() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::vector<double>> out;
+    for (const auto& [key, e] : entries_) {
+      out.push_back({double(std::get<0>(key)), double(std::get<1>(key)), double(std::get<2>(key)), double(std::get<3>(key)),
+                     double(e.choice), e.best[0] * 1e12, e.best[1] * 1e12});
+    }
+    return out;
+  }
+
+  static Tuner& Get() {
+    static auto* t = new Tuner();
+    return *t;
+  }
+
+ private:
+  struct Entry {
+    int trials[2] = {0, 0};
+    double best[2] = {0, 0};
+    int choice = -1;
+  };
+  std::mutex mu_;
+  std::map<std::tuple<int, int64_t, int64_t, int64_t>, Entry> entries_;
+};
+
+at::Tensor Forward(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  return Tuner::Get().Run(Tuner::kForward, x.numel() / x.size(-1), w.size(0), w.size(1),
+                          [&](bool onednn) { return onednn ? OneDnnLinear(x, w, b) : at::linear(x, w, b); });
+}
+
+at::Tensor GradInput(const at::Tensor& gy, const at::Tensor& w) {
+  return Tuner::Get().Run(Tuner::kGradInput, gy.numel() / gy.size(-1), w.size(1), w.size(0), [&](bool onednn) {
+    return onednn ? OneDnnLinear(gy, w.t().contiguous(), std::nullopt) : at::matmul(gy, w);
+  });
+}
+
+struct LinearFunction : torch::autograd::Function<LinearFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const std::optional<at::Tensor>& b) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["bias"] = b.has_value() && b->defined();
+    return Forward(x, w, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list g) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& w = saved[1];
+    at::Tensor gy = g[0].contiguous();
+    at::Tensor gx, gw, gb;
+    if (ctx->needs_input_grad(0)) gx = GradInput(gy, w);
+    at::Tensor gy2 = gy.reshape({-1, gy.size(-1)});
+    if (ctx->needs_input_grad(1)) gw = gy2.t().mm(x.reshape({-1, x.size(-1)}));
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy2.sum(0);
+    return {gx, gw, gb};
+  }
+};
+
+bool UseOneDnn(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  static const bool available = LinearMode() != Mode::Aten && at::hasMKLDNN() &&
+                                c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""}).has_value();
+  auto cpu_f32 = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided; };
+  // Shapes torch.linear would reject or broadcast go to torch.linear too, for its errors and semantics.
+  return available && cpu_f32(x) && cpu_f32(w) && x.dim() >= 2 && w.dim() == 2 && x.size(-1) == w.size(1) && x.numel() > 0 &&
+         w.numel() > 0 && (!b.has_value() || !b->defined() || (cpu_f32(*b) && b->dim() == 1 && b->size(0) == w.size(0))) &&
+         !at::autocast::is_autocast_enabled(at::kCPU);
+}
+
+}  // namespace
+
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  if (!UseOneDnn(x, w, b)) return at::linear(x, w, b);
+  return LinearFunction::apply(x.contiguous(), w.contiguous(), b);
+}
+
+Napi::Value LinearTuning(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto rows = Tuner::Get().Snapshot();
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); i++) {
+    const auto& r = rows[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pass", r[0] == 0 ? "forward" : "grad_input");
+    o.Set("rows", r[1]);
+    o.Set("n", r[2]);
+    o.Set("k", r[3]);
+    o.Set("choice", r[4] < 0 ? env.Null() : Napi::String::New(env, r[4] == 1 ? "onednn" : "aten"));
+    o.Set("atenPsPerMac", r[5]);
+    o.Set("onednnPsPerMac", r[6]);
+    out.Set(i, o);
+  }
+  AppendPrepackedTuning(env, out);
+  return out;
+}
+
+}  // namespace torchbert

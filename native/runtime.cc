@@ -1,0 +1,138 @@
+// The global torch switches behind tb.noGrad, autocast, manualSeed, RNG states, thread counts, the
+// TorchScript graph executor, CUDA queries and the build's description.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/version.h>
+
+#include <mutex>
+#include <string>
+
+#include "errors.h"
+#include "tensor.h"
+
+namespace torchbert {
+
+using tensors::Get;
+using tensors::Put;
+
+static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  bool prev = at::GradMode::is_enabled();
+  at::GradMode::set_enabled(info[0].ToBoolean().Value());
+  return Napi::Boolean::New(info.Env(), prev);
+}
+// setAutocast(device 'cpu' | 'cuda', enabled, dtype?) -> [previous enabled, previous dtype]
+static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) ThrowType(env, "autocast device must be 'cpu' or 'cuda'");
+  std::string dev = info[0].As<Napi::String>().Utf8Value();
+  if (dev != "cpu" && dev != "cuda") ThrowType(env, "autocast device must be 'cpu' or 'cuda', got '" + dev + "'");
+  at::DeviceType dt = dev == "cpu" ? at::kCPU : at::kCUDA;
+  Napi::Array prev = Napi::Array::New(env, 2);
+  prev.Set(0u, at::autocast::is_autocast_enabled(dt));
+  prev.Set(1u, DtypeName(at::autocast::get_autocast_dtype(dt)));
+  if (info.Length() > 2 && info[2].IsString()) {
+    c10::ScalarType t = ParseDtype(env, info[2].As<Napi::String>().Utf8Value());
+    if (t != at::kBFloat16 && t != at::kHalf) ThrowType(env, "autocast dtype must be bfloat16 or float16, got " + DtypeName(t));
+    at::autocast::set_autocast_dtype(dt, t);
+  }
+  at::autocast::set_autocast_enabled(dt, info[1].ToBoolean().Value());
+  return prev;
+}
+static Napi::Value AutocastClearCache(const Napi::CallbackInfo& info) {
+  at::autocast::clear_cache();
+  return info.Env().Undefined();
+}
+static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::GradMode::is_enabled());
+}
+static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t seed;
+  if (info[0].IsBigInt()) {
+    bool lossless;
+    seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  } else if (info[0].IsNumber()) {
+    double d = info[0].As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d != static_cast<double>(static_cast<uint64_t>(d))) ThrowRange(env, "seed must be a non-negative integer");
+    seed = static_cast<uint64_t>(d);
+  } else {
+    ThrowType(env, "seed must be a number or bigint");
+  }
+  at::manual_seed(seed);
+  return env.Undefined();
+}
+// The default CPU generator's state (a uint8 tensor), for checkpoints that resume bit-exactly.
+static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return Put(info.Env(), gen.get_state());
+}
+static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  const at::Tensor& state = Get(info[0], "state");
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+  return info.Env().Undefined();
+}
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(n >= 1) || n != static_cast<int>(n)) ThrowRange(env, "setNumThreads needs a positive integer");
+  at::set_num_threads(static_cast<int>(n));
+  return env.Undefined();
+}
+// TorchScript's graph executor optimisations (profiling, autodiff subgraphs, fusion). Returns the
+// previous setting.
+static Napi::Value SetGraphExecutorOptimize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsBoolean()) ThrowType(env, "setGraphExecutorOptimize needs a boolean");
+  bool prev = torch::jit::getGraphExecutorOptimize();
+  torch::jit::setGraphExecutorOptimize(info[0].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(env, prev);
+}
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+static Napi::Value CudaIsAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), torch::cuda::is_available());
+}
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
+}
+static Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
+  if (torch::cuda::is_available()) torch::cuda::synchronize();
+  return info.Env().Undefined();
+}
+static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("torchVersion", TORCH_VERSION);
+  o.Set("parallelInfo", at::get_parallel_info());
+  o.Set("config", at::show_config());
+  o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI));
+  o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
+  return o;
+}
+
+void InitRuntime(Napi::Env env, Napi::Object exports) {
+  exports.Set("getRngState", Napi::Function::New<Guarded<GetRngState>>(env));
+  exports.Set("setRngState", Napi::Function::New<Guarded<SetRngState>>(env));
+  exports.Set("setGradEnabled", Napi::Function::New<Guarded<SetGradEnabled>>(env));
+  exports.Set("isGradEnabled", Napi::Function::New<Guarded<IsGradEnabled>>(env));
+  exports.Set("setAutocast", Napi::Function::New<Guarded<SetAutocast>>(env));
+  exports.Set("autocastClearCache", Napi::Function::New<Guarded<AutocastClearCache>>(env));
+  exports.Set("manualSeed", Napi::Function::New<Guarded<ManualSeed>>(env));
+  exports.Set("setNumThreads", Napi::Function::New<Guarded<SetNumThreads>>(env));
+  exports.Set("getNumThreads", Napi::Function::New<Guarded<GetNumThreads>>(env));
+  exports.Set("setGraphExecutorOptimize", Napi::Function::New<Guarded<SetGraphExecutorOptimize>>(env));
+  exports.Set("cudaIsAvailable", Napi::Function::New<Guarded<CudaIsAvailable>>(env));
+  exports.Set("cudaDeviceCount", Napi::Function::New<Guarded<CudaDeviceCount>>(env));
+  exports.Set("cudaSynchronize", Napi::Function::New<Guarded<CudaSynchronize>>(env));
+  exports.Set("buildInfo", Napi::Function::New<Guarded<BuildInfo>>(env));
+}
+
+}  // namespace torchbert

@@ -1,0 +1,35 @@
+// The TorchScript each BERT mode runs, as a reader opens it (bertTorchScript): a change to the model's
+// source shows in review as a change to these snapshots (test/__snapshots__/bert-source.test.ts.snap).
+import { bertTorchScript } from '../lib/models/bert';
+
+const config = { vocab_size: 30, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, max_position_embeddings: 16 };
+
+describe('the generated TorchScript, one unit per Hugging Face module', () => {
+  test.each(['float', 'prepacked', 'int8'] as const)('BertForSequenceClassification, %s', (mode) => {
+    const src = bertTorchScript('BertForSequenceClassification', config, mode);
+    // One class per HF module, each listed once however many layers use it.
+    for (const unit of ['BertEmbeddings', 'BertSelfAttention', 'BertSelfOutput', 'BertAttention', 'BertIntermediate', 'BertOutput', 'BertLayer', 'BertEncoder', 'BertPooler', 'BertModel', 'BertForSequenceClassification']) {
+      expect(src.match(new RegExp(`^class ${unit}:`, 'gm'))).toHaveLength(1);
+    }
+    expect(src).toMatchSnapshot();
+  });
+
+  test('BertForMaskedLM and BertForQuestionAnswering, float', () => {
+    expect(bertTorchScript('BertForMaskedLM', config)).toMatchSnapshot();
+    expect(bertTorchScript('BertForQuestionAnswering', config)).toMatchSnapshot();
+  });
+
+  test('the modes differ only in their Linear and Dropout units and in the fused query/key/value projection', () => {
+    const units = (mode: 'float' | 'portable' | 'int8' | 'prepacked') => {
+      const byClass = new Map<string, string>();
+      for (const block of bertTorchScript('BertForSequenceClassification', config, mode).split(/^(?=class )/m)) byClass.set(block.slice(6, block.indexOf(':')), block);
+      return byClass;
+    };
+    const float = units('float');
+    for (const mode of ['portable', 'int8', 'prepacked'] as const) {
+      const other = units(mode);
+      const differing = [...float.keys()].filter((k) => other.get(k) !== float.get(k));
+      expect(differing.sort()).toEqual(mode === 'prepacked' ? ['BertSelfAttention', 'Dropout', 'Linear'] : ['Dropout', 'Linear']);
+    }
+  });
+});
