@@ -8,7 +8,7 @@
 //    concurrency 64 for --seconds, one after the other.
 // Each process's peak includes its runtime and libtorch (or onnxruntime) themselves; "after load" is the
 // resident memory once the model is loaded, before the first step or request.
-// Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10]
+// Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -19,6 +19,7 @@ const ROOT = path.join(__dirname, '..');
 const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
 const STEPS = Number(arg('--steps', '3'));
 const SECONDS = Number(arg('--seconds', '10'));
+const ONLY = arg('--only', null); // train | serve
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;
@@ -99,11 +100,15 @@ async function serverPeak(name, args, ready, port, texts) {
 
 (async () => {
   console.log(cpuLine(require('../dist')));
-  const ours = torchbertTraining();
-  const hf = hfTraining();
-  const train = { steps: STEPS, torchbert: ours, hf, peakRatio: ours.peakKb / hf.peakKb };
-  console.log(`training (B ${B}, T ${T}, ${STEPS} steps): peak RSS torchbert ${MB(ours.peakKb).toFixed(0)} MB, HF + torch.optim ${MB(hf.peakKb).toFixed(0)} MB: ` +
-    `${train.peakRatio.toFixed(2)}x (after load ${MB(ours.afterLoadKb).toFixed(0)} vs ${MB(hf.afterLoadKb).toFixed(0)} MB)`);
+  let train = null;
+  if (ONLY !== 'serve') {
+    const ours = torchbertTraining();
+    const hf = hfTraining();
+    train = { steps: STEPS, torchbert: ours, hf, peakRatio: ours.peakKb / hf.peakKb };
+    console.log(`training (B ${B}, T ${T}, ${STEPS} steps): peak RSS torchbert ${MB(ours.peakKb).toFixed(0)} MB, HF + torch.optim ${MB(hf.peakKb).toFixed(0)} MB: ` +
+      `${train.peakRatio.toFixed(2)}x (after load ${MB(ours.afterLoadKb).toFixed(0)} vs ${MB(hf.afterLoadKb).toFixed(0)} MB)`);
+  }
+  if (ONLY === 'train') return console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train }));
   const texts = sst2Sentences();
   const servers = [
     await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, '--port'], /serving/, 18611, texts),

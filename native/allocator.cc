@@ -6,6 +6,9 @@
 // are kept here for reuse, best fit within 1/8 of the requested size, up to a byte limit (a quarter of
 // physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit); smaller blocks go straight
 // to c10's allocator. Only libtorch tensors allocated after the addon loads use it.
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 #include <napi.h>
@@ -26,6 +29,15 @@ namespace {
 constexpr size_t kMinCached = 256 << 10;
 constexpr size_t kPage = 4096;
 
+// Requests round up to one of four sizes per power of two (at most 25% more): tensors whose sizes vary
+// from call to call (a server's batches) then reuse each other's blocks instead of each caching its own.
+size_t SizeClass(size_t n) {
+  size_t pow2 = size_t(1) << (63 - __builtin_clzll(n));
+  size_t step = pow2 / 4;
+  size_t size = (n + step - 1) / step * step;
+  return (size + kPage - 1) / kPage * kPage;
+}
+
 class CachingCpuAllocator final : public c10::Allocator {
  public:
   CachingCpuAllocator() {
@@ -43,7 +55,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       void* p = c10::alloc_cpu(n);
       return {p, p, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
     }
-    size_t size = (n + kPage - 1) / kPage * kPage;
+    size_t size = SizeClass(n);
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -98,6 +110,11 @@ class CachingCpuAllocator final : public c10::Allocator {
       cached_ = 0;
     }
     for (auto& [size, p] : blocks) c10::free_cpu(p);
+#if defined(__GLIBC__)
+    // glibc keeps freed heap memory (blocks under its mmap threshold, which rises to 32 MB after large
+    // frees) in its arenas: hand it back too, or the process's resident size does not fall.
+    malloc_trim(0);
+#endif
   }
 
   void SetLimit(size_t bytes) {

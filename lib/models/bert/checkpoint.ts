@@ -51,12 +51,14 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
   try {
-    report = model.loadStateDict(state);
+    report = model.loadStateDict(state, { assign: true });
   } catch (e) {
     module.dispose();
     throw e;
   } finally {
     for (const t of state.values()) t.dispose();
+    // An inference copy is made next: the checkpoint's blocks would sit in the CPU cache beside both models.
+    if (opts.quantize || opts.prepack) tb.cpuCache.emptyCache();
   }
   if (report.missingKeys.length) {
     const params = new Map(model.module.namedParameters());
@@ -66,8 +68,10 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   if (opts.quantize || opts.prepack) {
-    const q = opts.quantize ? model.quantizeDynamic() : await model.prepackAsync();
+    const q = opts.quantize ? model.quantizeDynamic() : await model.prepackAsync({ consume: true });
     model.module.dispose();
+    // An inference process will not reuse the float weights' (and the checkpoint's) blocks: back to the OS.
+    tb.cpuCache.emptyCache();
     return Object.assign(q, { loadReport: report });
   }
   return Object.assign(model, { loadReport: report });

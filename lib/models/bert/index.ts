@@ -10,7 +10,7 @@ export { HEADS } from './heads';
 export type { HeadKind } from './heads';
 export type { LinearMode } from './layers';
 export { BertPreTrainedModel } from './model';
-export type { BertInputs, BertOutput, LoadReport } from './model';
+export type { BertInputs, BertOutput, LoadReport, PrepackOptions } from './model';
 export { fromPretrained, fromConfig } from './checkpoint';
 
 /**

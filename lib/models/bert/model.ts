@@ -54,6 +54,16 @@ const TIED = ['cls.predictions.decoder.weight', 'cls.predictions.decoder.bias'];
 /** Names that share one tensor in the MLM head (HF ties the decoder to the word embeddings and to cls.predictions.bias). */
 const TIED_PAIRS = [['cls.predictions.decoder.weight', 'bert.embeddings.word_embeddings.weight'], ['cls.predictions.decoder.bias', 'cls.predictions.bias']];
 
+export interface PrepackOptions {
+  /** the GEMM every layer runs ('auto', the default: the one measured fastest per shape and row count) */
+  backend?: LinearBackend | 'auto';
+  /**
+   * Frees this model's linear weights as each is laid out (the model is unusable after: dispose it). Loading
+   * straight to a prepacked model does this, so the float and packed weights are never all in memory at once.
+   */
+  consume?: boolean;
+}
+
 /** Any BERT architecture: the TorchScript module plus its config and the HF-style forward. */
 export class BertPreTrainedModel {
   readonly kind: HeadKind;
@@ -142,7 +152,7 @@ export class BertPreTrainedModel {
    * Copies tensors into the parameters by name, accepting HF checkpoints with or without the `bert.`
    * prefix and old `gamma`/`beta` LayerNorm names. Reports missing and unexpected keys as HF does.
    */
-  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean } = {}): LoadReport {
+  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean; assign?: boolean } = {}): LoadReport {
     const params = new Map(this.module.namedParameters());
     const base = this.kind !== 'BertModel';
     const rename = (k: string) => {
@@ -167,11 +177,19 @@ export class BertPreTrainedModel {
           for (const q of params.values()) q.dispose();
           throw new RangeError(msg);
         }
-        p.copy_(t);
+        // assign (torch's load_state_dict(assign=True)): the checkpoint's tensor becomes the parameter, no
+        // second copy of the weights in memory while loading; other dtypes and devices are copied.
+        if (opts.assign && t.dtype === p.dtype && t.device === p.device && t.isContiguous) {
+          t.requiresGrad = p.requiresGrad;
+          this.#setSlot(n, t);
+        } else {
+          p.copy_(t);
+        }
         loaded.add(n);
         for (const pair of TIED_PAIRS) if (pair.includes(n)) pair.forEach((t) => loaded.add(t)); // one tensor, two names
       }
     });
+    if (opts.assign) this.#retie();
     const missing = [...params.keys()].filter((n) => !loaded.has(n));
     // the handles namedParameters() made; the module keeps its tensors
     for (const p of params.values()) p.dispose();
@@ -295,17 +313,24 @@ export class BertPreTrainedModel {
    * (or TORCHBERT_PREPACKED) runs one GEMM everywhere instead. The same results to float rounding. CPU only;
    * this model is unchanged. This measures on the calling thread: prepackAsync() does it on a worker.
    */
-  prepack(opts: { backend?: LinearBackend | 'auto' } = {}): BertPreTrainedModel {
+  prepack(opts: PrepackOptions = {}): BertPreTrainedModel {
     const copy = this.#prepackedCopy(opts);
-    ensureLinearPlan(copy.targets.map((t) => t.shape));
+    try {
+      ensureLinearPlan(copy.targets.map((t) => t.shape));
+    } catch (e) {
+      copy.release();
+      copy.module.dispose();
+      throw e;
+    }
     return copy.fill();
   }
   /** prepack() with its GEMM measurements off the event loop. */
-  async prepackAsync(opts: { backend?: LinearBackend | 'auto' } = {}): Promise<BertPreTrainedModel> {
+  async prepackAsync(opts: PrepackOptions = {}): Promise<BertPreTrainedModel> {
     const copy = this.#prepackedCopy(opts);
     try {
       await ensureLinearPlanAsync(copy.targets.map((t) => t.shape));
     } catch (e) {
+      copy.release();
       copy.module.dispose();
       throw e;
     }
@@ -314,6 +339,18 @@ export class BertPreTrainedModel {
 
   #inferenceCopy(mode: 'int8'): BertPreTrainedModel {
     const { module, state } = this.#copyBase(mode);
+    try {
+      this.#packInt8(module, state);
+    } catch (e) {
+      module.dispose();
+      throw e;
+    } finally {
+      for (const t of state.values()) t.dispose(); // handles on the float model's weights, which stay its own
+    }
+    module.train(false);
+    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
+  }
+  #packInt8(module: ScriptModule, state: Map<string, Tensor>): void {
     tb.noGrad(() => {
       const pack = (m: ScriptModule, prefix: string): void => {
         for (const [n, child] of m.namedChildren()) {
@@ -332,8 +369,6 @@ export class BertPreTrainedModel {
       };
       pack(module, '');
     });
-    module.train(false);
-    return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
   }
 
   /** The inference module of `mode` with the float model's other parameters copied in. */
@@ -345,17 +380,17 @@ export class BertPreTrainedModel {
     if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
     if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
     const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
-    tb.noGrad(() => {
+    tb.tidy(() => tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
-    });
+    }));
     return { module, state };
   }
 
   /** The prepacked module, its linear layers with their shapes, and fill(): lays out each weight as the plan says. */
-  #prepackedCopy(opts: { backend?: LinearBackend | 'auto' }) {
+  #prepackedCopy(opts: PrepackOptions) {
     const forced = forcedBackend(opts.backend);
     const { module, state } = this.#copyBase('prepacked');
-    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape }[] = [];
+    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape; sources: string[] }[] = [];
     const walk = (m: ScriptModule, prefix: string): void => {
       for (const [n, child] of m.namedChildren()) {
         const at = prefix + n;
@@ -369,7 +404,8 @@ export class BertPreTrainedModel {
         const bias = n === 'qkv' ? stacked('bias') : () => state.get(`${at}.bias`)!.clone();
         const [N, K] = n === 'qkv' ? [3 * state.get(`${prefix}query.weight`)!.size(0), state.get(`${prefix}query.weight`)!.size(1)] : state.get(`${at}.weight`)!.shape;
         const activation = child.getAttr('activation') as LinearActivation; // the GELU its GEMM applies (layers.ts)
-        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation } });
+        const sources = n === 'qkv' ? ['query', 'key', 'value'].map((part) => `${prefix}${part}.weight`) : [`${at}.weight`];
+        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation }, sources });
       }
     };
     walk(module, '');
@@ -389,16 +425,42 @@ export class BertPreTrainedModel {
               v.dispose();
             }
             if (t.stacked) w.dispose();
+            if (opts.consume) {
+              for (const name of t.sources) this.#dropWeight(name, state);
+              tb.cpuCache.emptyCache(); // the freed weight back to the OS now, not after the last layer
+            }
           }
         });
       } catch (e) {
         module.dispose();
         throw e;
+      } finally {
+        release();
       }
       module.train(false);
       return new BertPreTrainedModel(this.kind, this.config, module, { prepacked: true });
     };
-    return { module, targets, fill };
+    // The handles on the float model's weights (which stay its own): freed once the copy is filled.
+    const release = () => {
+      for (const t of state.values()) t.dispose();
+    };
+    return { module, targets, fill, release };
+  }
+
+  /** Frees this (consumed) model's weight `name` now: the module's slot gets an empty tensor, the handle goes. */
+  #dropWeight(name: string, state: Map<string, Tensor>): void {
+    this.#setSlot(name, tb.empty([0]));
+    state.get(name)?.dispose();
+    state.delete(name);
+  }
+  /** Sets the parameter or buffer at dotted path `name` of the module to `value`. */
+  #setSlot(name: string, value: Tensor): void {
+    const parts = name.split('.');
+    const owners: ScriptModule[] = [];
+    let m = this.module;
+    for (const seg of parts.slice(0, -1)) owners.push((m = m.getAttr(seg) as ScriptModule));
+    m.setAttr(parts.at(-1)!, value);
+    for (const o of owners) o.dispose();
   }
 
   // ---------- checkpoints ----------
@@ -422,11 +484,12 @@ export class BertPreTrainedModel {
     // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
     const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable'))));
     try {
-      const state = new Map(this.module.namedParameters());
-      tb.noGrad(() => {
+      const device = tb.tidy(() => tb.noGrad(() => {
+        const state = new Map(this.module.namedParameters());
         for (const [n, p] of copy.namedParameters()) p.copy_(state.get(n)!);
-      });
-      copy.to({ device: state.values().next().value!.device });
+        return state.values().next().value!.device;
+      }));
+      copy.to({ device });
       copy.train(this.module.training);
       await copy.save(file);
     } finally {
