@@ -6,9 +6,6 @@
 // are kept here for reuse, best fit within 1/8 of the requested size, up to a byte limit (a quarter of
 // physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit); smaller blocks go straight
 // to c10's allocator. Only libtorch tensors allocated after the addon loads use it.
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 #include <napi.h>
@@ -18,6 +15,9 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#if defined(__GLIBC__)
+#include <malloc.h>  // malloc_trim
+#endif
 
 #include "errors.h"
 #include "ops.h"
