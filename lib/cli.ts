@@ -332,15 +332,29 @@ lt.command('download')
   .action(async (o: { version: string; flavour: string; url?: string; sha256?: string; allowUnverified?: boolean }) => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { downloadLibtorch } = require('../scripts/download-libtorch.js');
-    let last = 0;
-    const r = await downloadLibtorch({
-      ...o,
-      onProgress: (got: number, total: number) => {
-        if (Date.now() - last < 1000) return;
-        last = Date.now();
-        process.stderr.write(`\r${(got / 1e6).toFixed(0)} MB${total ? ` of ${(total / 1e6).toFixed(0)} MB` : ''}`);
-      },
-    });
+    // The same progress bar as training (cli-progress), on a terminal; a line per 100 MB otherwise.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const progress = require('cli-progress');
+    const bar = process.stderr.isTTY ? new progress.SingleBar({ format: 'libtorch |{bar}| {value}/{total} MB {percentage}% eta {eta_formatted}', stream: process.stderr, hideCursor: true }, progress.Presets.shades_classic) : null;
+    let shown = -1;
+    let r: { cached: boolean; root: string };
+    try {
+      r = await downloadLibtorch({
+        ...o,
+        onProgress: (got: number, total: number) => {
+          const mb = Math.floor(got / 1e6);
+          if (bar) {
+            if (shown < 0) bar.start(Math.ceil(total / 1e6) || mb, 0);
+            bar.update(mb);
+          } else if (Math.floor(mb / 100) > Math.floor(shown / 100)) {
+            process.stderr.write(`libtorch: ${mb} MB${total ? ` of ${Math.ceil(total / 1e6)} MB` : ''}\n`);
+          }
+          shown = mb;
+        },
+      });
+    } finally {
+      bar?.stop();
+    }
     console.log(`${r.cached ? 'already in the cache' : 'installed'}: ${r.root}`);
   });
 

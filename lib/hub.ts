@@ -4,7 +4,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeFileAtomicSync } from './fsutil';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
+import { writeFileAtomic } from './fsutil';
 
 export interface HubOptions {
   revision?: string;
@@ -73,10 +75,19 @@ export async function hubFile(repo: string, file: string, opts: HubOptions & { o
   const snap = path.join(dir, 'snapshots', commit, file);
   fs.mkdirSync(path.dirname(blob), { recursive: true });
   fs.mkdirSync(path.dirname(snap), { recursive: true });
-  const body = Buffer.from(await res.arrayBuffer());
+  // Streamed to a temporary file beside the blob (a checkpoint is not held in memory), renamed when whole.
   const expected = res.headers.get('content-length');
-  if (expected !== null && Number(expected) !== body.length) throw new Error(`download of '${file}' of '${repo}' was truncated (${body.length} of ${expected} bytes)`);
-  writeFileAtomicSync(blob, body);
+  await writeFileAtomic(blob, async (tmp) => {
+    if (!res.body) throw new Error(`download of '${file}' of '${repo}' has no body`);
+    try {
+      await pipeline(Readable.fromWeb(res.body as import('stream/web').ReadableStream), fs.createWriteStream(tmp));
+    } catch (e) {
+      const got = fs.existsSync(tmp) ? fs.statSync(tmp).size : 0;
+      throw new Error(`download of '${file}' of '${repo}' from ${endpoint} broke off after ${got}${expected !== null ? ` of ${expected}` : ''} bytes: ${(e as Error).message}`);
+    }
+    const got = fs.statSync(tmp).size;
+    if (expected !== null && Number(expected) !== got) throw new Error(`download of '${file}' of '${repo}' was truncated (${got} of ${expected} bytes)`);
+  });
   fs.rmSync(snap, { force: true });
   fs.symlinkSync(path.relative(path.dirname(snap), blob), snap);
   fs.mkdirSync(path.join(dir, 'refs'), { recursive: true });

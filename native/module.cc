@@ -7,6 +7,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 
 #include <atomic>
+#include <memory>
 #include <limits>
 #include <vector>
 
@@ -112,9 +113,13 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     exports.Set("endUnit", Napi::Function::New(env, EndUnit));
   }
 
-  static Napi::Object New(Napi::Env env, torch::jit::Module m) {
+  // A wrapper of m; a submodule's wrapper (getAttr, namedChildren) shares its parent's busy state: the
+  // two reach the same weights, so a call through one must not overlap a call or mutation through the other.
+  static Napi::Object New(Napi::Env env, torch::jit::Module m, std::shared_ptr<std::atomic<bool>> busy = nullptr) {
     Napi::Object o = ctor.New({});
-    Unwrap(o)->Reset(std::move(m));
+    ModuleWrap* w = Unwrap(o);
+    w->Reset(std::move(m));
+    if (busy) w->busy_ = std::move(busy);
     return o;
   }
 
@@ -147,10 +152,10 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   void Acquire(Napi::Env env) {
     CheckLive(env);
     bool expected = false;
-    if (!busy_.compare_exchange_strong(expected, true))
+    if (!busy_->compare_exchange_strong(expected, true))
       throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
   }
-  void ReleaseBusy() { busy_ = false; }
+  void ReleaseBusy() { *busy_ = false; }
   const torch::jit::Module& module() const { return m_; }
 
  private:
@@ -169,7 +174,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   // Mutations and sync calls must not overlap a worker using the module.
   void CheckIdle(Napi::Env env) const {
     CheckLive(env);
-    if (busy_) throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
+    if (*busy_) throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
   }
 
   static std::string PathArg(const Napi::CallbackInfo& info, size_t i) {
@@ -353,7 +358,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     std::string name = NameArg(info);
     if (!m_.hasattr(name)) ThrowType(info.Env(), "ScriptModule has no attribute '" + name + "'");
     c10::IValue v = m_.attr(name);
-    if (v.isModule()) return New(info.Env(), v.toModule());
+    if (v.isModule()) return New(info.Env(), v.toModule(), busy_);
     return FromIValue(info.Env(), v, true);
   }
   Napi::Value HasAttr(const Napi::CallbackInfo& info) {
@@ -402,7 +407,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     for (const auto& c : m_.named_children()) {
       Napi::Array pair = Napi::Array::New(info.Env(), 2);
       pair.Set(0u, c.name);
-      pair.Set(1u, New(info.Env(), c.value));
+      pair.Set(1u, New(info.Env(), c.value, busy_));
       a.Set(i++, pair);
     }
     return a;
@@ -465,18 +470,18 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     return Napi::String::New(info.Env(), m->graph()->toString());
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    if (busy_) throw Napi::Error::New(info.Env(), "ScriptModule is busy and cannot be disposed until its call finishes");
+    if (*busy_) throw Napi::Error::New(info.Env(), "ScriptModule is busy and cannot be disposed until its call finishes");
     if (live_) {
       live_ = false;
       m_ = torch::jit::Module();
     }
     return info.Env().Undefined();
   }
-  Napi::Value IsBusy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_.load()); }
+  Napi::Value IsBusy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), busy_->load()); }
 
   torch::jit::Module m_;
   bool live_ = false;
-  std::atomic<bool> busy_{false};
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 Napi::FunctionReference ModuleWrap::ctor;

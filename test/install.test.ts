@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
-import { spawnSync, execFileSync } from 'child_process';
+import { spawnSync, execFile, execFileSync } from 'child_process';
 import { ROOT, tmpDir } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -60,6 +60,14 @@ describe('LibTorch download', () => {
     base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   });
   afterAll(() => new Promise((r) => server.close(r)));
+
+  test('torchbert libtorch download: progress on stderr (a line per 100 MB off a terminal), where it installed on stdout', async () => {
+    const cli = [require.resolve('ts-node/register/transpile-only'), path.join(__dirname, '..', 'lib', 'cli.ts')];
+    const r = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => execFile(process.execPath, ['-r', ...cli, 'libtorch', 'download', '--url', `${base}/lt.zip`, '--sha256', sha256(zip)],
+      { env: { ...process.env, TORCHBERT_CACHE: path.join(work, 'cache-cli') } }, (e, stdout, stderr) => (e ? reject(new Error(`${e.message}\n${stderr}`)) : resolve({ stdout, stderr }))));
+    expect(r.stderr).toMatch(/^libtorch: 0 MB of 1 MB$/m);
+    expect(r.stdout).toContain(`installed: ${path.join(work, 'cache-cli', 'libtorch', '2.13.0-cpu', 'libtorch')}`);
+  });
 
   test('verifies the checksum, caches, and the locator finds the cached copy', async () => {
     const cacheDir = path.join(work, 'cache1');

@@ -110,6 +110,28 @@ test('concurrent pipelines leave grad mode as they found it', async () => {
   expect(isGradEnabled()).toBe(true);
 });
 
+test('a classifier and a feature extractor over the same weights take turns, never run at once', async () => {
+  const { BertTokenizer } = await import('../lib/tokenizer');
+  const { fromPretrained } = await import('../lib/models/bert');
+  const d = dir('tiny-BertForSequenceClassification');
+  const [model, tokenizer] = [await fromPretrained(d, { kind: 'BertForSequenceClassification' }), await BertTokenizer.fromPretrained(d)];
+  const clf = (await pipeline('text-classification', { model, tokenizer })) as TextClassificationPipeline;
+  const fe = await pipeline('feature-extraction', { model, tokenizer });
+  // The encoder's module is the classifier's submodule: one busy state.
+  const encoder = model.module.getAttr('bert') as import('../lib').ScriptModule;
+  const call = clf.call(fx.texts);
+  let sawBusy = false;
+  for (let i = 0; i < 5000 && !sawBusy; i++) {
+    await new Promise((r) => setImmediate(r));
+    sawBusy = model.module.isBusy && encoder.isBusy;
+  }
+  expect(sawBusy).toBe(true);
+  // Calls through both, all at once: each waits its turn, none fails as busy.
+  const [a, b, c] = await Promise.all([call, fe.call(fx.texts.slice(0, 5)), clf.call(fx.texts[0])]);
+  expect([(a as unknown[]).length, (b as unknown[]).length, (c as unknown[]).length]).toEqual([fx.texts.length, 5, 1]);
+  expect(encoder.isBusy).toBe(false);
+});
+
 describe('pipeline errors', () => {
   test('bad inputs and tasks name what is wrong', async () => {
     await expect(pipeline('summarization' as any, dir('tiny-BertModel'))).rejects.toThrow(/unknown task 'summarization'/);

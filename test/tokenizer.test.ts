@@ -44,6 +44,13 @@ describe('loading', () => {
     const requests: string[] = [];
     const server = http.createServer((req, res) => {
       requests.push(req.url!);
+      if (req.url!.startsWith('/acme/cut/resolve/main/tokenizer.json')) {
+        // a download cut short: the header promises more than arrives
+        res.writeHead(200, { 'content-length': 100000, 'x-repo-commit': 'def456', etag: '"etag-cut"' });
+        res.write('{"version": ');
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
       const m = req.url!.match(/^\/acme\/tiny-bert\/resolve\/main\/(.+)$/);
       const file = m && path.join(UNCASED, m[1]);
       if (!file || !fs.existsSync(file)) {
@@ -69,6 +76,10 @@ describe('loading', () => {
       await expect(BertTokenizer.fromPretrained('acme/nothing-here', { cacheDir: cache, endpoint })).rejects.toThrow(/has none of tokenizer.json, vocab.txt/);
       await expect(BertTokenizer.fromPretrained('acme/other', { cacheDir: cache, endpoint, offline: true })).rejects.toThrow(/has none of/);
       await expect(BertTokenizer.fromPretrained('bad name!', { cacheDir: cache, endpoint })).rejects.toThrow(/invalid model name/);
+      // Downloads stream to a temporary file: a cut one fails and leaves nothing behind in the cache.
+      await expect(BertTokenizer.fromPretrained('acme/cut', { cacheDir: cache, endpoint })).rejects.toThrow(/download of 'tokenizer.json' of 'acme\/cut' .* broke off after \d+ of 100000 bytes/);
+      const blobs = path.join(cache, 'models--acme--cut', 'blobs');
+      expect(fs.existsSync(blobs) ? fs.readdirSync(blobs) : []).toEqual([]);
     } finally {
       server.close();
     }

@@ -90,5 +90,5 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
 /** The encoder of a model with a head, sharing its weights. */
 export function encoderOf(m: BertPreTrainedModel): BertPreTrainedModel {
   if (m.kind === 'BertModel') return m;
-  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('../module').ScriptModule, { quantized: m.quantized, prepacked: m.prepacked });
+  return new BertPreTrainedModel('BertModel', m.config, m.module.getAttr('bert') as import('../module').ScriptModule, { quantized: m.quantized, prepacked: m.prepacked, sharesWeightsWith: m });
 }

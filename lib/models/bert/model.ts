@@ -74,12 +74,16 @@ export class BertPreTrainedModel {
   /** An fp32 copy with prepacked linear weights from prepack(): inference only, on the CPU. */
   readonly prepacked: boolean;
 
-  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean; prepacked?: boolean } = {}) {
+  /** Calls through this model and the models sharing its weights (encoderOf) take turns: one at a time, in order. */
+  #turn: { tail: Promise<void> };
+
+  constructor(kind: HeadKind, config: BertConfig, module?: ScriptModule, opts: { quantized?: boolean; prepacked?: boolean; sharesWeightsWith?: BertPreTrainedModel } = {}) {
     if (!HEADS.includes(kind)) throw new TypeError(`unknown BERT architecture '${kind}' (expected one of ${HEADS.join(', ')})`);
     this.kind = kind;
     this.config = config;
     this.quantized = !!opts.quantized;
     this.prepacked = !!opts.prepacked;
+    this.#turn = opts.sharesWeightsWith ? opts.sharesWeightsWith.#turn : { tail: Promise.resolve() };
     // Parameters are initialised from the global generator (HF's _init_weights distributions).
     // The initial weights live in the module; tidy frees their JS handles now rather than at GC.
     this.module = module ?? tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(kind, config.fields))));
@@ -201,7 +205,7 @@ export class BertPreTrainedModel {
   async forward(inputs: BertInputs): Promise<BertOutput> {
     if (!(inputs.inputIds instanceof Tensor)) throw new TypeError('inputs.inputIds must be an int64 Tensor');
     const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
-    const out = (await this.module.call(this.#method(inputs), ...args)) as (Tensor | Tensor[] | null)[];
+    const out = (await this.#exclusive(() => this.module.call(this.#method(inputs), ...args))) as (Tensor | Tensor[] | null)[];
     // The masked-LM loss reads [B*T, vocab] logits: computed off the event loop like the forward.
     let mlmLoss: Tensor | undefined;
     if (inputs.labels && (this.kind === 'BertForMaskedLM' || (this.kind === 'BertForPreTraining' && inputs.nextSentenceLabel))) {
@@ -214,6 +218,21 @@ export class BertPreTrainedModel {
       }
     }
     return this.#wrap(out, inputs, mlmLoss);
+  }
+  /**
+   * Runs `call` when the calls before it (through this model or one sharing its weights) are done: the
+   * module and its submodules share one busy state (a second concurrent call would be an error).
+   */
+  async #exclusive<T>(call: () => Promise<T>): Promise<T> {
+    const prev = this.#turn.tail;
+    let done!: () => void;
+    this.#turn.tail = new Promise<void>((r) => (done = r));
+    try {
+      await prev;
+      return await call();
+    } finally {
+      done();
+    }
   }
   forwardSync(inputs: BertInputs): BertOutput {
     const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
@@ -284,12 +303,12 @@ export class BertPreTrainedModel {
   /** Masked-LM loss computed on the masked positions only (BertForMaskedLM); equals forward's loss. */
   async mlmLoss(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<Tensor> {
     if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLoss needs a BertForMaskedLM, this is a ${this.kind}`);
-    return (await this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor;
+    return (await this.#exclusive(() => this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels))) as Tensor;
   }
   /** mlmLoss() and the logits [N, V] at the N masked positions (labels != -100, row-major), e.g. to sample replacements (ELECTRA). */
   async mlmLossAndLogits(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<{ loss: Tensor; logits: Tensor }> {
     if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLossAndLogits needs a BertForMaskedLM, this is a ${this.kind}`);
-    const [loss, logits] = (await this.module.call('mlm_loss_logits', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels)) as Tensor[];
+    const [loss, logits] = (await this.#exclusive(() => this.module.call('mlm_loss_logits', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels))) as Tensor[];
     return { loss, logits };
   }
 
