@@ -2,7 +2,7 @@
 //
 // glibc's malloc serves tensors of a few MB or more from fresh mmaps (or from per-thread heaps that it
 // unmaps when they empty), so every training step pays the kernel to zero the same pages again:
-// `perf` showed 17% of a BERT-base forward in clear_page_erms. Freed blocks of at least kMinCached bytes
+// `perf` showed clear_page_erms among the top symbols of a BERT-base forward. Freed blocks of at least kMinCached bytes
 // are kept here for reuse, best fit within 1/8 of the requested size, up to a byte limit (a quarter of
 // physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit); smaller blocks go straight
 // to c10's allocator. Only libtorch tensors allocated after the addon loads use it.

@@ -2,9 +2,8 @@
 //
 // torchbert::dropout(input, p, train) is torch.dropout whose fp32 CPU mask is drawn in parallel from a
 // counter-based generator: ATen's CPU bernoulli_ is a serial loop under the generator's lock, one core
-// idle (bench/dropout.js: ~1 s of a bert-base training step's ~10 s for ATen's dropouts, a quarter of that
-// for these). Each call takes one 64-bit seed from
-// libtorch's default CPU generator, so manualSeed() and saved RNG states still reproduce a run, and
+// idle (bench/dropout.js measures both on a bert-base training step's dropouts). Each call takes one 64-bit
+// seed from libtorch's default CPU generator, so manualSeed() and saved RNG states still reproduce a run, and
 // element i's draw depends only on (seed, i), not on the thread count. The mask is kept as bool (a
 // quarter of the float noise ATen keeps for backward). The draws differ from torch's stream.
 #include <ATen/CPUGeneratorImpl.h>

@@ -4,8 +4,8 @@
 // and grad_input = grad_output @ weight) run on whichever of libtorch's BLAS (MKL here) and oneDNN
 // (mkldnn::_linear_pointwise) is faster for that shape on this machine, as cuDNN's benchmark mode picks
 // convolution algorithms: the first calls of each shape alternate between the two and time them, then
-// the faster is kept. On the 2-core AMD VM used for bench/train.js, oneDNN ran BERT's dense layers 20-30%
-// faster in some hours and MKL 10% faster in others, so neither is a safe fixed choice. grad_weight
+// the faster is kept: which is faster varies with the machine and even with its load (docs/benchmarks.md),
+// so neither is a safe fixed choice. grad_weight
 // stays on ATen's mm (faster for that product in every measurement). Anything else (CUDA, other dtypes,
 // autocast, no oneDNN) runs torch.linear itself, so the op is always safe to call.
 // TORCHBERT_ONEDNN_LINEAR=0 always uses ATen, =1 always oneDNN (for comparison).

@@ -1,9 +1,9 @@
 // ---- torchbert::linear_packed: act(x @ W^T + b) for fp32 inference, W packed once ----
 // W [N, K] is packed into panels of 16 output columns, [K][16] each (pack_linear_weight), and the input
 // per call into blocks of 6 rows, [K][6] each; a 6x16 kernel keeps its 12 accumulators in registers.
-// On the 2-core AVX2 VM (bench/gemm.js) this beats oneDNN's prepacked GEMM by ~20% at the row counts of a
-// single short request (24) and matches it at a batch of 16 (400 rows). GELU runs on the accumulators
-// before they are stored. Other CPUs run the same layout through a portable loop.
+// It is one of the GEMMs prepack() measures per shape and row count (linear_select.cc): on AVX2 machines it
+// tends to win at the few rows of short requests (bench/gemm.js, docs/benchmarks.md). GELU runs on the
+// accumulators before they are stored. Other CPUs run the same layout through a portable loop.
 #include <ATen/Parallel.h>
 
 #include <cstdlib>

@@ -16,7 +16,7 @@ export interface ServeOptions {
   host?: string;
   port?: number;
   device?: string;
-  /** 'int8': int8 dynamic quantisation of the linear layers (CPU; 1.6x the fp32 throughput in bench/serve.js) */
+  /** 'int8': int8 dynamic quantisation of the linear layers (CPU; faster than fp32: docs/benchmarks.md, Serving) */
   quantize?: 'int8';
   /** fp32 linear layers with weights laid out once for the GEMM measured fastest here (prepack(); default on the CPU in float32; false turns it off) */
   prepack?: boolean;
