@@ -73,4 +73,29 @@ function loadClassify(url, connections, texts, seconds) {
   });
 }
 
-module.exports = { arg, median, now, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify };
+/**
+ * Python source for the HF side of the training benchmarks (train.js times it, memory.js weighs it):
+ * the bert-base-shape classifier from `dir` with SDPA attention, torch.optim.AdamW over weight-decay
+ * groups (lr 2e-5, eps 1e-8, decay 0.01 except biases and LayerNorm), a random batch of B x T tokens, and
+ * step(): forward, backward, clip to 1.0, AdamW, the loss read back; with bf16, forward and loss under
+ * bfloat16 autocast (HF's bf16=True). Needs torch and transformers imported.
+ */
+function hfTrainingSetup(dir, B, T, { bf16 = false } = {}) {
+  return `
+torch.manual_seed(0)
+m = transformers.BertForSequenceClassification.from_pretrained(${JSON.stringify(dir)}, attn_implementation='sdpa').train()
+decay = [p for n, p in m.named_parameters() if not (n.endswith('bias') or 'LayerNorm' in n)]
+nodecay = [p for n, p in m.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
+opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01}, {'params': nodecay, 'weight_decay': 0.0}], lr=2e-5, eps=1e-8)
+ids = torch.randint(1000, 30000, (${B}, ${T})); mask = torch.ones(${B}, ${T}, dtype=torch.long); y = torch.randint(0, 2, (${B},))
+def step():
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=${bf16 ? 'True' : 'False'}):
+        loss = m(input_ids=ids, attention_mask=mask, labels=y).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    opt.step(); opt.zero_grad()
+    return loss.item()
+`;
+}
+
+module.exports = { arg, median, now, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

@@ -6,7 +6,9 @@
 // GFLOP/s against this machine's measured matmul peak. prepack()'s GEMM plan is measured (or read from the
 // tuning cache) before timing, and printed with the CPU it was measured on. The check that the default
 // fp32 path (prepacked, what the server runs) is never slower than the plain module fails the run loudly
-// (exit 1) when prepacked is more than 5% slower at any batch.
+// (exit 1) when prepacked is more than 5% slower at any batch. On CPUs with bf16 units (avx512_bf16, AMX)
+// it adds bf16: torchbert's bf16 model and its prepacked copy against HF's bf16 autocast and bf16 model,
+// with the bf16 output's distance from fp32's.
 // Usage: python3 scripts/fixtures.py bert onnx_base && node bench/inference.js
 'use strict';
 const path = require('path');
@@ -14,6 +16,7 @@ const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 const { arg, median, now, matmulPeak, cpuLine } = require('./common');
+const { cpuInfo } = require('../dist/cpu');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
 // --seq-len 24 --batches 1,16: short inputs, as a server sees one SST-2 sentence per request.
@@ -21,6 +24,7 @@ const T = Number(arg('--seq-len', '128'));
 const BATCHES = arg('--batches', '1,8,32').split(',').map(Number);
 const [H, I, L] = [768, 3072, 12];
 const GFLOP_PER_SEQ = (2 * L * (4 * H * H + 2 * T * H + 2 * H * I) * T) / 1e9; // 22.4 at T 128
+const BF16 = cpuInfo().bf16 && !process.argv.includes('--no-bf16');
 
 // The torchbert variants take turns call by call (a rotating order per round), so a slow phase of this
 // shared VM falls on all of them alike; each figure is the median over rounds.
@@ -50,9 +54,12 @@ warnings.filterwarnings('ignore')
 torch.set_num_threads(${tb.getNumThreads()})
 fp = transformers.BertModel.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').eval()
 res = {}
-for name, m in (('fp32', fp), ('int8', quantize_dynamic(fp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8))):
+models = [('fp32', fp, False), ('int8', quantize_dynamic(fp, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8), False)]
+if ${BF16 ? 'True' : 'False'}:
+  models += [('bf16autocast', fp, True), ('bf16', transformers.BertModel.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa', dtype=torch.bfloat16).eval(), False)]
+for name, m, amp in models:
   out = res[name] = {}
-  with torch.inference_mode():
+  with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
     for B in ${JSON.stringify(BATCHES)}:
         ids = torch.randint(1000, 30000, (B, ${T})); mask = torch.ones(B, ${T}, dtype=torch.long)
         for _ in range(2): m(input_ids=ids, attention_mask=mask)
@@ -76,19 +83,38 @@ print(json.dumps(res))`;
   const tuneStart = now();
   const pre = await model.prepackAsync();
   const tuneMs = now() - tuneStart;
+  const bf = BF16 ? await fromPretrained(DIR, { dtype: 'bfloat16' }) : null;
+  const bfPre = bf ? await bf.eval().prepackAsync() : null;
+  const oursBf = {};
+  const oursBfPre = {};
+  let bf16Error = null;
+  if (bf) {
+    // How far bf16 lands from fp32: the largest difference in the last hidden state, and the least
+    // cosine similarity of a token's vector, on one batch of 8.
+    const ids = tb.randint(1000, 30000, [8, T]);
+    const mask = tb.ones([8, T], { dtype: 'int64' });
+    const a = (await tb.noGrad(() => model.forward({ inputIds: ids, attentionMask: mask }))).lastHiddenState;
+    const b = (await tb.noGrad(() => bfPre.forward({ inputIds: ids, attentionMask: mask }))).lastHiddenState.float();
+    const cos = a.mul(b).sum([-1]).div(a.norm(2, [-1]).mul(b.norm(2, [-1])));
+    bf16Error = { maxAbsDiff: a.sub(b).abs().max().item(), fp32MaxAbs: a.abs().max().item(), minCosine: cos.min().item() };
+  }
   const ours = {};
   const oursPre = {};
   const oursFrozen = {};
   const oursInt8 = {};
   for (const B of BATCHES) {
-    [ours[B], oursFrozen[B], oursInt8[B], oursPre[B]] = await tb.noGrad(() => timeInterleaved([
+    [ours[B], oursFrozen[B], oursInt8[B], oursPre[B], oursBf[B], oursBfPre[B]] = await tb.noGrad(() => timeInterleaved([
       (ids, mask) => model.forward({ inputIds: ids, attentionMask: mask }),
       (ids, mask) => frozen.forward(ids, mask, null, null, false, false),
       (ids, mask) => int8.forward({ inputIds: ids, attentionMask: mask }),
       (ids, mask) => pre.forward({ inputIds: ids, attentionMask: mask }),
+      ...(bf ? [
+        (ids, mask) => bf.forward({ inputIds: ids, attentionMask: mask }),
+        (ids, mask) => bfPre.forward({ inputIds: ids, attentionMask: mask }),
+      ] : []),
     ], B));
   }
-  const { fp32: hf, int8: hfInt8 } = python();
+  const { fp32: hf, int8: hfInt8, bf16autocast: hfBfAmp, bf16: hfBf } = python();
   // transformers.js (onnxruntime-node) on the same weights exported to ONNX by scripts/fixtures.py:
   // fp32, and 'q8' (onnxruntime's int8 dynamic quantisation of the same graph).
   const js = {};
@@ -129,14 +155,21 @@ print(json.dumps(res))`;
     int8SpeedupVsTransformersJsInt8: jsInt8[B] ? jsInt8[B] / oursInt8[B] : null,
     torchbertGflops: (B * GFLOP_PER_SEQ) / (Math.min(ours[B], oursFrozen[B], oursPre[B]) / 1000),
     torchbertInt8EffectiveGflops: (B * GFLOP_PER_SEQ) / (oursInt8[B] / 1000),
+    ...(bf ? {
+      torchbertBf16Ms: oursBf[B], torchbertBf16PrepackedMs: oursBfPre[B], hfBf16AutocastMs: hfBfAmp[B], hfBf16Ms: hfBf[B],
+      bf16SpeedupVsHfBf16Autocast: hfBfAmp[B] / Math.min(oursBf[B], oursBfPre[B]), bf16SpeedupVsHfBf16: hfBf[B] / Math.min(oursBf[B], oursBfPre[B]),
+    } : {}),
   }));
   const plan = tb.linearTuning().filter((r) => r.pass === 'inference' && r.k >= 768 && r.n >= 768)
     .map((r) => `${r.n}x${r.k}${r.activation === 'none' ? '' : ` ${r.activation}`} @${r.rows}: ${r.choice}`);
-  console.log(JSON.stringify({ cpu: cpuLine(tb), threads: tb.getNumThreads(), matmulPeakGflops: peak, prepackMs: Math.round(tuneMs), plan, rows }, null, 2));
-  // The default fp32 path must never lose to the plain module it replaces.
-  const slower = rows.filter((r) => r.torchbertPrepackedMs > 1.05 * r.torchbertMs);
-  if (slower.length) {
-    console.error(`FAIL: prepacked (the default fp32 path) is slower than the plain module at batch ${slower.map((r) => `${r.batch} (${r.torchbertPrepackedMs.toFixed(1)} vs ${r.torchbertMs.toFixed(1)} ms)`).join(', ')}`);
-    process.exitCode = 1;
+  console.log(JSON.stringify({ cpu: cpuLine(tb), threads: tb.getNumThreads(), matmulPeakGflops: peak, prepackMs: Math.round(tuneMs), plan, bf16Error, rows }, null, 2));
+  if (!BF16) console.log(`bf16 not measured: ${cpuInfo().bf16 ? '--no-bf16' : 'this CPU has no bf16 units (avx512_bf16, amx_bf16)'}`);
+  // The default paths (prepacked, what the server runs) must never lose to the plain module they replace.
+  for (const [what, fast, plain] of [['fp32', 'torchbertPrepackedMs', 'torchbertMs'], ['bf16', 'torchbertBf16PrepackedMs', 'torchbertBf16Ms']]) {
+    const slower = rows.filter((r) => r[fast] !== undefined && r[fast] > 1.05 * r[plain]);
+    if (slower.length) {
+      console.error(`FAIL: prepacked ${what} (the default ${what} path) is slower than the plain module at batch ${slower.map((r) => `${r.batch} (${r[fast].toFixed(1)} vs ${r[plain].toFixed(1)} ms)`).join(', ')}`);
+      process.exitCode = 1;
+    }
   }
 })();

@@ -13,7 +13,7 @@
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { arg, cpuLine, startServer, stopServer, loadClassify, sst2Sentences } = require('./common');
+const { arg, cpuLine, startServer, stopServer, loadClassify, sst2Sentences, hfTrainingSetup } = require('./common');
 
 const ROOT = path.join(__dirname, '..');
 const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
@@ -68,19 +68,9 @@ function hfTraining() {
 import json, resource, torch, transformers
 def rss_kb():
     return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
-torch.manual_seed(0)
-m = transformers.BertForSequenceClassification.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').train()
-decay = [p for n, p in m.named_parameters() if not (n.endswith('bias') or 'LayerNorm' in n)]
-nodecay = [p for n, p in m.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
-opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01}, {'params': nodecay, 'weight_decay': 0.0}], lr=2e-5, eps=1e-8)
-ids = torch.randint(1000, 30000, (${B}, ${T})); mask = torch.ones(${B}, ${T}, dtype=torch.long); y = torch.randint(0, 2, (${B},))
-after = rss_kb()
+${hfTrainingSetup(DIR, B, T)}after = rss_kb()
 for _ in range(${STEPS}):
-    loss = m(input_ids=ids, attention_mask=mask, labels=y).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-    opt.step(); opt.zero_grad()
-    loss.item()
+    step()
 print(json.dumps({'afterLoadKb': after, 'peakKb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'endKb': rss_kb()}))`;
   return run(process.env.PYTHON || 'python3', ['-c', code], 'HF training');
 }

@@ -9,7 +9,9 @@
 // hits all sides alike. GFLOP/s: the sentences' real tokens through bert-base, against a large GEMM.
 // With --quantize int8 every side runs int8 dynamic quantisation: torchbert serve --quantize int8, the
 // raw model quantizeDynamic(), transformers.js dtype 'q8' (onnxruntime's quantisation of the same graph).
-// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8] [--out bench/out/serve.json]
+// With --dtype bf16 (CPUs with bf16 units) torchbert serves its prepacked bf16 model; --peer-dtype fp32|q8
+// picks transformers.js's mode (default fp32, q8 with --quantize), so each side can run its best mode.
+// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--out bench/out/serve.json]
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -25,6 +27,8 @@ const PEERS = arg('--servers', 'torchbert,transformers.js').split(',');
 const BATCH = arg('--max-batch-size', '16');
 const TOKENS = arg('--max-batch-tokens', '1024');
 const QUANTIZE = arg('--quantize', null);
+const DTYPE = arg('--dtype', null);
+const PEER_DTYPE = arg('--peer-dtype', QUANTIZE ? 'q8' : 'fp32');
 const ROUNDS = Number(arg('--rounds', '2'));
 // Over rounds (often two): the mean of the middle pair when the count is even.
 const median = (xs) => {
@@ -35,6 +39,9 @@ const median = (xs) => {
 const [H, I, L] = [768, 3072, 12];
 const flopsFor = (n) => 2 * L * (4 * H * H + 2 * H * I) * n + 2 * L * 2 * n * n * H;
 if (QUANTIZE !== null && QUANTIZE !== 'int8') throw new Error(`--quantize must be int8, got ${QUANTIZE}`);
+if (DTYPE !== null && DTYPE !== 'bf16') throw new Error(`--dtype must be bf16, got ${DTYPE}`);
+if (DTYPE && QUANTIZE) throw new Error('choose --dtype bf16 or --quantize int8');
+if (!['fp32', 'q8'].includes(PEER_DTYPE)) throw new Error(`--peer-dtype must be fp32 or q8, got ${PEER_DTYPE}`);
 
 const sst2 = sst2Sentences;
 const start = startServer;
@@ -58,8 +65,8 @@ async function raw(texts) {
   // The model alone: tokenize and forward batches of 32 in this process, no HTTP, no batcher.
   const tb = require('../dist');
   const tok = await tb.BertTokenizer.fromPretrained(MODEL);
-  // The model as `torchbert serve` runs it: int8 when asked, else fp32 with prepacked weights.
-  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: true }) });
+  // The model as `torchbert serve` runs it: int8 when asked, else fp32 (or bf16) with prepacked weights.
+  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: true, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
   const run = async (batch) => {
     const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
     // The pipeline's rule for skipping padding in the dense layers.
@@ -95,10 +102,10 @@ async function raw(texts) {
 (async () => {
   if (!fs.existsSync(path.join(MODEL, 'onnx', 'model.onnx'))) throw new Error('run: python3 scripts/fixtures.py serve_base');
   const texts = sst2();
-  const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, ${QUANTIZE ?? 'fp32'}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
+  const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), '--port'], ready: /serving/ },
-    'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, QUANTIZE ? 'q8' : 'fp32'], ready: /serving on/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE], ready: /serving on/ },
   };
   const up = {};
   results.servers = {};

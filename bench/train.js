@@ -6,7 +6,8 @@
 // against the same loop in HF transformers / PyTorch (torch.optim.AdamW), same torch build and thread
 // count. Both models live side by side and take turns step by step (the Python peer waits on a pipe),
 // so drift in this shared VM's speed hits both alike; the ratio is the median of the per-pair ratios.
-// Usage: python3 scripts/fixtures.py serve_base && node bench/train.js [--steps 5]
+// With --bf16 (CPUs with bf16 units) both sides run forward and loss under bfloat16 autocast.
+// Usage: python3 scripts/fixtures.py serve_base && node bench/train.js [--steps 5] [--bf16]
 //   [--peer-preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2]   (HF with another malloc)
 // Ablations: TORCHBERT_CPU_CACHE=0 (glibc malloc), TORCHBERT_ONEDNN_LINEAR=0 (always ATen's GEMM) or =1
 // (always oneDNN).
@@ -17,13 +18,18 @@ const { spawn } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 const { AdamW, clipGradNorm, weightDecayGroups } = require('../dist/train');
-const { arg, median, now, cpuLine } = require('./common');
+const { arg, median, now, cpuLine, hfTrainingSetup } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'serve-base');
 const B = 16;
 const T = 128;
 const STEPS = Number(arg('--steps', '5'));
 const PRELOAD = arg('--peer-preload', '');
+const BF16 = process.argv.includes('--bf16');
+if (BF16 && !require('../dist/cpu').cpuInfo().bf16) {
+  console.error('--bf16: this CPU has no bf16 units (avx512_bf16, amx_bf16); bf16 would be emulated');
+  process.exit(2);
+}
 const GFLOP = 3 * B * 22.4; // forward + backward ~ 3x the 22.4 GFLOP forward per sequence
 
 /** The HF loop in a Python child that runs one step per 'step' line and answers with its time. */
@@ -31,20 +37,10 @@ function startPeer() {
   const code = `
 import json, sys, time, torch, transformers
 torch.set_num_threads(${tb.getNumThreads()})
-torch.manual_seed(0)
-m = transformers.BertForSequenceClassification.from_pretrained(${JSON.stringify(DIR)}, attn_implementation='sdpa').train()
-decay = [p for n, p in m.named_parameters() if not (n.endswith('bias') or 'LayerNorm' in n)]
-nodecay = [p for n, p in m.named_parameters() if n.endswith('bias') or 'LayerNorm' in n]
-opt = torch.optim.AdamW([{'params': decay, 'weight_decay': 0.01}, {'params': nodecay, 'weight_decay': 0.0}], lr=2e-5, eps=1e-8)
-ids = torch.randint(1000, 30000, (${B}, ${T})); mask = torch.ones(${B}, ${T}, dtype=torch.long); y = torch.randint(0, 2, (${B},))
-print('ready', flush=True)
+${hfTrainingSetup(DIR, B, T, { bf16: BF16 })}print('ready', flush=True)
 for line in sys.stdin:
     t0 = time.perf_counter()
-    loss = m(input_ids=ids, attention_mask=mask, labels=y).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-    opt.step(); opt.zero_grad()
-    loss.item()
+    step()
     print(json.dumps((time.perf_counter() - t0) * 1000), flush=True)`;
   const env = { ...process.env, ...(PRELOAD ? { LD_PRELOAD: PRELOAD } : {}) };
   const child = spawn(process.env.PYTHON || 'python3', ['-c', code], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -80,7 +76,7 @@ for line in sys.stdin:
     const t0 = now();
     const scope = new tb.DisposeScope();
     await scope.run(async () => {
-      const out = await m.forward({ inputIds: ids, attentionMask: mask, labels: y });
+      const out = await tb.autocast({ device: 'cpu', dtype: 'bfloat16', enabled: BF16 }, () => m.forward({ inputIds: ids, attentionMask: mask, labels: y }));
       await out.loss.backward();
       clipGradNorm(m.parameters(), 1.0);
       await opt.step();
@@ -109,6 +105,7 @@ for line in sys.stdin:
     speedup: median(ratios),
     gflops: GFLOP / (median(ours) / 1000),
     threads: tb.getNumThreads(),
+    bf16: BF16,
     cpuCache: process.env.TORCHBERT_CPU_CACHE !== '0',
     onednnLinear: process.env.TORCHBERT_ONEDNN_LINEAR !== '0',
     peerPreload: PRELOAD || null,
@@ -117,7 +114,7 @@ for line in sys.stdin:
     oursAll: ours.map(Math.round),
     hfAll: hf.map(Math.round),
   };
-  console.log(`train step (B ${B}, T ${T}): torchbert ${row.torchbert.toFixed(0)} ms, HF ${row.hf.toFixed(0)} ms: ${row.speedup.toFixed(2)}x (median of paired steps); ${row.gflops.toFixed(0)} GFLOP/s`);
+  console.log(`train step (B ${B}, T ${T}${BF16 ? ', bf16 autocast' : ''}): torchbert ${row.torchbert.toFixed(0)} ms, HF ${row.hf.toFixed(0)} ms: ${row.speedup.toFixed(2)}x (median of paired steps); ${row.gflops.toFixed(0)} GFLOP/s`);
   console.log(cpuLine(tb));
   console.log(JSON.stringify({ cpu: cpuLine(tb), ...row }));
   m.module.dispose();

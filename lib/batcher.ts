@@ -25,7 +25,11 @@ export interface BatcherOptions {
   maxBatchSize?: number;
   /** most padded tokens in one batch: items x longest item (default 16384) */
   maxBatchTokens?: number;
-  /** how long the first waiting item may wait for others before its batch runs (default 5 ms) */
+  /**
+   * how long the first waiting item may wait for others before its batch runs (default 5 ms). After
+   * three waits in a row in which no other item came, an idle batcher runs items at once (a lone
+   * caller pays no wait), until items arrive while a batch runs.
+   */
   maxWaitMs?: number;
   /** most items waiting; beyond it submit() rejects with QueueFullError (default 4096) */
   maxQueue?: number;
@@ -64,6 +68,11 @@ export class Batcher<I, O> {
   #closed = false;
   #seq = 0;
   #idle: (() => void)[] = [];
+  /** Consecutive waits for companions that found none. */
+  #lonelyWaits = 0;
+  /** Whether items came while the last batch ran (before its results were handed out). */
+  #arrivedDuringRun = false;
+  static readonly #LONELY_WAITS = 3;
 
   constructor(
     private readonly run: (items: I[]) => Promise<O[]>,
@@ -84,6 +93,10 @@ export class Batcher<I, O> {
   }
   get running(): boolean {
     return this.#running;
+  }
+  /** Whether an item submitted to an idle batcher now waits up to maxWaitMs for companions. */
+  get waitsForCompanions(): boolean {
+    return this.options.maxWaitMs > 0 && this.#lonelyWaits < Batcher.#LONELY_WAITS;
   }
 
   submit(item: I): Promise<O> {
@@ -115,11 +128,11 @@ export class Batcher<I, O> {
 
   #schedule(): void {
     if (this.#running || this.#queue.length === 0) return;
-    if (this.#queue.length >= this.options.maxBatchSize || this.options.maxWaitMs === 0) {
+    if (this.#queue.length >= this.options.maxBatchSize || !this.waitsForCompanions) {
       this.#flush();
       return;
     }
-    if (!this.#timer) this.#timer = setTimeout(() => this.#flush(), this.options.maxWaitMs);
+    if (!this.#timer) this.#timer = setTimeout(() => this.#flush(true), this.options.maxWaitMs);
   }
 
   /**
@@ -145,17 +158,21 @@ export class Batcher<I, O> {
     return batch;
   }
 
-  #flush(): void {
+  #flush(afterWait = false): void {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
     if (this.#running || this.#queue.length === 0) return;
+    if (afterWait) this.#lonelyWaits = this.#queue.length > 1 ? 0 : this.#lonelyWaits + 1;
     this.#running = true;
     const batch = this.#take();
     void this.#execute(batch).finally(() => {
       this.#running = false;
-      // Whatever arrived while the model ran has already waited: run it at once.
+      // Whatever arrived while the model ran has already waited: run it at once. Such arrivals are load,
+      // under which waiting for companions pays again (a caller's next item, submitted as its result
+      // came, is not).
+      if (this.#arrivedDuringRun) this.#lonelyWaits = 0;
       if (this.#queue.length) this.#flush();
       else for (const r of this.#idle.splice(0)) r();
     });
@@ -167,6 +184,7 @@ export class Batcher<I, O> {
     const padded = Math.max(...batch.map((p) => p.length)) * batch.length;
     try {
       const out = await this.run(batch.map((p) => p.item));
+      this.#arrivedDuringRun = this.#queue.length > 0;
       if (!Array.isArray(out) || out.length !== batch.length) throw new Error(`batch function returned ${Array.isArray(out) ? out.length : typeof out} results for ${batch.length} items`);
       this.onBatch?.({ size: batch.length, paddedTokens: padded, tokens, ms: performance.now() - t0, failed: false });
       batch.forEach((p, i) => p.resolve(out[i]));

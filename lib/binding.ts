@@ -71,6 +71,8 @@ export interface LinearTuningEntry {
   k: number;
   /** inference: the GELU fused into the GEMM ('none', 'gelu' or 'gelu_tanh') */
   activation?: 'none' | 'gelu' | 'gelu_tanh';
+  /** inference: the dtype the layer runs in (bfloat16: prepack() of a bf16 model) */
+  dtype?: 'float32' | 'bfloat16';
   /** the backend kept, or null while still on trial */
   choice: 'aten' | 'onednn' | 'torchbert' | null;
   /** each backend's best time, picoseconds per multiply-add (null: not available here) */
@@ -78,6 +80,20 @@ export interface LinearTuningEntry {
   onednnPsPerMac: number | null;
   /** inference: torchbert::linear_packed's */
   torchbertPsPerMac?: number | null;
+}
+
+/** One attention shape bucket torchbert::attention has met (native/attention.cc). */
+export interface AttentionTuningEntry {
+  dtype: string;
+  /** batch x heads, query and key lengths, each rounded up to a power of two */
+  batchHeads: number;
+  queryLength: number;
+  keyLength: number;
+  /** the implementation kept ('sdpa': ATen's fused kernel; 'math': two GEMMs and a softmax), or null while still on trial */
+  choice: 'sdpa' | 'math' | null;
+  /** each one's best time, picoseconds per (query, key, channel) product; null before its first trial */
+  sdpaPs: number | null;
+  mathPs: number | null;
 }
 
 export interface TensorEntry {
@@ -93,6 +109,7 @@ export interface Binding {
   memory(): MemoryInfo;
   cpuCacheStats(): CpuCacheStats;
   linearTuning(): LinearTuningEntry[];
+  attentionTuning(): AttentionTuningEntry[];
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
   strides(h: Handle): number[];

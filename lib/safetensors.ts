@@ -4,15 +4,14 @@
 // re-checks every range against the real file size.
 import * as fs from 'fs';
 import { native } from './binding';
-import { Tensor, DType } from './tensor';
+import { Tensor, DType, DTYPE_INFO, DTYPES as ALL_DTYPES } from './tensor';
 import { writeFileAtomic } from './fsutil';
 
-const DTYPES: Record<string, { dtype: DType; size: number }> = {
-  F64: { dtype: 'float64', size: 8 }, F32: { dtype: 'float32', size: 4 }, F16: { dtype: 'float16', size: 2 }, BF16: { dtype: 'bfloat16', size: 2 },
-  I64: { dtype: 'int64', size: 8 }, I32: { dtype: 'int32', size: 4 }, I16: { dtype: 'int16', size: 2 }, I8: { dtype: 'int8', size: 1 },
-  U8: { dtype: 'uint8', size: 1 }, BOOL: { dtype: 'bool', size: 1 },
-};
-const TO_ST: Record<string, string> = Object.fromEntries(Object.entries(DTYPES).map(([k, v]) => [v.dtype, k]));
+// safetensors code -> dtype and element size, from the one dtype table.
+const DTYPES: Record<string, { dtype: DType; size: number }> = Object.fromEntries(
+  ALL_DTYPES.map((d) => [DTYPE_INFO[d].safetensors, { dtype: d, size: DTYPE_INFO[d].bytes }]),
+);
+const TO_ST: Record<string, string> = Object.fromEntries(ALL_DTYPES.map((d) => [d, DTYPE_INFO[d].safetensors]));
 const MAX_HEADER = 100 * 1024 * 1024;
 
 export class SafetensorsError extends Error {

@@ -26,8 +26,16 @@ export interface TypedArrayFor {
 }
 export type AnyTypedArray = Float32Array | Float64Array | Int32Array | BigInt64Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 
-export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int32', 'int64', 'int16', 'int8', 'uint8', 'bool'];
-const FLOATING = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16']);
+/** The one table of dtypes: bytes per element, whether floating, and the code safetensors files use. */
+export const DTYPE_INFO: Readonly<Record<DType, { bytes: number; floating: boolean; safetensors: string }>> = {
+  float32: { bytes: 4, floating: true, safetensors: 'F32' }, float64: { bytes: 8, floating: true, safetensors: 'F64' },
+  float16: { bytes: 2, floating: true, safetensors: 'F16' }, bfloat16: { bytes: 2, floating: true, safetensors: 'BF16' },
+  int32: { bytes: 4, floating: false, safetensors: 'I32' }, int64: { bytes: 8, floating: false, safetensors: 'I64' },
+  int16: { bytes: 2, floating: false, safetensors: 'I16' }, int8: { bytes: 1, floating: false, safetensors: 'I8' },
+  uint8: { bytes: 1, floating: false, safetensors: 'U8' }, bool: { bytes: 1, floating: false, safetensors: 'BOOL' },
+};
+export const DTYPES: readonly DType[] = Object.keys(DTYPE_INFO) as DType[];
+const FLOATING = new Set<DType>(DTYPES.filter((d) => DTYPE_INFO[d].floating));
 
 export interface TensorOptions {
   dtype?: DType;
@@ -715,6 +723,21 @@ const ARRAY_DTYPE = new Map<unknown, DType>([
 function finish(t: Tensor, opts: TensorOptions): Tensor {
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
+}
+
+/**
+ * Rows of integers as one int64 [rows.length, width] tensor, each row padded with `pad` (what batches of
+ * token ids, type ids, attention masks and labels are made of).
+ * @throws RangeError when a row is longer than `width`
+ */
+export function int64Rows(rows: readonly ArrayLike<number>[], width: number, pad = 0): Tensor {
+  const flat = new BigInt64Array(rows.length * width);
+  if (pad !== 0) flat.fill(BigInt(pad));
+  rows.forEach((r, i) => {
+    if (r.length > width) throw new RangeError(`int64Rows: row ${i} has ${r.length} values, more than the width ${width}`);
+    for (let j = 0; j < r.length; j++) flat[i * width + j] = BigInt(r[j]);
+  });
+  return tensor(flat, { shape: [rows.length, width] });
 }
 
 /**

@@ -1,5 +1,5 @@
 // Global libtorch switches: grad mode, seeding, threads, CUDA queries and memory accounting.
-import { native, loadInfo, MemoryInfo, CpuCacheStats, LinearTuningEntry } from './binding';
+import { native, loadInfo, MemoryInfo, CpuCacheStats, LinearTuningEntry, AttentionTuningEntry } from './binding';
 import { Tensor } from './tensor';
 import { cpuInfo } from './cpu';
 import { cachedPlans, int8Plans, tuningCachePath } from './models/linear-plan';
@@ -96,6 +96,38 @@ export function autocast<T>(opts: AutocastOptions, fn: () => T): T {
 export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }
+
+/** The thread-local modes a native call takes with it to its worker thread: grad mode and autocast. */
+export interface CallModes {
+  grad: boolean;
+  autocast: Record<'cpu' | 'cuda', [boolean, string]>;
+}
+/** This thread's modes now (what a call started now would run with). */
+export function currentModes(): CallModes {
+  const read = (device: 'cpu' | 'cuda'): [boolean, string] => {
+    const prev = native.setAutocast(device, false);
+    native.setAutocast(device, prev[0], prev[1]);
+    return prev;
+  };
+  return { grad: native.isGradEnabled(), autocast: { cpu: read('cpu'), cuda: read('cuda') } };
+}
+/**
+ * Runs fn (which starts a native call synchronously) under `modes`, then restores this thread's own.
+ * For calls that start later than they were made (after waiting their turn) but must run as the caller
+ * was when it made them: under noGrad, say, which has ended by then.
+ */
+export function withModes<T>(modes: CallModes, fn: () => T): T {
+  const grad = native.setGradEnabled(modes.grad);
+  const cpu = native.setAutocast('cpu', modes.autocast.cpu[0], modes.autocast.cpu[1]);
+  const cuda = native.setAutocast('cuda', modes.autocast.cuda[0], modes.autocast.cuda[1]);
+  try {
+    return fn();
+  } finally {
+    native.setAutocast('cuda', cuda[0], cuda[1]);
+    native.setAutocast('cpu', cpu[0], cpu[1]);
+    native.setGradEnabled(grad);
+  }
+}
 export function setGradEnabled(on: boolean): void {
   native.setGradEnabled(on);
 }
@@ -149,6 +181,14 @@ export const cpuCache = {
  */
 export function linearTuning(): LinearTuningEntry[] {
   return native.linearTuning();
+}
+
+/**
+ * The attention shapes inference copies (prepack(), quantizeDynamic()) have met on the CPU, and for each
+ * whether ATen's fused kernel or the spelled-out steps were faster in its first calls (and run from then on).
+ */
+export function attentionTuning(): AttentionTuningEntry[] {
+  return native.attentionTuning();
 }
 
 export const cuda = {

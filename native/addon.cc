@@ -39,7 +39,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     owner = env;
   }
   napi_add_env_cleanup_hook(env, ReleaseOwner, env);
-  exports.Set("setErrorClass", Napi::Function::New<Guarded<SetErrorClassJs>>(env));
+  Export<SetErrorClassJs>(exports, "setErrorClass");
   InitAllocator(env, exports);
   tensors::InitHandles(env, exports);
   InitTensorFunctions(env, exports);

@@ -187,9 +187,9 @@ void InitAllocator(Napi::Env env, Napi::Object exports) {
     // new tensors; each copy's blocks go back to the copy that made them (the deleter travels with them).
     c10::SetCPUAllocator(&CachingCpuAllocator::Get(), 10);
   });
-  exports.Set("cpuCacheStats", Napi::Function::New<Guarded<CpuCacheStats>>(env));
-  exports.Set("cpuEmptyCache", Napi::Function::New<Guarded<CpuEmptyCache>>(env));
-  exports.Set("setCpuCacheLimit", Napi::Function::New<Guarded<SetCpuCacheLimit>>(env));
+  Export<CpuCacheStats>(exports, "cpuCacheStats");
+  Export<CpuEmptyCache>(exports, "cpuEmptyCache");
+  Export<SetCpuCacheLimit>(exports, "setCpuCacheLimit");
 }
 
 }  // namespace torchbert

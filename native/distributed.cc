@@ -430,23 +430,23 @@ Napi::Value Unavailable(const Napi::CallbackInfo& info) {
 
 void InitDistributed(Napi::Env env, Napi::Object exports) {
 #ifdef TORCHBERT_HAVE_GLOO
-  exports.Set("distInit", Napi::Function::New<Guarded<Init>>(env));
-  exports.Set("distNewGroup", Napi::Function::New<Guarded<NewGroup>>(env));
-  exports.Set("distDestroy", Napi::Function::New<Guarded<Destroy>>(env));
-  exports.Set("distInfo", Napi::Function::New<Guarded<Info>>(env));
-  exports.Set("distAllReduce", Napi::Function::New<Guarded<AllReduce>>(env));
-  exports.Set("distBroadcast", Napi::Function::New<Guarded<Broadcast>>(env));
-  exports.Set("distAllGather", Napi::Function::New<Guarded<AllGather>>(env));
-  exports.Set("distReduceScatter", Napi::Function::New<Guarded<ReduceScatter>>(env));
-  exports.Set("distGather", Napi::Function::New<Guarded<Gather>>(env));
-  exports.Set("distScatter", Napi::Function::New<Guarded<Scatter>>(env));
-  exports.Set("distSend", Napi::Function::New<Guarded<Send>>(env));
-  exports.Set("distRecv", Napi::Function::New<Guarded<Recv>>(env));
-  exports.Set("distBarrier", Napi::Function::New<Guarded<Barrier>>(env));
-  exports.Set("ddpCreate", Napi::Function::New<Guarded<DdpCreate>>(env));
-  exports.Set("ddpPrepareForward", Napi::Function::New<Guarded<DdpPrepareForward>>(env));
-  exports.Set("ddpPrepareBackward", Napi::Function::New<Guarded<DdpPrepareBackward>>(env));
-  exports.Set("ddpDestroy", Napi::Function::New<Guarded<DdpDestroy>>(env));
+  Export<Init>(exports, "distInit");
+  Export<NewGroup>(exports, "distNewGroup");
+  Export<Destroy>(exports, "distDestroy");
+  Export<Info>(exports, "distInfo");
+  Export<AllReduce>(exports, "distAllReduce");
+  Export<Broadcast>(exports, "distBroadcast");
+  Export<AllGather>(exports, "distAllGather");
+  Export<ReduceScatter>(exports, "distReduceScatter");
+  Export<Gather>(exports, "distGather");
+  Export<Scatter>(exports, "distScatter");
+  Export<Send>(exports, "distSend");
+  Export<Recv>(exports, "distRecv");
+  Export<Barrier>(exports, "distBarrier");
+  Export<DdpCreate>(exports, "ddpCreate");
+  Export<DdpPrepareForward>(exports, "ddpPrepareForward");
+  Export<DdpPrepareBackward>(exports, "ddpPrepareBackward");
+  Export<DdpDestroy>(exports, "ddpDestroy");
 #else
   exports.Set("distInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     Napi::Object o = Napi::Object::New(info.Env());

@@ -39,6 +39,12 @@ Napi::Value Guarded(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&] { return F(info); });
 }
 
+// Exports F as `name`, run inside Guard.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+void Export(Napi::Object& exports, const char* name) {
+  exports.Set(name, Napi::Function::New<Guarded<F>>(exports.Env()));
+}
+
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg);
 [[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg);
 

@@ -154,8 +154,8 @@ void ReleaseAll(Napi::Env env) {
 }
 
 void InitHandles(Napi::Env env, Napi::Object exports) {
-  exports.Set("release", Napi::Function::New<Guarded<tensors::Release>>(env));
-  exports.Set("memory", Napi::Function::New<Guarded<tensors::Memory>>(env));
+  Export<tensors::Release>(exports, "release");
+  Export<tensors::Memory>(exports, "memory");
 }
 }  // namespace tensors
 

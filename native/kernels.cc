@@ -3,6 +3,7 @@
 //   dropout                      dropout with a parallel, counter-based mask (dropout.cc)
 //   pack_linear_weight, linear_packed  our packed fp32 inference GEMM (linear_packed.cc)
 //   linear_prepacked and its tuning ops  per-shape choice for prepacked inference (linear_select.cc)
+//   attention                    fused or spelled-out attention for inference copies (attention.cc)
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -14,7 +15,8 @@
 namespace torchbert {
 
 void InitKernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("linearTuning", Napi::Function::New<Guarded<LinearTuning>>(env));
+  Export<LinearTuning>(exports, "linearTuning");
+  Export<AttentionTuning>(exports, "attentionTuning");
 }
 
 void RegisterKernels() {
@@ -28,6 +30,7 @@ void RegisterKernels() {
     lib->def("pack_linear_weight(Tensor weight) -> Tensor", &PackLinearWeight);
     lib->def("linear_packed(Tensor input, Tensor packed, Tensor? bias, int out_features, str activation=\"none\") -> Tensor", &LinearPacked);
     RegisterLinearSelect(*lib);
+    RegisterAttention(*lib);
   });
 }
 

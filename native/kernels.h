@@ -27,6 +27,10 @@ bool HasAvx2Kernel();
 // inference rows.
 void RegisterLinearSelect(torch::Library& lib);
 void AppendPrepackedTuning(Napi::Env env, Napi::Array& out);
+// attention.cc: defines torchbert::attention (fused or spelled-out attention, chosen by measurement) and
+// attentionTuning()'s rows.
+void RegisterAttention(torch::Library& lib);
+Napi::Value AttentionTuning(const Napi::CallbackInfo& info);
 
 // Sets libtorch's quantized engine ("fbgemm", "onednn" or "x86"; "" leaves it) for a scope: the engine
 // that packs an int8 linear layer is the one that runs it.

@@ -24,6 +24,7 @@
 
 #include "errors.h"
 #include "kernels.h"
+#include "online_choice.h"
 #include "ops.h"
 
 namespace torchbert {
@@ -60,44 +61,27 @@ Mode LinearMode() {
   return mode;
 }
 
-// Per (pass, rows rounded up to a power of two, N, K): the best time per multiply-add each backend has
-// shown in its trials, and the choice once both have had kTrials.
+// Per (pass, rows rounded up to a power of two, N, K): ATen's or oneDNN's GEMM, whichever its first calls
+// measure faster (online_choice.h).
 class Tuner {
  public:
-  static constexpr int kTrials = 3;
   enum Pass { kForward = 0, kGradInput = 1 };
+  using Key = std::tuple<int, int64_t, int64_t, int64_t>;
 
-  // Runs f(use_onednn) with the backend to use now, timing it while the shape is still on trial.
+  // Runs f(use_onednn) with the backend to use now.
   template <class F>
   at::Tensor Run(Pass pass, int64_t m, int64_t n, int64_t k, F&& f) {
     Mode mode = LinearMode();
     if (mode != Mode::Auto) return f(mode == Mode::OneDnn);
     int64_t rows = 1;
     while (rows < m) rows <<= 1;
-    auto key = std::make_tuple(static_cast<int>(pass), rows, n, k);
-    bool onednn;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      Entry& e = entries_[key];
-      if (e.choice >= 0) return f(e.choice == 1);
-      onednn = e.trials[1] < e.trials[0];  // alternate, ATen first
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    at::Tensor out = f(onednn);
-    double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / (double(m) * n * k);
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& e = entries_[key];
-    int i = onednn ? 1 : 0;
-    e.best[i] = e.trials[i]++ == 0 ? per : std::min(e.best[i], per);
-    if (e.choice < 0 && e.trials[0] >= kTrials && e.trials[1] >= kTrials) e.choice = e.best[1] < e.best[0] ? 1 : 0;
-    return out;
+    return choice_.Run(Key(static_cast<int>(pass), rows, n, k), double(m) * n * k, std::forward<F>(f));
   }
 
   // [pass, rows, N, K, choice (-1 undecided, 0 ATen, 1 oneDNN), ATen and oneDNN ns per 1e3 multiply-adds]
   std::vector<std::vector<double>> Snapshot() {
-    std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::vector<double>> out;
-    for (const auto& [key, e] : entries_) {
+    for (const auto& [key, e] : choice_.Snapshot()) {
       out.push_back({double(std::get<0>(key)), double(std::get<1>(key)), double(std::get<2>(key)), double(std::get<3>(key)),
                      double(e.choice), e.best[0] * 1e12, e.best[1] * 1e12});
     }
@@ -110,13 +94,7 @@ class Tuner {
   }
 
  private:
-  struct Entry {
-    int trials[2] = {0, 0};
-    double best[2] = {0, 0};
-    int choice = -1;
-  };
-  std::mutex mu_;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t>, Entry> entries_;
+  OnlineChoice<Key> choice_;
 };
 
 at::Tensor Forward(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {

@@ -5,7 +5,10 @@
 //   aten       ATen's linear on the plain weight (MKL or the BLAS libtorch was built with).
 // No choice is fixed in advance: a kernel that wins on one CPU can run at half speed on another.
 //
-// torchbert::tune_linear(N, K, activation) times the three on synthetic weights of that shape at 1, 4,
+// bf16 layers (prepack() of a bf16 model, on CPUs with bf16 units) choose between oneDNN and ATen on
+// bf16 weights; our kernel is fp32 only.
+//
+// torchbert::tune_linear(N, K, activation, dtype) times them on synthetic weights of that shape at 1, 4,
 // 16, 64, 256, 1024 and 4096 rows (up to 64 rows, enough weight copies are cycled that each call reads its
 // weight from memory, as a forward through a dozen layers does) and keeps, per shape and row bucket, the
 // backend to run: the fewest backends that run every bucket within 10% of its fastest (Decide), so a
@@ -61,6 +64,14 @@ at::Tensor OneDnnReorder(const at::Tensor& w) {
 void CheckActivation(c10::string_view a, const char* who) {
   TORCH_CHECK(a == "none" || a == "gelu" || a == "gelu_tanh", who, ": activation must be none, gelu or gelu_tanh, got ", a);
 }
+
+// The dtypes a prepacked layer runs in.
+at::ScalarType ParseGemmDtype(c10::string_view d, const char* who) {
+  if (d == "float32") return at::kFloat;
+  if (d == "bfloat16") return at::kBFloat16;
+  TORCH_CHECK(false, who, ": dtype must be float32 or bfloat16, got ", d);
+}
+const char* GemmDtypeName(at::ScalarType t) { return t == at::kBFloat16 ? "bfloat16" : "float32"; }
 
 // One backend's act(x @ W^T + b) on its own layout of W.
 at::Tensor RunBackend(int backend, const at::Tensor& x, const at::Tensor& layout, const std::optional<at::Tensor>& bias, int64_t n_out,
@@ -122,7 +133,7 @@ void Decide(PlanEntry& e) {
 
 class Plan {
  public:
-  using Key = std::tuple<int64_t, int64_t, std::string>;
+  using Key = std::tuple<int64_t, int64_t, std::string, at::ScalarType>;
   static Plan& Get() {
     static auto* p = new Plan();
     return *p;
@@ -166,39 +177,64 @@ at::Tensor LinearPrepacked(const at::Tensor& input, const at::Tensor& packed, co
   }
   TORCH_CHECK(k > 0, who, ": the module holds no weight layout (was it built by prepack()?)");
   TORCH_CHECK(input.dim() >= 1 && input.size(-1) == k, who, ": input ", input.sizes(), " does not end in in_features ", k);
-  TORCH_CHECK(input.device().is_cpu() && input.scalar_type() == at::kFloat, who, ": expected a float32 CPU input, got ",
-              input.scalar_type(), " on ", input.device());
+  const at::ScalarType dtype = input.scalar_type();
+  TORCH_CHECK(input.device().is_cpu() && (dtype == at::kFloat || dtype == at::kBFloat16), who, ": expected a float32 or bfloat16 CPU input, got ",
+              dtype, " on ", input.device());
+  // Our kernel's layout is fp32 only; the others hold the weight in the model's dtype.
+  if (dtype != at::kFloat) has[kOurs] = false;
+  for (int i = kOneDnn; i < kNumBackends; i++)
+    TORCH_CHECK(!has[i] || layouts[i]->scalar_type() == dtype, who, ": a ", dtype, " input needs ", dtype, " weights, the module holds ",
+                layouts[i]->scalar_type());
   const int64_t rows = input.numel() / k;
-  int backend = Plan::Get().Choice({n_out, k, std::string(activation)}, Bucket(rows));
-  if (backend < 0 || !has[backend])
-    for (backend = 0; !has[backend];) backend++;
+  int backend = Plan::Get().Choice({n_out, k, std::string(activation), dtype}, Bucket(rows));
+  if (backend < 0 || !has[backend]) {
+    backend = 0;
+    while (backend < kNumBackends && !has[backend]) backend++;
+    TORCH_CHECK(backend < kNumBackends, who, ": the module holds no ", dtype, " weight layout");
+  }
   return RunBackend(backend, input, *layouts[backend], bias, n_out, activation);
 }
 
 // Times the backends for one shape (see the top of this file); returns ms per call, [bucket][backend],
 // NaN where a backend is not available, and keeps the decision for this process.
-std::vector<double> TuneLinear(int64_t n, int64_t k, c10::string_view activation) {
+std::vector<double> TuneLinear(int64_t n, int64_t k, c10::string_view activation, c10::string_view dtype_name) {
   CheckActivation(activation, "torchbert::tune_linear");
+  const at::ScalarType dtype = ParseGemmDtype(dtype_name, "torchbert::tune_linear");
   TORCH_CHECK(n > 0 && k > 0, "torchbert::tune_linear: out_features and in_features must be positive, got ", n, " and ", k);
   at::NoGradGuard no_grad;
   // Enough copies that the small-row calls read their weight from memory, not from a 32 MB cache.
-  const int64_t wbytes = n * k * 4;
+  const int64_t wbytes = n * k * int64_t(c10::elementSize(dtype));
   const int64_t copies = std::clamp<int64_t>((int64_t(48) << 20) / wbytes + 1, 1, 12);
   std::vector<at::Tensor> layouts[kNumBackends];
-  bool available[kNumBackends] = {true, OneDnnAvailable(), true};
-  at::Tensor bias = at::randn({n}).mul_(0.02);
+  bool available[kNumBackends] = {dtype == at::kFloat, OneDnnAvailable(), true};
+  at::Tensor bias = at::randn({n}).mul_(0.02).to(dtype);
   for (int64_t i = 0; i < copies; i++) {
-    at::Tensor w = at::randn({n, k}).mul_(0.02);
-    layouts[kOurs].push_back(PackLinearWeight(w));
-    if (available[kOneDnn]) layouts[kOneDnn].push_back(OneDnnReorder(w));
+    at::Tensor w = at::randn({n, k}).mul_(0.02).to(dtype);
+    if (available[kOurs]) layouts[kOurs].push_back(PackLinearWeight(w));
+    if (available[kOneDnn]) {
+      try {
+        layouts[kOneDnn].push_back(OneDnnReorder(w));
+      } catch (const std::exception&) {
+        available[kOneDnn] = false;
+      }
+    }
     layouts[kAten].push_back(w);
+  }
+  // A backend that cannot run this dtype here (oneDNN's bf16 needs AVX-512 or AVX-NE-CONVERT) is not timed.
+  for (int i = 0; i < kNumBackends; i++) {
+    if (!available[i]) continue;
+    try {
+      RunBackend(i, at::randn({1, k}).to(dtype), layouts[i][0], bias, n, activation);
+    } catch (const std::exception&) {
+      available[i] = false;
+    }
   }
   PlanEntry e;
   std::vector<double> out;
   for (int b = 0; b < kBuckets; b++) {
     const int64_t rows = BucketRows(b);
     const int64_t c = rows <= 64 ? copies : 1;
-    at::Tensor x = at::randn({rows, k});
+    at::Tensor x = at::randn({rows, k}).to(dtype);
     for (int i = 0; i < kNumBackends; i++) e.ms[b][i] = std::numeric_limits<double>::infinity();
     // A warm-up round, then three (two at 4096 rows, where one call takes a tenth of a second); the
     // backends take turns in a rotating order so that a slow phase of a shared machine does not fall on
@@ -217,13 +253,14 @@ std::vector<double> TuneLinear(int64_t n, int64_t k, c10::string_view activation
     for (int i = 0; i < kNumBackends; i++) out.push_back(available[i] ? e.ms[b][i] : std::nan(""));
   }
   Decide(e);
-  Plan::Get().Set({n, k, std::string(activation)}, e);
+  Plan::Get().Set({n, k, std::string(activation), dtype}, e);
   return out;
 }
 
 // Installs timings measured earlier (the on-disk cache), decided as TuneLinear decides.
-void SetLinearPlan(int64_t n, int64_t k, c10::string_view activation, c10::ArrayRef<double> ms) {
+void SetLinearPlan(int64_t n, int64_t k, c10::string_view activation, c10::ArrayRef<double> ms, c10::string_view dtype) {
   CheckActivation(activation, "torchbert::set_linear_plan");
+  const at::ScalarType t = ParseGemmDtype(dtype, "torchbert::set_linear_plan");
   TORCH_CHECK(ms.size() == size_t(kBuckets * kNumBackends), "torchbert::set_linear_plan: expected ", kBuckets * kNumBackends,
               " timings, got ", ms.size());
   PlanEntry e;
@@ -232,13 +269,15 @@ void SetLinearPlan(int64_t n, int64_t k, c10::string_view activation, c10::Array
       const double v = ms[b * kNumBackends + i];
       e.ms[b][i] = std::isfinite(v) && v > 0 ? v : std::numeric_limits<double>::infinity();
     }
+  if (t != at::kFloat)
+    for (int b = 0; b < kBuckets; b++) e.ms[b][kOurs] = std::numeric_limits<double>::infinity();
   Decide(e);
-  Plan::Get().Set({n, k, std::string(activation)}, e);
+  Plan::Get().Set({n, k, std::string(activation), t}, e);
 }
 
 // The backend each bucket runs for this shape ([] when it was never tuned).
-std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view activation) {
-  auto e = Plan::Get().Find({n, k, std::string(activation)});
+std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view activation, c10::string_view dtype) {
+  auto e = Plan::Get().Find({n, k, std::string(activation), ParseGemmDtype(dtype, "torchbert::linear_plan")});
   if (!e) return {};
   return std::vector<int64_t>(e->choice, e->choice + kBuckets);
 }
@@ -321,7 +360,7 @@ QEngineGuard::~QEngineGuard() {
 // linearTuning()'s rows for prepacked inference: one per shape and row bucket.
 void AppendPrepackedTuning(Napi::Env env, Napi::Array& out) {
   for (const auto& [key, e] : Plan::Get().Snapshot()) {
-    const auto& [n, k, act] = key;
+    const auto& [n, k, act, dtype] = key;
     for (int b = 0; b < kBuckets; b++) {
       Napi::Object o = Napi::Object::New(env);
       o.Set("pass", "inference");
@@ -329,6 +368,7 @@ void AppendPrepackedTuning(Napi::Env env, Napi::Array& out) {
       o.Set("n", double(n));
       o.Set("k", double(k));
       o.Set("activation", act);
+      o.Set("dtype", GemmDtypeName(dtype));
       o.Set("choice", e.choice[b] < 0 ? env.Null() : Napi::String::New(env, kBackendNames[e.choice[b]]));
       const double macs = double(BucketRows(b)) * n * k;
       const char* fields[kNumBackends] = {"torchbertPsPerMac", "onednnPsPerMac", "atenPsPerMac"};
@@ -344,9 +384,9 @@ void RegisterLinearSelect(torch::Library& lib) {
       "linear_prepacked(Tensor input, Tensor packed, Tensor onednn, Tensor weight, Tensor? bias, int out_features, str activation=\"none\") -> "
       "Tensor",
       &LinearPrepacked);
-  lib.def("tune_linear(int out_features, int in_features, str activation=\"none\") -> float[]", &TuneLinear);
-  lib.def("set_linear_plan(int out_features, int in_features, str activation, float[] ms) -> ()", &SetLinearPlan);
-  lib.def("linear_plan(int out_features, int in_features, str activation=\"none\") -> int[]", &LinearPlanChoices);
+  lib.def("tune_linear(int out_features, int in_features, str activation=\"none\", str dtype=\"float32\") -> float[]", &TuneLinear);
+  lib.def("set_linear_plan(int out_features, int in_features, str activation, float[] ms, str dtype=\"float32\") -> ()", &SetLinearPlan);
+  lib.def("linear_plan(int out_features, int in_features, str activation=\"none\", str dtype=\"float32\") -> int[]", &LinearPlanChoices);
   lib.def("tune_int8_linear(int out_features, int in_features) -> float[]", &TuneInt8Linear);
   lib.def("reorder_linear_weight(Tensor weight) -> Tensor", [](const at::Tensor& w) {
     TORCH_CHECK(OneDnnAvailable(), "torchbert::reorder_linear_weight: this libtorch has no oneDNN");

@@ -84,10 +84,10 @@ Napi::Value CallOpAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("opHandle", Napi::Function::New<Guarded<OpHandle>>(env));
-  exports.Set("callOp", Napi::Function::New<Guarded<CallOp>>(env));
-  exports.Set("callOpInplace", Napi::Function::New<Guarded<CallOpInplace>>(env));
-  exports.Set("callOpAsync", Napi::Function::New<Guarded<CallOpAsync>>(env));
+  Export<OpHandle>(exports, "opHandle");
+  Export<CallOp>(exports, "callOp");
+  Export<CallOpInplace>(exports, "callOpInplace");
+  Export<CallOpAsync>(exports, "callOpAsync");
 }
 
 }  // namespace torchbert

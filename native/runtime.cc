@@ -119,20 +119,20 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
 }
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {
-  exports.Set("getRngState", Napi::Function::New<Guarded<GetRngState>>(env));
-  exports.Set("setRngState", Napi::Function::New<Guarded<SetRngState>>(env));
-  exports.Set("setGradEnabled", Napi::Function::New<Guarded<SetGradEnabled>>(env));
-  exports.Set("isGradEnabled", Napi::Function::New<Guarded<IsGradEnabled>>(env));
-  exports.Set("setAutocast", Napi::Function::New<Guarded<SetAutocast>>(env));
-  exports.Set("autocastClearCache", Napi::Function::New<Guarded<AutocastClearCache>>(env));
-  exports.Set("manualSeed", Napi::Function::New<Guarded<ManualSeed>>(env));
-  exports.Set("setNumThreads", Napi::Function::New<Guarded<SetNumThreads>>(env));
-  exports.Set("getNumThreads", Napi::Function::New<Guarded<GetNumThreads>>(env));
-  exports.Set("setGraphExecutorOptimize", Napi::Function::New<Guarded<SetGraphExecutorOptimize>>(env));
-  exports.Set("cudaIsAvailable", Napi::Function::New<Guarded<CudaIsAvailable>>(env));
-  exports.Set("cudaDeviceCount", Napi::Function::New<Guarded<CudaDeviceCount>>(env));
-  exports.Set("cudaSynchronize", Napi::Function::New<Guarded<CudaSynchronize>>(env));
-  exports.Set("buildInfo", Napi::Function::New<Guarded<BuildInfo>>(env));
+  Export<GetRngState>(exports, "getRngState");
+  Export<SetRngState>(exports, "setRngState");
+  Export<SetGradEnabled>(exports, "setGradEnabled");
+  Export<IsGradEnabled>(exports, "isGradEnabled");
+  Export<SetAutocast>(exports, "setAutocast");
+  Export<AutocastClearCache>(exports, "autocastClearCache");
+  Export<ManualSeed>(exports, "manualSeed");
+  Export<SetNumThreads>(exports, "setNumThreads");
+  Export<GetNumThreads>(exports, "getNumThreads");
+  Export<SetGraphExecutorOptimize>(exports, "setGraphExecutorOptimize");
+  Export<CudaIsAvailable>(exports, "cudaIsAvailable");
+  Export<CudaDeviceCount>(exports, "cudaDeviceCount");
+  Export<CudaSynchronize>(exports, "cudaSynchronize");
+  Export<BuildInfo>(exports, "buildInfo");
 }
 
 }  // namespace torchbert

@@ -173,8 +173,8 @@ Napi::Value WriteTensorsJs(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitSafetensors(Napi::Env env, Napi::Object exports) {
-  exports.Set("readTensors", Napi::Function::New<Guarded<ReadTensorsJs>>(env));
-  exports.Set("writeTensors", Napi::Function::New<Guarded<WriteTensorsJs>>(env));
+  Export<ReadTensorsJs>(exports, "readTensors");
+  Export<WriteTensorsJs>(exports, "writeTensors");
 }
 
 }  // namespace torchbert

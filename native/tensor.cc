@@ -213,20 +213,20 @@ static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
 }
 
 void InitTensorFunctions(Napi::Env env, Napi::Object exports) {
-  exports.Set("strides", Napi::Function::New<Guarded<Strides>>(env));
-  exports.Set("meta", Napi::Function::New<Guarded<Meta>>(env));
-  exports.Set("isContiguous", Napi::Function::New<Guarded<IsContiguous>>(env));
-  exports.Set("storageId", Napi::Function::New<Guarded<StorageId>>(env));
-  exports.Set("requiresGrad", Napi::Function::New<Guarded<RequiresGrad>>(env));
-  exports.Set("setRequiresGrad", Napi::Function::New<Guarded<SetRequiresGrad>>(env));
-  exports.Set("grad", Napi::Function::New<Guarded<Grad>>(env));
-  exports.Set("setGrad", Napi::Function::New<Guarded<SetGrad>>(env));
-  exports.Set("isLeaf", Napi::Function::New<Guarded<IsLeaf>>(env));
-  exports.Set("toTypedArray", Napi::Function::New<Guarded<ToTypedArray>>(env));
-  exports.Set("toTypedArrayAsync", Napi::Function::New<Guarded<ToTypedArrayAsync>>(env));
-  exports.Set("item", Napi::Function::New<Guarded<Item>>(env));
-  exports.Set("backward", Napi::Function::New<Guarded<Backward>>(env));
-  exports.Set("fromTypedArray", Napi::Function::New<Guarded<FromTypedArray>>(env));
+  Export<Strides>(exports, "strides");
+  Export<Meta>(exports, "meta");
+  Export<IsContiguous>(exports, "isContiguous");
+  Export<StorageId>(exports, "storageId");
+  Export<RequiresGrad>(exports, "requiresGrad");
+  Export<SetRequiresGrad>(exports, "setRequiresGrad");
+  Export<Grad>(exports, "grad");
+  Export<SetGrad>(exports, "setGrad");
+  Export<IsLeaf>(exports, "isLeaf");
+  Export<ToTypedArray>(exports, "toTypedArray");
+  Export<ToTypedArrayAsync>(exports, "toTypedArrayAsync");
+  Export<Item>(exports, "item");
+  Export<Backward>(exports, "backward");
+  Export<FromTypedArray>(exports, "fromTypedArray");
 }
 
 }  // namespace torchbert

@@ -19,7 +19,7 @@ describe('the generated TorchScript, one unit per Hugging Face module', () => {
     expect(bertTorchScript('BertForQuestionAnswering', config)).toMatchSnapshot();
   });
 
-  test('the modes differ only in their Linear and Dropout units and in the fused query/key/value projection', () => {
+  test('the modes differ only in their Linear and Dropout units, and prepacked in BertSelfAttention (fused query/key/value, torchbert::attention)', () => {
     const units = (mode: 'float' | 'portable' | 'int8' | 'prepacked') => {
       const byClass = new Map<string, string>();
       for (const block of bertTorchScript('BertForSequenceClassification', config, mode).split(/^(?=class )/m)) byClass.set(block.slice(6, block.indexOf(':')), block);
@@ -31,5 +31,8 @@ describe('the generated TorchScript, one unit per Hugging Face module', () => {
       const differing = [...float.keys()].filter((k) => other.get(k) !== float.get(k));
       expect(differing.sort()).toEqual(mode === 'prepacked' ? ['BertSelfAttention', 'Dropout', 'Linear'] : ['Dropout', 'Linear']);
     }
+    // Within BertSelfAttention, prepacked differs in the projection and the attention call alone.
+    const strip = (src: string) => src.replace(/def project[\s\S]*?\n\n/, '').replace(/ops\.torchbert\.attention\(q, k, v, mask\)|torch\.scaled_dot_product_attention\(q, k, v, mask, (p|0\.0)\)/g, 'ATTENTION').replace(/ +#/g, ' #');
+    expect(strip(units('prepacked').get('BertSelfAttention')!)).toBe(strip(float.get('BertSelfAttention')!));
   });
 });

@@ -140,7 +140,9 @@ async function elastic() {
     if (rank === 1 && attempt === 0 && step === killAt) process.kill(process.pid, 'SIGKILL');
     return tb.train.padCollate(Array.from({ length: per }, (_, i) => ({ inputIds: arr(ids.select(0, rank * per + i)), label: Number(labels.select(0, rank * per + i).item()) })), 0);
   }, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }));
-  out({ attempt, steps: res.steps, params: params(model), losses: res.losses.map((l) => l.loss) });
+  // Rank 0 alone reports: the ranks share the launcher's stdout, and lines longer than a pipe's atomic
+  // write (4 KiB) from two processes can interleave. DDP keeps the ranks' weights equal.
+  if (rank === 0) out({ attempt, steps: res.steps, params: params(model), losses: res.losses.map((l) => l.loss) });
 }
 
 async function mismatch() {

@@ -159,7 +159,7 @@ maybe('launching: torchbert run, restarts, two loopback nodes', () => {
     const failed = await launchRun({ KILL_AT: '3' }, 0);
     expect(failed.code).not.toBe(0);
     expect(failed.stderr).toMatch(/torchbert run: rank 1 was killed by SIGKILL/);
-  });
+  }, 300_000); // three launches of two ranks each, beside the suite's other workers on 2 cores
 
   test('finetune --nproc 2: two ranks, each a shard of the data; rank 0 logs, saves and reports', async () => {
     const { tmpDir, FIXTURES, DATA } = await import('./helpers');

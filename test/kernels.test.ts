@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as tb from '../lib';
 import { Tensor, ScriptModule, TorchError } from '../lib';
 import { op } from '../lib/tensor';
-import { fromConfig } from '../lib/models/bert';
+import { fromConfig, bertTorchScript } from '../lib/models/bert';
 import { spawnSync } from 'child_process';
 import { maxAbsDiff, tmpDir } from './helpers';
 
@@ -341,9 +341,40 @@ describe('torchbert::linear_prepacked and its plan', () => {
     const w = tb.randn([6, 8]);
     expect(() => prepacked.t(x._handle, none()._handle, none()._handle, none()._handle, null, 6, 'none')).toThrow(/holds no weight layout/);
     expect(() => prepacked.t(tb.randn([4, 9])._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/does not end in in_features 8/);
-    expect(() => prepacked.t(x.to({ dtype: 'float64' })._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/expected a float32 CPU input/);
+    expect(() => prepacked.t(x.to({ dtype: 'float64' })._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/expected a float32 or bfloat16 CPU input, got Double/);
+    expect(() => prepacked.t(x.to({ dtype: 'bfloat16' })._handle, none()._handle, none()._handle, w._handle, null, 6, 'none')).toThrow(/a BFloat16 input needs BFloat16 weights, the module holds Float/);
+    expect(() => prepacked.t(x.to({ dtype: 'bfloat16' })._handle, pack.t(w._handle)._handle, none()._handle, none()._handle, null, 6, 'none')).toThrow(/holds no BFloat16 weight layout/);
+    expect(() => op('torchbert::tune_linear').raw(8, 8, 'none', 'float16')).toThrow(/dtype must be float32 or bfloat16, got float16/);
     expect(() => prepacked.t(x._handle, none()._handle, none()._handle, w._handle, null, 6, 'relu')).toThrow(/activation must be none, gelu or gelu_tanh/);
     expect(() => op('torchbert::tune_linear').raw(0, 8, 'none')).toThrow(/must be positive/);
+  });
+
+  test('bf16: tune_linear times oneDNN and ATen on bf16 weights (our kernel is fp32 only); each computes act(x W^T + b) in bf16', () => {
+    const ms = op('torchbert::tune_linear').raw(40, 24, 'gelu', 'bfloat16') as number[];
+    expect(ms).toHaveLength(21);
+    for (let b = 0; b < 7; b++) {
+      expect(ms[3 * b]).toBeNaN(); // ours
+      expect(ms[3 * b + 2]).toBeGreaterThan(0); // ATen runs bf16 everywhere; oneDNN's bf16 needs AVX-512 (NaN without it)
+    }
+    const choices = planOf.raw(40, 24, 'gelu', 'bfloat16') as number[];
+    expect(choices).toHaveLength(7);
+    for (const c of choices) expect([1, 2]).toContain(c);
+    expect(tb.linearTuning().filter((r) => r.pass === 'inference' && r.n === 40 && r.k === 24 && r.dtype === 'bfloat16')).toHaveLength(7);
+    // The fp32 plan of the same shape is its own.
+    setPlan.raw(40, 24, 'gelu', timings((b, k) => (k === 0 ? 1 : 2)));
+    expect(planOf.raw(40, 24, 'gelu')).toEqual([0, 0, 0, 0, 0, 0, 0]);
+    expect(planOf.raw(40, 24, 'gelu', 'bfloat16')).toEqual(choices);
+    const [w, bias] = [tb.randn([40, 24]).to({ dtype: 'bfloat16' }), tb.randn([40]).to({ dtype: 'bfloat16' })];
+    const x = tb.randn([2, 5, 24]).to({ dtype: 'bfloat16' });
+    const want = tb.F.gelu(aten.t(x.float()._handle, w.float()._handle, bias.float()._handle));
+    const layouts = [[none(), none(), w]];
+    if (Number.isFinite(ms[1])) layouts.push([none(), reorder.t(w._handle), none()]);
+    for (const [a, b, c] of layouts) {
+      const y = prepacked.t(x._handle, a._handle, b._handle, c._handle, bias._handle, 40, 'gelu');
+      expect(y.dtype).toBe('bfloat16');
+      expect(y.shape).toEqual([2, 5, 40]);
+      expect(rel(y.float(), want)).toBeLessThan(2e-2); // bf16 output rounding (8 bits of mantissa)
+    }
   });
 
   test('prepack() lays out each weight for the GEMMs its plan runs, GELU fused; each forced backend equals the float model', async () => {
@@ -401,6 +432,46 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(run({ TORCHBERT_PREPACKED: 'onednn' }).held).toEqual(['onednn_weight']);
     const bad = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_PREPACKED: 'fast' } });
     expect(bad.stderr).toMatch(/TORCHBERT_PREPACKED must be auto, torchbert, onednn, aten; got 'fast'/);
+  });
+});
+
+describe('torchbert::attention', () => {
+  const attention = op('torchbert::attention');
+  const sdpa = op('aten::scaled_dot_product_attention');
+  test.each(['float32', 'bfloat16'] as const)('%s: every call equals SDPA (the trials alternate fused and spelled out), masked by a bool or additive mask; the choice is kept', (dtype) => {
+    const tol = dtype === 'float32' ? 1e-5 : 2e-2;
+    const [q, k, v] = [tb.randn([2, 3, 7, 8]), tb.randn([2, 3, 5, 8]), tb.randn([2, 3, 5, 8])].map((t) => t.to({ dtype }));
+    const keep = tb.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]).to({ dtype: 'bool' }).view([2, 1, 1, 5]);
+    const additive = tb.zeros([2, 1, 1, 5], { dtype }).maskedFill(keep.logicalNot(), -Infinity);
+    for (const mask of [keep, additive, null]) {
+      const want = sdpa.t(q, k, v, mask).float();
+      for (let i = 0; i < 8; i++) {
+        const y = attention.t(q, k, v, mask);
+        expect(y.dtype).toBe(dtype);
+        expect(y.shape).toEqual([2, 3, 7, 8]);
+        expect(rel(y.float(), want)).toBeLessThan(tol);
+      }
+    }
+    const row = tb.attentionTuning().find((r) => r.dtype === (dtype === 'float32' ? 'Float' : 'BFloat16') && r.batchHeads === 8 && r.queryLength === 8 && r.keyLength === 8)!;
+    expect(['sdpa', 'math']).toContain(row.choice);
+    expect(row.sdpaPs).toBeGreaterThan(0);
+    expect(row.mathPs).toBeGreaterThan(0);
+  });
+
+  test('with gradients it runs SDPA, and they flow; bad shapes are errors naming them', async () => {
+    const q = tb.randn([1, 2, 4, 8]).requiresGrad_();
+    const y = attention.t(q, tb.randn([1, 2, 4, 8]), tb.randn([1, 2, 4, 8]), null);
+    await y.sum().backward();
+    expect(q.grad!.shape).toEqual([1, 2, 4, 8]);
+    expect(() => attention.t(tb.randn([4, 8]), tb.randn([4, 8]), tb.randn([4, 8]), null)).toThrow(/q, k and v must be \[\.\.\., T, d\] of one rank, got \[4, 8\]/);
+  });
+
+  test('prepacked copies run it; trainable, portable and int8 models (whose TorchScript Python loads) run SDPA', () => {
+    const cfg = { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 37 };
+    const sources = (mode: string) => bertTorchScript('BertModel', cfg, mode as never);
+    expect(sources('prepacked')).toContain('ops.torchbert.attention(q, k, v, mask)');
+    expect(sources('prepacked')).not.toContain('scaled_dot_product_attention');
+    for (const mode of ['float', 'portable', 'int8']) expect(sources(mode)).not.toContain('ops.torchbert.attention');
   });
 });
 

@@ -110,6 +110,24 @@ test('concurrent pipelines leave grad mode as they found it', async () => {
   expect(isGradEnabled()).toBe(true);
 });
 
+test('a model call that waits its turn runs with the grad mode and autocast of the moment it was made', async () => {
+  const tb = await import('../lib');
+  const { fromConfig } = await import('../lib/models/bert');
+  const m = fromConfig('BertModel', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 37 });
+  m.eval();
+  const inputIds = tb.randint(1, 99, [2, 7]);
+  // The pipelines' pattern: grad off only for the synchronous start. The second call starts after the
+  // first (their turn), when noGrad has ended; it must still run without building a graph.
+  const first = tb.noGrad(() => ({ pending: m.forward({ inputIds }) })).pending;
+  const second = tb.noGrad(() => ({ pending: m.forward({ inputIds }) })).pending;
+  const third = tb.autocast({ dtype: 'bfloat16' }, () => ({ pending: m.forward({ inputIds }) })).pending;
+  const outs = await Promise.all([first, second, third]);
+  expect(tb.isGradEnabled()).toBe(true);
+  expect(outs.map((o) => o.lastHiddenState!.requiresGrad)).toEqual([false, false, true]);
+  expect(outs.map((o) => o.poolerOutput!.dtype)).toEqual(['float32', 'float32', 'bfloat16']); // the pooler's Linear under autocast
+  expect((await m.forward({ inputIds })).poolerOutput!.dtype).toBe('float32'); // nothing leaked into later calls
+});
+
 test('a classifier and a feature extractor over the same weights take turns, never run at once', async () => {
   const { BertTokenizer } = await import('../lib/tokenizer');
   const { fromPretrained } = await import('../lib/models/bert');
@@ -204,6 +222,29 @@ describe('Batcher', () => {
     batches.shift();
     // 11 is the closest to 10 but arrived fifth: outside the window of four, it waits its turn.
     expect(batches).toEqual([[10, 100], [101, 102], [11]]);
+  });
+
+  test('a lone caller stops paying maxWaitMs after three waits found no companions; items arriving during a batch bring the wait back', async () => {
+    const gate: { release: (() => void) | null } = { release: null };
+    const b = new Batcher<number, number>(async (xs) => {
+      if (gate.release === null && xs[0] === 100) await new Promise<void>((r) => (gate.release = r));
+      return xs;
+    }, () => 1, { maxBatchSize: 8, maxWaitMs: 1 });
+    expect(b.waitsForCompanions).toBe(true);
+    for (let i = 0; i < 3; i++) {
+      expect(b.waitsForCompanions).toBe(true);
+      await b.submit(i); // alone: its wait finds nobody
+      await wait(3); // the next arrives when the batcher is idle, as a lone client's next request does
+    }
+    expect(b.waitsForCompanions).toBe(false);
+    // Runs at once; two more arrive while it runs, and run together right after it.
+    const first = b.submit(100);
+    while (gate.release === null) await wait(1);
+    const later = [b.submit(101), b.submit(102)];
+    gate.release();
+    expect(await Promise.all([first, ...later])).toEqual([100, 101, 102]);
+    expect(b.waitsForCompanions).toBe(true);
+    expect(new Batcher(async (xs: number[]) => xs, () => 1, { maxWaitMs: 0 }).waitsForCompanions).toBe(false);
   });
 
   test('an error fails only the items that cause it', async () => {

@@ -10,6 +10,7 @@ import { pipeline } from '../lib/pipelines';
 import { BertTokenizer } from '../lib/tokenizer';
 import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled } from './helpers';
 import { op } from '../lib/tensor';
+import { cpuInfo } from '../lib/cpu';
 import { decideInt8, setInt8Timings } from '../lib/models/linear-plan';
 
 const fx = fixture('quant.json');
@@ -288,6 +289,42 @@ describe('prepacked fp32 (oneDNN)', () => {
     });
     await plain.close();
     await pre.close();
+  });
+});
+
+describe('prepacked bf16', () => {
+  test('fromPretrained({ dtype: bfloat16, prepack }) runs bf16 GEMMs: within bf16 rounding of transformers fp32 and of the bf16 model; refused without bf16 units', async () => {
+    const dir = path.join(FIXTURES, 'quant', 'BertModel');
+    if (!cpuInfo().bf16) {
+      await expect(fromPretrained(dir, { dtype: 'bfloat16', prepack: true })).rejects.toThrow(/this CPU \(.+\) has no bf16 units/);
+      process.env.TORCHBERT_ALLOW_SLOW_BF16 = '1'; // the same path as on a bf16 CPU, emulated
+    }
+    try {
+      const plain = await fromPretrained(dir, { dtype: 'bfloat16' });
+      const p = await fromPretrained(dir, { dtype: 'bfloat16', prepack: true });
+      expect(p.prepacked).toBe(true);
+      const ref = tb.tensor(fx.heads.BertModel.fp32 as number[][][]);
+      const mask = i64(fx.attention_mask).to({ dtype: 'float32' }).unsqueeze(-1);
+      const scale = ref.abs().max().item() as number;
+      const outs: Tensor[] = [];
+      for (const m of [plain, p]) {
+        const out = (await tb.noGrad(() => m.forward(inputs()))).lastHiddenState!;
+        expect(out.dtype).toBe('bfloat16');
+        outs.push(out.float().mul(mask));
+        // bf16 keeps 8 bits of mantissa: a few of its ulps after two layers, and far from zero.
+        expect(maxAbsDiff(outs.at(-1)!.toArraySync(), ref.mul(mask).toArraySync()) / scale).toBeLessThan(0.05);
+      }
+      expect(maxAbsDiff(outs[0].toArraySync(), outs[1].toArraySync()) / scale).toBeLessThan(0.05);
+      expect(tb.linearTuning().some((r) => r.pass === 'inference' && r.dtype === 'bfloat16' && r.choice !== 'torchbert')).toBe(true);
+      expect(() => p.to({ dtype: 'float32' })).toThrow(/runs on the CPU in bfloat16: it cannot move or change dtype/);
+      expect(() => plain.prepack({ backend: 'torchbert' })).toThrow(/'torchbert' runs float32 only; this model is bfloat16/);
+      expect(() => plain.quantizeDynamic()).toThrow(/needs float32 weights, the model is bfloat16/);
+      await expect(fromPretrained(dir, { dtype: 'float16', prepack: true })).rejects.toThrow(/prepack runs float32 or bfloat16 weights, not float16/);
+      p.dispose();
+      plain.dispose();
+    } finally {
+      delete process.env.TORCHBERT_ALLOW_SLOW_BF16;
+    }
   });
 });
 

@@ -13,10 +13,14 @@ import { writeFileAtomicSync } from '../fsutil';
 export type LinearBackend = 'torchbert' | 'onednn' | 'aten';
 export const LINEAR_BACKENDS: LinearBackend[] = ['torchbert', 'onednn', 'aten'];
 export type LinearActivation = 'none' | 'gelu' | 'gelu_tanh';
+/** The dtypes a prepacked layer runs in: bfloat16 for prepack() of a bf16 model (CPUs with bf16 units). */
+export type LinearDtype = 'float32' | 'bfloat16';
 export interface LinearShape {
   n: number;
   k: number;
   activation: LinearActivation;
+  /** default float32 */
+  dtype?: LinearDtype;
 }
 
 const tune = op('torchbert::tune_linear');
@@ -47,7 +51,9 @@ function cacheKey(): string {
   return `${c.model} [${c.flags.join(' ')}] | libtorch ${native.buildInfo().torchVersion} | ${native.getNumThreads()} threads | ` +
     `${process.env.ONEDNN_MAX_CPU_ISA ?? ''} ${process.env.ATEN_CPU_CAPABILITY ?? ''} | v3`;
 }
-const shapeKey = (s: LinearShape) => `${s.n}x${s.k} ${s.activation}`;
+// fp32 keys keep the form they had before bf16 plans existed, so earlier caches stay valid.
+const shapeKey = (s: LinearShape) => `${s.n}x${s.k} ${s.activation}${s.dtype === 'bfloat16' ? ' bfloat16' : ''}`;
+const dtypeOf = (s: LinearShape): LinearDtype => s.dtype ?? 'float32';
 
 type CacheFile = Record<string, Record<string, (number | null)[]>>;
 function readCache(file: string): CacheFile {
@@ -147,7 +153,7 @@ export function int8Plans(): ({ shape: string; fbgemmMs: (number | null)[]; oned
   }));
 }
 
-const known = (s: LinearShape) => (planOf.raw(s.n, s.k, s.activation) as number[]).length > 0;
+const known = (s: LinearShape) => (planOf.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[]).length > 0;
 
 /** Installs cached timings for the shapes this process has not tuned; returns those still to measure. */
 function fromCache(shapes: LinearShape[]): LinearShape[] {
@@ -159,7 +165,7 @@ function fromCache(shapes: LinearShape[]): LinearShape[] {
     const ms = section[shapeKey(s)];
     if (!Array.isArray(ms)) return true;
     try {
-      setPlan.raw(s.n, s.k, s.activation, ms.map((v) => (typeof v === 'number' ? v : NaN)));
+      setPlan.raw(s.n, s.k, s.activation, ms.map((v) => (typeof v === 'number' ? v : NaN)), dtypeOf(s));
       return false;
     } catch {
       return true; // a stale or damaged entry: measure again
@@ -174,19 +180,19 @@ function remember(measured: Map<string, number[]>): void {
 /** Makes sure every shape has a plan, measuring on this thread (seconds the first time on a machine). */
 export function ensureLinearPlan(shapes: LinearShape[]): void {
   const measured = new Map<string, number[]>();
-  for (const s of fromCache(shapes)) measured.set(shapeKey(s), tune.raw(s.n, s.k, s.activation) as number[]);
+  for (const s of fromCache(shapes)) measured.set(shapeKey(s), tune.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[]);
   remember(measured);
 }
 /** ensureLinearPlan with the measurements on a worker thread. */
 export async function ensureLinearPlanAsync(shapes: LinearShape[]): Promise<void> {
   const measured = new Map<string, number[]>();
-  for (const s of fromCache(shapes)) measured.set(shapeKey(s), (await tune.async(s.n, s.k, s.activation)) as number[]);
+  for (const s of fromCache(shapes)) measured.set(shapeKey(s), (await tune.async(s.n, s.k, s.activation, dtypeOf(s))) as number[]);
   remember(measured);
 }
 
 /** The backends a layer of this shape runs across row counts (its weight is kept in each one's layout). */
 export function planBackends(s: LinearShape): LinearBackend[] {
-  const choices = planOf.raw(s.n, s.k, s.activation) as number[];
+  const choices = planOf.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[];
   return [...new Set(choices.filter((c) => c >= 0).map((c) => LINEAR_BACKENDS[c]))];
 }
 
@@ -197,11 +203,11 @@ export function cachedPlans(): { shape: string; rows: number[]; choices: LinearB
   const section = readCache(file)[cacheKey()] ?? {};
   const out: { shape: string; rows: number[]; choices: LinearBackend[] }[] = [];
   for (const key of Object.keys(section)) {
-    const m = /^(\d+)x(\d+) (none|gelu|gelu_tanh)$/.exec(key);
+    const m = /^(\d+)x(\d+) (none|gelu|gelu_tanh)( bfloat16)?$/.exec(key);
     if (!m) continue;
-    const s: LinearShape = { n: Number(m[1]), k: Number(m[2]), activation: m[3] as LinearActivation };
+    const s: LinearShape = { n: Number(m[1]), k: Number(m[2]), activation: m[3] as LinearActivation, dtype: m[4] ? 'bfloat16' : 'float32' };
     if (fromCache([s]).length) continue; // unreadable entry
-    const choices = planOf.raw(s.n, s.k, s.activation) as number[];
+    const choices = planOf.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[];
     out.push({ shape: key, rows: ROWS, choices: choices.map((c) => LINEAR_BACKENDS[c]) });
   }
   return out;

@@ -6,7 +6,7 @@ import { BertTokenizer } from '../tokenizer';
 import type { Encoding } from '../tokenizer/encoding';
 import { BertPreTrainedModel, BertOutput, HeadKind } from '../models/bert';
 import { HubOptions } from '../hub';
-import { Tensor, tensor } from '../tensor';
+import { Tensor, int64Rows } from '../tensor';
 import { DisposeScope } from '../scope';
 import { noGrad } from '../torch';
 import type { DType } from '../tensor';
@@ -82,21 +82,14 @@ export abstract class Pipeline<I extends Row, O> {
       return await scope.run(async () => {
         const T = Math.max(...items.map((r) => r.ids.length));
         const B = items.length;
-        const ids = new BigInt64Array(B * T).fill(BigInt(this.tokenizer.padTokenId));
-        const types = new BigInt64Array(B * T);
-        const mask = new BigInt64Array(B * T);
-        items.forEach((r, b) => {
-          for (let t = 0; t < r.ids.length; t++) {
-            ids[b * T + t] = BigInt(r.ids[t]);
-            types[b * T + t] = BigInt(r.typeIds[t]);
-            mask[b * T + t] = 1n;
-          }
-        });
-        const o = { shape: [B, T], device: this.device };
+        const onDevice = (t: Tensor) => (this.device ? t.to(this.device) : t);
+        const ids = onDevice(int64Rows(items.map((r) => r.ids), T, this.tokenizer.padTokenId));
+        const types = onDevice(int64Rows(items.map((r) => r.typeIds), T));
+        const mask = onDevice(int64Rows(items.map((r) => new Array<number>(r.ids.length).fill(1)), T));
         // Grad mode is captured when the call starts (it runs on a worker thread), so it is off only for
         // this synchronous start: concurrent code on the event loop (training, say) keeps its own mode.
         const unpadded = worthUnpadding(items.reduce((n, r) => n + r.ids.length, 0), B * T);
-        const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: tensor(ids, o), attentionMask: tensor(mask, o), tokenTypeIds: tensor(types, o), unpadded }) }));
+        const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, unpadded }) }));
         const out = await pending;
         return await this.extract(out, items, T);
       });

@@ -9,6 +9,7 @@ import { fromPretrained, BertPreTrainedModel } from '../models/bert';
 import { pipeline, tasksFor, Task, AnyPipeline, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from '../pipelines';
 import { BatcherOptions, QueueFullError, BatcherClosedError } from '../batcher';
 import { setNumThreads } from '../torch';
+import { checkCpuBf16 } from '../cpu';
 
 export interface ServeOptions {
   /** model folder or Hub name (config.json, model.safetensors, tokenizer files) */
@@ -126,22 +127,20 @@ function linger(raw: IncomingMessage, maxBytes: number, maxMs: number): void {
   raw.resume();
 }
 
-/** The model as served: int8 if asked, else prepacked fp32 on the CPU (falling back to plain fp32 if prepacking fails). */
+/** The model as served: int8 if asked, else prepacked fp32 or bf16 on the CPU (falling back to the plain model if prepacking fails). */
 async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> {
   const cpu = !(opts.device ?? 'cpu').startsWith('cuda');
   const dtype = opts.dtype === 'bf16' ? 'bfloat16' : opts.dtype;
   if (dtype !== undefined && dtype !== 'float32' && dtype !== 'bfloat16') throw new TypeError(`dtype must be float32 or bf16, got ${JSON.stringify(opts.dtype)}`);
-  if (dtype === 'bfloat16') {
-    if (opts.quantize || opts.prepack) throw new TypeError('bf16 serving runs the bf16 model: not with quantize or prepack');
-    return fromPretrained(opts.model, { device: opts.device, dtype });
-  }
+  if (dtype === 'bfloat16' && opts.quantize) throw new TypeError('bf16 serving runs the bf16 model: not with quantize');
+  if (dtype === 'bfloat16' && cpu) checkCpuBf16('serve --dtype bf16');
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
   try {
-    return await fromPretrained(opts.model, { device: opts.device, quantize: opts.quantize, prepack: prepack && !opts.quantize });
+    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize });
   } catch (e) {
     if (!prepack || opts.prepack) throw e;
-    process.emitWarning(`prepacked weights unavailable (${(e as Error).message.split('\n')[0]}); serving plain fp32`, { code: 'TORCHBERT_NO_PREPACK' });
-    return fromPretrained(opts.model, { device: opts.device });
+    process.emitWarning(`prepacked weights unavailable (${(e as Error).message.split('\n')[0]}); serving the plain model`, { code: 'TORCHBERT_NO_PREPACK' });
+    return fromPretrained(opts.model, { device: opts.device, dtype });
   }
 }
 

@@ -507,12 +507,10 @@ export class BertTokenizer {
     const toTensor = (name: string, f: (e: Encoding) => number[]): Tensor => {
       const n = rows[0]?.ids.length ?? 0;
       if (rows.some((r) => r.ids.length !== n)) throw new RangeError(`returnTensors 'pt' needs rows of equal length for ${name}: use padding`);
-      const flat = new BigInt64Array(rows.length * n);
-      rows.forEach((r, i) => f(r).forEach((v, j) => (flat[i * n + j] = BigInt(v))));
       // Loaded lazily so tokenization works without the native addon.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { tensor } = require('../tensor') as typeof import('../tensor');
-      return tensor(flat, { shape: [rows.length, n] });
+      const { int64Rows } = require('../tensor') as typeof import('../tensor');
+      return int64Rows(rows.map(f), n);
     };
     const field = (name: string, f: (e: Encoding) => number[]) => (pt ? toTensor(name, f) : pick(f));
     const out: Partial<BatchEncoding> = { inputIds: field('inputIds', (e) => e.ids) };

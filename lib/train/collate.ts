@@ -5,6 +5,7 @@
 import { DistributedSampler, seededPermutation } from '../distributed/sampler';
 import * as tb from '../core';
 import { Tensor } from '../core';
+import { int64Rows } from '../tensor';
 
 export interface Example {
   inputIds: number[];
@@ -20,22 +21,17 @@ export interface Batch {
   labels?: Tensor;
 }
 
-function mat(rows: number[][], width: number, pad: number): Tensor {
-  const flat = new BigInt64Array(rows.length * width).fill(BigInt(pad));
-  rows.forEach((r, i) => r.forEach((v, j) => (flat[i * width + j] = BigInt(v))));
-  return tb.tensor(flat, { shape: [rows.length, width] });
-}
 
 /** Pads a list of examples to the longest (optionally to a multiple), with int64 tensors out. */
 export function padCollate(examples: Example[], padId = 0, padToMultipleOf?: number): Batch {
   let T = Math.max(...examples.map((e) => e.inputIds.length));
   if (padToMultipleOf && T % padToMultipleOf) T += padToMultipleOf - (T % padToMultipleOf);
   const batch: Batch = {
-    inputIds: mat(examples.map((e) => e.inputIds), T, padId),
-    attentionMask: mat(examples.map((e) => e.inputIds.map(() => 1)), T, 0),
-    tokenTypeIds: mat(examples.map((e) => e.tokenTypeIds ?? []), T, 0),
+    inputIds: int64Rows(examples.map((e) => e.inputIds), T, padId),
+    attentionMask: int64Rows(examples.map((e) => e.inputIds.map(() => 1)), T, 0),
+    tokenTypeIds: int64Rows(examples.map((e) => e.tokenTypeIds ?? []), T, 0),
   };
-  if (examples[0].labels) batch.labels = mat(examples.map((e) => e.labels!), T, -100);
+  if (examples[0].labels) batch.labels = int64Rows(examples.map((e) => e.labels!), T, -100);
   else if (examples[0].label !== undefined) batch.labels = tb.tensor(BigInt64Array.from(examples, (e) => BigInt(e.label!)));
   return batch;
 }

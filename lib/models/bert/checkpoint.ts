@@ -35,7 +35,9 @@ async function readWeights(dir: string, files: Set<string>, device?: string): Pr
 export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8'; prepack?: boolean } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
   if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
   if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
-  if ((opts.quantize || opts.prepack) && ((opts.device && !opts.device.startsWith('cpu')) || (opts.dtype && opts.dtype !== 'float32'))) throw new TypeError("quantize and prepack run on the CPU from float32 weights");
+  if ((opts.quantize || opts.prepack) && opts.device && !opts.device.startsWith('cpu')) throw new TypeError('quantize and prepack run on the CPU');
+  if (opts.quantize && opts.dtype && opts.dtype !== 'float32') throw new TypeError('quantize runs from float32 weights');
+  if (opts.prepack && opts.dtype && opts.dtype !== 'float32' && opts.dtype !== 'bfloat16') throw new TypeError(`prepack runs float32 or bfloat16 weights, not ${opts.dtype}`);
   const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
   if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
     // Sharded on the Hub: fetch the shards the index names.

@@ -1,7 +1,8 @@
 // The torch.nn pieces BERT is made of (Linear, Dropout, LayerNorm, Embedding) as TorchScript units, with
 // HF's parameter names and initialisation. The run mode of a model lives here and only here: a Linear
 // unit's forward is the one line that differs between a trainable model, its portable save, and the
-// int8 and prepacked inference copies; every BERT unit above calls `self.dense.forward(h)` the same way.
+// int8 and prepacked inference copies; every BERT unit above calls `self.dense.forward(h)` the same way,
+// and writes its attention with attention() below.
 import * as tb from '../../core';
 import { ScriptModule, Tensor } from '../../core';
 import type { LinearActivation } from '../linear-plan';
@@ -15,6 +16,16 @@ import type { LinearActivation } from '../linear-plan';
  */
 export type LinearMode = 'float' | 'portable' | 'int8' | 'prepacked';
 export const LINEAR_MODES: LinearMode[] = ['float', 'portable', 'int8', 'prepacked'];
+
+/**
+ * TorchScript for softmax(q k^T / sqrt(d), mask) v with dropout probability `p` (a TorchScript expression).
+ * Prepacked copies (inference only) run torchbert::attention: ATen's fused kernel or the spelled-out
+ * steps, whichever measured faster here for the shape (native/attention.cc). The others run torch's
+ * SDPA (int8 copies too: their saved TorchScript runs in Python, which lacks torchbert's ops).
+ */
+export function attention(mode: LinearMode, qkvMask: string, p = '0.0'): string {
+  return mode === 'prepacked' ? `ops.torchbert.attention(${qkvMask})` : `torch.scaled_dot_product_attention(${qkvMask}, ${p})`;
+}
 
 /** A float literal for TorchScript source. */
 export const num = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));

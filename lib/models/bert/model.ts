@@ -8,7 +8,9 @@ import { BertConfig, BertConfigFields } from '../config';
 import { saveFile } from '../../safetensors';
 import type { DType } from '../../tensor';
 import { native } from '../../binding';
-import { LinearActivation, LinearBackend, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Plan, planBackends } from '../linear-plan';
+import { checkCpuBf16 } from '../../cpu';
+import { currentModes, withModes } from '../../torch';
+import { LinearActivation, LinearBackend, LinearDtype, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Plan, planBackends } from '../linear-plan';
 import { HEADS, HeadKind, buildHead } from './heads';
 import { buildUninitialised } from './layers';
 
@@ -71,7 +73,7 @@ export class BertPreTrainedModel {
   readonly module: ScriptModule;
   /** An int8 dynamically quantised copy from quantizeDynamic(): inference only, on the CPU. */
   readonly quantized: boolean;
-  /** An fp32 copy with prepacked linear weights from prepack(): inference only, on the CPU. */
+  /** A copy with prepacked linear weights from prepack() (fp32, or bf16 from a bf16 model): inference only, on the CPU. */
   readonly prepacked: boolean;
 
   /** Calls through this model and the models sharing its weights (encoderOf) take turns: one at a time, in order. */
@@ -136,7 +138,10 @@ export class BertPreTrainedModel {
   to(target: string | { device?: string; dtype?: DType }): this {
     if (this.#inferenceOnly) {
       const t = typeof target === 'string' ? { device: target } : target;
-      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== 'float32')) throw new Error(`a ${this.#inferenceOnly} model runs on the CPU in float32: it cannot move or change dtype`);
+      const own = this.module.namedParameters()[0]?.[1];
+      const dtype = own?.dtype ?? 'float32';
+      own?.dispose();
+      if ((t.device && !t.device.startsWith('cpu')) || (t.dtype && t.dtype !== dtype)) throw new Error(`a ${this.#inferenceOnly} model runs on the CPU in ${dtype}: it cannot move or change dtype`);
     }
     this.module.to(target);
     this.#retie();
@@ -225,11 +230,14 @@ export class BertPreTrainedModel {
    */
   async #exclusive<T>(call: () => Promise<T>): Promise<T> {
     const prev = this.#turn.tail;
+    // The call starts after its turn comes, when the caller's grad mode and autocast (under which it was
+    // made: noGrad, say) may have ended; it runs with them as they were now.
+    const modes = currentModes();
     let done!: () => void;
     this.#turn.tail = new Promise<void>((r) => (done = r));
     try {
       await prev;
-      return await call();
+      return await withModes(modes, call);
     } finally {
       done();
     }
@@ -396,9 +404,29 @@ export class BertPreTrainedModel {
     if (this.#inferenceOnly) throw new Error(`${what}: the model is already ${this.#inferenceOnly}`);
     const state = new Map(this.module.namedParameters());
     const first = state.values().next().value!;
-    if (first.device !== 'cpu') throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
-    if (first.dtype !== 'float32') throw new Error(`${what}: needs float32 weights, the model is ${first.dtype}`);
+    const release = () => {
+      for (const t of state.values()) t.dispose();
+    };
+    if (first.device !== 'cpu') {
+      release();
+      throw new Error(`${what}: runs on the CPU, the model is on ${first.device}`);
+    }
+    // bf16 models prepack to bf16 GEMMs (oneDNN's or ATen's); int8 quantises from float32.
+    const dtypes = mode === 'prepacked' ? ['float32', 'bfloat16'] : ['float32'];
+    if (!dtypes.includes(first.dtype)) {
+      release();
+      throw new Error(`${what}: needs ${dtypes.join(' or ')} weights, the model is ${first.dtype}`);
+    }
+    if (first.dtype === 'bfloat16') {
+      try {
+        checkCpuBf16('prepack() of a bfloat16 model');
+      } catch (e) {
+        release();
+        throw e;
+      }
+    }
     const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
+    if (first.dtype !== 'float32') module.to({ dtype: first.dtype });
     tb.tidy(() => tb.noGrad(() => {
       for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
     }));
@@ -409,6 +437,12 @@ export class BertPreTrainedModel {
   #prepackedCopy(opts: PrepackOptions) {
     const forced = forcedBackend(opts.backend);
     const { module, state } = this.#copyBase('prepacked');
+    const dtype = state.values().next().value!.dtype as LinearDtype;
+    if (forced === 'torchbert' && dtype !== 'float32') {
+      for (const t of state.values()) t.dispose();
+      module.dispose();
+      throw new TypeError(`prepack backend 'torchbert' runs float32 only; this model is ${dtype} (use 'auto', 'onednn' or 'aten')`);
+    }
     const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape; sources: string[] }[] = [];
     const walk = (m: ScriptModule, prefix: string): void => {
       for (const [n, child] of m.namedChildren()) {
@@ -424,7 +458,7 @@ export class BertPreTrainedModel {
         const [N, K] = n === 'qkv' ? [3 * state.get(`${prefix}query.weight`)!.size(0), state.get(`${prefix}query.weight`)!.size(1)] : state.get(`${at}.weight`)!.shape;
         const activation = child.getAttr('activation') as LinearActivation; // the GELU its GEMM applies (layers.ts)
         const sources = n === 'qkv' ? ['query', 'key', 'value'].map((part) => `${prefix}${part}.weight`) : [`${at}.weight`];
-        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation }, sources });
+        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation, dtype }, sources });
       }
     };
     walk(module, '');

@@ -13,7 +13,7 @@
 import { ScriptModule } from '../../core';
 import * as tb from '../../core';
 import type { BertConfigFields } from '../config';
-import { LinearMode, dropout, embedding, layerNorm, linear, unit } from './layers';
+import { LinearMode, attention, dropout, embedding, layerNorm, linear, unit } from './layers';
 
 const dense = (inF: number, outF: number, c: BertConfigFields, mode: LinearMode, activation?: string) =>
   linear(inF, outF, { std: c.initializer_range, mode, activation });
@@ -88,7 +88,7 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
             attn = probs
         ctx = torch.matmul(self.dropout.forward(probs), v)                             # [B, nH, T, dH]
     else:
-        ctx = torch.scaled_dot_product_attention(q, k, v, mask, p)                     # [B, nH, T, dH]
+        ctx = ${attention(mode, 'q, k, v, mask', 'p')}                     # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                              # [B, T, H]
 
 def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
@@ -96,7 +96,7 @@ def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -
     q = self.split_heads(self.unpack(q, idx, B, T), B, T)
     k = self.split_heads(self.unpack(k, idx, B, T), B, T)
     v = self.split_heads(self.unpack(v, idx, B, T), B, T)
-    ctx = torch.scaled_dot_product_attention(q, k, v, mask, 0.0)                       # [B, nH, T, dH]
+    ctx = ${attention(mode, 'q, k, v, mask')}                       # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B * T, ${H}).index_select(0, idx)                # [N, H]
 
 def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
@@ -106,7 +106,7 @@ def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
     q = self.split_heads(q[:, :1], B, 1)                                               # [B, nH, 1, dH]
     k = self.split_heads(k, B, T)
     v = self.split_heads(v, B, T)
-    return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})      # [B, H]
+    return ${attention(mode, 'q, k, v, mask')}.reshape(B, ${H})      # [B, H]
 
 def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
     # rows: where each sequence's first token sits in the packed h
@@ -114,7 +114,7 @@ def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tenso
     q = q.index_select(0, rows).view(B, 1, ${nH}, ${dH}).transpose(1, 2)              # [B, nH, 1, dH]
     k = self.split_heads(self.unpack(k, idx, B, T), B, T)
     v = self.split_heads(self.unpack(v, idx, B, T), B, T)
-    return torch.scaled_dot_product_attention(q, k, v, mask, 0.0).reshape(B, ${H})
+    return ${attention(mode, 'q, k, v, mask')}.reshape(B, ${H})
 `);
 }
 
