@@ -100,6 +100,12 @@ async function collectives() {
   await d.barrier();
   res.objects = await d.allGatherObject({ rank, note: `é${rank}` });
   res.broadcastObject = await d.broadcastObject(rank === 0 ? { stop: true, at: 12 } : undefined, 0);
+  const worked = [];
+  res.sharded = await d.shardedMap(['a', 'b', 'c', 'd', 'e'], async (x, i) => {
+    worked.push(i);
+    return `${x}${i}`;
+  });
+  res.shardedWorked = worked;
   const g = await d.newGroup([1]);
   if (rank === 1) {
     const t = tb.tensor([5]);

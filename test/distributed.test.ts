@@ -75,6 +75,9 @@ maybe('collectives (2 ranks)', () => {
     expect(b.sendRecv).toEqual([3.5, 4.5]);
     expect(a.objects).toEqual([{ rank: 0, note: 'é0' }, { rank: 1, note: 'é1' }]);
     expect([a.broadcastObject, b.broadcastObject]).toEqual([{ stop: true, at: 12 }, { stop: true, at: 12 }]);
+    // shardedMap: each rank works on every second item from its rank; both get all results in order
+    expect([a.shardedWorked, b.shardedWorked]).toEqual([[0, 2, 4], [1, 3]]);
+    expect([a.sharded, b.sharded]).toEqual([['a0', 'b1', 'c2', 'd3', 'e4'], ['a0', 'b1', 'c2', 'd3', 'e4']]);
     expect(b.group).toEqual([5]);
     expect(a.group).toMatch(/allReduce: rank 0 is not a member of the group \[1\]/);
     expect([a.big.first, b.big.first]).toEqual([[2, 2], [2, 2]]);
@@ -173,6 +176,11 @@ maybe('launching: torchbert run, restarts, two loopback nodes', () => {
     expect(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toMatch(/"type":"train"/);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).dev.accuracy).toBe(r.out.dev.accuracy);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+    // The evaluation was sharded over the two ranks: it equals one process evaluating the saved model.
+    const one = await run(process.execPath, [CLI, 'eval', out, '--file', path.join(DATA, 'sst2', 'dev.tsv')], {});
+    expect(one.code).toBe(0);
+    expect(one.out.examples).toBe(872);
+    expect(one.out.accuracy).toBe(r.out.dev.accuracy);
   });
 
   test('pretrain --nproc 2: masked-LM pre-training data-parallel (the loss goes through DDP), rank 0 saves', async () => {

@@ -219,6 +219,23 @@ export async function allGatherObject<T>(obj: T, opts: { group?: ProcessGroup } 
   return res;
 }
 
+/**
+ * Runs `work` on this rank's share of `items` (every world-size-th, from its rank) and gives every rank all
+ * the results in the order of `items`: evaluation sharded over the ranks, with metrics then computed on the
+ * whole set exactly as one process computes them. Results must be JSON values. Every rank must call it
+ * with the same items. Without a process group of several ranks it runs every item here.
+ */
+export async function shardedMap<I, O>(items: readonly I[], work: (item: I, index: number) => Promise<O>, opts: { group?: ProcessGroup } = {}): Promise<O[]> {
+  const world = isInitialized() ? getWorldSize(opts.group) : 1;
+  const rank = world > 1 ? getRank(opts.group) : 0;
+  const mine: [number, O][] = [];
+  for (let i = rank; i < items.length; i += world) mine.push([i, await work(items[i], i)]);
+  if (world === 1) return mine.map(([, o]) => o);
+  const out = new Array<O>(items.length);
+  for (const part of await allGatherObject(mine, opts)) for (const [i, o] of part) out[i] = o;
+  return out;
+}
+
 /** Rank `src`'s JSON value on every rank. */
 export async function broadcastObject<T>(obj: T, src = 0, opts: { group?: ProcessGroup } = {}): Promise<T> {
   const mine = getRank() === src;

@@ -115,8 +115,9 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
   const gold = devOrder.flat().map((i) => devEx[i].label!);
   const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+  // Data-parallel: each rank predicts its share of the dev batches; the metrics come from all of them.
   const evaluate = async () => {
-    const pred = await predictClasses(model, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+    const pred = (await dist.shardedMap(devBatches, (b) => predictClasses(model, [b], (x) => ({ inputIds: x.inputIds, attentionMask: x.attentionMask })))).flat();
     return { accuracy: accuracy(pred, gold), f1: labels.length === 2 ? f1(pred, gold) : f1(pred, gold, 'macro') };
   };
   const maxSteps = stepsFor(trainEx.length, o);
@@ -176,26 +177,31 @@ export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2
   const evaluate = async () => {
     model.eval();
     const pred: string[][] = new Array(dev.length);
-    for (const idx of devOrder) {
+    // Data-parallel: each rank tags its share of the dev batches; the scores come from all of them.
+    const tagged = await dist.shardedMap(devOrder, async (idx) => {
       const scope = new tb.DisposeScope();
-      await scope.run(async () => {
-        const b = padCollate(idx.map((i) => devEx[i]), tok.padTokenId);
-        const out = await tb.noGrad(() => model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
-        const T = b.inputIds.shape[1];
-        const arg = (await (out.logits as Tensor).argmax(-1).data()) as BigInt64Array;
-        idx.forEach((i, r) => {
-          // Each word takes its first sub-token's label; words cut by truncation are O.
-          const tags = dev[i].tokens.map(() => 'O');
-          let prev: number | null = null;
-          devEx[i].wordIds.forEach((w, t) => {
-            if (w !== null && w !== prev) tags[w] = labels[Number(arg[r * T + t])];
-            prev = w;
+      try {
+        return await scope.run(async () => {
+          const b = padCollate(idx.map((i) => devEx[i]), tok.padTokenId);
+          const out = await tb.noGrad(() => model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+          const T = b.inputIds.shape[1];
+          const arg = (await (out.logits as Tensor).argmax(-1).data()) as BigInt64Array;
+          return idx.map((i, r) => {
+            // Each word takes its first sub-token's label; words cut by truncation are O.
+            const tags = dev[i].tokens.map(() => 'O');
+            let prev: number | null = null;
+            devEx[i].wordIds.forEach((w, t) => {
+              if (w !== null && w !== prev) tags[w] = labels[Number(arg[r * T + t])];
+              prev = w;
+            });
+            return tags;
           });
-          pred[i] = tags;
         });
-      });
-      scope.dispose();
-    }
+      } finally {
+        scope.dispose();
+      }
+    });
+    devOrder.forEach((idx, k) => idx.forEach((i, r) => (pred[i] = tagged[k][r])));
     const s = entityScores(pred, dev.map((d) => d.tags));
     return { f1: s.f1, precision: s.precision, recall: s.recall };
   };
@@ -333,11 +339,14 @@ export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): P
   const batches = new EpochBatches(feats.map((f) => f.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const { pipeline } = await import('../pipelines');
   const qa = await pipeline('question-answering', { model, tokenizer: tok }, { maxLength });
+  // Data-parallel: each rank answers its share of the dev questions (in chunks of 32); the scores come from all.
+  const chunks = Array.from({ length: Math.ceil(dev.length / 32) }, (_, k) => dev.slice(32 * k, 32 * k + 32));
   const evaluate = async () => {
     model.eval();
-    const preds = (await qa.call(dev.map((x) => ({ question: x.question, context: x.context })), { maxSeqLen: maxLength, docStride: stride })) as { answer: string }[];
+    const answers = (await dist.shardedMap(chunks, async (c) =>
+      ((await qa.call(c.map((x) => ({ question: x.question, context: x.context })), { maxSeqLen: maxLength, docStride: stride })) as { answer: string }[]).map((p) => p.answer))).flat();
     const { qaMetrics } = await import('../train');
-    return qaMetrics(preds.map((p) => p.answer), dev.map((x) => x.answers.map((a) => a.text)));
+    return qaMetrics(answers, dev.map((x) => x.answers.map((a) => a.text)));
   };
   const next = (s: number): Batch => {
     const idx = batches.at(s);
