@@ -53,13 +53,21 @@ ErrorInfo Capture(std::exception_ptr e) {
   }
 }
 
+namespace {
+// Every error from native code carries a code, as libtorch's do (TORCH_*): JS can branch on it.
+Napi::Error WithCode(Napi::Error err, const char* code) {
+  err.Set("code", Napi::String::New(err.Env(), code));
+  return err;
+}
+}  // namespace
+
 Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info) {
   using K = ErrorInfo::Kind;
   switch (info.kind) {
     case K::Type:
-      return Napi::TypeError::New(env, info.message);
+      return WithCode(Napi::TypeError::New(env, info.message), "TORCHBERT_INVALID_ARGUMENT");
     case K::Range:
-      return Napi::RangeError::New(env, info.message);
+      return WithCode(Napi::RangeError::New(env, info.message), "TORCHBERT_OUT_OF_RANGE");
     case K::Torch:
     case K::OutOfMemory:
     case K::NotImplemented: {
@@ -75,11 +83,11 @@ Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info) {
       return err;
     }
     default:
-      return Napi::Error::New(env, info.message);
+      return WithCode(Napi::Error::New(env, info.message), "TORCHBERT_NATIVE_ERROR");
   }
 }
 
-void ThrowType(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
-void ThrowRange(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+void ThrowType(Napi::Env env, const std::string& msg) { throw WithCode(Napi::TypeError::New(env, msg), "TORCHBERT_INVALID_ARGUMENT"); }
+void ThrowRange(Napi::Env env, const std::string& msg) { throw WithCode(Napi::RangeError::New(env, msg), "TORCHBERT_OUT_OF_RANGE"); }
 
 }  // namespace torchbert

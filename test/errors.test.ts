@@ -69,4 +69,11 @@ describe('error types', () => {
     expect(e.message).toMatch(/aten::add.Tensor argument 'other' must be a Tensor/);
     expect(errorOf(() => tb.ones([3]).item()).name).toBe('RangeError');
   });
+
+  test('native errors that are not libtorch failures carry codes too', () => {
+    const range = errorOf(() => tb.ones([2, 3]).select(0, 5)) as Error & { code?: string };
+    expect([range.name, range.code]).toEqual(['RangeError', 'TORCHBERT_OUT_OF_RANGE']);
+    const type = errorOf(() => tb.op('aten::add.Tensor').t(tb.ones([2])._handle, 'x')) as Error & { code?: string };
+    expect([type.name, type.code]).toEqual(['TypeError', 'TORCHBERT_INVALID_ARGUMENT']);
+  });
 });

@@ -203,7 +203,9 @@ test('fitScheduleToTimeBudget: a budget that holds fewer steps than maxSteps get
   expect(lines.some((l) => /schedule fitted to \d+ steps/.test(l))).toBe(true);
   // the run ends on its schedule (the decay reached 0), or the budget stopped it a few steps short of that
   expect(res.steps).toBeGreaterThanOrEqual(res.scheduledSteps! * 0.9);
-  expect(res.losses.at(-1)!.lr).toBeLessThan(1e-3 * 0.1);
+  // the last logged rate is near the end of the decay: logged every 10 steps, the last entry is up to 9
+  // steps (up to a tenth of the schedule) before the run's last step, itself up to a tenth short of the end
+  expect(res.losses.at(-1)!.lr).toBeLessThan(1e-3 * 0.25);
   // past the warmup of the fitted schedule (a tenth of it), near the peak
   expect(Math.max(...res.losses.map((l) => l.lr))).toBeGreaterThan(1e-3 * 0.5);
   // without the option, the same budget cuts the long schedule in its warmup
