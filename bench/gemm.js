@@ -8,6 +8,8 @@
 // torchbert::linear_packed (native/kernels.cc), at the row counts of one short request (24), a few (96),
 // a batch of 16 short ones (400) and 16 of 128 tokens (2048); each product cycles through 12 layers' weights so they come from memory, as in
 // a forward, and the two take turns per shape.
+// Every product runs async, on the compute thread with the intra-op threads (sync ops on the main thread
+// run on one).
 // Usage: node bench/gemm.js [--reps 7] [--only training|inference] [--rows 1,24,96,400,2048]
 'use strict';
 const tb = require('../dist');
@@ -17,21 +19,24 @@ const { arg, median, now, matmulPeak } = require('./common');
 const REPS = Number(arg('--reps', '7'));
 const onednn = op('mkldnn::_linear_pointwise');
 const linear = op('aten::linear');
-const time = (f) => {
-  f().dispose();
+const mm = op('aten::mm');
+const time = async (f) => {
+  (await f()).dispose();
   const ts = [];
   for (let i = 0; i < REPS; i++) {
     const t0 = now();
-    f().dispose();
+    (await f()).dispose();
     ts.push(now() - t0);
   }
   return median(ts);
 };
 
+(async () => {
+
 const ONLY = arg('--only', null);
 const M = 2048;
 const rows = [];
-if (ONLY !== 'inference') tb.noGrad(() => {
+if (ONLY !== 'inference') await tb.noGrad(async () => {
   for (const [K, N] of [[768, 768], [768, 3072], [3072, 768]]) {
     const x = tb.randn([M, K]);
     const w = tb.randn([N, K]);
@@ -41,19 +46,19 @@ if (ONLY !== 'inference') tb.noGrad(() => {
     const rate = (ms) => Math.round(gflop / (ms / 1000));
     rows.push({
       shape: `${M}x${K} -> ${N}`,
-      forwardAten: rate(time(() => linear.t(x._handle, w._handle, b._handle))),
-      forwardOneDnn: rate(time(() => onednn.t(x._handle, w._handle, b._handle, 'none', [], ''))),
-      gradInputAten: rate(time(() => gy.matmul(w))),
-      gradInputOneDnn: rate(time(() => {
-        const wt = w.t().contiguous();
-        const r = onednn.t(gy._handle, wt._handle, null, 'none', [], '');
+      forwardAten: rate(await time(() => linear.tAsync(x, w, b))),
+      forwardOneDnn: rate(await time(() => onednn.tAsync(x, w, b, 'none', [], ''))),
+      gradInputAten: rate(await time(() => mm.tAsync(gy, w))),
+      gradInputOneDnn: rate(await time(async () => {
+        const wt = await op('aten::contiguous').tAsync(w.t());
+        const r = await onednn.tAsync(gy, wt, null, 'none', [], '');
         wt.dispose();
         return r;
       })),
     });
   }
 });
-console.log(`GFLOP/s, median of ${REPS}; 2048^2 matmul probe ${matmulPeak(tb).toFixed(0)} GFLOP/s, ${tb.getNumThreads()} threads`);
+console.log(`GFLOP/s, median of ${REPS}; 2048^2 matmul probe ${(await matmulPeak(tb)).toFixed(0)} GFLOP/s, ${tb.getNumThreads()} threads`);
 if (rows.length) console.table(rows);
 
 if (ONLY !== 'training') {
@@ -62,24 +67,24 @@ if (ONLY !== 'training') {
   const packed = op('torchbert::linear_packed');
   const LAYERS = 12;
   const inf = [];
-  tb.noGrad(() => {
+  await tb.noGrad(async () => {
     for (const rowsM of arg('--rows', '1,24,96,400,2048').split(',').map(Number)) {
       const total = { onednn: 0, torchbert: 0 };
       for (const [K, N, act] of [[768, 2304, 'none'], [768, 768, 'none'], [768, 3072, 'gelu'], [3072, 768, 'none']]) {
         const ws = Array.from({ length: LAYERS }, () => tb.randn([N, K]).mul_(0.02));
         const b = tb.randn([N]);
         const x = tb.randn([rowsM, K]);
-        const dnn = ws.map((w) => reorder.t(w._handle, rowsM));
-        const ours = ws.map((w) => pack.t(w._handle));
+        const dnn = await Promise.all(ws.map((w) => reorder.tAsync(w, rowsM)));
+        const ours = await Promise.all(ws.map((w) => pack.tAsync(w)));
         const calls = {
-          onednn: (i) => onednn.t(x._handle, dnn[i]._handle, b._handle, act, [], act === 'gelu' ? 'none' : ''),
-          torchbert: (i) => packed.t(x._handle, ours[i]._handle, b._handle, N, act),
+          onednn: (i) => onednn.tAsync(x, dnn[i], b, act, [], act === 'gelu' ? 'none' : ''),
+          torchbert: (i) => packed.tAsync(x, ours[i], b, N, act),
         };
         const ts = { onednn: [], torchbert: [] };
         for (let r = 0; r <= REPS; r++) {
           for (const k of ['onednn', 'torchbert']) {
             const t0 = now();
-            for (let i = 0; i < LAYERS; i++) calls[k](i).dispose();
+            for (let i = 0; i < LAYERS; i++) (await calls[k](i)).dispose();
             if (r > 0) ts[k].push((now() - t0) / LAYERS); // the first round warms up
           }
         }
@@ -100,3 +105,4 @@ if (ONLY !== 'training') {
   console.log(`Inference, prepacked weights: ms per product (median of ${REPS}), weights from memory`);
   console.table(inf);
 }
+})();

@@ -75,7 +75,7 @@ print(json.dumps(res))`;
 }
 
 (async () => {
-  const peak = matmulPeak(tb);
+  const peak = await matmulPeak(tb);
   const model = await fromPretrained(DIR);
   model.eval();
   const frozen = model.module.freeze();

@@ -110,6 +110,9 @@ export interface Binding {
   cpuCacheStats(): CpuCacheStats;
   linearTuning(): LinearTuningEntry[];
   attentionTuning(): AttentionTuningEntry[];
+  profilerStart(recordShapes: boolean): void;
+  profilerStop(tracePath?: string): { name: string[]; thread: Float64Array; startUs: Float64Array; durationUs: Float64Array; shapes: string[]; device: string[] };
+  profilerRunning(): boolean;
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
   strides(h: Handle): number[];
@@ -140,7 +143,7 @@ export interface Binding {
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   cudaSynchronize(): void;
-  buildInfo(): { torchVersion: string; parallelInfo: string; config: string; cxx11Abi: boolean; napiVersion: number };
+  buildInfo(): { torchVersion: string; parallelInfo: string; computeThread: boolean; config: string; cxx11Abi: boolean; napiVersion: number };
   opHandle(name: string): number;
   callOp(op: number, ...args: Arg[]): unknown;
   callOpInplace(op: number, ...args: Arg[]): void;

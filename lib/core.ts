@@ -15,5 +15,7 @@ export type { AutocastOptions } from './torch';
 export { ScriptModule } from './module';
 export { cpuInfo } from './cpu';
 export type { CpuInfo } from './cpu';
+export { profile, Profile } from './profiler';
+export type { ProfileOptions, ProfileEvent, OpSummary } from './profiler';
 export type { IValue } from './module';
 export * as F from './functional';

@@ -69,9 +69,13 @@ class Op {
   inplace(...args: unknown[]): void {
     native.callOpInplace(this.id, ...handles(args));
   }
-  /** Runs the op on a worker thread (for long kernels such as an optimizer step); results come back as handles. */
+  /** Runs the op on the compute thread (for long kernels such as an optimizer step); results come back as handles. */
   async(...args: unknown[]): Promise<unknown> {
     return native.callOpAsync(this.id, ...handles(args));
+  }
+  /** async() for an op whose result is one tensor. */
+  async tAsync(...args: unknown[]): Promise<Tensor> {
+    return Tensor._wrap((await this.async(...args)) as Handle);
   }
 }
 /** Tensor arguments (and lists of them) as the native call takes them: handles, in place of the rest array. */

@@ -212,6 +212,8 @@ export function info(): Record<string, unknown> {
     distributed: native.distInfo(),
     threads: native.getNumThreads(),
     parallel: b.parallelInfo.trim(),
+    // async jobs run on one compute thread (TORCHBERT_COMPUTE_THREAD=0: on libuv's pool)
+    computeThread: b.computeThread,
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
     linearPlan: { cache: tuningCachePath(), shapes: cachedPlans() },

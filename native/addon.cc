@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "compute.h"
 #include "errors.h"
 #include "ops.h"
 #include "tensor.h"
@@ -41,6 +42,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, ReleaseOwner, env);
   Export<SetErrorClassJs>(exports, "setErrorClass");
   InitAllocator(env, exports);
+  InitCompute();
   tensors::InitHandles(env, exports);
   InitTensorFunctions(env, exports);
   InitRuntime(env, exports);
@@ -49,6 +51,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSafetensors(env, exports);
   InitKernels(env, exports);
   InitDistributed(env, exports);
+  InitProfiler(env, exports);
   try {
     RegisterKernels();
   } catch (const std::exception& e) {

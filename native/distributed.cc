@@ -29,11 +29,12 @@
 namespace torchbert {
 namespace {
 
-// A worker for one call: `run` on the pool thread, `result` back on the main thread.
+// A worker for one call: `run` on a pool thread of its own (collectives wait on other processes: not on
+// the compute thread), `result` back on the main thread.
 class FnWorker : public TorchWorker {
  public:
   FnWorker(Napi::Env env, std::function<void()> run, std::function<Napi::Value(Napi::Env)> result = nullptr)
-      : TorchWorker(env), run_(std::move(run)), result_(std::move(result)) {}
+      : TorchWorker(env, /*compute=*/false), run_(std::move(run)), result_(std::move(result)) {}
   void Run() override { run_(); }
   Napi::Value Result(Napi::Env env) override { return result_ ? result_(env) : env.Undefined(); }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "async.h"
+#include "compute.h"
 #include "errors.h"
 #include "ivalue.h"
 #include "kernels.h"
@@ -188,7 +189,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   class LoadWorker : public TorchWorker {
    public:
-    LoadWorker(Napi::Env env, std::string path, std::optional<c10::Device> dev) : TorchWorker(env), path_(std::move(path)), dev_(dev) {}
+    LoadWorker(Napi::Env env, std::string path, std::optional<c10::Device> dev) : TorchWorker(env, /*compute=*/false), path_(std::move(path)), dev_(dev) {}
     void Run() override { m_ = torch::jit::load(path_, dev_); }
     Napi::Value Result(Napi::Env env) override { return New(env, m_); }
 
@@ -207,7 +208,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
 
   class SaveWorker : public TorchWorker {
    public:
-    SaveWorker(Napi::Env env, ModuleWrap* w, std::string path) : TorchWorker(env), w_(w), ref_(Napi::Persistent(w->Value())), path_(std::move(path)) {
+    SaveWorker(Napi::Env env, ModuleWrap* w, std::string path) : TorchWorker(env, /*compute=*/false), w_(w), ref_(Napi::Persistent(w->Value())), path_(std::move(path)) {
       w_->Acquire(env);
     }
     void Run() override { w_->m_.save(path_); }
@@ -269,7 +270,10 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     CheckIdle(info.Env());
     torch::jit::Method method = FindMethod(info.Env(), info[0]);
     torch::jit::Stack args = MethodArgs(info, method);
-    return FromIValue(info.Env(), method(std::move(args)), true);
+    // A forward is heavy: it runs with the compute thread's intra-op threads (compute.cc), the event loop waiting.
+    c10::IValue out;
+    RunOnComputeThread([&] { out = method(std::move(args)); });
+    return FromIValue(info.Env(), out, true);
   }
 
   Napi::Value Define(const Napi::CallbackInfo& info) {
@@ -324,23 +328,28 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
       if (b.dim() != 1 || b.size(0) != w.size(0)) ThrowType(info.Env(), "packLinear: bias must be 1-D with one value per output row");
       bias = b;
     }
-    at::Tensor scales = (w.abs().amax(1) / 127.5).clamp_min(std::numeric_limits<float>::epsilon()).to(at::kDouble);
-    at::Tensor zero_points = at::zeros({w.size(0)}, at::kLong);
-    // torch 2.13 warns that quantized dtypes are deprecated; that is ours to track, not the user's.
-    struct Quiet : c10::WarningHandler {
-      void process(const c10::Warning&) override {}
-    } quiet;
-    c10::WarningUtils::WarningHandlerGuard guard(&quiet);
-    at::Tensor qw = at::quantize_per_channel(w, scales, zero_points, 0, at::kQInt8);
-    static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
-    torch::jit::Stack stack{qw, bias ? c10::IValue(*bias) : c10::IValue()};
-    {
-      // The engine (fbgemm or onednn, chosen by measurement in lib/models/linear-plan.ts) decides the
-      // packed format; linear_dynamic then runs whichever engine packed the layer.
-      QEngineGuard engine(info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "");
-      prepack.callBoxed(&stack);
-    }
-    c10::IValue packed = stack.at(0);
+    const std::string engine_name = info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+    // On the compute thread: oneDNN's packed layout depends on the thread count it will run with.
+    c10::IValue packed;
+    RunOnComputeThread([&] {
+      at::Tensor scales = (w.abs().amax(1) / 127.5).clamp_min(std::numeric_limits<float>::epsilon()).to(at::kDouble);
+      at::Tensor zero_points = at::zeros({w.size(0)}, at::kLong);
+      // torch 2.13 warns that quantized dtypes are deprecated; that is ours to track, not the user's.
+      struct Quiet : c10::WarningHandler {
+        void process(const c10::Warning&) override {}
+      } quiet;
+      c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+      at::Tensor qw = at::quantize_per_channel(w, scales, zero_points, 0, at::kQInt8);
+      static const auto prepack = c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "");
+      torch::jit::Stack stack{qw, bias ? c10::IValue(*bias) : c10::IValue()};
+      {
+        // The engine (fbgemm or onednn, chosen by measurement in lib/models/linear-plan.ts) decides the
+        // packed format; linear_dynamic then runs whichever engine packed the layer.
+        QEngineGuard engine(engine_name);
+        prepack.callBoxed(&stack);
+      }
+      packed = stack.at(0);
+    });
     if (m_.hasattr(name)) m_.setattr(name, packed);
     else m_.register_attribute(name, packed.type(), packed);
     return info.Env().Undefined();

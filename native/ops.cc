@@ -6,6 +6,7 @@
 #include <deque>
 
 #include "async.h"
+#include "compute.h"
 #include "errors.h"
 #include "ivalue.h"
 #include "ops.h"
@@ -16,6 +17,10 @@ namespace {
 struct Op {
   c10::OperatorHandle handle;
   std::string name;
+  // torchbert's own operators run on the compute thread even when called sync: their measurements
+  // (tune_*) and weight layouts (oneDNN's blocking depends on the thread count) must match where the
+  // work runs.
+  bool on_compute_thread;
 };
 std::deque<Op> ops;  // deque: stable addresses while handles are appended
 
@@ -37,7 +42,7 @@ Napi::Value OpHandle(const Napi::CallbackInfo& info) {
   std::string overload = dot == std::string::npos ? "" : full.substr(dot + 1);
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
   if (!handle) ThrowType(env, "unknown operator '" + full + "'");
-  ops.push_back({*handle, full});
+  ops.push_back({*handle, full, full.rfind("torchbert::", 0) == 0});
   return Napi::Number::New(env, static_cast<double>(ops.size() - 1));
 }
 
@@ -45,7 +50,11 @@ torch::jit::Stack Invoke(const Napi::CallbackInfo& info) {
   const Op& op = GetOp(info[0]);
   torch::jit::Stack stack;
   PushCallArgs(info, 1, op.handle.schema(), op.name, stack);
-  op.handle.callBoxed(stack);
+  if (op.on_compute_thread) {
+    RunOnComputeThread([&] { op.handle.callBoxed(stack); });
+  } else {
+    op.handle.callBoxed(stack);
+  }
   return stack;
 }
 

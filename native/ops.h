@@ -13,4 +13,5 @@ void RegisterKernels();
 // linearTuning(): the shapes torchbert::linear has timed and the backend chosen for each.
 void InitKernels(Napi::Env env, Napi::Object exports);
 void InitDistributed(Napi::Env env, Napi::Object exports);
+void InitProfiler(Napi::Env env, Napi::Object exports);
 }  // namespace torchbert

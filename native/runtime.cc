@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "compute.h"
 #include "errors.h"
 #include "tensor.h"
 
@@ -82,7 +83,7 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
   if (!(n >= 1) || n != static_cast<int>(n)) ThrowRange(env, "setNumThreads needs a positive integer");
-  at::set_num_threads(static_cast<int>(n));
+  SetIntraOpThreads(static_cast<int>(n));
   return env.Undefined();
 }
 // TorchScript's graph executor optimisations (profiling, autodiff subgraphs, fusion). Returns the
@@ -95,7 +96,7 @@ static Napi::Value SetGraphExecutorOptimize(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, prev);
 }
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), at::get_num_threads());
+  return Napi::Number::New(info.Env(), IntraOpThreads());
 }
 static Napi::Value CudaIsAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), torch::cuda::is_available());
@@ -111,7 +112,10 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("torchVersion", TORCH_VERSION);
-  o.Set("parallelInfo", at::get_parallel_info());
+  std::string parallel;
+  RunOnComputeThread([&] { parallel = at::get_parallel_info(); });  // the thread that runs the work
+  o.Set("parallelInfo", parallel);
+  o.Set("computeThread", Napi::Boolean::New(env, ComputeThreadEnabled()));
   o.Set("config", at::show_config());
   o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI));
   o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));

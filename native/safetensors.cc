@@ -114,7 +114,7 @@ Napi::Value TensorArray(Napi::Env env, const std::vector<at::Tensor>& ts) {
 class ReadWorker : public TorchWorker {
  public:
   ReadWorker(Napi::Env env, std::string path, uint64_t start, std::vector<Entry> entries, std::optional<c10::Device> dev)
-      : TorchWorker(env), path_(std::move(path)), start_(start), entries_(std::move(entries)), dev_(dev) {}
+      : TorchWorker(env, /*compute=*/false), path_(std::move(path)), start_(start), entries_(std::move(entries)), dev_(dev) {}
   void Run() override { out_ = ReadTensors(path_, start_, entries_, dev_); }
   Napi::Value Result(Napi::Env env) override { return TensorArray(env, out_); }
 
@@ -129,7 +129,7 @@ class ReadWorker : public TorchWorker {
 class WriteWorker : public TorchWorker {
  public:
   WriteWorker(Napi::Env env, std::string path, std::vector<uint8_t> header, std::vector<at::Tensor> ts)
-      : TorchWorker(env), path_(std::move(path)), header_(std::move(header)), ts_(std::move(ts)) {}
+      : TorchWorker(env, /*compute=*/false), path_(std::move(path)), header_(std::move(header)), ts_(std::move(ts)) {}
   void Run() override { WriteTensors(path_, header_, ts_); }
   Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
 

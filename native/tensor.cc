@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "async.h"
+#include "compute.h"
 #include "errors.h"
 
 namespace torchbert {
@@ -155,7 +156,7 @@ static Napi::Value Backward(const Napi::CallbackInfo& info) {
   if (!info[1].IsUndefined() && !info[1].IsNull()) grad = Get(info[1], "gradient");
   bool retain = info[2].ToBoolean().Value(), create = info[3].ToBoolean().Value();
   if (info[4].ToBoolean().Value()) return (new BackwardWorker(info.Env(), t, grad, retain, create))->Start();
-  t.backward(grad, retain, create);
+  RunOnComputeThread([&] { t.backward(grad, retain, create); });  // heavy: the compute thread's intra-op threads
   return info.Env().Undefined();
 }
 
