@@ -58,7 +58,7 @@ const rows = Object.keys(runs.pool[0]).map((k) => {
   const [c, p] = [median(runs.computeThread.map((x) => x[k])), median(runs.pool.map((x) => x[k]))];
   return { forward: k, computeThreadMs: +c.toFixed(1), poolMs: +p.toFixed(1), speedup: +(p / c).toFixed(2) };
 });
-console.log(cpuLine());
+console.log(cpuLine(require('../dist')));
 console.log(`medians of ${ROUNDS} rounds, each mode in its own process`);
 console.table(rows);
 if (!process.argv.includes('--no-python')) {

@@ -17,11 +17,18 @@ namespace {
 void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, TorchWorker* w);
 using Completions = Napi::TypedThreadSafeFunction<std::nullptr_t, TorchWorker, Settle>;
 
-// One per process (the addon serves one JS thread, addon.cc). Referenced only while jobs are out, so
-// that it never keeps the process alive by itself.
+// One for the JS thread that owns the addon (addon.cc), made at its first job. Referenced only while
+// jobs are out, so that it never keeps the process alive by itself.
 Completions completions;
 bool have_completions = false;
 size_t pending = 0;
+
+// When that thread's environment goes (a worker thread that loaded the addon exits), the next owner
+// makes its own; jobs of the old one still running find theirs closed and are dropped.
+void Forget(void*) {
+  have_completions = false;
+  pending = 0;
+}
 
 void Settle(Napi::Env env, Napi::Function, std::nullptr_t*, TorchWorker* w) {
   if (env == nullptr) return;  // the environment is going away: nothing left to resolve
@@ -54,6 +61,7 @@ Napi::Value TorchWorker::Start() {
     completions = Completions::New(env_, "torchbert", 0, 1);
     completions.Unref(env_);
     have_completions = true;
+    napi_add_env_cleanup_hook(env_, Forget, nullptr);
   }
   if (pending++ == 0) completions.Ref(env_);
   PostToComputeThread([this] {

@@ -206,14 +206,14 @@ test('models and pipelines end cleanly: dispose() frees the weights a pipeline l
   expect(live()).toBeLessThanOrEqual(base); // loading and running left no handles behind
 });
 
-test('one JS thread owns the addon: a worker may hold it alone (its tensors freed when it exits); a second thread is refused', () => {
+test('one JS thread owns the addon: a worker may hold it alone (its tensors freed when it exits); a second thread is refused; async jobs work in each owner', () => {
   const dist = JSON.stringify(path.join(__dirname, '..', 'dist'));
   const code = `
 const { Worker } = require('worker_threads');
 const load = \`const { parentPort } = require('worker_threads');
 try {
   const tb = require(${dist});
-  parentPort.postMessage({ sum: tb.ones([3]).sum().item(), tensors: tb.memory().tensors });
+  tb.ones([3]).data().then((d) => parentPort.postMessage({ sum: tb.ones([3]).sum().item(), asyncSum: d.reduce((a, b) => a + b), tensors: tb.memory().tensors }));
 } catch (e) {
   parentPort.postMessage({ error: e.message, code: e.code });
 }\`;
@@ -224,12 +224,15 @@ const run = () => new Promise((done) => { const w = new Worker(load, { eval: tru
   const before = tb.memory().tensors;
   const x = tb.ones([2]);
   const second = await run();
-  console.log(JSON.stringify({ alone, before, second, main: x.sum().item() }));
+  const d = await x.data(); // after the worker's jobs: the main thread's own way back from the compute thread
+  console.log(JSON.stringify({ alone, before, second, main: x.sum().item(), mainAsync: d[0] + d[1] }));
 })();`;
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
-  const { alone, before, second, main } = JSON.parse(r.stdout);
+  const { alone, before, second, main, mainAsync } = JSON.parse(r.stdout);
   expect(alone.sum).toBe(3);
+  expect(alone.asyncSum).toBe(3);
+  expect(mainAsync).toBe(2);
   expect(alone.tensors).toBeGreaterThan(0);
   expect(before).toBe(0); // the worker's tensors went with it
   expect(second.code).toBe('ADDON_IN_OTHER_THREAD');
