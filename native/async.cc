@@ -64,11 +64,11 @@ Napi::Value TorchWorker::Start() {
     napi_add_env_cleanup_hook(env_, Forget, nullptr);
   }
   if (pending++ == 0) completions.Ref(env_);
-  PostToComputeThread([this] {
+  // This environment's function, copied: another owner may have made its own by the time the job ends.
+  Completions done = completions;
+  PostToComputeThread([this, done]() mutable {
     Execute();
-    if (completions.NonBlockingCall(this) != napi_ok) {
-      // The environment is closing: the promise cannot settle any more.
-    }
+    done.NonBlockingCall(this);  // napi_closing once the environment has gone: nothing left to settle
   });
   return p;
 }

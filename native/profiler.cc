@@ -1,6 +1,7 @@
 // PyTorch's own profiler (Kineto) for JS: tb.profile() starts it on the main thread and stops it when
 // the profiled work is done. Async calls started in between record too: each captures the caller's
 // thread-local state, the profiler's callbacks included (async.h), and replays it on its worker thread.
+#include <ATen/Context.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <set>
