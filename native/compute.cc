@@ -2,9 +2,9 @@
 // worker threads for every thread that opens parallel regions, and once the process holds more OpenMP
 // threads than CPUs it stops spinning between regions (GOMP's throttled spin): each parallel op then
 // waits for its workers to wake from a futex. Async jobs used to run on whichever libuv pool thread took
-// them, one team each, and a bert-base forward at one short sentence ran 1.5-1.8x slower than the same
-// TorchScript in a Python process with one team (docs/benchmarks.md, "One OpenMP team").
-// So every async job's libtorch work runs here, in order (the pool thread that took it waits), and
+// them, one team each: a bert-base forward at one short sentence ran up to 1.8x slower than on one
+// thread (docs/benchmarks.md, "One compute thread").
+// So every async job's libtorch work runs here, in order (the main thread hands it over, async.cc), and
 // the main thread's own ops (small, sync) run on one thread. TORCHBERT_COMPUTE_THREAD=0 at start-up
 // restores the pool: jobs run where libuv puts them, concurrently, each with the intra-op count.
 #include "compute.h"
