@@ -41,6 +41,8 @@ export interface TrainerOptions {
    * shorter but complete schedule (warmup and decay to the end) instead of stopping mid-decay.
    */
   fitScheduleToTimeBudget?: boolean;
+  /** milliseconds now, for the time budget and the pace (default Date.now); a fake clock makes a budgeted run reproducible */
+  clock?: () => number;
   loggingSteps?: number;
   evalSteps?: number;
   logFile?: string;
@@ -212,7 +214,8 @@ export class Trainer {
     if (ddp) await ddp.ready;
     const bar = main && process.stdout.isTTY ? new (require('cli-progress').SingleBar)({ format: `${o.name} |{bar}| {value}/{total} loss {loss} lr {lr} {rate} steps/s eta {eta_formatted}`, hideCursor: true }, require('cli-progress').Presets.shades_classic) : null;
     bar?.start(o.maxSteps, 0, { loss: '-', lr: '-', rate: '-' });
-    const start = Date.now();
+    const now = o.clock ?? Date.now;
+    const start = now();
     const result: TrainResult = { steps: 0, seconds: 0, losses: [], evals: [] };
     this.model.train();
     companions.forEach((c) => c.train());
@@ -293,7 +296,7 @@ export class Trainer {
       if (stepped) sched.step();
       this.optimizer.zeroGrad();
       result.steps = step + 1;
-      const elapsed = (Date.now() - start) / 1000;
+      const elapsed = (now() - start) / 1000;
       // Fit the schedule after 16, 32, 64, ... steps from the pace since the previous fit (the first steps,
       // which compile, tune GEMMs and warm caches, are left out once there is a later window), to end at
       // 98% of the budget so that a slightly slower stretch does not cut the decay short.
@@ -337,9 +340,9 @@ export class Trainer {
         if (ddp) await dist.barrier();
       }
       if (evaluate && o.evalSteps && (step + 1) % o.evalSteps === 0) {
-        const t = Date.now();
+        const t = now();
         const metrics = await runEval(step + 1);
-        evalTime.seconds += (Date.now() - t) / 1000;
+        evalTime.seconds += (now() - t) / 1000;
         evalTime.count++;
         this.model.train();
         result.evals.push({ step: step + 1, metrics });
@@ -364,7 +367,7 @@ export class Trainer {
     }
     bar?.stop();
     if (jsonl !== undefined) fs.closeSync(jsonl);
-    result.seconds = (Date.now() - start) / 1000;
+    result.seconds = (now() - start) / 1000;
     result.scheduledSteps = total;
     if (o.loadBestModelAtEnd && this.#best && result.best && result.best.step !== result.steps) {
       this.model.loadStateDict(this.#best, { strict: true });
