@@ -112,7 +112,6 @@ export interface Binding {
   attentionTuning(): AttentionTuningEntry[];
   profilerStart(recordShapes: boolean): void;
   profilerStop(tracePath?: string): { name: string[]; thread: Float64Array; startUs: Float64Array; durationUs: Float64Array; shapes: string[]; device: string[] };
-  profilerRunning(): boolean;
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
   strides(h: Handle): number[];

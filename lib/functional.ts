@@ -25,8 +25,7 @@ export interface CrossEntropyOptions {
 }
 /** crossEntropy on a worker thread: for losses over large logits (masked LM's [B*T, vocab]) that would hold the event loop. */
 export async function crossEntropyAsync(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Promise<Tensor> {
-  const h = await op('aten::cross_entropy_loss').async(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
-  return Tensor._wrap(h as Tensor['_handle']);
+  return op('aten::cross_entropy_loss').tAsync(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
 }
 
 export function nllLoss(input: Tensor, target: Tensor, opts: { weight?: Tensor; ignoreIndex?: number; reduction?: Reduction } = {}): Tensor {

@@ -78,9 +78,7 @@ void TorchWorker::Execute() {
     if (!compute_) {
       SingleThreadedHere();
     } else if (!ComputeThreadEnabled()) {
-      // The pool route for compute jobs: this thread runs with the intra-op thread count.
-      const int n = IntraOpThreads();
-      if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+      UseIntraOpThreadsHere();  // the pool route for compute jobs
     }
     at::ThreadLocalStateGuard tls(tls_);
     c10::OptionalDeviceGuard device(cuda_device_);

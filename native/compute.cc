@@ -41,14 +41,6 @@ Queue& TheQueue() {
 std::once_flag started;
 std::atomic<int> intra_threads{0};
 
-bool Enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("TORCHBERT_COMPUTE_THREAD");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  return on;
-}
-
 void Loop() {
   Queue& q = TheQueue();
   for (;;) {
@@ -72,7 +64,16 @@ void Start() {
 }  // namespace
 
 bool ComputeThreadEnabled() {
-  return Enabled();
+  static const bool on = [] {
+    const char* v = std::getenv("TORCHBERT_COMPUTE_THREAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return on;
+}
+
+void UseIntraOpThreadsHere() {
+  const int n = intra_threads.load();
+  if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
 }
 
 void PostToComputeThread(std::function<void()> job) {
@@ -86,9 +87,8 @@ void PostToComputeThread(std::function<void()> job) {
 }
 
 void RunOnComputeThread(const std::function<void()>& fn) {
-  if (!Enabled()) {
-    const int n = intra_threads.load();
-    if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+  if (!ComputeThreadEnabled()) {
+    UseIntraOpThreadsHere();
     fn();
     return;
   }
@@ -136,7 +136,7 @@ int IntraOpThreads() {
 
 void SetIntraOpThreads(int n) {
   intra_threads = n;
-  if (!Enabled()) {
+  if (!ComputeThreadEnabled()) {
     at::set_num_threads(n);
     return;
   }

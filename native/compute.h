@@ -15,6 +15,8 @@ void PostToComputeThread(std::function<void()> job);
 int IntraOpThreads();
 // Sets it; the main thread keeps one. Main thread only.
 void SetIntraOpThreads(int n);
+// Gives the calling thread that count (the pool route, TORCHBERT_COMPUTE_THREAD=0).
+void UseIntraOpThreadsHere();
 // Makes the calling (libuv pool) thread run its parallel ops on itself alone.
 void SingleThreadedHere();
 // At load, on the main thread.

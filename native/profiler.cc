@@ -81,14 +81,9 @@ static Napi::Value ProfilerStop(const Napi::CallbackInfo& info) {
   return out;
 }
 
-static Napi::Value ProfilerRunning(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), running);
-}
-
 void InitProfiler(Napi::Env env, Napi::Object exports) {
   Export<ProfilerStart>(exports, "profilerStart");
   Export<ProfilerStop>(exports, "profilerStop");
-  Export<ProfilerRunning>(exports, "profilerRunning");
 }
 
 }  // namespace torchbert

@@ -142,6 +142,9 @@ describe('quantized model', () => {
 
   test('refuses training, moving, casting, HF saving and quantising twice, with clear errors', async () => {
     const q = (await fromPretrained(dir)).quantizeDynamic();
+    // nothing in it trains: a forward outside noGrad records no autograd graph (which would hold every intermediate)
+    expect(q.module.parameters().filter((t) => t.requiresGrad)).toEqual([]);
+    expect((await q.forward(inputs())).logits!.requiresGrad).toBe(false);
     expect(() => q.train()).toThrow(/inference-only/);
     expect(() => q.to('cuda')).toThrow(/CPU/);
     expect(() => q.to({ dtype: 'bfloat16' })).toThrow(/CPU/);
@@ -268,6 +271,8 @@ describe('prepacked fp32 (oneDNN)', () => {
     const dir = path.join(FIXTURES, 'quant', 'BertForSequenceClassification');
     const p = await fromPretrained(dir, { prepack: true });
     expect(p.prepacked).toBe(true);
+    expect(p.module.parameters().filter((t) => t.requiresGrad)).toEqual([]);
+    expect((await p.forward(inputs())).logits!.requiresGrad).toBe(false);
     expect(() => p.train()).toThrow(/prepacked model is inference-only/);
     expect(() => p.to('cuda')).toThrow(/CPU/);
     await expect(p.savePretrained(tmpDir())).rejects.toThrow(/no Hugging Face format/);

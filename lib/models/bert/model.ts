@@ -427,8 +427,10 @@ export class BertPreTrainedModel {
     }
     const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
     if (first.dtype !== 'float32') module.to({ dtype: first.dtype });
+    // An inference copy trains nothing: without requires_grad on its parameters, a forward called outside
+    // noGrad records no autograd graph (which would keep every intermediate alive until the output is collected).
     tb.tidy(() => tb.noGrad(() => {
-      for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!);
+      for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!).requiresGrad_(false);
     }));
     return { module, state };
   }
