@@ -97,10 +97,13 @@ program
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training', number, 1e-3)
   .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 4e-4)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean }) => {
-    const { fromScratch } = await import('./recipes/scratch');
+  .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean; nproc: number }) => {
     const started = Date.now();
+    if (await dataParallel(o.nproc)) return;
+    const { fromScratch } = await import('./recipes/scratch');
     const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, control: o.control });
+    if (!(await leaveGroup())) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
     console.log(`SST-2 dev accuracy: ${pct(r.dev.accuracy)} (F1 ${pct(r.dev.f1)})`);

@@ -23,7 +23,7 @@ export interface CrossEntropyOptions {
   reduction?: Reduction;
   labelSmoothing?: number;
 }
-/** crossEntropy on a worker thread: for losses over large logits (masked LM's [B*T, vocab]) that would hold the event loop. */
+/** crossEntropy on the compute thread: for losses over large logits (masked LM's [B*T, vocab]) that would hold the event loop. */
 export async function crossEntropyAsync(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Promise<Tensor> {
   return op('aten::cross_entropy_loss').tAsync(input, target, opts.weight, reduction(opts.reduction), opts.ignoreIndex ?? -100, opts.labelSmoothing ?? 0);
 }

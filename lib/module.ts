@@ -1,5 +1,5 @@
 // ScriptModule: a TorchScript module, loaded from a .pt or built natively from TorchScript source.
-// Method calls, load and save run on worker threads; *Sync twins are for code already off the loop.
+// Method calls run on the compute thread, load and save on libuv's pool; *Sync twins are for code already off the loop.
 import * as fs from 'fs';
 import { native, NativeModule, Handle } from './binding';
 import { Tensor, DType } from './tensor';
@@ -148,14 +148,14 @@ export class ScriptModule {
     return this.#native.hasAttr(name);
   }
 
-  /** Runs forward on a worker thread. */
+  /** Runs forward on the compute thread. */
   forward(...args: IValue[]): Promise<IValue> {
     return this.call('forward', ...args);
   }
   forwardSync(...args: IValue[]): IValue {
     return this.callSync('forward', ...args);
   }
-  /** Runs a named method on a worker thread. */
+  /** Runs a named method on the compute thread. */
   async call(method: string, ...args: IValue[]): Promise<IValue> {
     return fromNative(await this.#native.call(method, args.map(toNative)));
   }

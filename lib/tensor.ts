@@ -265,7 +265,7 @@ export class Tensor {
   get isLeaf(): boolean {
     return native.isLeaf(handleOf(this));
   }
-  /** Computes gradients on a worker thread. */
+  /** Computes gradients on the compute thread. */
   backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): Promise<void> {
     return native.backward(handleOf(this), gradient ? handleOf(gradient) : undefined, !!opts.retainGraph, !!opts.createGraph, true);
   }

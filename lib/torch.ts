@@ -56,7 +56,7 @@ const asyncAutocast = { cpu: { pending: 0, before: [false, 'bfloat16'] as [boole
 /**
  * Runs fn under automatic mixed precision (torch.autocast): matmuls, linear layers and attention in
  * `dtype`, precision-sensitive ops (softmax, norms, losses) in float32, as PyTorch's autocast op lists
- * decide. Native calls started inside fn (forward on a worker thread included) run with it; async fns
+ * decide. Native calls started inside fn (forwards on the compute thread included) run with it; async fns
  * keep it on until they settle. Backward belongs outside, as in PyTorch.
  * @example const out = await tb.autocast({ device: 'cuda' }, () => model.forward(batch));
  */
@@ -97,7 +97,7 @@ export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }
 
-/** The thread-local modes a native call takes with it to its worker thread: grad mode and autocast. */
+/** The thread-local modes a native call takes with it to the thread that runs it: grad mode and autocast. */
 export interface CallModes {
   grad: boolean;
   autocast: Record<'cpu' | 'cuda', [boolean, string]>;

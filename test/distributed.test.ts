@@ -195,6 +195,25 @@ maybe('launching: torchbert run, restarts, two loopback nodes', () => {
     expect(r.stdout).toMatch(/data-parallel over 2 ranks: global batch 128 = 64 per rank x 2 ranks x 1 accumulation/);
   });
 
+  test('main --nproc 2: the end-to-end job data-parallel, global batches split over the ranks; rank 0 alone reports and saves', async () => {
+    const { tmpDir, DATA } = await import('./helpers');
+    const out = tmpDir();
+    const r = await run(process.execPath, [CLI, 'main', '--data', DATA, '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60', '--nproc', '2'], {});
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/data-parallel over 2 ranks: pre-training batch 64 = 32 x 2, fine-tuning batch 32 = 16 x 2/);
+    expect(r.stdout).toMatch(/finetune: data-parallel over 2 ranks: global batch 32 = 16 per rank x 2 ranks/);
+    expect(r.stdout.match(/SST-2 dev accuracy: \d+\.\d%/g)).toHaveLength(1);
+    const fs = await import('fs');
+    const rep = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect([rep.pretrain.steps, rep.finetune.steps]).toEqual([4, 4]);
+    expect(rep.dev.bagOfWords).toBeGreaterThan(0.5);
+    for (const f of ['sst2-model/model.safetensors', 'sst2-model.pt', 'pretrained/model.safetensors']) expect([f, fs.existsSync(path.join(out, f))]).toEqual([f, true]);
+    // 3 ranks do not divide the batches: a clear error, not a skewed recipe
+    const bad = await run(process.execPath, [CLI, 'main', '--data', DATA, '--out', tmpDir(), '--pretrain-steps', '1', '--hidden', '32', '--layers', '1', '--nproc', '3'], {});
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/3 ranks must divide the global batches \(64 for pre-training, 32 for fine-tuning\)/);
+  }, 300_000);
+
   test('two "nodes" on 127.0.0.1 and 127.0.0.2 (--nnodes 2 --node-rank, MASTER_ADDR) form one group', async () => {
     const port = await freePort();
     const node = (r: number) => run(process.execPath, [CLI, 'run', '--nnodes', '2', '--node-rank', String(r), '--nproc-per-node', '1', '--master-addr', '127.0.0.1', '--master-port', String(port), '--local-addr', `127.0.0.${r + 1}`, WORKER, 'interop'], {});

@@ -183,7 +183,7 @@ export function ensureLinearPlan(shapes: LinearShape[]): void {
   for (const s of fromCache(shapes)) measured.set(shapeKey(s), tune.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[]);
   remember(measured);
 }
-/** ensureLinearPlan with the measurements on a worker thread. */
+/** ensureLinearPlan with the measurements on the compute thread. */
 export async function ensureLinearPlanAsync(shapes: LinearShape[]): Promise<void> {
   const measured = new Map<string, number[]>();
   for (const s of fromCache(shapes)) measured.set(shapeKey(s), (await tune.async(s.n, s.k, s.activation, dtypeOf(s))) as number[]);

@@ -1,6 +1,6 @@
 // What every pipeline shares: the tasks and their heads, the options, and the Pipeline base class
 // (tokenize on the caller's turn, rows through a Batcher shared by all concurrent callers, the model
-// on a worker thread).
+// on the compute thread).
 import { Batcher, BatcherOptions } from '../batcher';
 import { BertTokenizer } from '../tokenizer';
 import type { Encoding } from '../tokenizer/encoding';
@@ -86,7 +86,7 @@ export abstract class Pipeline<I extends Row, O> {
         const ids = onDevice(int64Rows(items.map((r) => r.ids), T, this.tokenizer.padTokenId));
         const types = onDevice(int64Rows(items.map((r) => r.typeIds), T));
         const mask = onDevice(int64Rows(items.map((r) => new Array<number>(r.ids.length).fill(1)), T));
-        // Grad mode is captured when the call starts (it runs on a worker thread), so it is off only for
+        // Grad mode is captured when the call starts (it runs on the compute thread), so it is off only for
         // this synchronous start: concurrent code on the event loop (training, say) keeps its own mode.
         const unpadded = worthUnpadding(items.reduce((n, r) => n + r.ids.length, 0), B * T);
         const { pending } = noGrad(() => ({ pending: this.model.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds: types, unpadded }) }));

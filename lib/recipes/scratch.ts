@@ -13,6 +13,7 @@ import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW } from '../train';
 import type { Example } from '../train';
+import * as dist from '../distributed/process-group';
 
 export interface ScratchOptions {
   data: string;
@@ -34,6 +35,12 @@ export interface ScratchOptions {
   finetuneLr?: number;
   /** also fine-tune the same BERT from random weights with the same recipe: what pre-training buys (default true) */
   control?: boolean;
+  /**
+   * Global batch sizes (default 64 for pre-training, 32 for fine-tuning). Under an initialised process group
+   * (`main --nproc N`) each rank takes 1/N of every batch, so the recipe is the same at any world size.
+   */
+  pretrainBatch?: number;
+  finetuneBatch?: number;
   log?: (s: string) => void;
 }
 
@@ -84,7 +91,15 @@ async function bagOfWords(tok: BertTokenizer, train: { text: string; label: numb
 }
 
 export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
-  const log = o.log ?? ((s: string) => console.log(s));
+  // Data-parallel: every rank learns the same vocabulary and runs every phase on its shard of each batch;
+  // rank 0 alone logs, trains the bag-of-words baseline, saves and classifies the examples.
+  const world = dist.isInitialized() ? dist.getWorldSize() : 1;
+  const rank = dist.isInitialized() ? dist.getRank() : 0;
+  const [preBatch, ftBatch] = [o.pretrainBatch ?? 64, o.finetuneBatch ?? 32];
+  if (preBatch % world || ftBatch % world) throw new RangeError(`main: ${world} ranks must divide the global batches (${preBatch} for pre-training, ${ftBatch} for fine-tuning)`);
+  const main = rank === 0;
+  const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
+  if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
   tb.manualSeed(seed);
@@ -100,8 +115,9 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   // 1-2. Vocabulary and masked-LM pre-training.
   const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
     corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1,
+    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world,
   });
+  if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
 
   // 3. Fine-tuning on SST-2: one epoch by default (a second one overfits the phrases: dev accuracy falls).
   const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
@@ -113,9 +129,10 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
   const fineTune = async (m: BertPreTrainedModel, name: string) => {
     tb.manualSeed(seed + 2); // the same head initialisation draws, dropout and batches for the model and its control
-    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
+    const shard = world > 1 ? { rank, worldSize: world } : {};
+    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: seed + 2, groupByLength: true, ...shard });
     return new Trainer(m, {
-      name, learningRate: o.finetuneLr ?? 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? Math.ceil(trainEx.length / 32), timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
+      name, learningRate: o.finetuneLr ?? 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? Math.ceil(trainEx.length / ftBatch), timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
       loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
     }).train(
       (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
@@ -140,15 +157,18 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   }
   const ones = dev.filter((r) => r.label === 1).length;
   const majority = Math.max(ones, dev.length - ones) / dev.length;
+  const hfDir = path.join(o.out, 'sst2-model');
+  const ts = path.join(o.out, 'sst2-model.pt');
+  // The other ranks are done: their report is rank 0's business.
+  if (!main) return { vocabSize: tok.vocabSize, pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: NaN, lastLoss: NaN }, finetune: { steps: ftRes.steps, seconds: ftRes.seconds },
+    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: NaN, noPretraining }, predictions: [], savedTo: { hf: hfDir, torchscript: ts } };
   const t0 = Date.now();
   const bow = await bagOfWords(tok, train, dev);
   log(`bag-of-words logistic regression trained in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
 
   // 4. Save and classify a few sentences.
-  const hfDir = path.join(o.out, 'sst2-model');
   await cls.savePretrained(hfDir);
   tok.savePretrained(hfDir);
-  const ts = path.join(o.out, 'sst2-model.pt');
   await cls.saveTorchScript(ts);
   const samples = ['a gripping , beautifully acted film .', 'dull , lifeless and far too long .', 'the best movie i have seen this year', 'i wanted my two hours back .'];
   const enc = tok.call(samples, undefined, { padding: true, returnTensors: 'pt' });

@@ -1,5 +1,5 @@
 // AdamW with torch.optim.AdamW semantics; the update runs natively over all parameters of a group at
-// once (ATen's fused AdamW kernel) on a worker thread, never as a TS loop over tensors. Also
+// once (ATen's fused AdamW kernel) on the compute thread, never as a TS loop over tensors. Also
 // clipGradNorm (foreach kernels) and HF's parameter groups (no decay for biases and LayerNorm weights).
 import * as tb from '../core';
 import { Tensor, op } from '../core';
@@ -86,7 +86,7 @@ export class AdamW {
     return { args, temps: grads };
   }
 
-  /** One update of every parameter that has a gradient, on a worker thread. */
+  /** One update of every parameter that has a gradient, on the compute thread. */
   async step(): Promise<void> {
     for (const g of this.paramGroups) {
       const a = tb.noGrad(() => this.#args(g));
@@ -181,7 +181,7 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): n
 }
 
 /**
- * clipGradNorm with both passes over the gradients (the norms, then the scaling) on a worker thread: the
+ * clipGradNorm with both passes over the gradients (the norms, then the scaling) on the compute thread: the
  * event loop stays free during training, as it is during the forward, backward and optimizer step.
  */
 export async function clipGradNormAsync(params: Tensor[], maxNorm: number, normType = 2): Promise<number> {

@@ -206,7 +206,7 @@ export class BertPreTrainedModel {
     return { missingKeys: missing, unexpectedKeys: unexpected };
   }
 
-  /** Runs forward (and the loss when labels are given) with the TorchScript module on a worker thread. */
+  /** Runs forward (and the loss when labels are given) with the TorchScript module on the compute thread. */
   async forward(inputs: BertInputs): Promise<BertOutput> {
     if (!(inputs.inputIds instanceof Tensor)) throw new TypeError('inputs.inputIds must be an int64 Tensor');
     const args = [inputs.inputIds, inputs.attentionMask ?? null, inputs.tokenTypeIds ?? null, inputs.positionIds ?? null, !!inputs.outputHiddenStates, !!inputs.outputAttentions];
@@ -338,7 +338,7 @@ export class BertPreTrainedModel {
    * one product and GELU inside the GEMM. The measurement takes seconds the first time a shape meets a
    * machine and is cached on disk after (linear-plan.ts; `tb.linearTuning()` shows it); `backend`
    * (or TORCHBERT_PREPACKED) runs one GEMM everywhere instead. The same results to float rounding. CPU only;
-   * this model is unchanged. This measures on the calling thread: prepackAsync() does it on a worker.
+   * this model is unchanged. This measures on the calling thread: prepackAsync() does it on the compute thread.
    */
   prepack(opts: PrepackOptions = {}): BertPreTrainedModel {
     const copy = this.#prepackedCopy(opts);
