@@ -64,6 +64,14 @@ test('mlmLoss on masked positions equals the full forward loss', async () => {
   const sel = labels.ne(-100);
   expect(both.logits.shape).toEqual([sel.sum().item() as number, 200]);
   expect(both.logits.sub(logits.index([sel])).abs().max().item()).toBeLessThan(1e-5);
+  // nothing masked (a data-parallel rank's share of a batch of one-word phrases): 0 and zero gradients, not NaN
+  m.train();
+  const none = await m.mlmLoss({ inputIds: ids, labels: tb.fullLike(ids, -100) });
+  expect(none.item()).toBe(0);
+  await none.backward();
+  const grads = m.parameters().map((p) => p.grad).filter((g) => g !== null);
+  expect(grads.length).toBeGreaterThan(0);
+  for (const g of grads) expect(g!.abs().max().item()).toBe(0);
 });
 
 test('Trainer lowers the loss of a learnable task and logs JSONL', async () => {

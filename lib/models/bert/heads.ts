@@ -96,13 +96,14 @@ def run(self, ${ARGS}, unpadded: bool) -> ${TRIPLE}:
 def mlm_loss_logits(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tuple[Tensor, Tensor]:
     # The MLM loss from the masked positions only: the same mean cross entropy as over all
     # positions with -100 ignored, without the [B, T, V] logits of unmasked tokens; and those
-    # positions' logits [N, V] (row-major order of the masked positions).
+    # positions' logits [N, V] (row-major order of the masked positions). A batch with nothing masked
+    # (short rows, or one data-parallel rank's share of a batch) gives 0 and zero gradients, not NaN.
     h, pooled, hs, ats = self.bert.forward(input_ids, attention_mask, None, None, False, False)
     sel = labels.ne(-100)                                                              # [B, T]
     logits = self.cls.predictions.forward(h[sel])                                      # [N, H] -> [N, V]
     target = labels[sel]
     picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-    return (torch.logsumexp(logits, -1) - picked).mean(), logits
+    return (torch.logsumexp(logits, -1) - picked).sum() / max(target.numel(), 1), logits
 
 def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tensor:
     return self.mlm_loss_logits(input_ids, attention_mask, labels)[0]
