@@ -109,7 +109,8 @@ print(json.dumps(res))`;
     batch: B, torchbertFp32Ms: ours[B].fp32, hfFp32Ms: hf.forward[B].fp32, fp32SpeedupVsHf: hf.forward[B].fp32 / ours[B].fp32,
     torchbertBf16Ms: ours[B].bf16, hfBf16AutocastMs: hf.forward[B].bf16, bf16SpeedupVsHf: hf.forward[B].bf16 / ours[B].bf16,
   }));
-  const report = { device: DEVICE, info: tb.info(), seqLen: T, forward: rows, trainStepBf16: { batch: TRAIN_B, torchbertMs: trainMs, hfMs: hf.train, speedupVsHf: hf.train / trainMs } };
+  const { libtorch, cuda, threads } = tb.info();
+  const report = { device: DEVICE, libtorch: { version: libtorch.version, flavour: libtorch.flavour }, cuda, threads, seqLen: T, forward: rows, trainStepBf16: { batch: TRAIN_B, torchbertMs: trainMs, hfMs: hf.train, speedupVsHf: hf.train / trainMs } };
   console.log(JSON.stringify(report, null, 2));
   if (OUT) fs.writeFileSync(OUT, JSON.stringify(report, null, 2));
 })().catch((e) => {

@@ -73,7 +73,7 @@ print(json.dumps(out))`;
 (async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpu-check-'));
   const info = tb.info();
-  console.log(`device ${DEVICE}; torch ${info.torch ?? ''}; flavour ${info.flavour ?? ''}; CUDA devices ${tb.cuda.deviceCount()}`);
+  console.log(`device ${DEVICE}; libtorch ${info.libtorch.version} (${info.libtorch.flavour}); CUDA devices ${tb.cuda.deviceCount()}`);
 
   await check('device present', () => {
     if (DEVICE.startsWith('cuda')) assert.ok(tb.cuda.isAvailable(), 'tb.cuda.isAvailable() is false: no GPU, or the addon was built against a CPU libtorch');
