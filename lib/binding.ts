@@ -155,8 +155,8 @@ export interface Binding {
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: true): Promise<void>;
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: false): void;
   // native/distributed.cc (c10d); group 0 is the default process group, ranks are global
-  distInfo(): { available: boolean; initialized: boolean; rank?: number; worldSize?: number };
-  distInit(kind: 'tcp' | 'file', host: string, port: number, path: string, rank: number, worldSize: number, timeoutMs: number, bind: string): Promise<void>;
+  distInfo(): { available: boolean; nccl: boolean; initialized: boolean; rank?: number; worldSize?: number };
+  distInit(kind: 'tcp' | 'file', host: string, port: number, path: string, rank: number, worldSize: number, timeoutMs: number, bind: string, nccl?: boolean, device?: number): Promise<void>;
   distNewGroup(ranks: number[]): Promise<number>;
   distDestroy(): void;
   distAllReduce(group: number, t: Handle, op: string): Promise<void>;

@@ -73,7 +73,8 @@ program
     console.log(`addon       ${i.addon}`);
     console.log(`cuda        ${cu.available ? `available, ${cu.devices} device(s)` : 'not available'}`);
     console.log(`threads     ${i.threads}`);
-    console.log(`distributed ${(i.distributed as { available: boolean }).available ? 'c10d with Gloo (tb.distributed, torchbert run)' : 'not in this build (Gloo headers were missing at build time)'}`);
+    const d = i.distributed as { available: boolean; nccl: boolean };
+    console.log(`distributed ${d.available ? `c10d with Gloo${d.nccl ? ' and NCCL' : ''} (tb.distributed, torchbert run)` : 'not in this build (Gloo headers were missing at build time)'}`);
     const cpu = i.cpu as { model: string; flags: string[]; bf16: boolean; vnni: boolean };
     console.log(`cpu         ${cpu.model} [${cpu.flags.join(' ')}]; bf16 units: ${cpu.bf16 ? 'yes' : 'no'}, int8 dot-product units: ${cpu.vnni ? 'yes' : 'no'}`);
     const plan = i.linearPlan as { cache: string | null; shapes: { shape: string; rows: number[]; choices: string[] }[] };

@@ -208,7 +208,7 @@ export function info(): Record<string, unknown> {
     addon: loadInfo.addon,
     prebuilt: loadInfo.prebuilt,
     cuda: { available: native.cudaIsAvailable(), devices: native.cudaDeviceCount() },
-    // tb.distributed: whether this build has c10d's Gloo process group
+    // tb.distributed: whether this build has c10d's Gloo process group, and NCCL's
     distributed: native.distInfo(),
     threads: native.getNumThreads(),
     parallel: b.parallelInfo.trim(),

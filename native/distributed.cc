@@ -1,5 +1,6 @@
 // Data-parallel training on PyTorch's own distributed engine (c10d), as torch.distributed drives it:
-// a TCPStore or FileStore rendezvous, ProcessGroupGloo behind a c10d::ProcessGroup, the collectives, and
+// a TCPStore or FileStore rendezvous, ProcessGroupGloo (and, on CUDA builds with NCCL's headers,
+// ProcessGroupNCCL for CUDA tensors) behind a c10d::ProcessGroup, the collectives, and
 // c10d::Reducer (DDP's gradient buckets, allreduced during backward). Every call that talks to peers runs
 // on a worker thread; every c10d error (timeouts, a peer gone) becomes a JS error.
 // Built where Gloo's headers are found (torch wheels ship libtorch's Gloo, not its headers: the build
@@ -24,6 +25,9 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#endif
+#ifdef TORCHBERT_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace torchbert {
@@ -64,6 +68,8 @@ struct State {
   int size = 0;
   std::chrono::milliseconds timeout{0};
   std::string bind;  // the address this rank's Gloo device listens on ("" = the host's default)
+  bool nccl = false;  // CUDA tensors through NCCL (else through Gloo)
+  int device = -1;    // with NCCL: this rank's CUDA device
   std::vector<std::optional<Group>> groups;  // 0 is the default group; destroyed ones are empty
   std::map<int, std::shared_ptr<c10d::Reducer>> reducers;
   int next_reducer = 1;
@@ -75,9 +81,11 @@ State& S() {
 }
 
 // Lays out the store keys as torch.distributed does (<base>/<group name>//cpu//...) and sets the group's
-// sequence number, so a Python rank can join the same default group.
+// sequence number, so a Python rank can join the same default group. Gloo always takes CPU tensors (the
+// object collectives use them); CUDA tensors go to NCCL when asked for, else to Gloo, as torch.distributed
+// registers its backends per device type.
 c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::Store>& base, int rank, int size, std::chrono::milliseconds timeout,
-                                                 const std::string& bind, const std::string& name) {
+                                                 const std::string& bind, const std::string& name, bool nccl, int device) {
   auto group_store = c10::make_intrusive<c10d::PrefixStore>(name + "/", base);
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   // Gloo's worker threads per group (PyTorch's default 2; TORCHBERT_GLOO_THREADS overrides)
@@ -87,7 +95,21 @@ c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::
   backend->setSequenceNumberForGroup();
   auto pg = c10::make_intrusive<c10d::ProcessGroup>(group_store, rank, size);
   pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
-  pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  if (nccl) {
+#ifdef TORCHBERT_HAVE_NCCL
+    auto nopts = c10d::ProcessGroupNCCL::Options::create();
+    nopts->timeout = timeout;
+    auto cuda = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("cuda/", group_store), rank, size, nopts);
+    if (device >= 0) cuda->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, cuda);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+#else
+    throw std::runtime_error("distributed: this build has no NCCL process group");
+#endif
+  } else {
+    pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, backend);
+    pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+  }
   pg->setGroupName(name);
   return pg;
 }
@@ -118,7 +140,7 @@ c10d::ReduceOp ParseOp(Napi::Env env, const std::string& op) {
   ThrowType(env, "reduce op must be sum, avg, min, max or product, got '" + op + "'");
 }
 
-// distInit(kind 'tcp'|'file', host, port, path, rank, worldSize, timeoutMs, bind) -> Promise
+// distInit(kind 'tcp'|'file', host, port, path, rank, worldSize, timeoutMs, bind, nccl, device) -> Promise
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string kind = info[0].As<Napi::String>();
@@ -129,6 +151,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   int size = info[5].As<Napi::Number>().Int32Value();
   auto timeout = std::chrono::milliseconds(static_cast<int64_t>(info[6].As<Napi::Number>().DoubleValue()));
   std::string bind = info[7].As<Napi::String>();
+  bool nccl = info[8].ToBoolean();
+  int device = info[9].IsNumber() ? info[9].As<Napi::Number>().Int32Value() : -1;
   {
     std::lock_guard<std::mutex> lock(S().mu);
     if (S().store) throw Napi::Error::New(env, "distributed: initProcessGroup was already called (destroyProcessGroup first)");
@@ -147,7 +171,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
       store = c10::make_intrusive<c10d::FileStore>(path, size);
       store->setTimeout(timeout);
     }
-    auto pg = MakeGroup(c10::make_intrusive<c10d::PrefixStore>("default_pg", store), rank, size, timeout, bind, "0");
+    auto pg = MakeGroup(c10::make_intrusive<c10d::PrefixStore>("default_pg", store), rank, size, timeout, bind, "0", nccl, device);
     State& s = S();
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.store) throw std::runtime_error("distributed: initProcessGroup was already called (destroyProcessGroup first)");
@@ -156,6 +180,8 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     s.size = size;
     s.timeout = timeout;
     s.bind = bind;
+    s.nccl = nccl;
+    s.device = device;
     std::vector<int> all(size);
     for (int i = 0; i < size; i++) all[i] = i;
     s.groups.assign(1, Group{pg, all});
@@ -175,6 +201,8 @@ Napi::Value NewGroup(const Napi::CallbackInfo& info) {
   int me = -1;
   std::chrono::milliseconds timeout;
   std::string bind;
+  bool nccl;
+  int device;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     for (size_t i = 0; i < ranks.size(); i++) {
@@ -186,13 +214,15 @@ Napi::Value NewGroup(const Napi::CallbackInfo& info) {
     store = s.store;
     timeout = s.timeout;
     bind = s.bind;
+    nccl = s.nccl;
+    device = s.device;
   }
   int n = static_cast<int>(ranks.size());
   return (new FnWorker(
               env,
               [=] {
                 if (me < 0) return;
-                auto pg = MakeGroup(c10::make_intrusive<c10d::PrefixStore>("default_pg", store), me, n, timeout, bind, "torchbert_group_" + std::to_string(id));
+                auto pg = MakeGroup(c10::make_intrusive<c10d::PrefixStore>("default_pg", store), me, n, timeout, bind, "torchbert_group_" + std::to_string(id), nccl, device);
                 std::lock_guard<std::mutex> lock(S().mu);
                 if (id < static_cast<int>(S().groups.size()) && S().groups[id]) S().groups[id]->pg = pg;
               },
@@ -204,10 +234,22 @@ Napi::Value Destroy(const Napi::CallbackInfo& info) {
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
   s.reducers.clear();
+  // NCCL's communicators and watchdog end with shutdown (its destructor would abort them and warn); the
+  // state is cleared even when one fails, and the first failure is reported after.
+  std::string failed;
+  if (s.nccl)
+    for (auto& g : s.groups)
+      if (g && g->pg) try {
+          g->pg->shutdown();
+        } catch (const std::exception& e) {
+          if (failed.empty()) failed = e.what();
+        }
   s.groups.clear();
   s.store.reset();
   s.rank = -1;
   s.size = 0;
+  s.nccl = false;
+  if (!failed.empty()) throw Napi::Error::New(info.Env(), "destroyProcessGroup: NCCL shutdown failed: " + failed);
   return info.Env().Undefined();
 }
 
@@ -215,6 +257,11 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("available", true);
+#ifdef TORCHBERT_HAVE_NCCL
+  o.Set("nccl", true);
+#else
+  o.Set("nccl", false);
+#endif
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
   o.Set("initialized", static_cast<bool>(s.store));
@@ -452,6 +499,7 @@ void InitDistributed(Napi::Env env, Napi::Object exports) {
   exports.Set("distInfo", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("available", false);
+    o.Set("nccl", false);
     o.Set("initialized", false);
     return o;
   }));

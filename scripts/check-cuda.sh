@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the addon against a CUDA libtorch (pip torch==2.14.1, CUDA 13, in its own venv) with cmake-js
 # and with node-gyp, and proves each loads and runs without a GPU: `torchbert info` names the flavour
-# (cu130), CUDA reports unavailable, and the smoke and tensor suites pass (their cuda cases skip).
+# (cu130), CUDA reports unavailable, NCCL is built in (pip's nvidia-nccl headers) and refuses to start
+# without a GPU, and the smoke and tensor suites pass (their cuda cases skip).
 # Needs the CUDA toolkit (nvcc on PATH or CUDA_HOME); about 5.5 GB for the venv.
 # Usage: bash scripts/check-cuda.sh   (TORCHBERT_CUDA_VENV, TORCHBERT_CUDA_TORCH override the defaults)
 set -euo pipefail
@@ -15,6 +16,7 @@ export LIBTORCH
 LIBTORCH=$("$venv/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
 flavour=$(node scripts/find-libtorch.js --json | node -e "process.stdin.on('data', (d) => console.log(JSON.parse(d).flavour))")
 [ "$flavour" != cpu ] || { echo "check-cuda: $LIBTORCH is not a CUDA build" >&2; exit 1; }
+nccl=$(node scripts/find-libtorch.js --nccl)
 
 check() { # addon
   local info
@@ -25,7 +27,15 @@ check() { # addon
 const tb = require('./dist');
 if (tb.cuda.isAvailable()) console.log('a GPU is present: ' + tb.cuda.deviceCount());
 else console.log('no GPU: tb.cuda.isAvailable() is false');
-if (require('./dist/binding').loadInfo.addon !== require('path').resolve('$1')) throw new Error('loaded the wrong addon');"
+if (require('./dist/binding').loadInfo.addon !== require('path').resolve('$1')) throw new Error('loaded the wrong addon');
+// NCCL is built in exactly when the build found its headers (scripts/find-libtorch.js --nccl)
+if (tb.distributed.isNcclAvailable() !== ('$nccl' !== '')) throw new Error('tb.distributed.isNcclAvailable() is ' + tb.distributed.isNcclAvailable() + ', but find-libtorch --nccl says ' + JSON.stringify('$nccl'));
+console.log('NCCL process groups: ' + (tb.distributed.isNcclAvailable() ? 'built in' : 'not built (headers not found)'));
+if (tb.distributed.isNcclAvailable() && !tb.cuda.isAvailable())
+  tb.distributed.initProcessGroup({ backend: 'nccl', rank: 0, worldSize: 1 }).then(() => { throw new Error('nccl without a GPU did not fail'); }, (e) => {
+    if (!/needs a GPU, and CUDA reports none/.test(e.message)) throw e;
+    console.log('without a GPU: ' + e.message);
+  });"
   TORCHBERT_ADDON=$1 TORCHBERT_TUNING_CACHE=0 npx jest --ci test/smoke.test.ts test/tensor.test.ts
 }
 

@@ -22,9 +22,14 @@ INC=$ROOT/torch/include
 NAPI=$(node -p "require('node-addon-api').include_dir")
 NODE_INC=$(node -p "require('path').join(process.execPath, '..', '..', 'include', 'node')")
 [ -f "$NODE_INC/node_api.h" ] || NODE_INC=/usr/include/node
-export INC NAPI NODE_INC
+# The NCCL path too, with the NCCL and CUDA headers of the CUDA venv scripts/check-cuda.sh makes, when present.
+venv=${TORCHBERT_CUDA_VENV:-$HOME/.cache/torchbert/venv-cu130}
+cuda_torch=$(ls -d "$venv"/lib/python3*/site-packages/torch 2>/dev/null | head -1 || true)
+NCCL=$([ -n "$cuda_torch" ] && LIBTORCH=$cuda_torch node scripts/find-libtorch.js --nccl || true)
+if [ -n "$NCCL" ]; then echo "check-libtorch-api: the NCCL path too (its headers from $venv)"; else echo "check-libtorch-api: the NCCL path is not checked (no CUDA venv with the NCCL headers; scripts/check-cuda.sh makes one)"; fi
+export INC NAPI NODE_INC NCCL
 ls native/*.cc | xargs -P "$(nproc)" -I{} sh -c \
   'g++ -fsyntax-only -std=gnu++20 -fopenmp -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_CPP_EXCEPTIONS_ALL \
-     -DNODE_ADDON_API_DISABLE_DEPRECATED -DUSE_C10D_GLOO -DUSE_DISTRIBUTED -DTORCHBERT_HAVE_GLOO \
+     -DNODE_ADDON_API_DISABLE_DEPRECATED -DUSE_C10D_GLOO -DUSE_DISTRIBUTED -DTORCHBERT_HAVE_GLOO $NCCL \
      -I"$NODE_INC" -I"$NAPI" -isystem "$INC" -isystem "$INC/torch/csrc/api/include" {} && echo "ok {}"'
 echo "check-libtorch-api: native/ compiles against torch $VERSION's headers"

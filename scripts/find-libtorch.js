@@ -204,6 +204,25 @@ function glooFlags(t) {
   return ['-DTORCHBERT_HAVE_GLOO', '-DUSE_C10D_GLOO', '-DUSE_DISTRIBUTED', ...(t.include.includes(dir) || dir === '/usr/include' ? [] : [`-I${dir}`])].join(' ');
 }
 
+/**
+ * NCCL for tb.distributed on a CUDA libtorch (ProcessGroupNCCL lives in libtorch_cuda): the flags that compile
+ * c10d's NCCL header, or '' (no Gloo, a CPU libtorch, or headers not found). nccl.h comes from pip's
+ * nvidia-nccl wheel beside torch, $NCCL_INCLUDE_DIR or the system; the CUDA headers c10d includes (cuBLAS,
+ * cuSPARSE, cuSOLVER) from pip's nvidia wheels or the toolkit.
+ */
+function ncclFlags(t) {
+  if (!glooInclude(t) || !t.flavour.startsWith('cu') || process.env.TORCHBERT_NO_NCCL === '1') return '';
+  const nvidia = path.join(t.root, '..', 'nvidia');
+  const has = (dir, file) => fs.existsSync(path.join(dir, file));
+  const nccl = [process.env.NCCL_INCLUDE_DIR, path.join(nvidia, 'nccl', 'include'), '/usr/include', '/usr/local/include'].find((d) => d && has(d, 'nccl.h'));
+  const toolkit = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(Boolean).map((d) => path.join(d, 'include'));
+  const pip = fs.existsSync(nvidia) ? fs.readdirSync(nvidia).map((d) => path.join(nvidia, d, 'include')) : [];
+  const needed = ['cuda_runtime_api.h', 'cublas_v2.h', 'cusparse.h', 'cusolverDn.h'];
+  const cuda = [...pip, ...toolkit].filter((d) => needed.some((f) => has(d, f)));
+  if (!nccl || !needed.every((f) => cuda.some((d) => has(d, f)))) return '';
+  return ['-DTORCHBERT_HAVE_NCCL', '-DUSE_C10D_NCCL', ...[nccl, ...cuda].filter((d, i, a) => a.indexOf(d) === i && d !== '/usr/include').map((d) => `-I${d}`)].join(' ');
+}
+
 /** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
 function linkFlags(t) {
   const libs = ['c10', 'torch_cpu', 'torch'];
@@ -212,7 +231,7 @@ function linkFlags(t) {
   return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, glooInclude, glooFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, glooInclude, glooFlags, ncclFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -225,8 +244,9 @@ if (require.main === module) {
       '--include': () => t.include.join(' '),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
-      '--cxxflags': () => [cxxFlags(t), usesOpenMP(t) ? '-fopenmp' : '', glooFlags(t)].filter(Boolean).join(' '),
+      '--cxxflags': () => [cxxFlags(t), usesOpenMP(t) ? '-fopenmp' : '', glooFlags(t), ncclFlags(t)].filter(Boolean).join(' '),
       '--gloo': () => glooFlags(t),
+      '--nccl': () => ncclFlags(t),
       '--openmp': () => (usesOpenMP(t) ? '-fopenmp' : ''),
       '--libs': () => linkFlags(t),
       '--build-info': () => {

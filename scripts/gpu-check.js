@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The CUDA checks of issue 16, for the GPU machine (scripts/gpu-check.sh runs them there): tensors,
 // autograd, TorchScript, BERT against transformers on the same device (fp32, and bf16 autocast), AdamW,
-// GradScaler with fp16 autocast, a pipeline and the HTTP server on the device. Plain Node with node:assert:
+// GradScaler with fp16 autocast, a pipeline and the HTTP server on the device, tb.distributed over NCCL
+// (a group of one: collectives and a DDP step). Plain Node with node:assert:
 // that machine has the production node_modules only (no jest). Python's transformers is the reference.
 // TORCHBERT_CHECK_DEVICE=cpu runs the same checks on the CPU (how they are tried without a GPU).
 // Usage: node scripts/gpu-check.js [--out results.json]
@@ -199,6 +200,37 @@ print(json.dumps(out))`;
       return { first: body.results[0] };
     } finally {
       await s.close();
+    }
+  });
+
+  await check('tb.distributed on the device: a group of one (NCCL on CUDA, Gloo on the CPU), collectives and a DDP step', async () => {
+    const d = tb.distributed;
+    const backend = DEVICE.startsWith('cuda') ? 'nccl' : 'gloo';
+    await d.initProcessGroup({ backend, initMethod: `file://${path.join(tmp, 'store')}`, rank: 0, worldSize: 1, timeoutMs: 60_000 });
+    try {
+      assert.strictEqual(d.device(), backend === 'nccl' ? 'cuda:0' : 'cpu');
+      const t = tb.tensor([1, 2, 3]).to(DEVICE);
+      await d.allReduce(t, { op: 'avg' });
+      await d.broadcast(t, 0);
+      const outs = [tb.zeros([3]).to(DEVICE)];
+      await d.allGather(outs, t);
+      await d.barrier();
+      assert.deepStrictEqual(Array.from(outs[0].cpu().dataSync()), [1, 2, 3]);
+      assert.deepStrictEqual(await d.allGatherObject({ backend }), [{ backend }]); // CPU tensors: Gloo
+      // DDP over one rank leaves the gradients of plain backward
+      tb.manualSeed(3);
+      const w = tb.randn([8, 4]).to(DEVICE).requiresGrad_();
+      const model = { namedParameters: () => [['w', w]], forward: async (x) => x.matmul(w).tanh().sum() };
+      const ddp = new d.DistributedDataParallel(model);
+      const x = tb.randn([5, 8]).to(DEVICE);
+      await (await ddp.forward(x)).backward();
+      const viaDdp = w.grad.clone();
+      w.grad.zero_();
+      await (await model.forward(x)).backward();
+      ddp.dispose();
+      return { backend, ddpGradMaxDiff: close(viaDdp, w.grad, 1e-6, 'DDP gradient against plain backward') };
+    } finally {
+      await d.destroyProcessGroup();
     }
   });
 

@@ -123,6 +123,7 @@ async function collectives() {
   const ms = Date.now() - t0;
   clearInterval(timer);
   res.big = { first: arr(big.slice(0, 0, 2)), ms, ticks };
+  res.backend = [d.getBackend(), d.device()];
   res.errors = {
     twice: await d.initProcessGroup({ rank, worldSize: world }).then(() => 'no error', (e) => e.message),
     disposed: await (async () => { const t = tb.ones([2]); t.dispose(); return d.allReduce(t).then(() => 'no error', (e) => e.message); })(),
@@ -175,7 +176,13 @@ async function killed() {
 
 (async () => {
   if (scenario === 'before-init') {
-    out({ error: await d.allReduce(tb.ones([1])).then(() => 'no error', (e) => e.message) });
+    out({
+      error: await d.allReduce(tb.ones([1])).then(() => 'no error', (e) => e.message),
+      // refused before any rendezvous where the build lacks NCCL or the machine a GPU
+      nccl: await d.initProcessGroup({ backend: 'nccl', rank: 0, worldSize: 1, timeoutMs: 2000 }).then(() => 'no error', (e) => e.message),
+      ncclBuilt: d.isNcclAvailable(),
+      gpus: tb.cuda.isAvailable() ? tb.cuda.deviceCount() : 0,
+    });
     return;
   }
   if (scenario === 'join') {

@@ -83,6 +83,7 @@ maybe('collectives (2 ranks)', () => {
     expect([a.big.first, b.big.first]).toEqual([[2, 2], [2, 2]]);
     // the main thread ran timers while the 80 MB allreduce was in flight
     for (const r of [a, b]) if (r.big.ms > 20) expect(r.big.ticks).toBeGreaterThan(0);
+    expect([a.backend, b.backend]).toEqual([['gloo', 'cpu'], ['gloo', 'cpu']]);
     expect(a.errors.twice).toMatch(/already initialised/);
     expect(a.errors.disposed).toMatch(/disposed/);
     expect(a.errors.op).toMatch(/reduce op must be sum, avg, min, max or product, got 'median'/);
@@ -227,6 +228,12 @@ maybe('faults end in a clear error within the timeout, never a hang', () => {
   test('a collective before initProcessGroup', async () => {
     const [r] = await ranks(1, ['before-init']);
     expect(r.out.error).toMatch(/allReduce: the default process group is not initialised/);
+  });
+  test("backend 'nccl' where it cannot run (no NCCL in the build, or no GPU): refused before rendezvous, naming what is missing", async () => {
+    const [r] = await ranks(1, ['before-init']);
+    if (!r.out.ncclBuilt) expect(r.out.nccl).toMatch(/backend 'nccl' needs a CUDA build of libtorch with NCCL; this build \(libtorch cpu\) has Gloo only/);
+    else if (r.out.gpus === 0) expect(r.out.nccl).toMatch(/backend 'nccl' needs a GPU, and CUDA reports none/);
+    else expect(r.out.nccl).toBe('no error'); // a GPU: a group of one forms
   });
   test('a rank that never joins: the others fail at rendezvous, naming the address', async () => {
     const [r] = await ranks(2, ['join'], () => ({ DIST_TIMEOUT_MS: '3000' }), [0]);

@@ -1,15 +1,20 @@
 // tb.distributed, shaped like torch.distributed: a process group over PyTorch's own c10d engine
-// (TCPStore / FileStore rendezvous, Gloo between CPU processes), collectives that run off the event loop
+// (TCPStore / FileStore rendezvous, Gloo between CPU processes, NCCL between GPUs on CUDA builds), collectives that run off the event loop
 // and resolve when done, and small-object exchange for decisions every rank must share.
-import { native } from '../binding';
+import { loadInfo, native } from '../binding';
 import { Tensor, tensor as makeTensor, zeros } from '../tensor';
 
 export type Backend = 'gloo' | 'nccl';
 export type ReduceOp = 'sum' | 'avg' | 'min' | 'max' | 'product';
 
 export interface InitOptions {
-  /** 'gloo' (CPU tensors); 'nccl' needs a CUDA build */
+  /**
+   * 'gloo' (CPU tensors, and CUDA tensors through host memory) or 'nccl' (CUDA tensors through NCCL, CPU
+   * tensors through Gloo; needs a CUDA build with NCCL and a GPU)
+   */
   backend?: Backend;
+  /** with 'nccl': this rank's GPU (default $LOCAL_RANK as torchrun sets it, else the rank modulo the GPUs) */
+  localRank?: number;
   /** 'env://' (default: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE as torchrun sets them), 'tcp://host:port' or 'file:///path' */
   initMethod?: string;
   rank?: number;
@@ -32,7 +37,7 @@ export class ProcessGroup {
   }
 }
 
-let world: { rank: number; size: number; backend: Backend; group: ProcessGroup } | null = null;
+let world: { rank: number; size: number; backend: Backend; device: string; group: ProcessGroup } | null = null;
 
 const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 
@@ -53,6 +58,11 @@ export function isAvailable(): boolean {
   return native.distInfo().available;
 }
 
+/** Whether this build has NCCL process groups (a CUDA libtorch with NCCL's headers at build time; see ncclFlags). */
+export function isNcclAvailable(): boolean {
+  return native.distInfo().nccl;
+}
+
 export function isInitialized(): boolean {
   return world !== null;
 }
@@ -70,14 +80,23 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<void> {
   if (world) throw new Error('initProcessGroup: the default process group is already initialised (destroyProcessGroup first)');
   if (!isAvailable()) native.distInit('tcp', '', 0, '', 0, 1, 0, ''); // throws the build's explanation
   const backend = opts.backend ?? 'gloo';
-  if (backend === 'nccl') throw new Error("initProcessGroup: backend 'nccl' needs a CUDA build of libtorch with NCCL; this build has Gloo only (use backend 'gloo')");
-  if (backend !== 'gloo') throw new TypeError(`initProcessGroup: backend must be 'gloo' or 'nccl', got '${backend}'`);
+  if (backend !== 'gloo' && backend !== 'nccl') throw new TypeError(`initProcessGroup: backend must be 'gloo' or 'nccl', got '${backend}'`);
+  let device = -1;
+  if (backend === 'nccl') {
+    if (!isNcclAvailable())
+      throw new Error(`initProcessGroup: backend 'nccl' needs a CUDA build of libtorch with NCCL; this build (libtorch ${loadInfo.libtorch?.flavour ?? 'unknown'}) has Gloo only (use backend 'gloo')`);
+    const gpus = native.cudaIsAvailable() ? native.cudaDeviceCount() : 0;
+    if (gpus === 0) throw new Error("initProcessGroup: backend 'nccl' needs a GPU, and CUDA reports none on this machine (use backend 'gloo')");
+    device = opts.localRank ?? envInt('LOCAL_RANK') ?? -1;
+    if (device >= gpus) throw new RangeError(`initProcessGroup: local rank ${device} has no GPU of its own (this machine has ${gpus}); start at most ${gpus} ranks per machine with 'nccl'`);
+  }
   const rank = opts.rank ?? envInt('RANK');
   const size = opts.worldSize ?? envInt('WORLD_SIZE');
   if (rank === undefined || size === undefined) throw new TypeError('initProcessGroup: rank and worldSize are needed (options, or RANK and WORLD_SIZE as torchrun sets them)');
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`initProcessGroup: worldSize must be a positive integer, got ${size}`);
   if (!Number.isInteger(rank) || rank < 0 || rank >= size) throw new RangeError(`initProcessGroup: rank must be an integer in [0, ${size}), got ${rank}`);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (backend === 'nccl' && device < 0) device = rank % native.cudaDeviceCount();
   if (!(timeoutMs > 0)) throw new RangeError(`initProcessGroup: timeoutMs must be positive, got ${timeoutMs}`);
   const method = opts.initMethod ?? 'env://';
   let kind: 'tcp' | 'file';
@@ -103,12 +122,12 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<void> {
   if (kind === 'tcp' && (port < 1 || port > 65535)) throw new RangeError(`initProcessGroup: port must be in 1..65535, got ${port}`);
   const bind = opts.localAddr ?? process.env.TORCHBERT_LOCAL_ADDR ?? (kind === 'tcp' && isLoopback(host) ? host : kind === 'file' ? '127.0.0.1' : '');
   try {
-    await native.distInit(kind, host, port, file, rank, size, timeoutMs, bind);
+    await native.distInit(kind, host, port, file, rank, size, timeoutMs, bind, backend === 'nccl', device);
   } catch (e) {
     const where = kind === 'tcp' ? `${host}:${port}` : file;
     throw new Error(`initProcessGroup: rank ${rank} of ${size} could not join the group at ${where} within ${timeoutMs} ms: ${(e as Error).message}`, { cause: e });
   }
-  world = { rank, size, backend, group: new ProcessGroup(0, Array.from({ length: size }, (_, i) => i)) };
+  world = { rank, size, backend, device: backend === 'nccl' ? `cuda:${device}` : 'cpu', group: new ProcessGroup(0, Array.from({ length: size }, (_, i) => i)) };
 }
 
 /** Leaves the process group; collectives fail afterwards until initProcessGroup again. */
@@ -126,6 +145,10 @@ export function getWorldSize(group?: ProcessGroup): number {
 }
 export function getBackend(): Backend {
   return need('getBackend').backend;
+}
+/** Where this rank's model and batches belong: `cuda:<local rank>` with NCCL, else 'cpu'. */
+export function device(): string {
+  return need('device').device;
 }
 
 /** A group of some ranks. Every rank of the world calls it (as torch.distributed.new_group), members or not. */
