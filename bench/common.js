@@ -8,6 +8,27 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
 /**
+ * The median wall time (ms) of each of `fns` over `reps` rounds, after `warmup` calls of each. The
+ * functions take turns call by call in an order that rotates every round, so a slow phase of a shared
+ * machine falls on all of them alike. `sync` runs after each call (a device synchronisation).
+ */
+async function timeInterleaved(fns, { reps, warmup = 2, sync = () => {} }) {
+  for (const f of fns) for (let i = 0; i < warmup; i++) await f();
+  sync();
+  const ts = fns.map(() => []);
+  for (let r = 0; r < reps; r++) {
+    for (let j = 0; j < fns.length; j++) {
+      const k = (r + j) % fns.length;
+      const t0 = now();
+      await fns[k]();
+      sync();
+      ts[k].push(now() - t0);
+    }
+  }
+  return ts.map(median);
+}
+
+/**
  * This machine's fp32 GEMM rate right now: five 2048^2 matmuls through libtorch, in GFLOP/s. Async: on the
  * compute thread with the intra-op threads (sync ops on the main thread run on one).
  */
@@ -102,4 +123,4 @@ def step():
 `;
 }
 
-module.exports = { arg, median, now, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };
+module.exports = { arg, median, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

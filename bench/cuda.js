@@ -12,7 +12,7 @@ const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromConfig } = require('../dist/models');
 const { AdamW } = require('../dist/train');
-const { arg, median, now } = require('./common');
+const { arg, timeInterleaved } = require('./common');
 
 const DEVICE = process.env.TORCHBERT_CHECK_DEVICE || 'cuda';
 const KIND = DEVICE.split(':')[0];
@@ -24,18 +24,7 @@ const OUT = arg('--out', '');
 const CONFIG = { vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 512, num_labels: 2 };
 const sync = () => (KIND === 'cuda' ? tb.cuda.synchronize() : undefined);
 
-async function timeIt(fn, reps) {
-  for (let i = 0; i < 2; i++) await fn();
-  sync();
-  const ts = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = now();
-    await fn();
-    sync();
-    ts.push(now() - t0);
-  }
-  return median(ts);
-}
+const timeIt = async (fn, reps) => (await timeInterleaved([fn], { reps, sync }))[0];
 
 function python() {
   const code = `

@@ -15,7 +15,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
-const { arg, median, now, matmulPeak, cpuLine } = require('./common');
+const { arg, now, timeInterleaved, matmulPeak, cpuLine } = require('./common');
 const { cpuInfo } = require('../dist/cpu');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
@@ -28,22 +28,11 @@ const BF16 = cpuInfo().bf16 && !process.argv.includes('--no-bf16');
 
 // The torchbert variants take turns call by call (a rotating order per round), so a slow phase of this
 // shared VM falls on all of them alike; each figure is the median over rounds.
-async function timeInterleaved(forwards, B) {
+async function timeForwards(forwards, B) {
   const ids = tb.randint(1000, 30000, [B, T]);
   const mask = tb.ones([B, T], { dtype: 'int64' });
-  for (const f of forwards) for (let i = 0; i < 2; i++) await f(ids, mask);
   // At least 5 rounds: the never-slower check below compares these medians.
-  const reps = Math.max(5, Math.min(10, Math.floor(40 / B)));
-  const ts = forwards.map(() => []);
-  for (let r = 0; r < reps; r++) {
-    for (let j = 0; j < forwards.length; j++) {
-      const k = (r + j) % forwards.length;
-      const t0 = now();
-      await forwards[k](ids, mask);
-      ts[k].push(now() - t0);
-    }
-  }
-  return ts.map(median);
+  return timeInterleaved(forwards.map((f) => () => f(ids, mask)), { reps: Math.max(5, Math.min(10, Math.floor(40 / B))) });
 }
 
 function python() {
@@ -103,7 +92,7 @@ print(json.dumps(res))`;
   const oursFrozen = {};
   const oursInt8 = {};
   for (const B of BATCHES) {
-    [ours[B], oursFrozen[B], oursInt8[B], oursPre[B], oursBf[B], oursBfPre[B]] = await tb.noGrad(() => timeInterleaved([
+    [ours[B], oursFrozen[B], oursInt8[B], oursPre[B], oursBf[B], oursBfPre[B]] = await tb.noGrad(() => timeForwards([
       (ids, mask) => model.forward({ inputIds: ids, attentionMask: mask }),
       (ids, mask) => frozen.forward(ids, mask, null, null, false, false),
       (ids, mask) => int8.forward({ inputIds: ids, attentionMask: mask }),
@@ -129,15 +118,7 @@ print(json.dumps(res))`;
       for (const B of BATCHES) {
         const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
         const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
-        for (let i = 0; i < 2; i++) await m(feeds);
-        const reps = Math.max(2, Math.min(10, Math.floor(40 / B)));
-        const ts = [];
-        for (let i = 0; i < reps; i++) {
-          const t0 = now();
-          await m(feeds);
-          ts.push(now() - t0);
-        }
-        into[B] = median(ts);
+        [into[B]] = await timeInterleaved([() => m(feeds)], { reps: Math.max(2, Math.min(10, Math.floor(40 / B))) });
       }
       await m.dispose();
     }

@@ -217,10 +217,12 @@ function preload(lt: Found): void {
   }
 }
 
-function mismatch(what: string, meta: Meta, lt: Found): string {
+function mismatch(what: string, metas: Meta[], lt: Found): string {
+  const pip = (m: Meta) => `python3 -m pip install torch==${m.torch}${m.flavour === 'cpu' ? ' --index-url https://download.pytorch.org/whl/cpu' : ''}`;
+  const one = metas.length === 1;
   return (
-    `torchbert: ${what} was built for ${locator.describe(meta)}, but the libtorch found is ${lt.version} (${lt.flavour}) at ${lt.root} (from ${lt.source}). Do one of:\n` +
-    `  - use the libtorch it was built for: python3 -m pip install torch==${meta.torch}${meta.flavour === 'cpu' ? ' --index-url https://download.pytorch.org/whl/cpu' : ''}, or set LIBTORCH to a LibTorch ${meta.torch} (${meta.flavour}) folder\n` +
+    `torchbert: ${what} ${one ? 'was' : 'were'} built for ${metas.map(locator.describe).join(', ')}, but the libtorch found is ${lt.version} (${lt.flavour}) at ${lt.root} (from ${lt.source}). Do one of:\n` +
+    `  - use ${one ? 'the libtorch it was' : 'a libtorch one was'} built for: ${metas.map(pip).join(' or ')}, or set LIBTORCH to a LibTorch ${metas.map((m) => `${m.torch} (${m.flavour})`).join(' or ')} folder\n` +
     `  - or build torchbert for the libtorch you have: npm rebuild torchbert --build-from-source (needs cmake and a C++ compiler)`
   );
 }
@@ -244,7 +246,7 @@ function load(): Binding {
   for (const f of built) {
     const meta = locator.addonMeta(f); // node-gyp builds write none: trusted as built for the libtorch found
     if (meta && lt && (meta.torch !== lt.version || meta.flavour !== lt.flavour)) {
-      refused ??= mismatch(`the addon ${f}`, meta, lt);
+      refused ??= mismatch(`the addon ${f}`, [meta], lt);
       continue;
     }
     chosen = { file: f, prebuilt: false };
@@ -255,7 +257,7 @@ function load(): Binding {
     if (pre) chosen = { file: pre.file, prebuilt: true };
     else {
       const all = locator.listPrebuilds(root);
-      if (all.length && !refused) refused = mismatch(`every prebuilt addon in this package (${all.map((p) => path.basename(p.file)).join(', ')})`, all[0].meta, lt);
+      if (all.length && !refused) refused = mismatch(`every prebuilt addon in this package (${all.map((p) => path.basename(p.file)).join(', ')})`, all.map((p) => p.meta), lt);
     }
   }
   if (!chosen) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "async.h"
+#include "compat.h"
 #include "errors.h"
 #include "tensor.h"
 
@@ -92,7 +93,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::
   if (const char* n = std::getenv("TORCHBERT_GLOO_THREADS")) opts->threads = std::max(1, std::atoi(n));
   opts->devices.push_back(bind.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(bind));
   auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("cpu/", group_store), rank, size, opts);
-  backend->setSequenceNumberForGroup();
+  compat::SetSequenceNumberForGroup(*backend);
   auto pg = c10::make_intrusive<c10d::ProcessGroup>(group_store, rank, size);
   pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
   if (nccl) {

@@ -2,7 +2,8 @@
 # Builds the addon against a CUDA libtorch (pip torch==2.14.1, CUDA 13, in its own venv) with cmake-js
 # and with node-gyp, and proves each loads and runs without a GPU: `torchbert info` names the flavour
 # (cu130), CUDA reports unavailable, NCCL is built in (pip's nvidia-nccl headers) and refuses to start
-# without a GPU, and the smoke and tensor suites pass (their cuda cases skip).
+# without a GPU, and the smoke and tensor suites pass (their cuda cases skip); then the CUDA prebuild, and
+# the packed tarball (cpu and CUDA prebuilds) installed against each torch with no compiler.
 # Needs the CUDA toolkit (nvcc on PATH or CUDA_HOME); about 5.5 GB for the venv.
 # Usage: bash scripts/check-cuda.sh   (TORCHBERT_CUDA_VENV, TORCHBERT_CUDA_TORCH override the defaults)
 set -euo pipefail
@@ -46,3 +47,9 @@ source scripts/gyp-build.sh
 gyp_build
 check "$GYP_ADDON"
 echo "check-cuda: cmake-js and node-gyp builds against libtorch $flavour load and pass"
+
+# The CUDA prebuild beside the CPU one (prebuilds/), and the packed tarball installed with no compiler on
+# PATH against the CPU torch and against this one: each gets its own prebuild (test/install.test.ts).
+node scripts/prebuild.js --build-dir build-cuda
+env -u LIBTORCH TORCHBERT_PREBUILD_CUDA_LIBTORCH="$LIBTORCH" TORCHBERT_ADDON= npx jest --ci test/install.test.ts -t 'npm pack'
+echo "check-cuda: the tarball carries the cpu and the $flavour prebuild, and each libtorch loads its own"

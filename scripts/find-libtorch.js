@@ -223,6 +223,26 @@ function ncclFlags(t) {
   return ['-DTORCHBERT_HAVE_NCCL', '-DUSE_C10D_NCCL', ...[nccl, ...cuda].filter((d, i, a) => a.indexOf(d) === i && d !== '/usr/include').map((d) => `-I${d}`)].join(' ');
 }
 
+/** The libtorch releases the suite has passed against (CI, scripts/check-libtorch.sh); 2.12 lies between. */
+const TESTED = ['2.11.0', '2.13.0', '2.14.1', '2.15.0'];
+
+/**
+ * Refuses to build against a libtorch outside 2.11-2.15 (older ones lack APIs the sources use; newer ones
+ * were never tried) with a message naming the tested releases, unless TORCHBERT_ALLOW_UNTESTED_LIBTORCH=1.
+ */
+function checkBuildVersion(t) {
+  if (['1', 'true', 'yes'].includes(String(process.env.TORCHBERT_ALLOW_UNTESTED_LIBTORCH || '').toLowerCase())) return;
+  const m = /^(\d+)\.(\d+)\./.exec(t.version);
+  const minor = m ? Number(m[1]) * 100 + Number(m[2]) : NaN;
+  if (minor >= 211 && minor <= 215) return;
+  const why = !m ? 'its version could not be read from its headers' : minor < 211 ? 'older than 2.11, the oldest release torchbert builds against' : 'newer than any release torchbert has been tested against';
+  throw new Error(
+    `libtorch ${t.version} at ${t.root}: ${why} (tested: ${TESTED.join(', ')}). ` +
+      'Use a tested one (python3 -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, or set LIBTORCH), ' +
+      'or build anyway with TORCHBERT_ALLOW_UNTESTED_LIBTORCH=1',
+  );
+}
+
 /** Linker flags for node-gyp: only the chosen lib/, with an rpath so no LD_LIBRARY_PATH is needed. */
 function linkFlags(t) {
   const libs = ['c10', 'torch_cpu', 'torch'];
@@ -231,7 +251,7 @@ function linkFlags(t) {
   return [`-L${t.lib}`, `-Wl,-rpath,${t.lib}`, '-Wl,--no-as-needed', ...libs.map((l) => `-l${l}`), '-Wl,--as-needed'].join(' ');
 }
 
-module.exports = { findLibtorch, requireLibtorch, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, glooInclude, glooFlags, ncclFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
+module.exports = { findLibtorch, requireLibtorch, checkBuildVersion, TESTED, HOW_TO_GET, cxxFlags, linkFlags, usesOpenMP, glooInclude, glooFlags, ncclFlags, cacheDir, buildInfo, addonMeta, listPrebuilds, selectPrebuild, describe, libName, cmakeJsEnv };
 
 if (require.main === module) {
   try {
@@ -239,9 +259,9 @@ if (require.main === module) {
     const what = process.argv[2] || '--json';
     const out = {
       '--json': () => JSON.stringify(t, null, 2),
-      '--root': () => t.root,
+      '--root': () => (checkBuildVersion(t), t.root),
       '--lib': () => t.lib,
-      '--include': () => t.include.join(' '),
+      '--include': () => (checkBuildVersion(t), t.include.join(' ')),
       '--cmake': () => t.cmakeDir || '',
       '--version': () => t.version,
       '--cxxflags': () => [cxxFlags(t), usesOpenMP(t) ? '-fopenmp' : '', glooFlags(t), ncclFlags(t)].filter(Boolean).join(' '),

@@ -517,7 +517,9 @@ def quant():
                 enc = tok(sents[i:i + 50], padding=True, return_tensors='pt')
                 m = enc['attention_mask'].unsqueeze(-1).float()
                 embs.append((qm(**enc).last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1e-9))
-        res['minilm'] = {'dir': d, 'embeddings_int8': torch.cat(embs).tolist()}
+        # int8 rounding is libtorch's (fbgemm's): torch 2.15 quantises differently from 2.13, so the
+        # embeddings are torch.ao's of this torch version.
+        res['minilm'] = {'dir': d, 'torch': torch.__version__.split('+')[0], 'embeddings_int8': torch.cat(embs).tolist()}
     dump('quant.json', res)
 
 

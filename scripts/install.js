@@ -5,7 +5,7 @@
 'use strict';
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { findLibtorch, selectPrebuild, listPrebuilds, describe, addonMeta, HOW_TO_GET, cmakeJsEnv } = require('./find-libtorch');
+const { findLibtorch, checkBuildVersion, selectPrebuild, listPrebuilds, describe, addonMeta, HOW_TO_GET, cmakeJsEnv } = require('./find-libtorch');
 
 const root = path.join(__dirname, '..');
 const truthy = (v) => ['1', 'true', 'yes'].includes(String(v || '').toLowerCase());
@@ -50,6 +50,12 @@ async function main() {
       : `this package has no prebuilt addon for ${process.platform}-${process.arch}`;
   }
   console.log(`torchbert: building from source against libtorch ${lt.version} (${lt.flavour}) at ${lt.root}: ${why}`);
+  try {
+    checkBuildVersion(lt);
+  } catch (e) {
+    console.error(`torchbert: ${e.message}`);
+    return 1;
+  }
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const r = spawnSync(process.execPath, [cmakeJs, 'build', '--CDCMAKE_BUILD_TYPE=Release'], { cwd: root, stdio: 'inherit', env: cmakeJsEnv() });
   if (r.status !== 0) {

@@ -4,7 +4,8 @@
 // torchbert.torch-<version>-<flavour>.napi<N>.node with its rpath removed (CMake's own ELF editor), so
 // it is relocatable: the loader preloads the libtorch it finds. A .json beside it records what it was
 // built against. `npm pack` then ships prebuilds/.
-// Usage: node scripts/prebuild.js
+// Usage: node scripts/prebuild.js [--build-dir build]   (another folder keeps build/ for the default
+// libtorch: LIBTORCH=<cuda torch> node scripts/prebuild.js --build-dir build-cuda makes the CUDA flavour)
 'use strict';
 const crypto = require('crypto');
 const fs = require('fs');
@@ -18,14 +19,16 @@ const run = (cmd, args) => {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error ? r.error.message : `exit ${r.status}`})`);
 };
 
+const at = process.argv.indexOf('--build-dir');
+const buildDir = path.resolve(root, at > 0 ? process.argv[at + 1] : 'build');
 const lt = requireLibtorch();
 console.log(`prebuild: libtorch ${lt.version} (${lt.flavour}) at ${lt.root}`);
 // Incremental: nothing is recompiled when build/Release is current for this libtorch.
-run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'build', '--CDCMAKE_BUILD_TYPE=Release']);
-const built = path.join(root, 'build', 'Release', 'torchbert.node');
+run(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'build', '--out', buildDir, '--CDCMAKE_BUILD_TYPE=Release']);
+const built = path.join(buildDir, 'Release', 'torchbert.node');
 const info = buildInfo(lt);
-const meta = JSON.parse(fs.readFileSync(path.join(root, 'build', 'Release', 'torchbert.json'), 'utf8'));
-if (meta.torch !== info.torch || meta.flavour !== info.flavour) throw new Error(`build/Release is for libtorch ${meta.torch} (${meta.flavour}), not ${info.torch} (${info.flavour})`);
+const meta = JSON.parse(fs.readFileSync(path.join(buildDir, 'Release', 'torchbert.json'), 'utf8'));
+if (meta.torch !== info.torch || meta.flavour !== info.flavour) throw new Error(`${path.relative(root, buildDir)}/Release is for libtorch ${meta.torch} (${meta.flavour}), not ${info.torch} (${info.flavour})`);
 delete info.libtorch; // a prebuild is not tied to the folder it was built against
 
 const name = `torchbert.torch-${info.torch}-${info.flavour}.napi${info.napi}`;

@@ -134,6 +134,22 @@ describe('LibTorch download', () => {
   });
 });
 
+describe('libtorch versions a build accepts', () => {
+  const work = tmpDir('torchbert-versions-');
+  const locate = (version: string, extra: Record<string, string> = {}) =>
+    spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'find-libtorch.js'), '--root'], { env: { ...process.env, LIBTORCH: fakeLibtorch(path.join(work, version), version), ...extra }, encoding: 'utf8' });
+  test('2.11 to 2.15 build; older and newer ones are refused naming the tested releases, unless asked for', () => {
+    for (const v of ['2.11.0', '2.12.1', '2.15.0']) expect([v, locate(v).status]).toEqual([v, 0]);
+    const old = locate('2.10.0');
+    expect(old.status).toBe(1);
+    expect(old.stderr).toMatch(/libtorch 2\.10\.0 at .*2\.10\.0: older than 2\.11, the oldest release torchbert builds against \(tested: 2\.11\.0, 2\.13\.0, 2\.14\.1, 2\.15\.0\)/);
+    expect(old.stderr).toMatch(/build anyway with TORCHBERT_ALLOW_UNTESTED_LIBTORCH=1/);
+    expect(locate('2.16.0').stderr).toMatch(/libtorch 2\.16\.0 at .*: newer than any release torchbert has been tested against/);
+    const anyway = locate('2.16.0', { TORCHBERT_ALLOW_UNTESTED_LIBTORCH: '1' });
+    expect([anyway.status, anyway.stdout.trim()]).toEqual([0, path.join(work, '2.16.0')]);
+  });
+});
+
 describe('npm pack, then install with no compiler', () => {
   const work = tmpDir('torchbert-pack-');
   const app = path.join(work, 'app');
@@ -182,18 +198,54 @@ describe('npm pack, then install with no compiler', () => {
     expect(out.addon).toContain(path.join('node_modules', 'torchbert', 'prebuilds', 'linux-x64'));
   });
 
+  // scripts/check-cuda.sh makes the CUDA prebuild (prebuild.js --build-dir build-cuda against pip's CUDA
+  // torch) and runs this file with the CUDA torch's folder here, so the tarball above carries both flavours.
+  const cudaTorch = process.env.TORCHBERT_PREBUILD_CUDA_LIBTORCH;
+  if (!cudaTorch) console.log('install.test: the CUDA flavour is checked by scripts/check-cuda.sh (TORCHBERT_PREBUILD_CUDA_LIBTORCH unset)');
+  (cudaTorch ? test : test.skip)('the same tarball against a CUDA libtorch: install and import pick the CUDA prebuild, with no compiler', () => {
+    const pkg = path.join(app, 'node_modules', 'torchbert');
+    const cuda = fs.readdirSync(path.join(pkg, 'prebuilds', 'linux-x64')).filter((f) => /-cu\d+\.napi\d+\.node$/.test(f));
+    expect(cuda).toHaveLength(1);
+    const inst = spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.js')], { cwd: pkg, env: env({ LIBTORCH: cudaTorch! }), encoding: 'utf8' });
+    expect([inst.status, inst.stdout]).toEqual([0, expect.stringContaining(`torchbert: using the prebuilt addon prebuilds/linux-x64/${cuda[0]}`)]);
+    const script = `
+      const tb = require('torchbert');
+      const m = tb.models.fromConfig('BertModel', { vocab_size: 100, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 32 });
+      m.eval();
+      tb.noGrad(() => m.forward({ inputIds: tb.tensor([[1n, 5n, 7n, 2n]]) })).then((o) => {
+        const i = tb.info();
+        console.log(JSON.stringify({ shape: o.lastHiddenState.shape, prebuilt: i.prebuilt, addon: i.addon, flavour: i.libtorch.flavour }));
+      });`;
+    const run = spawnSync(process.execPath, ['-e', script], { cwd: app, env: env({ LIBTORCH: cudaTorch! }), encoding: 'utf8' });
+    const out = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    expect(out.shape).toEqual([1, 4, 16]);
+    expect(out.prebuilt).toBe(true);
+    expect(path.basename(out.addon)).toBe(cuda[0]);
+    expect(cuda[0]).toContain(`-${out.flavour}.napi`);
+  });
+
   test('a libtorch the prebuild was not made for: one actionable message, at install and at import', () => {
     expect(fs.existsSync(path.join(app, 'node_modules', 'torchbert'))).toBe(true);
     const fake = fakeLibtorch(path.join(work, 'libtorch-2.99.0'), '2.99.0');
     const run = spawnSync(process.execPath, ['-e', "require('torchbert')"], { cwd: app, env: env({ LIBTORCH: fake }), encoding: 'utf8' });
     expect(run.status).not.toBe(0);
-    expect(run.stderr).toMatch(/every prebuilt addon in this package \(torchbert\.torch-2\.13\.0-cpu\.napi8\.node\) was built for libtorch 2\.13\.0 \(cpu\), but the libtorch found is 2\.99\.0 \(cpu\) at .*libtorch-2\.99\.0 \(from LIBTORCH\)/);
+    // Every prebuild the tarball carries (the CUDA one too where scripts/check-cuda.sh made it) is named.
+    const carried = fs.readdirSync(path.join(app, 'node_modules', 'torchbert', 'prebuilds', 'linux-x64')).filter((f) => f.endsWith('.node')).sort();
+    const flavours = carried.map((f) => /torch-([\d.]+)-(\w+)\.napi/.exec(f)!).map((m) => `libtorch ${m[1]} (${m[2]})`);
+    expect(carried).toContain('torchbert.torch-2.13.0-cpu.napi8.node');
+    expect(run.stderr).toContain(`every prebuilt addon in this package (${carried.join(', ')}) ${carried.length > 1 ? 'were' : 'was'} built for ${flavours.join(', ')}, but the libtorch found is 2.99.0 (cpu) at `);
+    expect(run.stderr).toMatch(/libtorch-2\.99\.0 \(from LIBTORCH\)/);
     expect(run.stderr).toMatch(/pip install torch==2\.13\.0/);
     expect(run.stderr).toMatch(/npm rebuild torchbert --build-from-source/);
     expect(run.stderr).not.toMatch(/undefined symbol/);
     const inst = spawnSync(process.execPath, [path.join(app, 'node_modules', 'torchbert', 'scripts', 'install.js')], { cwd: path.join(app, 'node_modules', 'torchbert'), env: env({ LIBTORCH: fake }), encoding: 'utf8' });
     expect(inst.status).not.toBe(0);
-    expect(inst.stdout).toMatch(/building from source against libtorch 2\.99\.0 \(cpu\).*: the prebuilt addons here are for libtorch 2\.13\.0 \(cpu\), not libtorch 2\.99\.0 \(cpu\)/);
-    expect(inst.stderr).toMatch(/the build from source failed; it needs cmake/);
+    expect(inst.stdout).toContain(`building from source against libtorch 2.99.0 (cpu)`);
+    expect(inst.stdout).toContain(`: the prebuilt addons here are for ${flavours.join(', ')}, not libtorch 2.99.0 (cpu)`);
+    expect(inst.stderr).toMatch(/libtorch 2\.99\.0 at .*: newer than any release torchbert has been tested against \(tested: 2\.11\.0, 2\.13\.0, 2\.14\.1, 2\.15\.0\)\..*TORCHBERT_ALLOW_UNTESTED_LIBTORCH=1/);
+    // Asked to build anyway, it tries (and here, with no compiler, says what the build needs).
+    const anyway = spawnSync(process.execPath, [path.join(app, 'node_modules', 'torchbert', 'scripts', 'install.js')], { cwd: path.join(app, 'node_modules', 'torchbert'), env: env({ LIBTORCH: fake, TORCHBERT_ALLOW_UNTESTED_LIBTORCH: '1' }), encoding: 'utf8' });
+    expect(anyway.status).not.toBe(0);
+    expect(anyway.stderr).toMatch(/the build from source failed; it needs cmake/);
   });
 });

@@ -90,7 +90,8 @@ async function bagOfWords(tok: BertTokenizer, train: { text: string; label: numb
   return accuracy(Array.from(pred.dataSync() as BigInt64Array, Number), dev.map((r) => r.label));
 }
 
-export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
+/** Runs the job; resolves to its report on rank 0 (or without a process group) and to null on other ranks. */
+export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | null> {
   // Data-parallel: every rank learns the same vocabulary and runs every phase on its shard of each batch;
   // rank 0 alone logs, trains the bag-of-words baseline, saves and classifies the examples.
   const world = dist.isInitialized() ? dist.getWorldSize() : 1;
@@ -159,9 +160,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport> {
   const majority = Math.max(ones, dev.length - ones) / dev.length;
   const hfDir = path.join(o.out, 'sst2-model');
   const ts = path.join(o.out, 'sst2-model.pt');
-  // The other ranks are done: their report is rank 0's business.
-  if (!main) return { vocabSize: tok.vocabSize, pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: NaN, lastLoss: NaN }, finetune: { steps: ftRes.steps, seconds: ftRes.seconds },
-    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: NaN, noPretraining }, predictions: [], savedTo: { hf: hfDir, torchscript: ts } };
+  // The other ranks are done: the report is rank 0's.
+  if (!main) return null;
   const t0 = Date.now();
   const bow = await bagOfWords(tok, train, dev);
   log(`bag-of-words logistic regression trained in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
