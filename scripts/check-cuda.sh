@@ -8,13 +8,8 @@
 # Usage: bash scripts/check-cuda.sh   (TORCHBERT_CUDA_VENV, TORCHBERT_CUDA_TORCH override the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=${TORCHBERT_CUDA_VENV:-$HOME/.cache/torchbert/venv-cu130}
-want=${TORCHBERT_CUDA_TORCH:-2.14.1}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-have=$("$venv/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
-[ "${have%%+*}" = "$want" ] || "$venv/bin/pip" install -q "torch==$want"
-export LIBTORCH
-LIBTORCH=$("$venv/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
+source scripts/torch-venv.sh
+torch_venv "${TORCHBERT_CUDA_VENV:-$HOME/.cache/torchbert/venv-cu130}" "${TORCHBERT_CUDA_TORCH:-2.14.1}"
 flavour=$(node scripts/find-libtorch.js --json | node -e "process.stdin.on('data', (d) => console.log(JSON.parse(d).flavour))")
 [ "$flavour" != cpu ] || { echo "check-cuda: $LIBTORCH is not a CUDA build" >&2; exit 1; }
 nccl=$(node scripts/find-libtorch.js --nccl)

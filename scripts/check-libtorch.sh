@@ -9,12 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=${1:?usage: check-libtorch.sh TORCH_VERSION [--all]}
-venv=${TORCHBERT_TORCH_VENV:-$HOME/.cache/torchbert/venv-torch-$VERSION}
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-have=$("$venv/bin/python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
-[ "${have%%+*}" = "$VERSION" ] || PIP_CONFIG_FILE=/dev/null "$venv/bin/pip" install -q "torch==$VERSION"
-export LIBTORCH
-LIBTORCH=$("$venv/bin/python" -c "import torch, os; print(os.path.dirname(torch.__file__))")
+source scripts/torch-venv.sh
+torch_venv "${TORCHBERT_TORCH_VENV:-$HOME/.cache/torchbert/venv-torch-$VERSION}" "$VERSION"
 out=build-torch-$VERSION
 npx cmake-js build --out "$out" --CDCMAKE_BUILD_TYPE=Release
 addon=$PWD/$out/Release/torchbert.node

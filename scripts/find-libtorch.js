@@ -223,19 +223,22 @@ function ncclFlags(t) {
   return ['-DTORCHBERT_HAVE_NCCL', '-DUSE_C10D_NCCL', ...[nccl, ...cuda].filter((d, i, a) => a.indexOf(d) === i && d !== '/usr/include').map((d) => `-I${d}`)].join(' ');
 }
 
-/** The libtorch releases the suite has passed against (CI, scripts/check-libtorch.sh); 2.12 lies between. */
+/** The libtorch releases the suite has passed against (CI, scripts/check-libtorch.sh); builds accept the minor versions from the first to the last. */
 const TESTED = ['2.11.0', '2.13.0', '2.14.1', '2.15.0'];
+const minorOf = (v) => {
+  const m = /^(\d+)\.(\d+)\./.exec(v);
+  return m ? Number(m[1]) * 100 + Number(m[2]) : NaN;
+};
 
 /**
- * Refuses to build against a libtorch outside 2.11-2.15 (older ones lack APIs the sources use; newer ones
+ * Refuses to build against a libtorch outside 2.11-2.15, the span of TESTED (older ones lack APIs the sources use; newer ones
  * were never tried) with a message naming the tested releases, unless TORCHBERT_ALLOW_UNTESTED_LIBTORCH=1.
  */
 function checkBuildVersion(t) {
   if (['1', 'true', 'yes'].includes(String(process.env.TORCHBERT_ALLOW_UNTESTED_LIBTORCH || '').toLowerCase())) return;
-  const m = /^(\d+)\.(\d+)\./.exec(t.version);
-  const minor = m ? Number(m[1]) * 100 + Number(m[2]) : NaN;
-  if (minor >= 211 && minor <= 215) return;
-  const why = !m ? 'its version could not be read from its headers' : minor < 211 ? 'older than 2.11, the oldest release torchbert builds against' : 'newer than any release torchbert has been tested against';
+  const [minor, oldest, newest] = [t.version, TESTED[0], TESTED.at(-1)].map(minorOf);
+  if (minor >= oldest && minor <= newest) return;
+  const why = Number.isNaN(minor) ? 'its version could not be read from its headers' : minor < oldest ? 'older than 2.11, the oldest release torchbert builds against' : 'newer than any release torchbert has been tested against';
   throw new Error(
     `libtorch ${t.version} at ${t.root}: ${why} (tested: ${TESTED.join(', ')}). ` +
       'Use a tested one (python3 -m pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, or set LIBTORCH), ' +
@@ -267,6 +270,7 @@ if (require.main === module) {
       '--cxxflags': () => [cxxFlags(t), usesOpenMP(t) ? '-fopenmp' : '', glooFlags(t), ncclFlags(t)].filter(Boolean).join(' '),
       '--gloo': () => glooFlags(t),
       '--nccl': () => ncclFlags(t),
+      '--distributed': () => [glooFlags(t), ncclFlags(t)].filter(Boolean).join(' '),
       '--openmp': () => (usesOpenMP(t) ? '-fopenmp' : ''),
       '--libs': () => linkFlags(t),
       '--build-info': () => {

@@ -81,14 +81,11 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<void> {
   if (!isAvailable()) native.distInit('tcp', '', 0, '', 0, 1, 0, ''); // throws the build's explanation
   const backend = opts.backend ?? 'gloo';
   if (backend !== 'gloo' && backend !== 'nccl') throw new TypeError(`initProcessGroup: backend must be 'gloo' or 'nccl', got '${backend}'`);
-  let device = -1;
+  const gpus = backend === 'nccl' && native.cudaIsAvailable() ? native.cudaDeviceCount() : 0;
   if (backend === 'nccl') {
     if (!isNcclAvailable())
       throw new Error(`initProcessGroup: backend 'nccl' needs a CUDA build of libtorch with NCCL; this build (libtorch ${loadInfo.libtorch?.flavour ?? 'unknown'}) has Gloo only (use backend 'gloo')`);
-    const gpus = native.cudaIsAvailable() ? native.cudaDeviceCount() : 0;
     if (gpus === 0) throw new Error("initProcessGroup: backend 'nccl' needs a GPU, and CUDA reports none on this machine (use backend 'gloo')");
-    device = opts.localRank ?? envInt('LOCAL_RANK') ?? -1;
-    if (device >= gpus) throw new RangeError(`initProcessGroup: local rank ${device} has no GPU of its own (this machine has ${gpus}); start at most ${gpus} ranks per machine with 'nccl'`);
   }
   const rank = opts.rank ?? envInt('RANK');
   const size = opts.worldSize ?? envInt('WORLD_SIZE');
@@ -96,7 +93,9 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<void> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`initProcessGroup: worldSize must be a positive integer, got ${size}`);
   if (!Number.isInteger(rank) || rank < 0 || rank >= size) throw new RangeError(`initProcessGroup: rank must be an integer in [0, ${size}), got ${rank}`);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (backend === 'nccl' && device < 0) device = rank % native.cudaDeviceCount();
+  // With NCCL, this rank's GPU; -1 with Gloo.
+  const device = backend === 'nccl' ? (opts.localRank ?? envInt('LOCAL_RANK') ?? rank % gpus) : -1;
+  if (backend === 'nccl' && device >= gpus) throw new RangeError(`initProcessGroup: local rank ${device} has no GPU of its own (this machine has ${gpus}); start at most ${gpus} ranks per machine with 'nccl'`);
   if (!(timeoutMs > 0)) throw new RangeError(`initProcessGroup: timeoutMs must be positive, got ${timeoutMs}`);
   const method = opts.initMethod ?? 'env://';
   let kind: 'tcp' | 'file';
