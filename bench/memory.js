@@ -7,7 +7,8 @@
 //    transformers.js (onnxruntime) server of bench/serve.js, each loaded with SST-2 dev sentences at
 //    concurrency 64 for --seconds, one after the other.
 // Each process's peak includes its runtime and libtorch (or onnxruntime) themselves; "after load" is the
-// resident memory once the model is loaded, before the first step or request.
+// resident memory once the model is loaded, before the first step or request. With the servers, the
+// resident memory of a torchbert process stage by stage up to its first forward.
 // Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
 'use strict';
 const fs = require('fs');
@@ -75,6 +76,28 @@ print(json.dumps({'afterLoadKb': after, 'peakKb': resource.getrusage(resource.RU
   return run(process.env.PYTHON || 'python3', ['-c', code], 'HF training');
 }
 
+// Where a prepacked server's resident memory comes from before its first request, stage by stage.
+function torchbertStartup() {
+  const code = `
+const fs = require('fs');
+const rss = () => Number(/VmRSS:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
+const out = { nodeKb: rss() };
+const tb = require(${JSON.stringify(path.join(ROOT, 'dist'))});
+out.libtorchKb = rss();
+const { fromPretrained } = require(${JSON.stringify(path.join(ROOT, 'dist', 'models'))});
+const { BertTokenizer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'tokenizer'))});
+(async () => {
+  await BertTokenizer.fromPretrained(${JSON.stringify(DIR)});
+  out.tokenizerKb = rss();
+  const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: true });
+  out.modelKb = rss();
+  await tb.noGrad(() => m.forward({ inputIds: tb.tensor([[101, 2000, 2001, 102]], { dtype: 'int64' }) }));
+  out.firstForwardKb = rss();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });`;
+  return run(process.execPath, ['-e', code], 'torchbert startup');
+}
+
 const statusKb = (pid, key) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 async function serverPeak(name, args, ready, port, texts) {
@@ -99,6 +122,9 @@ async function serverPeak(name, args, ready, port, texts) {
       `${train.peakRatio.toFixed(2)}x (after load ${MB(ours.afterLoadKb).toFixed(0)} vs ${MB(hf.afterLoadKb).toFixed(0)} MB)`);
   }
   if (ONLY === 'train') return console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train }));
+  const startup = torchbertStartup();
+  console.log(`torchbert startup, resident MB: node ${MB(startup.nodeKb).toFixed(0)}, + libtorch ${MB(startup.libtorchKb).toFixed(0)}, + tokenizer ` +
+    `${MB(startup.tokenizerKb).toFixed(0)}, + prepacked model ${MB(startup.modelKb).toFixed(0)}, + first forward ${MB(startup.firstForwardKb).toFixed(0)}`);
   const texts = sst2Sentences();
   const servers = [
     await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, '--port'], /serving/, 18611, texts),
@@ -109,7 +135,7 @@ async function serverPeak(name, args, ready, port, texts) {
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
   console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
-  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train, servers, serveRatio }));
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train, startup, servers, serveRatio }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

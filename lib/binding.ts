@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { LibtorchNotFoundError, TorchError } from './errors';
+import { DisposedError, LibtorchNotFoundError, TorchError } from './errors';
 
 export type Handle = number;
 export type Arg = unknown;
@@ -104,7 +104,7 @@ export interface TensorEntry {
 }
 
 export interface Binding {
-  setErrorClass(cls: unknown): void;
+  setErrorClass(torchError: unknown, disposedError: unknown): void;
   release(h: Handle): void;
   memory(): MemoryInfo;
   cpuCacheStats(): CpuCacheStats;
@@ -284,7 +284,7 @@ function load(): Binding {
       : `libtorch was not found.\n${locator.HOW_TO_GET}`;
     throw new LibtorchNotFoundError(`failed to load the torchbert addon ${chosen.file}: ${msg}\n${hint}`);
   }
-  binding.setErrorClass(TorchError);
+  binding.setErrorClass(TorchError, DisposedError);
   return binding;
 }
 

@@ -98,12 +98,13 @@ program
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training', number, 1e-3)
   .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 4e-4)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
+  .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean; nproc: number }) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean; pack?: boolean; nproc: number }) => {
     const started = Date.now();
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, control: o.control });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, control: o.control, pack: !!o.pack });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
@@ -268,6 +269,7 @@ program
   .option('--max-items <n>', 'inputs per request (413 beyond)', integer, 256)
   .option('--max-text-chars <n>', 'characters per text (413 beyond)', integer, 20000)
   .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
+  .option('--cpu-cache-mb <n>', 'MB of freed activation blocks kept for reuse (default: the largest activation of the largest batch)', number)
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | boolean | undefined>) => {
     const cluster = await import('cluster');
@@ -307,6 +309,7 @@ program
       dtype: o.dtype as 'float32' | 'bf16' | undefined,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
+      cpuCacheMb: o.cpuCacheMb === undefined ? undefined : num('cpuCacheMb'),
     });
     await s.warm;
     console.log(`torchbert: serving ${model} (${s.tasks.join(', ')}) on ${s.url} [pid ${process.pid}, ${threads} threads]`);

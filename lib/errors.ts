@@ -1,4 +1,8 @@
 // Error classes shared by the native layer and TS: libtorch failures arrive as TorchError with a code.
+// torchbert's own native errors carry a code too (native/errors.h): TypeError TORCHBERT_INVALID_ARGUMENT,
+// RangeError TORCHBERT_OUT_OF_RANGE, DisposedError DISPOSED, and Errors with TORCHBERT_BUSY,
+// TORCHBERT_INVALID_STATE, TORCHBERT_UNAVAILABLE, TORCHBERT_IO_ERROR, TORCHBERT_TOO_MANY_TENSORS or
+// TORCHBERT_NATIVE_ERROR.
 
 /** An error raised inside libtorch (shape or device mismatch, out of memory, ...). */
 export class TorchError extends Error {
@@ -11,7 +15,6 @@ export class TorchError extends Error {
   }
 }
 
-/** libtorch could not be found or does not match the addon. */
 /** Use of a tensor, module or scope after dispose(). */
 export class DisposedError extends Error {
   readonly code = 'DISPOSED';
@@ -21,6 +24,7 @@ export class DisposedError extends Error {
   }
 }
 
+/** libtorch could not be found or does not match the addon. */
 export class LibtorchNotFoundError extends Error {
   readonly code = 'LIBTORCH_NOT_FOUND';
   constructor(message: string) {

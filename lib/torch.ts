@@ -171,7 +171,7 @@ export function memory(): MemoryInfo {
 export const cpuCache = {
   stats: (): CpuCacheStats => native.cpuCacheStats(),
   emptyCache: (): void => native.cpuEmptyCache(),
-  /** Caps the bytes kept; lowering it frees the largest cached blocks first. */
+  /** Caps the bytes kept (past it, the blocks freed longest ago go first); lowering it frees the largest cached blocks first. */
   setLimit: (bytes: number): void => native.setCpuCacheLimit(bytes),
 };
 

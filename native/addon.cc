@@ -33,7 +33,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   {
     std::lock_guard<std::mutex> lock(owner_mutex);
     if (owner != nullptr && owner != static_cast<napi_env>(env)) {
-      throw Napi::Error::New(env, "torchbert is already loaded by another thread of this process (the main thread or a worker): "
+      ThrowCoded(env, "ADDON_IN_OTHER_THREAD", "torchbert is already loaded by another thread of this process (the main thread or a worker): "
                                   "its tensors live in one process-wide table, so only one JS thread at a time can use it. "
                                   "Use it from that thread, or from a child process.");
     }
@@ -55,7 +55,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   try {
     RegisterKernels();
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("torchbert: registering its operators failed: ") + e.what());
+    ThrowCoded(env, "TORCHBERT_NATIVE_ERROR", std::string("torchbert: registering its operators failed: ") + e.what());
   }
   return exports;
 }

@@ -4,17 +4,24 @@
 // unmaps when they empty), so every training step pays the kernel to zero the same pages again:
 // `perf` showed clear_page_erms among the top symbols of a BERT-base forward. Freed blocks of at least kMinCached bytes
 // are kept here for reuse, best fit within 1/8 of the requested size, up to a byte limit (a quarter of
-// physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit); smaller blocks go straight
-// to c10's allocator. Only libtorch tensors allocated after the addon loads use it.
+// physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit; past it the blocks freed
+// longest ago go first); smaller blocks go straight to c10's allocator. The blocks are mapped and unmapped
+// here, not by malloc, so a block the cache lets go returns to the OS at once (glibc would keep it in an
+// arena once its mmap threshold has risen). Only libtorch tensors allocated after the addon loads use it.
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 #include <napi.h>
 #include <unistd.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define TORCHBERT_MMAP_BLOCKS 1
+#endif
 
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 #if defined(__GLIBC__)
 #include <malloc.h>  // malloc_trim
 #endif
@@ -61,7 +68,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.lower_bound(size);
       if (it != free_.end() && it->first <= size + size / 8) {
-        p = it->second;
+        p = it->second.block;
         size = it->first;
         free_.erase(it);
         cached_ -= size;
@@ -93,23 +100,36 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
     size_t size = it->second;
     a.live_.erase(it);
-    if (a.cached_ + size > a.limit_) {
+    if (size > a.limit_) {
       lock.unlock();
-      c10::free_cpu(p);
+      FreeBlock(p, size);
       return;
     }
-    a.free_.emplace(size, p);
+    // Over the limit: the blocks freed longest ago make room (a server's batch shapes drift; the
+    // recent ones are the ones the next call will ask for).
+    std::vector<std::pair<size_t, void*>> drop;
+    while (a.cached_ + size > a.limit_) {
+      auto oldest = a.free_.begin();
+      for (auto j = a.free_.begin(); j != a.free_.end(); ++j)
+        if (j->second.stamp < oldest->second.stamp) oldest = j;
+      a.cached_ -= oldest->first;
+      drop.emplace_back(oldest->first, oldest->second.block);
+      a.free_.erase(oldest);
+    }
+    a.free_.emplace(size, Cached{p, a.stamp_++});
     a.cached_ += size;
+    lock.unlock();
+    for (auto& [n, q] : drop) FreeBlock(q, n);
   }
 
   void EmptyCache() {
-    std::multimap<size_t, void*> blocks;
+    std::multimap<size_t, Cached> blocks;
     {
       std::lock_guard<std::mutex> lock(mu_);
       blocks.swap(free_);
       cached_ = 0;
     }
-    for (auto& [size, p] : blocks) c10::free_cpu(p);
+    for (auto& [size, c] : blocks) FreeBlock(c.block, size);
 #if defined(__GLIBC__)
     // glibc keeps freed heap memory (blocks under its mmap threshold, which rises to 32 MB after large
     // frees) in its arenas: hand it back too, or the process's resident size does not fall.
@@ -118,7 +138,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
   void SetLimit(size_t bytes) {
-    std::multimap<size_t, void*> drop;
+    std::multimap<size_t, Cached> drop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       limit_ = bytes;
@@ -129,7 +149,7 @@ class CachingCpuAllocator final : public c10::Allocator {
         free_.erase(it);
       }
     }
-    for (auto& [size, p] : drop) c10::free_cpu(p);
+    for (auto& [size, c] : drop) FreeBlock(c.block, size);
   }
 
   Napi::Object Stats(Napi::Env env) {
@@ -149,20 +169,42 @@ class CachingCpuAllocator final : public c10::Allocator {
   }
 
  private:
+  // Blocks are whole pages (SizeClass), page-aligned, so mmap serves them directly.
+  static void* MapBlock(size_t size) {
+#ifdef TORCHBERT_MMAP_BLOCKS
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TORCH_CHECK(p != MAP_FAILED, "DefaultCPUAllocator: can't allocate memory: you tried to allocate ", size, " bytes (mmap failed)");
+    return p;
+#else
+    return c10::alloc_cpu(size);
+#endif
+  }
+  static void FreeBlock(void* p, size_t size) {
+#ifdef TORCHBERT_MMAP_BLOCKS
+    munmap(p, size);
+#else
+    (void)size;
+    c10::free_cpu(p);
+#endif
+  }
   void* AllocFresh(size_t size) {
     try {
-      return c10::alloc_cpu(size);
+      return MapBlock(size);
     } catch (const c10::Error&) {
       EmptyCache();  // out of memory: give the cached blocks back and try once more
-      return c10::alloc_cpu(size);
+      return MapBlock(size);
     }
   }
 
+  struct Cached {
+    void* block;
+    uint64_t stamp;  // when it was freed: the oldest go first past the limit
+  };
   std::mutex mu_;
-  std::multimap<size_t, void*> free_;        // size -> block
+  std::multimap<size_t, Cached> free_;       // size -> block
   std::unordered_map<void*, size_t> live_;   // block -> size, for blocks handed out
   size_t cached_ = 0, limit_ = 0;
-  uint64_t hits_ = 0, misses_ = 0;
+  uint64_t hits_ = 0, misses_ = 0, stamp_ = 0;
 };
 
 Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) { return CachingCpuAllocator::Get().Stats(info.Env()); }

@@ -49,7 +49,7 @@ class FnWorker : public TorchWorker {
 };
 
 std::vector<at::Tensor> TensorList(const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an array of tensors");
+  if (!v.IsArray()) ThrowType(v.Env(), std::string(what) + " must be an array of tensors");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<at::Tensor> out;
   for (uint32_t i = 0; i < a.Length(); i++) out.push_back(tensors::Get(a.Get(i), what));
@@ -105,7 +105,7 @@ c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, cuda);
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
 #else
-    throw std::runtime_error("distributed: this build has no NCCL process group");
+    throw CodedError("TORCHBERT_UNAVAILABLE", "distributed: this build has no NCCL process group");
 #endif
   } else {
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, backend);
@@ -119,10 +119,10 @@ c10::intrusive_ptr<c10d::ProcessGroup> MakeGroup(const c10::intrusive_ptr<c10d::
 Group GetGroup(Napi::Env env, const Napi::Value& id) {
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (!s.store) throw Napi::Error::New(env, "distributed: the default process group is not initialised (call initProcessGroup first)");
+  if (!s.store) ThrowCoded(env, "TORCHBERT_INVALID_STATE", "distributed: the default process group is not initialised (call initProcessGroup first)");
   int i = id.IsNumber() ? id.As<Napi::Number>().Int32Value() : 0;
-  if (i < 0 || i >= static_cast<int>(s.groups.size()) || !s.groups[i]) throw Napi::Error::New(env, "distributed: the process group was destroyed");
-  if (!s.groups[i]->pg) throw Napi::Error::New(env, "distributed: this rank (" + std::to_string(s.rank) + ") is not a member of the group");
+  if (i < 0 || i >= static_cast<int>(s.groups.size()) || !s.groups[i]) ThrowCoded(env, "TORCHBERT_INVALID_STATE", "distributed: the process group was destroyed");
+  if (!s.groups[i]->pg) ThrowCoded(env, "TORCHBERT_INVALID_STATE", "distributed: this rank (" + std::to_string(s.rank) + ") is not a member of the group");
   return *s.groups[i];
 }
 
@@ -156,7 +156,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   int device = info[9].IsNumber() ? info[9].As<Napi::Number>().Int32Value() : -1;
   {
     std::lock_guard<std::mutex> lock(S().mu);
-    if (S().store) throw Napi::Error::New(env, "distributed: initProcessGroup was already called (destroyProcessGroup first)");
+    if (S().store) ThrowCoded(env, "TORCHBERT_INVALID_STATE", "distributed: initProcessGroup was already called (destroyProcessGroup first)");
   }
   return (new FnWorker(env, [=] {
     c10::intrusive_ptr<c10d::Store> store;
@@ -175,7 +175,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     auto pg = MakeGroup(c10::make_intrusive<c10d::PrefixStore>("default_pg", store), rank, size, timeout, bind, "0", nccl, device);
     State& s = S();
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.store) throw std::runtime_error("distributed: initProcessGroup was already called (destroyProcessGroup first)");
+    if (s.store) throw CodedError("TORCHBERT_INVALID_STATE", "distributed: initProcessGroup was already called (destroyProcessGroup first)");
     s.store = store;
     s.rank = rank;
     s.size = size;
@@ -250,7 +250,7 @@ Napi::Value Destroy(const Napi::CallbackInfo& info) {
   s.rank = -1;
   s.size = 0;
   s.nccl = false;
-  if (!failed.empty()) throw Napi::Error::New(info.Env(), "destroyProcessGroup: NCCL shutdown failed: " + failed);
+  if (!failed.empty()) ThrowCoded(info.Env(), "TORCHBERT_NATIVE_ERROR", "destroyProcessGroup: NCCL shutdown failed: " + failed);
   return info.Env().Undefined();
 }
 
@@ -439,7 +439,7 @@ Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
 std::shared_ptr<c10d::Reducer> GetReducer(Napi::Env env, const Napi::Value& id) {
   std::lock_guard<std::mutex> lock(S().mu);
   auto it = S().reducers.find(id.As<Napi::Number>().Int32Value());
-  if (it == S().reducers.end()) throw Napi::Error::New(env, "DistributedDataParallel: disposed (or its process group was destroyed)");
+  if (it == S().reducers.end()) ThrowDisposed(env, "DistributedDataParallel: disposed (or its process group was destroyed)");
   return it->second;
 }
 
@@ -468,7 +468,7 @@ Napi::Value DdpDestroy(const Napi::CallbackInfo& info) {
 }
 #else
 Napi::Value Unavailable(const Napi::CallbackInfo& info) {
-  throw Napi::Error::New(info.Env(),
+  ThrowCoded(info.Env(), "TORCHBERT_UNAVAILABLE",
                          "distributed: this build of torchbert has no Gloo process group (it was compiled without Gloo's headers; install libgloo-dev or a "
                          "libtorch that ships them, and rebuild)");
 }

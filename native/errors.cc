@@ -8,9 +8,11 @@
 namespace torchbert {
 
 static Napi::FunctionReference torch_error_class;
+static Napi::FunctionReference disposed_error_class;
 
 void SetErrorClass(const Napi::CallbackInfo& info) {
   torch_error_class = Napi::Persistent(info[0].As<Napi::Function>());
+  if (info[1].IsFunction()) disposed_error_class = Napi::Persistent(info[1].As<Napi::Function>());
 }
 
 ErrorInfo Capture(std::exception_ptr e) {
@@ -36,6 +38,10 @@ ErrorInfo Capture(std::exception_ptr e) {
     return {msg.find("out of memory") != std::string::npos ? K::OutOfMemory : K::Torch, msg};
   } catch (const torch::jit::ErrorReport& err) {
     return {K::Torch, err.what()};
+  } catch (const CodedError& err) {
+    ErrorInfo info{K::Coded, err.what()};
+    info.code = err.code;
+    return info;
   } catch (const std::bad_alloc&) {
     return {K::OutOfMemory, "out of memory (std::bad_alloc)"};
   } catch (const std::out_of_range& err) {
@@ -82,6 +88,8 @@ Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info) {
       err.Set("code", Napi::String::New(env, code));
       return err;
     }
+    case K::Coded:
+      return WithCode(Napi::Error::New(env, info.message), info.code);
     default:
       return WithCode(Napi::Error::New(env, info.message), "TORCHBERT_NATIVE_ERROR");
   }
@@ -89,5 +97,11 @@ Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info) {
 
 void ThrowType(Napi::Env env, const std::string& msg) { throw WithCode(Napi::TypeError::New(env, msg), "TORCHBERT_INVALID_ARGUMENT"); }
 void ThrowRange(Napi::Env env, const std::string& msg) { throw WithCode(Napi::RangeError::New(env, msg), "TORCHBERT_OUT_OF_RANGE"); }
+void ThrowCoded(Napi::Env env, const char* code, const std::string& msg) { throw WithCode(Napi::Error::New(env, msg), code); }
+
+void ThrowDisposed(Napi::Env env, const std::string& msg) {
+  if (disposed_error_class.IsEmpty()) ThrowCoded(env, "DISPOSED", msg);
+  throw Napi::Error(env, disposed_error_class.New({Napi::String::New(env, msg)}));
+}
 
 }  // namespace torchbert

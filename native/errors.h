@@ -5,21 +5,29 @@
 #include <napi.h>
 
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 namespace torchbert {
 
 // A thread-safe snapshot of an error, made on a worker thread and turned into JS on the main thread.
 struct ErrorInfo {
-  enum class Kind { None, Type, Range, Torch, OutOfMemory, NotImplemented, Generic };
+  enum class Kind { None, Type, Range, Torch, OutOfMemory, NotImplemented, Coded, Generic };
   Kind kind = Kind::None;
   std::string message;
+  const char* code = nullptr;  // Kind::Coded
   explicit operator bool() const { return kind != Kind::None; }
+};
+
+// torchbert's own failure with a code (see ThrowCoded), thrown where no Napi::Env exists (worker threads).
+struct CodedError : std::runtime_error {
+  const char* code;
+  CodedError(const char* c, const std::string& msg) : std::runtime_error(msg), code(c) {}
 };
 
 ErrorInfo Capture(std::exception_ptr e);
 Napi::Error ToJsError(Napi::Env env, const ErrorInfo& info);
-void SetErrorClass(const Napi::CallbackInfo& info);  // TS passes its TorchError class once
+void SetErrorClass(const Napi::CallbackInfo& info);  // TS passes its TorchError and DisposedError classes once
 
 // Runs f, translating any C++ exception into the matching JS exception.
 template <typename F>
@@ -47,5 +55,11 @@ void Export(Napi::Object& exports, const char* name) {
 
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg);
 [[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg);
+// Use of a disposed tensor, module or reducer: TS's DisposedError (code DISPOSED).
+[[noreturn]] void ThrowDisposed(Napi::Env env, const std::string& msg);
+// torchbert's own failures that are not about an argument, each with a stable code JS can branch on:
+// TORCHBERT_BUSY (a module in use by a running call), TORCHBERT_INVALID_STATE (e.g. no process group yet),
+// TORCHBERT_UNAVAILABLE (not compiled into this build), TORCHBERT_NATIVE_ERROR (anything else).
+[[noreturn]] void ThrowCoded(Napi::Env env, const char* code, const std::string& msg);
 
 }  // namespace torchbert

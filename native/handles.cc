@@ -84,7 +84,7 @@ Napi::Value Put(Napi::Env env, at::Tensor t, bool as_bigint) {
     idx = free_slots.back();
     free_slots.pop_back();
   } else {
-    if (slots.size() >= static_cast<size_t>(kSlots)) throw std::runtime_error("too many live tensors (2^26); dispose some");
+    if (slots.size() >= static_cast<size_t>(kSlots)) throw CodedError("TORCHBERT_TOO_MANY_TENSORS", "too many live tensors (2^26); dispose some");
     idx = static_cast<uint32_t>(slots.size());
     slots.emplace_back();
   }
@@ -105,7 +105,7 @@ const at::Tensor* TryGet(const Napi::Value& v) {
 
 const at::Tensor& Get(const Napi::Value& v, const char* what) {
   if (const at::Tensor* t = TryGet(v)) return *t;
-  if (v.IsNumber() || v.IsBigInt()) throw Napi::Error::New(v.Env(), std::string(what) + ": Tensor has been disposed");
+  if (v.IsNumber() || v.IsBigInt()) ThrowDisposed(v.Env(), std::string(what) + ": Tensor has been disposed");
   ThrowType(v.Env(), std::string(what) + " must be a Tensor");
 }
 

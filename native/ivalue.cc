@@ -36,7 +36,7 @@ std::string What::str() const {
 
 static const at::Tensor& GetTensor(const Napi::Value& v, const What& what) {
   if (const at::Tensor* t = tensors::TryGet(v)) return *t;
-  if (v.IsNumber() || v.IsBigInt()) throw Napi::Error::New(v.Env(), what.str() + ": Tensor has been disposed or is not a tensor");
+  if (v.IsNumber() || v.IsBigInt()) ThrowDisposed(v.Env(), what.str() + ": Tensor has been disposed or is not a tensor");
   ThrowType(v.Env(), what.str() + " must be a Tensor, got " + Describe(v));
 }
 

@@ -11,8 +11,8 @@
 // torchbert::tune_linear(N, K, activation, dtype) times them on synthetic weights of that shape at 1, 4,
 // 16, 64, 256, 1024 and 4096 rows (up to 64 rows, enough weight copies are cycled that each call reads its
 // weight from memory, as a forward through a dozen layers does) and keeps, per shape and row bucket, the
-// backend to run: the fewest backends that run every bucket within 10% of its fastest (Decide), so a
-// model holds one layout of a weight unless a second one pays for its memory.
+// backend to run: the fewest backends that run every bucket from 16 rows up within 10% of its fastest
+// (Decide), so a model holds one layout of a weight unless a second one pays for its memory.
 // lib/models/linear-plan.ts decides which layouts to build and caches the timings on disk. A call runs
 // its bucket's choice when the module holds that layout, else the first layout it holds.
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -95,10 +95,14 @@ struct PlanEntry {
   int choice[kBuckets];
 };
 
-// The backend each bucket runs. Each weight layout kept costs the weight's memory again, so the choice
-// is the smallest set of backends that runs every bucket within 10% of its fastest (the cheaper set in
-// total time among sets of that size), and each bucket runs the fastest backend of that set. (Timings of
-// the same call on a shared 2-core VM move by 5-10% between runs: a smaller margin keeps layouts for noise.)
+// The backend each bucket runs. Each weight layout kept costs the weight's memory again (340 MB for
+// bert-base), so the choice is the smallest set of backends that runs every bucket from 16 rows up within
+// 10% of its fastest (the cheaper set in total time among sets of that size), and each bucket runs the
+// fastest backend of that set. 1 and 4 rows (a sequence of a word or two, a pooler at batch 1) take
+// well under a millisecond per layer whichever runs them: a second copy of the weights is not kept for
+// them. (Timings of the same call on a shared 2-core VM move by 5-10% between runs: a smaller margin
+// keeps layouts for noise.)
+constexpr int kFirstDecidingBucket = 2;  // 16 rows
 void Decide(PlanEntry& e) {
   double best[kBuckets];
   for (int b = 0; b < kBuckets; b++) {
@@ -117,7 +121,7 @@ void Decide(PlanEntry& e) {
         double fastest = std::numeric_limits<double>::infinity();
         for (int k = 0; k < kNumBackends; k++)
           if ((set >> k & 1) && std::isfinite(e.ms[b][k])) fastest = std::min(fastest, e.ms[b][k]);
-        ok = fastest <= 1.1 * best[b];
+        ok = b < kFirstDecidingBucket || fastest <= 1.1 * best[b];
         cost += fastest / best[b];
       }
       if (ok && cost < chosen_cost) chosen = set, chosen_cost = cost;

@@ -154,7 +154,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     CheckLive(env);
     bool expected = false;
     if (!busy_->compare_exchange_strong(expected, true))
-      throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
+      ThrowCoded(env, "TORCHBERT_BUSY", "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
   }
   void ReleaseBusy() { *busy_ = false; }
   const torch::jit::Module& module() const { return m_; }
@@ -170,12 +170,12 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
   }
 
   void CheckLive(Napi::Env env) const {
-    if (!live_) throw Napi::Error::New(env, "ScriptModule has been disposed");
+    if (!live_) ThrowDisposed(env, "ScriptModule has been disposed");
   }
   // Mutations and sync calls must not overlap a worker using the module.
   void CheckIdle(Napi::Env env) const {
     CheckLive(env);
-    if (*busy_) throw Napi::Error::New(env, "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
+    if (*busy_) ThrowCoded(env, "TORCHBERT_BUSY", "ScriptModule is busy: another load, save or call on it has not finished (await it first)");
   }
 
   static std::string PathArg(const Napi::CallbackInfo& info, size_t i) {
@@ -479,7 +479,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     return Napi::String::New(info.Env(), m->graph()->toString());
   }
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
-    if (*busy_) throw Napi::Error::New(info.Env(), "ScriptModule is busy and cannot be disposed until its call finishes");
+    if (*busy_) ThrowCoded(info.Env(), "TORCHBERT_BUSY", "ScriptModule is busy and cannot be disposed until its call finishes");
     if (live_) {
       live_ = false;
       m_ = torch::jit::Module();

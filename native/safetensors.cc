@@ -33,7 +33,7 @@ struct Fd {
 void ReadFully(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::string& path) {
   while (n > 0) {
     ssize_t r = ::pread(fd, dst, n > (1u << 30) ? (1u << 30) : n, static_cast<off_t>(offset));
-    if (r <= 0) throw std::runtime_error(path + ": unexpected end of file or read error");
+    if (r <= 0) throw CodedError("TORCHBERT_IO_ERROR", path + ": unexpected end of file or read error");
     dst += r;
     n -= static_cast<uint64_t>(r);
     offset += static_cast<uint64_t>(r);
@@ -44,9 +44,9 @@ std::vector<at::Tensor> ReadTensors(const std::string& path, uint64_t data_start
                                     std::optional<c10::Device> device) {
   Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd < 0) throw std::runtime_error(path + ": cannot open file");
+  if (f.fd < 0) throw CodedError("TORCHBERT_IO_ERROR", path + ": cannot open file");
   struct stat st;
-  if (::fstat(f.fd, &st) != 0) throw std::runtime_error(path + ": cannot stat file");
+  if (::fstat(f.fd, &st) != 0) throw CodedError("TORCHBERT_IO_ERROR", path + ": cannot stat file");
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (data_start > size) throw std::out_of_range(path + ": header extends past the end of the file");
   std::vector<at::Tensor> out;
@@ -71,10 +71,10 @@ std::vector<at::Tensor> ReadTensors(const std::string& path, uint64_t data_start
 
 void WriteTensors(const std::string& path, const std::vector<uint8_t>& header, const std::vector<at::Tensor>& tensors) {
   FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) throw std::runtime_error(path + ": cannot open for writing");
+  if (!f) throw CodedError("TORCHBERT_IO_ERROR", path + ": cannot open for writing");
   auto fail = [&](const char* what) {
     std::fclose(f);
-    throw std::runtime_error(path + ": " + what);
+    throw CodedError("TORCHBERT_IO_ERROR", path + ": " + what);
   };
   if (std::fwrite(header.data(), 1, header.size(), f) != header.size()) fail("write failed");
   for (const at::Tensor& t : tensors) {
@@ -83,7 +83,7 @@ void WriteTensors(const std::string& path, const std::vector<uint8_t>& header, c
     if (n && std::fwrite(c.data_ptr(), 1, n, f) != n) fail("write failed");
   }
   if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) fail("flush failed");
-  if (std::fclose(f) != 0) throw std::runtime_error(path + ": close failed");
+  if (std::fclose(f) != 0) throw CodedError("TORCHBERT_IO_ERROR", path + ": close failed");
 }
 
 std::vector<Entry> ParseEntries(Napi::Env env, const Napi::Value& v) {

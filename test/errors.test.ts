@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tb from '../lib';
+import { native } from '../lib/binding';
 
 /** Native errors come from the main realm, so jest's toThrow(RangeError) cannot match them: check names. */
 function errorOf(fn: () => unknown): Error {
@@ -70,10 +71,27 @@ describe('error types', () => {
     expect(errorOf(() => tb.ones([3]).item()).name).toBe('RangeError');
   });
 
-  test('native errors that are not libtorch failures carry codes too', () => {
+  test('native errors that are not libtorch failures carry codes too', async () => {
     const range = errorOf(() => tb.ones([2, 3]).select(0, 5)) as Error & { code?: string };
     expect([range.name, range.code]).toEqual(['RangeError', 'TORCHBERT_OUT_OF_RANGE']);
     const type = errorOf(() => tb.op('aten::add.Tensor').t(tb.ones([2])._handle, 'x')) as Error & { code?: string };
     expect([type.name, type.code]).toEqual(['TypeError', 'TORCHBERT_INVALID_ARGUMENT']);
+    // A stale handle that reaches native code: the same DisposedError TS throws.
+    const t = tb.ones([2]);
+    const h = t._handle;
+    t.dispose();
+    const gone = errorOf(() => tb.op('aten::neg').t(h));
+    expect(gone).toBeInstanceOf(tb.DisposedError);
+    expect([(gone as tb.DisposedError).code, gone.message]).toEqual(['DISPOSED', expect.stringMatching(/Tensor has been disposed/)]);
+    // I/O on a worker thread and in a synchronous call.
+    const entry = [{ name: 'w', dtype: 'float32', shape: [1], begin: 0, end: 4 }];
+    const io = errorOf(() => native.readTensors('/nonexistent/w.safetensors', 8, entry, undefined, false)) as Error & { code?: string };
+    expect([io.code, io.message]).toEqual(['TORCHBERT_IO_ERROR', '/nonexistent/w.safetensors: cannot open file']);
+    await expect(native.readTensors('/nonexistent/w.safetensors', 8, entry, undefined, true)).rejects.toMatchObject({ code: 'TORCHBERT_IO_ERROR' });
+  });
+
+  test('distributed calls out of order say so with TORCHBERT_INVALID_STATE', async () => {
+    expect(tb.distributed.isInitialized()).toBe(false);
+    await expect((async () => native.distBarrier(0))()).rejects.toMatchObject({ code: 'TORCHBERT_INVALID_STATE', message: expect.stringMatching(/not initialised/) });
   });
 });

@@ -129,8 +129,8 @@ print(json.dumps({'h': h.tolist(), 'sum': d['sum'].item(), 's': s, 'names': m.na
     expect(() => m.forwardSync(tb.randn([2, 5]))).toThrow(tb.TorchError);
     const p = m.forward(tb.randn([2, 4]));
     expect(m.isBusy).toBe(true);
-    expect(() => m.forwardSync(tb.randn([2, 4]))).toThrow(/busy/);
-    await expect(m.forward(tb.randn([2, 4]))).rejects.toThrow(/busy/);
+    expect(() => m.forwardSync(tb.randn([2, 4]))).toThrow(expect.objectContaining({ code: 'TORCHBERT_BUSY', message: expect.stringMatching(/busy/) }));
+    await expect(m.forward(tb.randn([2, 4]))).rejects.toMatchObject({ code: 'TORCHBERT_BUSY', message: expect.stringMatching(/busy/) });
     await p;
     expect(m.isBusy).toBe(false);
     await expect(ScriptModule.load('/nonexistent/file.pt')).rejects.toThrow(/no such file/);

@@ -1,6 +1,7 @@
 // The HTTP server over real sockets on 127.0.0.1: every endpoint, every error path, 1,000 concurrent
 // requests each equal to its unbatched result, 429 from a full queue, graceful shutdown that answers
 // what is in flight, and two worker processes sharing the port.
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { spawn } from 'child_process';
@@ -9,6 +10,7 @@ import { pipeline } from '../lib/pipelines';
 import { readSst2 } from '../lib/data/datasets';
 import { FIXTURES, DATA, ROOT, fixture } from './helpers';
 import { cpuInfo } from '../lib/cpu';
+import * as tb from '../lib';
 
 const fx = fixture('pipelines.json');
 const dir = (name: string) => path.join(FIXTURES, fx.models[name]);
@@ -170,6 +172,23 @@ describe('server: the other tasks, limits and shutdown', () => {
     expect(rs.map((r) => r.status)).toEqual(rs.map(() => 200));
     expect(Date.now() - t0).toBeLessThan(30000); // closing ran the queued rows at once, not after maxWaitMs
     await expect(fetch(`${s.url}/health`)).rejects.toThrow();
+  });
+
+  test('the CPU cache keeps room for the largest activation of the largest batch, or what cpuCacheMb says', async () => {
+    const model = dir('tiny-BertForSequenceClassification');
+    const before = tb.cpuCache.stats().limitBytes;
+    try {
+      await expect(serve({ model, port: 0, cpuCacheMb: -1 })).rejects.toThrow(/cpuCacheMb must be a number >= 0, got -1/);
+      const config = JSON.parse(fs.readFileSync(`${model}/config.json`, 'utf8'));
+      let s = await serve({ model, port: 0, batch: { maxBatchTokens: 300 } });
+      expect(tb.cpuCache.stats().limitBytes).toBe(300 * config.intermediate_size * 4);
+      await s.close();
+      s = await serve({ model, port: 0, cpuCacheMb: 3 });
+      expect(tb.cpuCache.stats().limitBytes).toBe(3 * 2 ** 20);
+      await s.close();
+    } finally {
+      tb.cpuCache.setLimit(before);
+    }
   });
 
   test('--dtype bf16 serves the bf16 model where the CPU has bf16 units and is refused, naming the CPU, where it has not', async () => {

@@ -369,3 +369,15 @@ test('readDelimited: quoted fields, escapes, line breaks in quotes, BOM, CRLF, b
     expect(rows.map((r: Record<string, string>) => Object.values(r).join('\t'))).toEqual(lines.slice(1));
   }
 });
+
+describe('packed masked-LM pre-training', () => {
+  test('the lines packed into full rows train a masked LM whose loss falls', async () => {
+    const { pretrain } = await import('../lib/recipes/pretrain');
+    const out = tmpDir();
+    const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);
+    const r = await pretrain({ corpus, out, vocabSize: 500, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, batchSize: 8, pack: true, seed: 5, log: () => {} });
+    expect(r.result.losses.map((l) => l.step)).toEqual([100, 200]);
+    expect(r.result.losses[1].loss).toBeLessThan(r.result.losses[0].loss);
+    r.model.dispose();
+  });
+});

@@ -1,7 +1,8 @@
 // Training utilities: masked-LM collation semantics, padding collator, batching, metrics, the Trainer
 // and the masked-positions MLM loss.
 import * as tb from '../lib';
-import { padCollate, maskTokens, batchIndices, accuracy, f1, mcc, Trainer } from '../lib/train';
+import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer } from '../lib/train';
+import { maximalPhrases } from '../lib/recipes/scratch';
 import { fromConfig, fromPretrained } from '../lib/models';
 import type { BertPreTrainedModel, BertInputs } from '../lib/models';
 
@@ -35,6 +36,21 @@ test('padding collator and length-grouped seeded batches', () => {
   expect(batchIndices(lengths, 8, { seed: 3, groupByLength: true })).toEqual(a1);
   expect(a1.flat().sort((x, y) => x - y)).toEqual(lengths.map((_, i) => i));
   expect(batchIndices(lengths, 8, { seed: 4 })).not.toEqual(batchIndices(lengths, 8, { seed: 3 }));
+});
+
+test('packed pre-training rows: lines joined by [SEP], cut into full [CLS] ... [SEP] rows, the rest kept', () => {
+  // CLS 1, SEP 2; rows of 6 hold 4 tokens of text between them.
+  expect(packSequences([[10, 11], [], [12, 13, 14], [15]], 6, 1, 2)).toEqual([
+    [1, 10, 11, 2, 12, 2],
+    [1, 13, 14, 2, 15, 2],
+    [1, 2, 2],
+  ]);
+  expect(() => packSequences([[10]], 2, 1, 2)).toThrow(/seqLen must be an integer >= 3, got 2/);
+});
+
+test('SST-2 sentences from its phrases: rows inside a longer row (on word boundaries) are dropped', () => {
+  const rows = ['a gripping film ', 'gripping', 'a gripping film , beautifully acted', 'beautifully acted', 'film ,', 'dull', 'grip', 'dull  and long'];
+  expect(maximalPhrases(rows).sort()).toEqual(['a gripping film , beautifully acted', 'dull and long', 'grip']);
 });
 
 test('metrics equal their definitions', () => {

@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
-import { Trainer, padCollate, maskTokens, EpochBatches, wholeWordMask } from '../train';
+import { Trainer, padCollate, packSequences, maskTokens, EpochBatches, wholeWordMask } from '../train';
 import type { TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -25,6 +25,8 @@ export interface PretrainOptions {
   batchSize?: number;
   learningRate?: number;
   wholeWordMask?: boolean;
+  /** pack the lines into full seqLen rows (HF run_mlm.py's grouping) instead of one padded row per line */
+  pack?: boolean;
   /** 'mlm' (BERT's masked LM, the default) or 'electra' (replaced-token detection) */
   objective?: 'mlm' | 'electra';
   /** ELECTRA: the generator's hidden size (default hidden / 2; its layers as many as the encoder's) */
@@ -67,7 +69,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     ? fromConfig('BertForMaskedLM', { ...config, hidden_size: G, num_attention_heads: Math.max(1, G / 64), intermediate_size: 4 * G })
     : fromConfig('BertForMaskedLM', config);
   const disc = electra ? fromConfig('BertForTokenClassification', { ...config, num_labels: 1 }) : null;
-  const ids = o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
+  const ids = o.pack
+    ? packSequences(o.corpus.map((t) => tok.call(t, undefined, { addSpecialTokens: false }).inputIds as number[]), seqLen, tok.clsTokenId, tok.sepTokenId)
+    : o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
   const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
   const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: o.seed ?? 1, groupByLength: true, ...shard });
   const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];

@@ -32,6 +32,11 @@ export interface ScratchOptions {
   /** pre-training objective: 'mlm' or 'electra' (replaced-token detection) */
   objective?: 'mlm' | 'electra';
   pretrainLr?: number;
+  /**
+   * Pre-train on full rows of packed text (SST-2's training sentences once each, not every sub-phrase)
+   * rather than one padded row per line.
+   */
+  pack?: boolean;
   finetuneLr?: number;
   /** also fine-tune the same BERT from random weights with the same recipe: what pre-training buys (default true) */
   control?: boolean;
@@ -51,6 +56,36 @@ export interface ScratchReport {
   dev: { accuracy: number; f1: number; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
+}
+
+/**
+ * SST-2's training rows are the phrases of its sentences' parse trees: keeps the ones no other row
+ * contains (the sentences). A phrase is looked for only in the kept rows that hold its rarest word.
+ */
+export function maximalPhrases(texts: string[]): string[] {
+  const byLength = [...new Set(texts.map((t) => t.trim().replace(/\s+/g, ' ')))].filter((t) => t).sort((a, b) => b.length - a.length);
+  const kept: string[] = [];
+  const holding = new Map<string, number[]>(); // word -> indices of the kept rows that contain it
+  for (const t of byLength) {
+    const words = t.split(' ');
+    let rarest: number[] | undefined;
+    for (const w of words) {
+      const rows = holding.get(w);
+      if (!rows) {
+        rarest = [];
+        break;
+      }
+      if (!rarest || rows.length < rarest.length) rarest = rows;
+    }
+    if (rarest?.some((i) => (' ' + kept[i] + ' ').includes(' ' + t + ' '))) continue;
+    for (const w of new Set(words)) {
+      const rows = holding.get(w);
+      if (rows) rows.push(kept.length);
+      else holding.set(w, [kept.length]);
+    }
+    kept.push(t);
+  }
+  return kept;
 }
 
 function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
@@ -111,12 +146,12 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   // articles; never the dev sentences scored below.
   const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
   const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-  const corpus = [...train.map((r) => r.text), ...test, ...wiki];
+  const corpus = [...(o.pack ? maximalPhrases(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
 
   // 1-2. Vocabulary and masked-LM pre-training.
   const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
     corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world,
+    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack,
   });
   if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
 

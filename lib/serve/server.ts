@@ -8,7 +8,7 @@ import { BertTokenizer } from '../tokenizer';
 import { fromPretrained, BertPreTrainedModel } from '../models/bert';
 import { pipeline, tasksFor, Task, AnyPipeline, TextClassificationPipeline, TokenClassificationPipeline, FillMaskPipeline, QuestionAnsweringPipeline, FeatureExtractionPipeline } from '../pipelines';
 import { BatcherOptions, QueueFullError, BatcherClosedError } from '../batcher';
-import { setNumThreads } from '../torch';
+import { setNumThreads, cpuCache } from '../torch';
 import { checkCpuBf16 } from '../cpu';
 
 export interface ServeOptions {
@@ -36,6 +36,12 @@ export interface ServeOptions {
   onLongInput?: 'truncate' | 'reject';
   /** log requests (fastify's pino logger) */
   logger?: boolean;
+  /**
+   * MB of freed activation blocks the CPU cache keeps for reuse (default: room for the largest activation
+   * of the largest batch, the FFN's tokens x intermediate_size). The library's default, a quarter of RAM,
+   * suits training; a server's batch shapes drift, and each would leave its blocks behind.
+   */
+  cpuCacheMb?: number;
 }
 
 export interface Server {
@@ -151,12 +157,16 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   const maxTextChars = opts.maxTextChars ?? 20000;
   const onLong = opts.onLongInput ?? 'truncate';
   if (onLong !== 'truncate' && onLong !== 'reject') throw new TypeError(`onLongInput must be 'truncate' or 'reject', got '${onLong}'`);
+  if (opts.cpuCacheMb !== undefined && !(opts.cpuCacheMb >= 0)) throw new TypeError(`cpuCacheMb must be a number >= 0, got ${opts.cpuCacheMb}`);
 
   const tokenizer = await BertTokenizer.fromPretrained(opts.model);
   const model: BertPreTrainedModel = await loadForServing(opts);
   const tasks = tasksFor(model.kind);
   const pipes = new Map<Task, AnyPipeline>();
   for (const t of tasks) pipes.set(t, await pipeline(t, { model, tokenizer }, { device: opts.device, batch: opts.batch }));
+  const batchTokens = pipes.values().next().value!.batcher.options.maxBatchTokens;
+  const elem = opts.dtype === 'bf16' || opts.dtype === 'bfloat16' ? 2 : 4;
+  cpuCache.setLimit(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : batchTokens * Number(model.config.fields.intermediate_size) * elem);
 
   // ---------- metrics ----------
   const registry = new client.Registry();

@@ -22,6 +22,31 @@ export interface Batch {
 }
 
 
+/**
+ * Packs tokenized lines (without special tokens) into rows of exactly `seqLen` tokens, `[CLS] ... [SEP]`,
+ * as HF's run_mlm.py groups texts when not --line_by_line: the lines are concatenated in order, each
+ * ended by [SEP], and cut every seqLen - 2 tokens (the last, shorter row kept). Short lines then cost no
+ * padding and a row carries context across line ends.
+ */
+export function packSequences(lines: number[][], seqLen: number, clsId: number, sepId: number): number[][] {
+  if (!Number.isInteger(seqLen) || seqLen < 3) throw new RangeError(`packSequences: seqLen must be an integer >= 3, got ${seqLen}`);
+  const body = seqLen - 2;
+  const rows: number[][] = [];
+  let cur: number[] = [];
+  for (const line of lines) {
+    if (!line.length) continue;
+    for (const id of [...line, sepId]) {
+      cur.push(id);
+      if (cur.length === body) {
+        rows.push([clsId, ...cur, sepId]);
+        cur = [];
+      }
+    }
+  }
+  if (cur.length) rows.push([clsId, ...cur, sepId]);
+  return rows;
+}
+
 /** Pads a list of examples to the longest (optionally to a multiple), with int64 tensors out. */
 export function padCollate(examples: Example[], padId = 0, padToMultipleOf?: number): Batch {
   let T = Math.max(...examples.map((e) => e.inputIds.length));
