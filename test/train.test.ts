@@ -2,7 +2,7 @@
 // and the masked-positions MLM loss.
 import * as tb from '../lib';
 import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer } from '../lib/train';
-import { maximalPhrases } from '../lib/recipes/scratch';
+import { sst2FullSentences } from '../lib/data/datasets';
 import { fromConfig, fromPretrained } from '../lib/models';
 import type { BertPreTrainedModel, BertInputs } from '../lib/models';
 
@@ -50,7 +50,7 @@ test('packed pre-training rows: lines joined by [SEP], cut into full [CLS] ... [
 
 test('SST-2 sentences from its phrases: rows inside a longer row (on word boundaries) are dropped', () => {
   const rows = ['a gripping film ', 'gripping', 'a gripping film , beautifully acted', 'beautifully acted', 'film ,', 'dull', 'grip', 'dull  and long'];
-  expect(maximalPhrases(rows).sort()).toEqual(['a gripping film , beautifully acted', 'dull and long', 'grip']);
+  expect(sst2FullSentences(rows).sort()).toEqual(['a gripping film , beautifully acted', 'dull and long', 'grip']);
 });
 
 test('metrics equal their definitions', () => {

@@ -26,6 +26,37 @@ export function readLines(file: string, encoding: 'utf8' | 'latin1' = 'utf8'): s
   return lines;
 }
 
+/**
+ * SST-2's training rows are the phrases of its sentences' parse trees: the rows no other row contains
+ * (on word boundaries), i.e. the sentences, each once. A phrase is looked for only in the kept rows that
+ * hold its rarest word.
+ */
+export function sst2FullSentences(texts: string[]): string[] {
+  const byLength = [...new Set(texts.map((t) => t.trim().replace(/\s+/g, ' ')))].filter((t) => t).sort((a, b) => b.length - a.length);
+  const kept: string[] = [];
+  const holding = new Map<string, number[]>(); // word -> indices of the kept rows that contain it
+  for (const t of byLength) {
+    const words = t.split(' ');
+    let rarest: number[] | undefined;
+    for (const w of words) {
+      const rows = holding.get(w);
+      if (!rows) {
+        rarest = [];
+        break;
+      }
+      if (!rarest || rows.length < rarest.length) rarest = rows;
+    }
+    if (rarest?.some((i) => (' ' + kept[i] + ' ').includes(' ' + t + ' '))) continue;
+    for (const w of new Set(words)) {
+      const rows = holding.get(w);
+      if (rows) rows.push(kept.length);
+      else holding.set(w, [kept.length]);
+    }
+    kept.push(t);
+  }
+  return kept;
+}
+
 /** SST-2 (GLUE) TSV: a header, then `sentence<TAB>label`. */
 export function readSst2(file: string): TextExample[] {
   const lines = readLines(file);

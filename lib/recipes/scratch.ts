@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
-import { readSst2, readLines, readDelimited } from '../data/datasets';
+import { readSst2, readLines, readDelimited, sst2FullSentences } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW } from '../train';
@@ -56,36 +56,6 @@ export interface ScratchReport {
   dev: { accuracy: number; f1: number; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
-}
-
-/**
- * SST-2's training rows are the phrases of its sentences' parse trees: keeps the ones no other row
- * contains (the sentences). A phrase is looked for only in the kept rows that hold its rarest word.
- */
-export function maximalPhrases(texts: string[]): string[] {
-  const byLength = [...new Set(texts.map((t) => t.trim().replace(/\s+/g, ' ')))].filter((t) => t).sort((a, b) => b.length - a.length);
-  const kept: string[] = [];
-  const holding = new Map<string, number[]>(); // word -> indices of the kept rows that contain it
-  for (const t of byLength) {
-    const words = t.split(' ');
-    let rarest: number[] | undefined;
-    for (const w of words) {
-      const rows = holding.get(w);
-      if (!rows) {
-        rarest = [];
-        break;
-      }
-      if (!rarest || rows.length < rarest.length) rarest = rows;
-    }
-    if (rarest?.some((i) => (' ' + kept[i] + ' ').includes(' ' + t + ' '))) continue;
-    for (const w of new Set(words)) {
-      const rows = holding.get(w);
-      if (rows) rows.push(kept.length);
-      else holding.set(w, [kept.length]);
-    }
-    kept.push(t);
-  }
-  return kept;
 }
 
 function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
@@ -146,7 +116,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   // articles; never the dev sentences scored below.
   const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
   const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-  const corpus = [...(o.pack ? maximalPhrases(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
+  const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
 
   // 1-2. Vocabulary and masked-LM pre-training.
   const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
