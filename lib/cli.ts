@@ -130,15 +130,16 @@ program
   .option('--seconds <n>', 'stop early after this many seconds', integer, 480)
   .option('--seq-len <n>', 'tokens per passage', integer, 64)
   .option('--whole-word-mask', 'mask whole words rather than single word pieces')
+  .option('--pack', 'pack the lines into full --seq-len rows (as HF run_mlm.py groups texts) instead of one padded row per line')
   .addOption(new Option('--objective <o>', 'masked LM, or ELECTRA replaced-token detection (one process)').choices(['mlm', 'electra']).default('mlm'))
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 1)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; objective: 'mlm' | 'electra'; seed: number; nproc: number }) => {
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; nproc: number }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, objective: o.objective, seed: o.seed });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 
