@@ -57,9 +57,9 @@ void Export(Napi::Object& exports, const char* name) {
 [[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg);
 // Use of a disposed tensor, module or reducer: TS's DisposedError (code DISPOSED).
 [[noreturn]] void ThrowDisposed(Napi::Env env, const std::string& msg);
-// torchbert's own failures that are not about an argument, each with a stable code JS can branch on:
-// TORCHBERT_BUSY (a module in use by a running call), TORCHBERT_INVALID_STATE (e.g. no process group yet),
-// TORCHBERT_UNAVAILABLE (not compiled into this build), TORCHBERT_NATIVE_ERROR (anything else).
+// torchbert's own failures that are not about an argument, each with a stable code JS can branch on, e.g.
+// TORCHBERT_BUSY (a module in use by a running call), TORCHBERT_INVALID_STATE (no process group yet),
+// TORCHBERT_UNAVAILABLE (not compiled into this build); lib/errors.ts lists them all.
 [[noreturn]] void ThrowCoded(Napi::Env env, const char* code, const std::string& msg);
 
 }  // namespace torchbert
