@@ -39,7 +39,8 @@ export interface ServeOptions {
   /**
    * MB of freed activation blocks the CPU cache keeps for reuse (default: room for the largest activation
    * of the largest batch, the FFN's tokens x intermediate_size). The library's default, a quarter of RAM,
-   * suits training; a server's batch shapes drift, and each would leave its blocks behind.
+   * suits training; a server's batch shapes drift, and each would leave its blocks behind. The cache is
+   * one per process: the last server started in a process sets it.
    */
   cpuCacheMb?: number;
 }
