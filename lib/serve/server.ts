@@ -135,9 +135,11 @@ function linger(raw: IncomingMessage, maxBytes: number, maxMs: number): void {
 }
 
 /** The model as served: int8 if asked, else prepacked fp32 or bf16 on the CPU (falling back to the plain model if prepacking fails). */
+const servingDtype = (opts: ServeOptions) => (opts.dtype === 'bf16' ? 'bfloat16' : opts.dtype);
+
 async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> {
   const cpu = !(opts.device ?? 'cpu').startsWith('cuda');
-  const dtype = opts.dtype === 'bf16' ? 'bfloat16' : opts.dtype;
+  const dtype = servingDtype(opts);
   if (dtype !== undefined && dtype !== 'float32' && dtype !== 'bfloat16') throw new TypeError(`dtype must be float32 or bf16, got ${JSON.stringify(opts.dtype)}`);
   if (dtype === 'bfloat16' && opts.quantize) throw new TypeError('bf16 serving runs the bf16 model: not with quantize');
   if (dtype === 'bfloat16' && cpu) checkCpuBf16('serve --dtype bf16');
@@ -166,7 +168,7 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   const pipes = new Map<Task, AnyPipeline>();
   for (const t of tasks) pipes.set(t, await pipeline(t, { model, tokenizer }, { device: opts.device, batch: opts.batch }));
   const batchTokens = pipes.values().next().value!.batcher.options.maxBatchTokens;
-  const elem = opts.dtype === 'bf16' || opts.dtype === 'bfloat16' ? 2 : 4;
+  const elem = servingDtype(opts) === 'bfloat16' ? 2 : 4;
   cpuCache.setLimit(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : batchTokens * Number(model.config.fields.intermediate_size) * elem);
 
   // ---------- metrics ----------
