@@ -174,18 +174,25 @@ describe('server: the other tasks, limits and shutdown', () => {
     await expect(fetch(`${s.url}/health`)).rejects.toThrow();
   });
 
-  test('the CPU cache keeps room for the largest activation of the largest batch, or what cpuCacheMb says', async () => {
+  test('the CPU cache keeps room for the largest activation of the largest batch, or what cpuCacheMb says, while servers run', async () => {
     const model = dir('tiny-BertForSequenceClassification');
     const before = tb.cpuCache.stats().limitBytes;
     try {
       await expect(serve({ model, port: 0, cpuCacheMb: -1 })).rejects.toThrow(/cpuCacheMb must be a number >= 0, got -1/);
       const config = JSON.parse(fs.readFileSync(`${model}/config.json`, 'utf8'));
-      let s = await serve({ model, port: 0, batch: { maxBatchTokens: 300 } });
+      const a = await serve({ model, port: 0, batch: { maxBatchTokens: 300 } });
       expect(tb.cpuCache.stats().limitBytes).toBe(300 * config.intermediate_size * 4);
-      await s.close();
-      s = await serve({ model, port: 0, cpuCacheMb: 3 });
+      // two servers in one process: each keeps room for its own batches
+      const b = await serve({ model, port: 0, cpuCacheMb: 3 });
+      expect(tb.cpuCache.stats().limitBytes).toBe(300 * config.intermediate_size * 4 + 3 * 2 ** 20);
+      await a.close();
       expect(tb.cpuCache.stats().limitBytes).toBe(3 * 2 ** 20);
-      await s.close();
+      // a server that cannot listen (the port is taken) leaves the limit as it found it
+      await expect(serve({ model, port: Number(new URL(b.url).port), cpuCacheMb: 7 })).rejects.toThrow(/EADDRINUSE/);
+      expect(tb.cpuCache.stats().limitBytes).toBe(3 * 2 ** 20);
+      await b.close();
+      // the last one closed: the limit found before the first returns, for the rest of the process
+      expect(tb.cpuCache.stats().limitBytes).toBe(before);
     } finally {
       tb.cpuCache.setLimit(before);
     }

@@ -40,7 +40,8 @@ export interface ServeOptions {
    * MB of freed activation blocks the CPU cache keeps for reuse (default: room for the largest activation
    * of the largest batch, the FFN's tokens x intermediate_size). The library's default, a quarter of RAM,
    * suits training; a server's batch shapes drift, and each would leave its blocks behind. The cache is
-   * one per process: the last server started in a process sets it.
+   * one per process: servers running in one process add their caps, and when the last closes the limit
+   * it found returns.
    */
   cpuCacheMb?: number;
 }
@@ -153,6 +154,21 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
   }
 }
 
+// The CPU cache is one per process. While servers run, its limit is the sum of their caps (each keeps
+// blocks for its own batches); when the last one closes, the limit found before the first returns.
+const cacheCaps = new Set<{ bytes: number }>();
+let limitBeforeServers = 0;
+function holdCacheCap(bytes: number): () => void {
+  if (cacheCaps.size === 0) limitBeforeServers = cpuCache.stats().limitBytes;
+  const cap = { bytes };
+  cacheCaps.add(cap);
+  const apply = () => cpuCache.setLimit(cacheCaps.size ? [...cacheCaps].reduce((n, c) => n + c.bytes, 0) : limitBeforeServers);
+  apply();
+  return () => {
+    if (cacheCaps.delete(cap)) apply();
+  };
+}
+
 /** Starts a server for one model; resolves once it listens (warm-up continues; see /ready). */
 export async function serve(opts: ServeOptions): Promise<Server & { warm: Promise<void> }> {
   if (opts.threads) setNumThreads(opts.threads);
@@ -169,7 +185,6 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   for (const t of tasks) pipes.set(t, await pipeline(t, { model, tokenizer }, { device: opts.device, batch: opts.batch }));
   const batchTokens = pipes.values().next().value!.batcher.options.maxBatchTokens;
   const elem = servingDtype(opts) === 'bfloat16' ? 2 : 4;
-  cpuCache.setLimit(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : batchTokens * Number(model.config.fields.intermediate_size) * elem);
 
   // ---------- metrics ----------
   const registry = new client.Registry();
@@ -329,7 +344,16 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const url = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
+  const releaseCacheCap = holdCacheCap(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : batchTokens * Number(model.config.fields.intermediate_size) * elem);
+  let url: string;
+  try {
+    url = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
+  } catch (e) {
+    releaseCacheCap();
+    for (const p of pipes.values()) await p.close();
+    model.module.dispose();
+    throw e;
+  }
   const warm = (async () => {
     for (const p of pipes.values()) await p.warmup();
     ready = true;
@@ -345,6 +369,7 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
       for (const p of pipes.values()) await p.close();
       await stopped;
       model.module.dispose();
+      releaseCacheCap();
     })());
   return { app, url, tasks, pipelines: pipes, warm, close };
 }
