@@ -214,6 +214,8 @@ export function info(): Record<string, unknown> {
     parallel: b.parallelInfo.trim(),
     // async jobs run on one compute thread (TORCHBERT_COMPUTE_THREAD=0: on libuv's pool)
     computeThread: b.computeThread,
+    // compiled shapes oneDNN and ideep keep (64 unless exported: a server's changing batch shapes otherwise fill 1,024 each)
+    primitiveCaches: { onednn: Number(process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY), ideep: Number(process.env.LRU_CACHE_CAPACITY) },
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
     linearPlan: { cache: tuningCachePath(), shapes: cachedPlans() },

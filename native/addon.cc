@@ -40,6 +40,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     owner = env;
   }
   napi_add_env_cleanup_hook(env, ReleaseOwner, env);
+  BoundPrimitiveCaches();
   Export<SetErrorClassJs>(exports, "setErrorClass");
   InitAllocator(env, exports);
   InitCompute();

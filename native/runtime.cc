@@ -8,6 +8,7 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/version.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -120,6 +121,18 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI));
   o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return o;
+}
+
+// oneDNN and ideep cache a compiled primitive per input shape, 1,024 of each by default. A server's
+// batches change shape nearly every call (rows x tokens), so its memory grew by about 1.5 MB a batch
+// until both were full, hundreds of MB (a known PyTorch issue with variable shapes on CPU). 64 keeps a
+// training step's shapes and holds memory flat; both are read at first use, so setting them here, before
+// any oneDNN call, works, and a value the user exported wins.
+void BoundPrimitiveCaches() {
+  for (const char* name : {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"}) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) setenv(name, "64", 1);
+  }
 }
 
 void InitRuntime(Napi::Env env, Napi::Object exports) {

@@ -37,5 +37,8 @@ at::Tensor HostCopy(const at::Tensor& t);
 void InitTensorFunctions(Napi::Env env, Napi::Object exports);
 // Grad mode, autocast, seeds and RNG states, threads, graph executor, CUDA queries, buildInfo (runtime.cc).
 void InitRuntime(Napi::Env env, Napi::Object exports);
+// Bounds oneDNN's and ideep's per-shape primitive caches (unless the environment sets them): call
+// before anything can reach oneDNN.
+void BoundPrimitiveCaches();
 
 }  // namespace torchbert
