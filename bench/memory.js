@@ -10,6 +10,7 @@
 // resident memory once the model is loaded, before the first step or request. With the servers, the
 // resident memory of a torchbert process stage by stage up to its first forward.
 // Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
+//   [--windows N] (the load in N windows, the servers' resident memory after each: growth under sustained load)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -21,6 +22,7 @@ const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
 const STEPS = Number(arg('--steps', '3'));
 const SECONDS = Number(arg('--seconds', '10'));
 const ONLY = arg('--only', null); // train | serve
+const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;
@@ -104,8 +106,16 @@ async function serverPeak(name, args, ready, port, texts) {
   const child = await startServer(args, port, ready);
   try {
     const afterLoad = statusKb(child.pid, 'VmRSS');
-    const r = await loadClassify(`http://127.0.0.1:${port}`, 64, texts, SECONDS);
-    return { server: name, afterLoadKb: afterLoad, peakKb: statusKb(child.pid, 'VmHWM'), reqPerSec: r.requests.average, errors: r.errors + r.non2xx };
+    const rssKb = [];
+    let requests = 0;
+    let errors = 0;
+    for (let w = 0; w < WINDOWS; w++) {
+      const r = await loadClassify(`http://127.0.0.1:${port}`, 64, texts, SECONDS / WINDOWS);
+      requests += r.requests.total;
+      errors += r.errors + r.non2xx;
+      rssKb.push(statusKb(child.pid, 'VmRSS'));
+    }
+    return { server: name, afterLoadKb: afterLoad, peakKb: statusKb(child.pid, 'VmHWM'), rssKb, reqPerSec: requests / SECONDS, errors };
   } finally {
     await stopServer(child);
   }
@@ -132,6 +142,7 @@ async function serverPeak(name, args, ready, port, texts) {
   ];
   for (const s of servers) {
     console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
+    if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')}`);
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
   console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
