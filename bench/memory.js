@@ -106,6 +106,8 @@ async function serverPeak(name, args, ready, port, texts) {
   const child = await startServer(args, port, ready);
   try {
     const afterLoad = statusKb(child.pid, 'VmRSS');
+    // anonymous (heap, weights) and file-backed (the runtime's code pages) resident memory
+    const split = { anonKb: statusKb(child.pid, 'RssAnon'), fileKb: statusKb(child.pid, 'RssFile') };
     const rssKb = [];
     let requests = 0;
     let errors = 0;
@@ -115,7 +117,7 @@ async function serverPeak(name, args, ready, port, texts) {
       errors += r.errors + r.non2xx;
       rssKb.push(statusKb(child.pid, 'VmRSS'));
     }
-    return { server: name, afterLoadKb: afterLoad, peakKb: statusKb(child.pid, 'VmHWM'), rssKb, reqPerSec: requests / SECONDS, errors };
+    return { server: name, afterLoadKb: afterLoad, ...split, peakKb: statusKb(child.pid, 'VmHWM'), rssKb, reqPerSec: requests / SECONDS, errors };
   } finally {
     await stopServer(child);
   }
@@ -141,7 +143,7 @@ async function serverPeak(name, args, ready, port, texts) {
     await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
   ];
   for (const s of servers) {
-    console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
+    console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB: anonymous ${MB(s.anonKb).toFixed(0)}, file-backed ${MB(s.fileKb).toFixed(0)}), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
     if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')}`);
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
