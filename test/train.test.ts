@@ -40,10 +40,15 @@ test('padding collator and length-grouped seeded batches', () => {
 
 test('packed pre-training rows: lines joined by [SEP], cut into full [CLS] ... [SEP] rows, the rest kept', () => {
   // CLS 1, SEP 2; rows of 6 hold 4 tokens of text between them.
+  expect(packSequences([[10, 11], [], [12, 13, 14], [15, 16]], 6, 1, 2)).toEqual([
+    [1, 10, 11, 2, 12, 2],
+    [1, 13, 14, 2, 15, 2],
+    [1, 16, 2, 2],
+  ]);
+  // text that ends on a row boundary leaves no row of separators alone
   expect(packSequences([[10, 11], [], [12, 13, 14], [15]], 6, 1, 2)).toEqual([
     [1, 10, 11, 2, 12, 2],
     [1, 13, 14, 2, 15, 2],
-    [1, 2, 2],
   ]);
   expect(() => packSequences([[10]], 2, 1, 2)).toThrow(/seqLen must be an integer >= 3, got 2/);
 });

@@ -43,7 +43,8 @@ export function packSequences(lines: number[][], seqLen: number, clsId: number, 
       }
     }
   }
-  if (cur.length) rows.push([clsId, ...cur, sepId]);
+  // the rest, unless it is only the last line's separator (text that ended on a row boundary)
+  if (cur.some((id) => id !== sepId)) rows.push([clsId, ...cur, sepId]);
   return rows;
 }
 
