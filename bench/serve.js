@@ -104,7 +104,7 @@ async function raw(texts) {
   const texts = sst2();
   const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
     'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE], ready: /serving on/ },
   };
   const up = {};

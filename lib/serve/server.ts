@@ -37,9 +37,10 @@ export interface ServeOptions {
   /** log requests (fastify's pino logger) */
   logger?: boolean;
   /**
-   * MB of freed activation blocks the CPU cache keeps for reuse (default: room for the largest activation
-   * of the largest batch, the FFN's tokens x intermediate_size). The library's default, a quarter of RAM,
-   * suits training; a server's batch shapes drift, and each would leave its blocks behind. The cache is
+   * MB of freed activation blocks the CPU cache keeps for reuse (default: room for a forward's working set
+   * at the largest batch run so far, four FFN activations of tokens x intermediate_size). The library's
+   * default, a quarter of RAM, suits training; a server's batch shapes drift, and each would leave its
+   * blocks behind. The cache is
    * one per process: servers running in one process add their caps, and when the last closes the limit
    * it found returns.
    */
@@ -158,16 +159,30 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
 // blocks for its own batches); when the last one closes, the limit found before the first returns.
 const cacheCaps = new Set<{ bytes: number }>();
 let limitBeforeServers = 0;
-function holdCacheCap(bytes: number): () => void {
+function applyCacheCaps(): void {
+  cpuCache.setLimit(cacheCaps.size ? [...cacheCaps].reduce((n, c) => n + c.bytes, 0) : limitBeforeServers);
+}
+function holdCacheCap(bytes: number): { raise(bytes: number): void; release(): void } {
   if (cacheCaps.size === 0) limitBeforeServers = cpuCache.stats().limitBytes;
   const cap = { bytes };
   cacheCaps.add(cap);
-  const apply = () => cpuCache.setLimit(cacheCaps.size ? [...cacheCaps].reduce((n, c) => n + c.bytes, 0) : limitBeforeServers);
-  apply();
-  return () => {
-    if (cacheCaps.delete(cap)) apply();
+  applyCacheCaps();
+  return {
+    raise(b: number) {
+      if (b <= cap.bytes || !cacheCaps.has(cap)) return;
+      cap.bytes = b;
+      applyCacheCaps();
+    },
+    release() {
+      if (cacheCaps.delete(cap)) applyCacheCaps();
+    },
   };
 }
+// A forward's freed blocks serve the next one if the cache holds its working set: a layer's activations,
+// int8's quantised copies, attention scores, about four FFN activations (tokens x intermediate size); a
+// smaller cap maps and zeroes fresh pages every layer (bench/serve.js: int8 at c=64 ran 0.7x as fast with
+// one FFN activation's worth). The cap follows the largest batch run so far, not the largest allowed.
+const CACHED_FFN_ACTIVATIONS = 4;
 
 /** Starts a server for one model; resolves once it listens (warm-up continues; see /ready). */
 export async function serve(opts: ServeOptions): Promise<Server & { warm: Promise<void> }> {
@@ -344,12 +359,22 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: true } }, async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const releaseCacheCap = holdCacheCap(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : batchTokens * Number(model.config.fields.intermediate_size) * elem);
+  const ffnBytesPerToken = Number(model.config.fields.intermediate_size) * elem;
+  const cacheCap = holdCacheCap(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : CACHED_FFN_ACTIVATIONS * 64 * ffnBytesPerToken);
+  if (opts.cpuCacheMb === undefined) {
+    for (const p of pipes.values()) {
+      const metrics = p.batcher.onBatch!;
+      p.batcher.onBatch = (b) => {
+        metrics(b);
+        cacheCap.raise(CACHED_FFN_ACTIVATIONS * Math.min(b.paddedTokens, batchTokens) * ffnBytesPerToken);
+      };
+    }
+  }
   let url: string;
   try {
     url = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
   } catch (e) {
-    releaseCacheCap();
+    cacheCap.release();
     for (const p of pipes.values()) await p.close();
     model.module.dispose();
     throw e;
@@ -369,7 +394,7 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
       for (const p of pipes.values()) await p.close();
       await stopped;
       model.module.dispose();
-      releaseCacheCap();
+      cacheCap.release();
     })());
   return { app, url, tasks, pipelines: pipes, warm, close };
 }
