@@ -11,6 +11,7 @@
 // resident memory of a torchbert process stage by stage up to its first forward.
 // Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
 //   [--windows N] (the load in N windows, the servers' resident memory after each: growth under sustained load)
+//   [--no-mmap] (torchbert reads its checkpoint into memory instead of mapping it, the server's default)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -23,6 +24,7 @@ const STEPS = Number(arg('--steps', '3'));
 const SECONDS = Number(arg('--seconds', '10'));
 const ONLY = arg('--only', null); // train | serve
 const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
+const MMAP = !process.argv.includes('--no-mmap');
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;
@@ -91,7 +93,7 @@ const { BertTokenizer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'toke
 (async () => {
   await BertTokenizer.fromPretrained(${JSON.stringify(DIR)});
   out.tokenizerKb = rss();
-  const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: true });
+  const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: true, mmap: ${MMAP} });
   out.modelKb = rss();
   await tb.noGrad(() => m.forward({ inputIds: tb.tensor([[101, 2000, 2001, 102]], { dtype: 'int64' }) }));
   out.firstForwardKb = rss();
@@ -139,7 +141,7 @@ async function serverPeak(name, args, ready, port, texts) {
     `${MB(startup.tokenizerKb).toFixed(0)}, + prepacked model ${MB(startup.modelKb).toFixed(0)}, + first forward ${MB(startup.firstForwardKb).toFixed(0)}`);
   const texts = sst2Sentences();
   const servers = [
-    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, '--port'], /serving/, 18611, texts),
+    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...(MMAP ? [] : ['--no-mmap']), '--port'], /serving/, 18611, texts),
     await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
   ];
   for (const s of servers) {
@@ -148,7 +150,7 @@ async function serverPeak(name, args, ready, port, texts) {
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
   console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
-  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), train, startup, servers, serveRatio }));
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), mmap: MMAP, train, startup, servers, serveRatio }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

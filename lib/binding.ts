@@ -150,8 +150,8 @@ export interface Binding {
   NativeModule: NativeModuleClass;
   beginUnit(): void;
   endUnit(): void;
-  readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: true): Promise<Handle[]>;
-  readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: false): Handle[];
+  readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: true, mmap?: boolean): Promise<Handle[]>;
+  readTensors(path: string, dataStart: number, entries: TensorEntry[], device: string | undefined, async: false, mmap?: boolean): Handle[];
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: true): Promise<void>;
   writeTensors(path: string, header: Uint8Array, tensors: Handle[], async: false): void;
   // native/distributed.cc (c10d); group 0 is the default process group, ranks are global

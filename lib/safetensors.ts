@@ -88,18 +88,31 @@ export function readHeader(file: string): SafetensorsHeader {
   }
 }
 
+export interface LoadOptions {
+  device?: string;
+  /**
+   * Map the file instead of reading it (CPU tensors of 64 KiB or more), as safetensors' `safe_open` and
+   * `torch.load(mmap=True)`: a page is read when first touched and, until written, belongs to the page
+   * cache, shared with every process that maps the same file; a write copies the page and never reaches
+   * the file. The file must not be rewritten in place while mapped (a writer that truncates it makes
+   * the next read of a lost page fail with SIGBUS); writers that replace it by a rename, as saveFile does,
+   * are safe.
+   */
+  mmap?: boolean;
+}
+
 /** Loads every tensor (or those named in `only`) on a worker thread. */
-export async function loadFile(file: string, opts: { device?: string; only?: Set<string> } = {}): Promise<Map<string, Tensor>> {
+export async function loadFile(file: string, opts: LoadOptions & { only?: Set<string> } = {}): Promise<Map<string, Tensor>> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const h = readHeader(file);
   const wanted = opts.only ? h.tensors.filter((t) => opts.only!.has(t.name)) : h.tensors;
-  const handles = await native.readTensors(file, h.dataStart, wanted, opts.device, true);
+  const handles = await native.readTensors(file, h.dataStart, wanted, opts.device, true, !!opts.mmap);
   return new Map(wanted.map((t, i) => [t.name, Tensor._wrap(handles[i])]));
 }
-export function loadFileSync(file: string, opts: { device?: string } = {}): Map<string, Tensor> {
+export function loadFileSync(file: string, opts: LoadOptions = {}): Map<string, Tensor> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const h = readHeader(file);
-  const handles = native.readTensors(file, h.dataStart, h.tensors, opts.device, false);
+  const handles = native.readTensors(file, h.dataStart, h.tensors, opts.device, false, !!opts.mmap);
   return new Map(h.tensors.map((t, i) => [t.name, Tensor._wrap(handles[i])]));
 }
 

@@ -1,10 +1,12 @@
 // Bulk data of safetensors files. The TS side parses and validates the JSON header; this side re-checks
 // every range against the real file size and dtype/shape before reading, so a hostile header can
-// never cause an out-of-bounds read. Reads and writes run on worker threads.
+// never cause an out-of-bounds read. Reads and writes run on worker threads. A read may instead map the
+// file (mmap), as safetensors' safe_open and torch.load(mmap=True) do.
 #include <ATen/ATen.h>
 
 #include <cstdio>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,8 +42,28 @@ void ReadFully(int fd, uint8_t* dst, uint64_t n, uint64_t offset, const std::str
   }
 }
 
+// Tensors smaller than this are read: a mapping costs a syscall and at least a page.
+constexpr uint64_t kMinMappedBytes = 64 << 10;
+
+// A private mapping of the tensor's bytes: pages are read from the page cache when first touched, count
+// as the file's (shared by every process that maps it) while only read, and are copied on a first write,
+// which never reaches the file. Each tensor has its own mapping, unmapped when its storage is freed, so a
+// weight that is consumed (prepack) leaves nothing behind. Undefined when the bytes are misaligned for the
+// dtype or the kernel refuses; the caller reads instead.
+at::Tensor MapTensor(int fd, uint64_t offset, const Entry& e, uint64_t bytes) {
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (offset % c10::elementSize(e.dtype) != 0) return {};
+  uint64_t base = offset - offset % page;
+  size_t len = static_cast<size_t>(bytes + (offset - base));
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(base));
+  if (p == MAP_FAILED) return {};
+  return at::from_blob(
+      static_cast<uint8_t*>(p) + (offset - base), e.shape, [p, len](void*) { ::munmap(p, len); },
+      at::TensorOptions().dtype(e.dtype));
+}
+
 std::vector<at::Tensor> ReadTensors(const std::string& path, uint64_t data_start, const std::vector<Entry>& entries,
-                                    std::optional<c10::Device> device) {
+                                    std::optional<c10::Device> device, bool map) {
   Fd f;
   f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (f.fd < 0) throw CodedError("TORCHBERT_IO_ERROR", path + ": cannot open file");
@@ -61,7 +83,13 @@ std::vector<at::Tensor> ReadTensors(const std::string& path, uint64_t data_start
     uint64_t want = numel * c10::elementSize(e.dtype);
     if (e.end < e.begin || e.end - e.begin != want || e.end > size - data_start)
       throw std::out_of_range(path + ": tensor " + std::to_string(i) + " has data offsets outside the file or not matching its shape");
-    at::Tensor t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+    at::Tensor t;
+    if (map && want >= kMinMappedBytes && (!device || device->is_cpu())) t = MapTensor(f.fd, data_start + e.begin, e, want);
+    if (t.defined()) {
+      out.push_back(std::move(t));
+      continue;
+    }
+    t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
     if (want) ReadFully(f.fd, static_cast<uint8_t*>(t.data_ptr()), want, data_start + e.begin, path);
     if (device && *device != t.device()) t = t.to(*device);
     out.push_back(std::move(t));
@@ -113,9 +141,9 @@ Napi::Value TensorArray(Napi::Env env, const std::vector<at::Tensor>& ts) {
 
 class ReadWorker : public TorchWorker {
  public:
-  ReadWorker(Napi::Env env, std::string path, uint64_t start, std::vector<Entry> entries, std::optional<c10::Device> dev)
-      : TorchWorker(env, /*compute=*/false), path_(std::move(path)), start_(start), entries_(std::move(entries)), dev_(dev) {}
-  void Run() override { out_ = ReadTensors(path_, start_, entries_, dev_); }
+  ReadWorker(Napi::Env env, std::string path, uint64_t start, std::vector<Entry> entries, std::optional<c10::Device> dev, bool map)
+      : TorchWorker(env, /*compute=*/false), path_(std::move(path)), start_(start), entries_(std::move(entries)), dev_(dev), map_(map) {}
+  void Run() override { out_ = ReadTensors(path_, start_, entries_, dev_, map_); }
   Napi::Value Result(Napi::Env env) override { return TensorArray(env, out_); }
 
  private:
@@ -123,6 +151,7 @@ class ReadWorker : public TorchWorker {
   uint64_t start_;
   std::vector<Entry> entries_;
   std::optional<c10::Device> dev_;
+  bool map_;
   std::vector<at::Tensor> out_;
 };
 
@@ -139,7 +168,7 @@ class WriteWorker : public TorchWorker {
   std::vector<at::Tensor> ts_;
 };
 
-// readTensors(path, dataStart, entries, device?, async)
+// readTensors(path, dataStart, entries, device?, async, mmap?)
 Napi::Value ReadTensorsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) ThrowType(env, "path must be a string");
@@ -149,8 +178,9 @@ Napi::Value ReadTensorsJs(const Napi::CallbackInfo& info) {
   std::vector<Entry> entries = ParseEntries(env, info[2]);
   std::optional<c10::Device> dev;
   if (info[3].IsString()) dev = ParseDevice(env, info[3].As<Napi::String>().Utf8Value());
-  if (info[4].ToBoolean().Value()) return (new ReadWorker(env, path, static_cast<uint64_t>(start), std::move(entries), dev))->Start();
-  return TensorArray(env, ReadTensors(path, static_cast<uint64_t>(start), entries, dev));
+  bool map = info[5].ToBoolean().Value();
+  if (info[4].ToBoolean().Value()) return (new ReadWorker(env, path, static_cast<uint64_t>(start), std::move(entries), dev, map))->Start();
+  return TensorArray(env, ReadTensors(path, static_cast<uint64_t>(start), entries, dev, map));
 }
 
 // writeTensors(path, headerBytes, tensors, async)

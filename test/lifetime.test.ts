@@ -210,6 +210,34 @@ test('models and pipelines end cleanly: dispose() frees the weights a pipeline l
   expect(live()).toBeLessThanOrEqual(base); // loading and running left no handles behind
 });
 
+test('inference copies (every prepack backend, int8; consuming or not) leave no handles behind and free their weights at dispose, not at GC', async () => {
+  const { fromConfig } = await import('../lib/models/bert');
+  const fields = { vocab_size: 50000, hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 128, max_position_embeddings: 16 };
+  const limit = tb.cpuCache.stats().limitBytes;
+  tb.cpuCache.setLimit(Math.max(limit, 64 * 2 ** 20));
+  try {
+    const copies: [string, (m: import('../lib/models/bert').BertPreTrainedModel) => import('../lib/models/bert').BertPreTrainedModel][] = [
+      ...(['torchbert', 'onednn', 'aten', 'auto'] as const).map((backend) => [`prepack ${backend}`, (m: any) => m.prepack({ backend })] as [string, any]),
+      ['prepack consume', (m) => m.prepack({ consume: true })],
+      ['int8', (m) => m.quantizeDynamic()],
+      ['int8 consume', (m) => m.quantizeDynamic({ consume: true })],
+    ];
+    for (const [what, make] of copies) {
+      const base = live();
+      const model = fromConfig('BertForMaskedLM', fields);
+      const copy = make(model);
+      model.dispose();
+      expect([what, live()]).toEqual([what, base]);
+      tb.cpuCache.emptyCache();
+      copy.dispose();
+      // the copy's 12.8 MB embedding (its own or handed over) went back to the cache with the copy's last handle
+      expect([what, tb.cpuCache.stats().cachedBytes >= 50000 * 64 * 4]).toEqual([what, true]);
+    }
+  } finally {
+    tb.cpuCache.setLimit(limit);
+  }
+});
+
 test('one JS thread owns the addon: a worker may hold it alone (its tensors freed when it exits); a second thread is refused; async jobs work in each owner', () => {
   const dist = JSON.stringify(path.join(__dirname, '..', 'dist'));
   const code = `

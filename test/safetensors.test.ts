@@ -47,6 +47,53 @@ print('{}')`, [src, dir]);
   for (const [n, p] of single.namedParameters()) expect(maxAbsDiff(p.toArraySync(), sharded.stateDict().get(n)!.toArraySync())).toBe(0);
 });
 
+test('mmap: mapped tensors equal read ones, writes stay private, saving over the file keeps them, dispose unmaps', async () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'w.safetensors');
+  const big = tb.randn([256, 128]); // 128 KiB: mapped
+  const small = tb.randn([4, 4]); // under 64 KiB: read
+  await saveFile(new Map([['big', big], ['small', small]]), file);
+  // the process's mappings of the file (after a rename, the line ends in "(deleted)")
+  const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;
+  const m = await loadFile(file, { mmap: true });
+  expect(mappings()).toBe(1);
+  expect(m.get('big')!.equal(big)).toBe(true);
+  expect(m.get('small')!.equal(small)).toBe(true);
+  // a write copies the page and never reaches the file
+  m.get('big')!.fill_(7);
+  const reread = await loadFile(file);
+  expect(reread.get('big')!.equal(big)).toBe(true);
+  // saving over the mapped file replaces it by a rename: the mapped tensor keeps its values
+  const m2 = await loadFile(file, { mmap: true });
+  await saveFile(new Map([['big', tb.zeros([256, 128])], ['small', small]]), file);
+  expect(m2.get('big')!.equal(big)).toBe(true);
+  expect((await loadFile(file)).get('big')!.equal(tb.zeros([256, 128]))).toBe(true);
+  expect(mappings()).toBe(2);
+  // each tensor's mapping goes with its storage
+  m.get('big')!.dispose();
+  m2.get('big')!.dispose();
+  expect(mappings()).toBe(0);
+});
+
+test('a model loaded with mmap computes what a read one does; its inference copies keep the mapped embeddings', async () => {
+  const src = path.join(FIXTURES, 'bert', 'BertModel');
+  const file = path.join(src, 'model.safetensors');
+  const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;
+  const ids = tb.tensor([[101, 7, 42, 9, 102]], { dtype: 'int64' });
+  const read = await fromPretrained(src);
+  const want = (await tb.noGrad(() => read.forward({ inputIds: ids }))).lastHiddenState!;
+  for (const opts of [{}, { prepack: true }, { quantize: 'int8' as const }]) {
+    const m = await fromPretrained(src, { ...opts, mmap: true });
+    expect(mappings()).toBeGreaterThan(0);
+    const got = (await tb.noGrad(() => m.forward({ inputIds: ids }))).lastHiddenState!;
+    expect(maxAbsDiff(got.toArraySync(), want.toArraySync())).toBeLessThan('quantize' in opts ? 0.5 : 1e-5);
+    m.dispose();
+    got.dispose();
+    expect(mappings()).toBe(0);
+  }
+  read.dispose();
+});
+
 test('hostile headers are clear errors', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'bad.safetensors');

@@ -211,6 +211,23 @@ describe('server: the other tasks, limits and shutdown', () => {
     }
   });
 
+  test('the server maps the checkpoint (its embeddings stay the page cache\'s) unless mmap is false, and unmaps it when it closes', async () => {
+    const model = dir('tiny-BertForSequenceClassification');
+    const file = fs.realpathSync(`${model}/model.safetensors`);
+    const mapped = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.includes(file));
+    expect(mapped()).toBe(false);
+    const a = await serve({ model, port: 0 });
+    await a.warm;
+    expect(mapped()).toBe(true);
+    expect((await post(`${a.url}/v1/classify`, { inputs: 'a fine film' })).status).toBe(200);
+    await a.close();
+    expect(mapped()).toBe(false);
+    const b = await serve({ model, port: 0, mmap: false });
+    await b.warm;
+    expect(mapped()).toBe(false);
+    await b.close();
+  });
+
   test('--dtype bf16 serves the bf16 model where the CPU has bf16 units and is refused, naming the CPU, where it has not', async () => {
     const model = dir('tiny-BertForSequenceClassification');
     await expect(serve({ model, port: 0, dtype: 'fp16' as 'bf16' })).rejects.toThrow(/dtype must be float32 or bf16, got "fp16"/);

@@ -2,4 +2,4 @@
 export { BertConfig, ACTIVATIONS } from './config';
 export type { BertConfigFields, Activation, ProblemType } from './config';
 export { BertPreTrainedModel, fromPretrained, fromConfig, HEADS, bertTorchScript } from './bert';
-export type { HeadKind, BertInputs, BertOutput, LoadReport, LinearMode } from './bert';
+export type { HeadKind, BertInputs, BertOutput, LoadReport, LinearMode, PrepackOptions, QuantizeOptions, FromPretrainedOptions } from './bert';

@@ -33,6 +33,8 @@ export interface PipelineOptions extends HubOptions {
   quantize?: 'int8';
   /** fp32 linear layers with weights packed once (CPU; see BertPreTrainedModel.prepack) */
   prepack?: boolean;
+  /** map the checkpoint rather than read it (see fromPretrained's `mmap`) */
+  mmap?: boolean;
 }
 
 export interface Row {
@@ -113,9 +115,13 @@ export abstract class Pipeline<I extends Row, O> {
 
   /** The model the pipeline loaded or copied itself (disposed with it); null when the caller's. */
   owned: BertPreTrainedModel | null = null;
+  /** @internal The encoder view this pipeline made of a model with a head (its handle released with the pipeline). */
+  encoder: BertPreTrainedModel | null = null;
   /** Finishes the queued calls, then frees the model if the pipeline loaded it (a model passed in stays the caller's). */
   async dispose(): Promise<void> {
     await this.close();
+    this.encoder?.dispose();
+    this.encoder = null;
     this.owned?.dispose();
     this.owned = null;
   }

@@ -79,10 +79,13 @@ export async function pipeline<T extends Task | 'sentiment-analysis' | 'ner'>(
   if (!kinds.includes(t)) throw new TypeError(`a ${m.kind} cannot run '${t}' (it serves ${kinds.join(', ')})`);
   // what this call created (loaded, or copied by quantize/prepack) is the pipeline's to free
   const owned = typeof model === 'string' || m !== model.model ? m : null;
-  if (t === 'feature-extraction' && m.kind !== 'BertModel') m = encoderOf(m);
+  // the encoder of a model with a head: a handle on its weights, released with the pipeline whoever owns them
+  const encoder = t === 'feature-extraction' && m.kind !== 'BertModel' ? encoderOf(m) : null;
+  if (encoder) m = encoder;
   m.eval();
   const p = new CLASSES[t](t, tok, m, opts) as PipelineFor<T>;
   p.owned = owned;
+  p.encoder = encoder;
   p.warnings.push(...warnings);
   return p;
 }

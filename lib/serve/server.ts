@@ -23,6 +23,12 @@ export interface ServeOptions {
   prepack?: boolean;
   /** 'bfloat16' (or 'bf16'): weights and activations in bf16; on the CPU only where it has bf16 units (refused elsewhere, where it would run slower than fp32) */
   dtype?: 'float32' | 'bfloat16' | 'bf16';
+  /**
+   * Map the checkpoint rather than read it (fromPretrained's `mmap`; default true on the CPU): the weights
+   * kept as stored, the embeddings above all, stay the page cache's, read as touched and shared by every
+   * worker process. Replace the model's files by a rename, never rewrite them in place, while it serves.
+   */
+  mmap?: boolean;
   /** intra-op threads for this process (default: libtorch's) */
   threads?: number;
   batch?: BatcherOptions;
@@ -146,12 +152,13 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
   if (dtype === 'bfloat16' && opts.quantize) throw new TypeError('bf16 serving runs the bf16 model: not with quantize');
   if (dtype === 'bfloat16' && cpu) checkCpuBf16('serve --dtype bf16');
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
+  const mmap = opts.mmap ?? cpu;
   try {
-    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize });
+    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize, mmap });
   } catch (e) {
     if (!prepack || opts.prepack) throw e;
     process.emitWarning(`prepacked weights unavailable (${(e as Error).message.split('\n')[0]}); serving the plain model`, { code: 'TORCHBERT_NO_PREPACK' });
-    return fromPretrained(opts.model, { device: opts.device, dtype });
+    return fromPretrained(opts.model, { device: opts.device, dtype, mmap });
   }
 }
 
@@ -375,8 +382,8 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
     url = await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 8080 });
   } catch (e) {
     cacheCap.release();
-    for (const p of pipes.values()) await p.close();
-    model.module.dispose();
+    for (const p of pipes.values()) await p.dispose();
+    model.dispose();
     throw e;
   }
   const warm = (async () => {
@@ -393,7 +400,9 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
       const stopped = app.close();
       for (const p of pipes.values()) await p.close();
       await stopped;
-      model.module.dispose();
+      // the pipelines' handles (an encoder view for /v1/embed), then the model: its memory goes now, not at GC
+      for (const p of pipes.values()) await p.dispose();
+      model.dispose();
       cacheCap.release();
     })());
   return { app, url, tasks, pipelines: pipes, warm, close };

@@ -14,17 +14,36 @@ import { buildUninitialised, initWeights } from './layers';
 import { BertPreTrainedModel, LoadReport } from './model';
 
 /** Loads config.json + safetensors weights (single file or sharded with an index). */
-async function readWeights(dir: string, files: Set<string>, device?: string): Promise<Map<string, Tensor>> {
-  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), { device });
+async function readWeights(dir: string, files: Set<string>, mmap: boolean): Promise<Map<string, Tensor>> {
+  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), { mmap });
   if (files.has('model.safetensors.index.json')) {
     const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
     const shards = [...new Set(Object.values(idx.weight_map ?? {}) as string[])];
     if (!shards.length) throw new Error(`${dir}/model.safetensors.index.json: empty weight_map`);
     const out = new Map<string, Tensor>();
-    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), { device })) out.set(k, t);
+    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), { mmap })) out.set(k, t);
     return out;
   }
   throw new Error(`${dir}: no model.safetensors (or model.safetensors.index.json); PyTorch .bin checkpoints are not read, convert them to safetensors`);
+}
+
+export interface FromPretrainedOptions extends HubOptions {
+  /** the head (default: the first of config.architectures, like AutoModel) */
+  kind?: HeadKind;
+  device?: string;
+  dtype?: DType;
+  config?: Partial<BertConfigFields>;
+  /** an int8 inference copy (quantizeDynamic), the float weights freed */
+  quantize?: 'int8';
+  /** a prepacked inference copy (prepack), each float weight freed once packed */
+  prepack?: boolean;
+  /**
+   * Map the safetensors files instead of reading them (loadFile's `mmap`): weights kept as stored (the
+   * embeddings of an inference copy; every weight of a float model used as is) stay the page cache's,
+   * read as touched and shared by every process serving the same files. The files must not be rewritten
+   * in place while the model lives. Default false.
+   */
+  mmap?: boolean;
 }
 
 /**
@@ -32,7 +51,7 @@ async function readWeights(dir: string, files: Set<string>, device?: string): Pr
  * config.architectures, like AutoModel), and the report lists missing/unexpected keys.
  * @example const m = await fromPretrained('./bert-tiny', { kind: 'BertForSequenceClassification' });
  */
-export async function fromPretrained(dirOrName: string, opts: HubOptions & { kind?: HeadKind; device?: string; dtype?: DType; config?: Partial<BertConfigFields>; quantize?: 'int8'; prepack?: boolean } = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
+export async function fromPretrained(dirOrName: string, opts: FromPretrainedOptions = {}): Promise<BertPreTrainedModel & { loadReport: LoadReport }> {
   if (opts.quantize && opts.prepack) throw new TypeError("choose quantize: 'int8' or prepack, not both");
   if (opts.quantize !== undefined && opts.quantize !== 'int8') throw new TypeError(`quantize must be 'int8', got ${JSON.stringify(opts.quantize)}`);
   if ((opts.quantize || opts.prepack) && opts.device && !opts.device.startsWith('cpu')) throw new TypeError('quantize and prepack run on the CPU');
@@ -48,7 +67,7 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   let config = BertConfig.fromFile(path.join(dir, 'config.json'));
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
-  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), undefined);
+  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), !!opts.mmap);
   const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields)))));
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
@@ -70,7 +89,7 @@ export async function fromPretrained(dirOrName: string, opts: HubOptions & { kin
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   if (opts.quantize || opts.prepack) {
-    const q = opts.quantize ? model.quantizeDynamic() : await model.prepackAsync({ consume: true });
+    const q = opts.quantize ? model.quantizeDynamic({ consume: true }) : await model.prepackAsync({ consume: true });
     model.module.dispose();
     // An inference process will not reuse the float weights' (and the checkpoint's) blocks: back to the OS.
     tb.cpuCache.emptyCache();

@@ -10,7 +10,8 @@ export { HEADS } from './heads';
 export type { HeadKind } from './heads';
 export type { LinearMode } from './layers';
 export { BertPreTrainedModel } from './model';
-export type { BertInputs, BertOutput, LoadReport, PrepackOptions } from './model';
+export type { BertInputs, BertOutput, LoadReport, PrepackOptions, QuantizeOptions } from './model';
+export type { FromPretrainedOptions } from './checkpoint';
 export { fromPretrained, fromConfig } from './checkpoint';
 
 /**

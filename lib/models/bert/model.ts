@@ -60,10 +60,26 @@ export interface PrepackOptions {
   /** the GEMM every layer runs ('auto', the default: the one measured fastest per shape and row count) */
   backend?: LinearBackend | 'auto';
   /**
-   * Frees this model's linear weights as each is laid out (the model is unusable after: dispose it). Loading
-   * straight to a prepacked model does this, so the float and packed weights are never all in memory at once.
+   * Frees this model's linear weights as each is laid out and hands its other weights to the copy instead
+   * of copying them (the model is unusable after: dispose it). Loading straight to a prepacked model does
+   * this, so the float and packed weights are never all in memory at once.
    */
   consume?: boolean;
+}
+
+export interface QuantizeOptions {
+  /** Hands this model's weights that stay float (embeddings, LayerNorm) to the copy instead of copying them (the model is unusable after: dispose it). */
+  consume?: boolean;
+}
+
+/** Sets the parameter or buffer at dotted path `name` of `module` to `value`. */
+function setSlot(module: ScriptModule, name: string, value: Tensor): void {
+  const parts = name.split('.');
+  const owners: ScriptModule[] = [];
+  let m = module;
+  for (const seg of parts.slice(0, -1)) owners.push((m = m.getAttr(seg) as ScriptModule));
+  m.setAttr(parts.at(-1)!, value);
+  for (const o of owners) o.dispose();
 }
 
 /** Any BERT architecture: the TorchScript module plus its config and the HF-style forward. */
@@ -149,12 +165,15 @@ export class BertPreTrainedModel {
   }
   #retie(): void {
     if (!['BertForMaskedLM', 'BertForPreTraining'].includes(this.kind)) return;
-    const bert = this.module.getAttr('bert') as ScriptModule;
-    const word = (bert.getAttr('embeddings') as ScriptModule).getAttr('word_embeddings') as ScriptModule;
-    const pred = (this.module.getAttr('cls') as ScriptModule).getAttr('predictions') as ScriptModule;
-    const decoder = pred.getAttr('decoder') as ScriptModule;
-    decoder.setAttr('weight', word.getAttr('weight') as Tensor);
-    decoder.setAttr('bias', pred.getAttr('bias') as Tensor);
+    // the handles taken on the way (modules, tensors) go with the scope; the module keeps what they name
+    tb.tidy(() => {
+      const bert = this.module.getAttr('bert') as ScriptModule;
+      const word = (bert.getAttr('embeddings') as ScriptModule).getAttr('word_embeddings') as ScriptModule;
+      const pred = (this.module.getAttr('cls') as ScriptModule).getAttr('predictions') as ScriptModule;
+      const decoder = pred.getAttr('decoder') as ScriptModule;
+      decoder.setAttr('weight', word.getAttr('weight') as Tensor);
+      decoder.setAttr('bias', pred.getAttr('bias') as Tensor);
+    });
   }
 
   /**
@@ -326,8 +345,8 @@ export class BertPreTrainedModel {
    * torch.ao's `quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig})`. Embeddings,
    * LayerNorm, attention and softmax stay float32. CPU only; this model is unchanged.
    */
-  quantizeDynamic(): BertPreTrainedModel {
-    return this.#inferenceCopy('int8');
+  quantizeDynamic(opts: QuantizeOptions = {}): BertPreTrainedModel {
+    return this.#inferenceCopy('int8', !!opts.consume);
   }
 
   /**
@@ -364,8 +383,8 @@ export class BertPreTrainedModel {
     return copy.fill();
   }
 
-  #inferenceCopy(mode: 'int8'): BertPreTrainedModel {
-    const { module, state } = this.#copyBase(mode);
+  #inferenceCopy(mode: 'int8', consume: boolean): BertPreTrainedModel {
+    const { module, state } = this.#copyBase(mode, consume);
     try {
       this.#packInt8(module, state);
     } catch (e) {
@@ -378,7 +397,8 @@ export class BertPreTrainedModel {
     return new BertPreTrainedModel(this.kind, this.config, module, { quantized: true });
   }
   #packInt8(module: ScriptModule, state: Map<string, Tensor>): void {
-    tb.noGrad(() => {
+    // tidy: the submodule handles taken here would otherwise keep the copy's layers alive until GC
+    tb.tidy(() => tb.noGrad(() => {
       const pack = (m: ScriptModule, prefix: string): void => {
         for (const [n, child] of m.namedChildren()) {
           const at = prefix + n;
@@ -395,11 +415,11 @@ export class BertPreTrainedModel {
         }
       };
       pack(module, '');
-    });
+    }));
   }
 
-  /** The inference module of `mode` with the float model's other parameters copied in. */
-  #copyBase(mode: 'int8' | 'prepacked'): { module: ScriptModule; state: Map<string, Tensor> } {
+  /** The inference module of `mode` with the float model's other parameters copied in (or, consuming, handed over). */
+  #copyBase(mode: 'int8' | 'prepacked', consume: boolean): { module: ScriptModule; state: Map<string, Tensor> } {
     const what = mode === 'int8' ? 'quantizeDynamic' : 'prepack';
     if (this.#inferenceOnly) throw new Error(`${what}: the model is already ${this.#inferenceOnly}`);
     const state = new Map(this.module.namedParameters());
@@ -425,12 +445,20 @@ export class BertPreTrainedModel {
         throw e;
       }
     }
-    const module = tb.noGrad(() => ScriptModule.inNewUnit(() => buildHead(this.kind, this.config.fields, mode)));
+    // every parameter is copied or handed over below: none needs drawing; the building's handles go with the scope
+    const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, mode)))));
     if (first.dtype !== 'float32') module.to({ dtype: first.dtype });
     // An inference copy trains nothing: without requires_grad on its parameters, a forward called outside
     // noGrad records no autograd graph (which would keep every intermediate alive until the output is collected).
     tb.tidy(() => tb.noGrad(() => {
-      for (const [n, p] of module.namedParameters()) p.copy_(state.get(n)!).requiresGrad_(false);
+      for (const [n, p] of module.namedParameters()) {
+        const t = state.get(n)!;
+        // Handed over, a weight keeps its storage: one copy in memory, and a mapped one stays mapped.
+        if (consume && t.dtype === p.dtype && t.isContiguous) {
+          t.requiresGrad = false;
+          setSlot(module, n, t);
+        } else p.copy_(t).requiresGrad_(false);
+      }
     }));
     return { module, state };
   }
@@ -438,7 +466,7 @@ export class BertPreTrainedModel {
   /** The prepacked module, its linear layers with their shapes, and fill(): lays out each weight as the plan says. */
   #prepackedCopy(opts: PrepackOptions) {
     const forced = forcedBackend(opts.backend);
-    const { module, state } = this.#copyBase('prepacked');
+    const { module, state } = this.#copyBase('prepacked', !!opts.consume);
     const dtype = state.values().next().value!.dtype as LinearDtype;
     if (forced === 'torchbert' && dtype !== 'float32') {
       for (const t of state.values()) t.dispose();
@@ -451,6 +479,7 @@ export class BertPreTrainedModel {
         const at = prefix + n;
         if (!child.hasAttr('packed_weight')) {
           walk(child, `${at}.`);
+          child.dispose();
           continue;
         }
         // The fused qkv layer holds query, key and value stacked.
@@ -474,7 +503,7 @@ export class BertPreTrainedModel {
             const layouts: [string, Tensor][] = [['bias', t.bias()]];
             if (backends.includes('torchbert')) layouts.push(['packed_weight', op('torchbert::pack_linear_weight').t(w)]);
             if (backends.includes('onednn')) layouts.push(['onednn_weight', op('torchbert::reorder_linear_weight').t(w)]);
-            if (backends.includes('aten')) layouts.push(['weight', w.detach().clone()]);
+            if (backends.includes('aten')) layouts.push(['weight', w.clone()]); // under noGrad: no history, no requires_grad
             for (const [k, v] of layouts) {
               t.child.setAttr(k, v);
               v.dispose();
@@ -497,27 +526,25 @@ export class BertPreTrainedModel {
       module.train(false);
       return new BertPreTrainedModel(this.kind, this.config, module, { prepacked: true });
     };
-    // The handles on the float model's weights (which stay its own): freed once the copy is filled.
+    // The handles on the float model's weights (which stay its own) and on the copy's linear layers:
+    // freed once the copy is filled.
     const release = () => {
       for (const t of state.values()) t.dispose();
+      for (const t of targets) t.child.dispose();
     };
     return { module, targets, fill, release };
   }
 
   /** Frees this (consumed) model's weight `name` now: the module's slot gets an empty tensor, the handle goes. */
   #dropWeight(name: string, state: Map<string, Tensor>): void {
-    this.#setSlot(name, tb.empty([0]));
+    const none = tb.empty([0]);
+    this.#setSlot(name, none);
+    none.dispose();
     state.get(name)?.dispose();
     state.delete(name);
   }
-  /** Sets the parameter or buffer at dotted path `name` of the module to `value`. */
   #setSlot(name: string, value: Tensor): void {
-    const parts = name.split('.');
-    const owners: ScriptModule[] = [];
-    let m = this.module;
-    for (const seg of parts.slice(0, -1)) owners.push((m = m.getAttr(seg) as ScriptModule));
-    m.setAttr(parts.at(-1)!, value);
-    for (const o of owners) o.dispose();
+    setSlot(this.module, name, value);
   }
 
   // ---------- checkpoints ----------
@@ -539,7 +566,7 @@ export class BertPreTrainedModel {
     if (this.prepacked) throw new Error('saveTorchScript: a prepacked model runs torchbert::linear_packed; save the float model and prepack() it after loading');
     if (!this.#usesOwnOps()) return this.module.save(file);
     // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
-    const copy = tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable'))));
+    const copy = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable')))));
     try {
       const device = tb.tidy(() => tb.noGrad(() => {
         const state = new Map(this.module.namedParameters());
@@ -554,7 +581,7 @@ export class BertPreTrainedModel {
     }
   }
   #usesOwnOps(m: ScriptModule = this.module): boolean {
-    return m.methodNames.some((f) => m.graph(f).includes('torchbert::')) || m.namedChildren().some(([, c]) => this.#usesOwnOps(c));
+    return m.methodNames.some((f) => m.graph(f).includes('torchbert::')) || tb.tidy(() => m.namedChildren().some(([, c]) => this.#usesOwnOps(c)));
   }
 }
 
