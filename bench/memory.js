@@ -12,6 +12,7 @@
 // Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
 //   [--windows N] (the load in N windows, the servers' resident memory after each: growth under sustained load)
 //   [--no-mmap] (torchbert reads its checkpoint into memory instead of mapping it, the server's default)
+//   [--weight-layouts auto|one] (the server's prepacked layouts: a second where it measured faster, or one per layer)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -25,6 +26,7 @@ const SECONDS = Number(arg('--seconds', '10'));
 const ONLY = arg('--only', null); // train | serve
 const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
 const MMAP = !process.argv.includes('--no-mmap');
+const LAYOUTS = arg('--weight-layouts', 'auto');
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;
@@ -93,7 +95,7 @@ const { BertTokenizer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'toke
 (async () => {
   await BertTokenizer.fromPretrained(${JSON.stringify(DIR)});
   out.tokenizerKb = rss();
-  const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: true, mmap: ${MMAP} });
+  const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: { layouts: '${LAYOUTS}' }, mmap: ${MMAP} });
   out.modelKb = rss();
   await tb.noGrad(() => m.forward({ inputIds: tb.tensor([[101, 2000, 2001, 102]], { dtype: 'int64' }) }));
   out.firstForwardKb = rss();
@@ -111,6 +113,7 @@ async function serverPeak(name, args, ready, port, texts) {
     // anonymous (heap, weights) and file-backed (the runtime's code pages) resident memory
     const split = { anonKb: statusKb(child.pid, 'RssAnon'), fileKb: statusKb(child.pid, 'RssFile') };
     const rssKb = [];
+    const fileKbs = [];
     let requests = 0;
     let errors = 0;
     for (let w = 0; w < WINDOWS; w++) {
@@ -118,8 +121,9 @@ async function serverPeak(name, args, ready, port, texts) {
       requests += r.requests.total;
       errors += r.errors + r.non2xx;
       rssKb.push(statusKb(child.pid, 'VmRSS'));
+      fileKbs.push(statusKb(child.pid, 'RssFile'));
     }
-    return { server: name, afterLoadKb: afterLoad, ...split, peakKb: statusKb(child.pid, 'VmHWM'), rssKb, reqPerSec: requests / SECONDS, errors };
+    return { server: name, afterLoadKb: afterLoad, ...split, peakKb: statusKb(child.pid, 'VmHWM'), rssKb, fileKbs, reqPerSec: requests / SECONDS, errors };
   } finally {
     await stopServer(child);
   }
@@ -141,16 +145,16 @@ async function serverPeak(name, args, ready, port, texts) {
     `${MB(startup.tokenizerKb).toFixed(0)}, + prepacked model ${MB(startup.modelKb).toFixed(0)}, + first forward ${MB(startup.firstForwardKb).toFixed(0)}`);
   const texts = sst2Sentences();
   const servers = [
-    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...(MMAP ? [] : ['--no-mmap']), '--port'], /serving/, 18611, texts),
+    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...(MMAP ? [] : ['--no-mmap']), '--weight-layouts', LAYOUTS, '--port'], /serving/, 18611, texts),
     await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
   ];
   for (const s of servers) {
     console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB: anonymous ${MB(s.anonKb).toFixed(0)}, file-backed ${MB(s.fileKb).toFixed(0)}), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
-    if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')}`);
+    if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')} (file-backed ${s.fileKbs.map((k) => MB(k).toFixed(0)).join(' ')})`);
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
   console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
-  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), mmap: MMAP, train, startup, servers, serveRatio }));
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), mmap: MMAP, layouts: LAYOUTS, train, startup, servers, serveRatio }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

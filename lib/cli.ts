@@ -262,6 +262,7 @@ program
   .option('--quantize <q>', 'int8: int8 dynamic quantisation of the linear layers (CPU only)')
   .option('--no-prepack', 'fp32 on the CPU: keep libtorch GEMM rather than prepacked linear weights (prepack())')
   .option('--dtype <dtype>', 'float32 or bf16 (bf16 on CPUs with bf16 units, or CUDA)')
+  .option('--weight-layouts <mode>', 'prepacked weights: auto (a second layout where it measured faster) or one (one per layer: less memory)', 'auto')
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
@@ -307,7 +308,7 @@ program
     const { serve } = await import('./serve/server');
     const num = (k: string) => Number(o[k]);
     const s = await serve({
-      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, mmap: o.mmap === false ? false : undefined, threads,
+      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, threads,
       dtype: o.dtype as 'float32' | 'bf16' | undefined,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,

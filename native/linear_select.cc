@@ -279,10 +279,30 @@ void SetLinearPlan(int64_t n, int64_t k, c10::string_view activation, c10::Array
   Plan::Get().Set({n, k, std::string(activation), t}, e);
 }
 
-// The backend each bucket runs for this shape ([] when it was never tuned).
-std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view activation, c10::string_view dtype) {
+// The one backend that runs every bucket at the least cost (Decide's cost: the sum over buckets of its
+// time over the bucket's fastest), for a model that keeps one layout of each weight whatever it loses.
+int SingleBackend(const PlanEntry& e) {
+  int chosen = -1;
+  double chosen_cost = std::numeric_limits<double>::infinity();
+  for (int k = 0; k < kNumBackends; k++) {
+    double cost = 0;
+    for (int b = 0; b < kBuckets; b++) {
+      double best = std::numeric_limits<double>::infinity();
+      for (int j = 0; j < kNumBackends; j++) best = std::min(best, e.ms[b][j]);
+      cost += e.ms[b][k] / best;  // infinite where k cannot run
+    }
+    if (cost < chosen_cost) chosen = k, chosen_cost = cost;
+  }
+  return chosen;
+}
+
+// The backend each bucket runs for this shape ([] when it was never tuned); with max_layouts 1, the one
+// backend of SingleBackend in every bucket.
+std::vector<int64_t> LinearPlanChoices(int64_t n, int64_t k, c10::string_view activation, c10::string_view dtype, int64_t max_layouts) {
+  TORCH_CHECK(max_layouts == 0 || max_layouts == 1, "torchbert::linear_plan: max_layouts must be 0 (as measured) or 1, got ", max_layouts);
   auto e = Plan::Get().Find({n, k, std::string(activation), ParseGemmDtype(dtype, "torchbert::linear_plan")});
   if (!e) return {};
+  if (max_layouts == 1) return std::vector<int64_t>(kBuckets, SingleBackend(*e));
   return std::vector<int64_t>(e->choice, e->choice + kBuckets);
 }
 
@@ -390,7 +410,8 @@ void RegisterLinearSelect(torch::Library& lib) {
       &LinearPrepacked);
   lib.def("tune_linear(int out_features, int in_features, str activation=\"none\", str dtype=\"float32\") -> float[]", &TuneLinear);
   lib.def("set_linear_plan(int out_features, int in_features, str activation, float[] ms, str dtype=\"float32\") -> ()", &SetLinearPlan);
-  lib.def("linear_plan(int out_features, int in_features, str activation=\"none\", str dtype=\"float32\") -> int[]", &LinearPlanChoices);
+  lib.def("linear_plan(int out_features, int in_features, str activation=\"none\", str dtype=\"float32\", int max_layouts=0) -> int[]",
+          &LinearPlanChoices);
   lib.def("tune_int8_linear(int out_features, int in_features) -> float[]", &TuneInt8Linear);
   lib.def("reorder_linear_weight(Tensor weight) -> Tensor", [](const at::Tensor& w) {
     TORCH_CHECK(OneDnnAvailable(), "torchbert::reorder_linear_weight: this libtorch has no oneDNN");

@@ -321,6 +321,14 @@ describe('torchbert::linear_prepacked and its plan', () => {
     // A backend that is unavailable (NaN) is never chosen.
     setPlan.raw(56, 20, 'none', timings((b, k) => (k === 1 ? NaN : k === 2 ? 1 : 3)));
     expect(planOf.raw(56, 20, 'none')).toEqual([2, 2, 2, 2, 2, 2, 2]);
+    // One layout asked for (max_layouts 1): the backend with the least time over the fastest, summed over
+    // row counts. Ours fastest up to 16 rows, ATen from 64: two layouts as measured; alone, ours costs
+    // 3 x 1 + 4 x 2.2 = 11.8, ATen 3 x 2 + 4 x 1 = 10, oneDNN 21: ATen.
+    setPlan.raw(62, 20, 'none', timings((b, k) => (k === 0 ? (b <= 2 ? 1 : 2.2) : k === 2 ? (b <= 2 ? 2 : 1) : 3)));
+    expect(planOf.raw(62, 20, 'none')).toEqual([0, 0, 0, 2, 2, 2, 2]);
+    expect(planOf.raw(62, 20, 'none', 'float32', 1)).toEqual([2, 2, 2, 2, 2, 2, 2]);
+    expect(planOf.raw(56, 20, 'none', 'float32', 1)).toEqual([2, 2, 2, 2, 2, 2, 2]);
+    expect(() => planOf.raw(56, 20, 'none', 'float32', 2)).toThrow(/max_layouts must be 0 \(as measured\) or 1, got 2/);
     expect(() => setPlan.raw(56, 20, 'none', [1, 2])).toThrow(/expected 21 timings, got 2/);
     expect(() => setPlan.raw(56, 20, 'relu', timings(() => 1))).toThrow(/activation must be none, gelu or gelu_tanh, got relu/);
   });
@@ -407,6 +415,13 @@ describe('torchbert::linear_prepacked and its plan', () => {
       p.module.dispose();
     }
     expect(() => model.prepack({ backend: 'mkl' as never })).toThrow(/prepack backend must be auto, torchbert, onednn, aten; got 'mkl'/);
+    // layouts 'one': every layer holds a single layout, and computes the same
+    const one = await model.prepackAsync({ layouts: 'one' });
+    for (const l of held(one.module)) expect(l.slice(l.lastIndexOf('.') + 1)).toMatch(/^(torchbert|onednn|aten)$/);
+    const c = await tb.noGrad(() => one.forward({ inputIds: ids }));
+    expect(rel(c.logits!, a.logits!)).toBeLessThan(1e-5);
+    one.dispose();
+    expect(() => model.prepack({ layouts: 'two' as never })).toThrow(/prepack layouts must be 'auto' or 'one', got "two"/);
   });
 
   test('the timings are cached on disk per CPU, libtorch and thread count; a later process decides from them without measuring', () => {

@@ -190,9 +190,12 @@ export async function ensureLinearPlanAsync(shapes: LinearShape[]): Promise<void
   remember(measured);
 }
 
-/** The backends a layer of this shape runs across row counts (its weight is kept in each one's layout). */
-export function planBackends(s: LinearShape): LinearBackend[] {
-  const choices = planOf.raw(s.n, s.k, s.activation, dtypeOf(s)) as number[];
+/**
+ * The backends a layer of this shape runs across row counts (its weight is kept in each one's layout):
+ * as measured ('auto': a second layout where it pays), or the one that costs least over all row counts.
+ */
+export function planBackends(s: LinearShape, layouts: 'auto' | 'one' = 'auto'): LinearBackend[] {
+  const choices = planOf.raw(s.n, s.k, s.activation, dtypeOf(s), layouts === 'one' ? 1 : 0) as number[];
   return [...new Set(choices.filter((c) => c >= 0).map((c) => LINEAR_BACKENDS[c]))];
 }
 

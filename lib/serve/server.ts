@@ -21,6 +21,8 @@ export interface ServeOptions {
   quantize?: 'int8';
   /** fp32 linear layers with weights laid out once for the GEMM measured fastest here (prepack(); default on the CPU in float32; false turns it off) */
   prepack?: boolean;
+  /** prepacked weights: 'auto' keeps a second layout where it measured faster, 'one' one layout per layer (less memory; PrepackOptions.layouts) */
+  weightLayouts?: 'auto' | 'one';
   /** 'bfloat16' (or 'bf16'): weights and activations in bf16; on the CPU only where it has bf16 units (refused elsewhere, where it would run slower than fp32) */
   dtype?: 'float32' | 'bfloat16' | 'bf16';
   /**
@@ -151,10 +153,11 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
   if (dtype !== undefined && dtype !== 'float32' && dtype !== 'bfloat16') throw new TypeError(`dtype must be float32 or bf16, got ${JSON.stringify(opts.dtype)}`);
   if (dtype === 'bfloat16' && opts.quantize) throw new TypeError('bf16 serving runs the bf16 model: not with quantize');
   if (dtype === 'bfloat16' && cpu) checkCpuBf16('serve --dtype bf16');
+  if (opts.weightLayouts !== undefined && opts.weightLayouts !== 'auto' && opts.weightLayouts !== 'one') throw new TypeError(`weightLayouts must be 'auto' or 'one', got ${JSON.stringify(opts.weightLayouts)}`);
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
   const mmap = opts.mmap ?? cpu;
   try {
-    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize, mmap });
+    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize ? { layouts: opts.weightLayouts } : false, mmap });
   } catch (e) {
     if (!prepack || opts.prepack) throw e;
     process.emitWarning(`prepacked weights unavailable (${(e as Error).message.split('\n')[0]}); serving the plain model`, { code: 'TORCHBERT_NO_PREPACK' });

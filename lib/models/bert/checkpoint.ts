@@ -11,7 +11,7 @@ import type { DType } from '../../tensor';
 import { checkCpuBf16 } from '../../cpu';
 import { HEADS, HeadKind, buildHead } from './heads';
 import { buildUninitialised, initWeights } from './layers';
-import { BertPreTrainedModel, LoadReport } from './model';
+import { BertPreTrainedModel, LoadReport, PrepackOptions } from './model';
 
 /** Loads config.json + safetensors weights (single file or sharded with an index). */
 async function readWeights(dir: string, files: Set<string>, mmap: boolean): Promise<Map<string, Tensor>> {
@@ -35,8 +35,8 @@ export interface FromPretrainedOptions extends HubOptions {
   config?: Partial<BertConfigFields>;
   /** an int8 inference copy (quantizeDynamic), the float weights freed */
   quantize?: 'int8';
-  /** a prepacked inference copy (prepack), each float weight freed once packed */
-  prepack?: boolean;
+  /** a prepacked inference copy (prepack; its options, or true), each float weight freed once packed */
+  prepack?: boolean | Omit<PrepackOptions, 'consume'>;
   /**
    * Map the safetensors files instead of reading them (loadFile's `mmap`): weights kept as stored (the
    * embeddings of an inference copy; every weight of a float model used as is) stay the page cache's,
@@ -89,7 +89,7 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   if (opts.quantize || opts.prepack) {
-    const q = opts.quantize ? model.quantizeDynamic({ consume: true }) : await model.prepackAsync({ consume: true });
+    const q = opts.quantize ? model.quantizeDynamic({ consume: true }) : await model.prepackAsync({ ...(typeof opts.prepack === 'object' ? opts.prepack : {}), consume: true });
     model.module.dispose();
     // An inference process will not reuse the float weights' (and the checkpoint's) blocks: back to the OS.
     tb.cpuCache.emptyCache();
