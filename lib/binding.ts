@@ -19,6 +19,7 @@ export interface NativeModule {
   registerAttribute(name: string, type: string, value: unknown): void;
   setAttr(name: string, value: unknown): void;
   packLinear(name: string, weight: number, bias: number | null, engine: string): void;
+  shareAttr(name: string, from: NativeModule): void;
   getAttr(name: string): unknown;
   hasAttr(name: string): boolean;
   methodNames(): string[];
@@ -58,6 +59,9 @@ export interface CpuCacheStats {
   /** Allocations of 256 KiB or more served from the cache, and those that needed fresh memory. */
   hits: number;
   misses: number;
+  /** Bytes of the blocks of 256 KiB or more in use now, and their peak since the last resetPeak(). */
+  inUseBytes: number;
+  peakInUseBytes: number;
 }
 
 /** One GEMM shape torchbert::linear has timed (native/linear.cc). */
@@ -110,10 +114,12 @@ export interface Binding {
   cpuCacheStats(): CpuCacheStats;
   linearTuning(): LinearTuningEntry[];
   attentionTuning(): AttentionTuningEntry[];
+  attentionMode(mode?: string): 'auto' | 'sdpa' | 'math';
   profilerStart(recordShapes: boolean): void;
   profilerStop(tracePath?: string): { name: string[]; thread: Float64Array; startUs: Float64Array; durationUs: Float64Array; shapes: string[]; device: string[] };
   cpuEmptyCache(): void;
   setCpuCacheLimit(bytes: number): void;
+  cpuCacheResetPeak(): void;
   strides(h: Handle): number[];
   meta(h: Handle): [string, string, ...number[]];
   isContiguous(h: Handle): boolean;

@@ -272,7 +272,7 @@ program
   .option('--max-items <n>', 'inputs per request (413 beyond)', integer, 256)
   .option('--max-text-chars <n>', 'characters per text (413 beyond)', integer, 20000)
   .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
-  .option('--cpu-cache-mb <n>', 'MB of freed activation blocks kept for reuse (default: a forward\'s working set at the largest batch so far)', number)
+  .option('--cpu-cache-mb <n>', 'MB of freed activation blocks kept for reuse (default: twice the largest working set of a batch so far, as measured)', number)
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | boolean | undefined>) => {
     const cluster = await import('cluster');

@@ -136,6 +136,11 @@ export class ScriptModule {
     this.#native.packLinear(name, weight._handle, bias ? bias._handle : null, engine ?? '');
     return this;
   }
+  /** Sets attribute `name` to the object `from` holds under that name, shared, whatever its type (an int8 layer's packed weights). */
+  shareAttr(name: string, from: ScriptModule): this {
+    this.#native.shareAttr(name, from.#native);
+    return this;
+  }
   setAttr(name: string, value: IValue): void {
     this.#native.setAttr(name, toNative(value));
   }

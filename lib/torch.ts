@@ -173,6 +173,8 @@ export const cpuCache = {
   emptyCache: (): void => native.cpuEmptyCache(),
   /** Caps the bytes kept (past it, the blocks freed longest ago go first); lowering it frees the largest cached blocks first. */
   setLimit: (bytes: number): void => native.setCpuCacheLimit(bytes),
+  /** Restarts peakInUseBytes from what is in use now: the peak after a piece of work, less inUseBytes before it, is its working set. */
+  resetPeak: (): void => native.cpuCacheResetPeak(),
 };
 
 /**
@@ -189,6 +191,15 @@ export function linearTuning(): LinearTuningEntry[] {
  */
 export function attentionTuning(): AttentionTuningEntry[] {
   return native.attentionTuning();
+}
+
+/**
+ * What torchbert::attention runs in the inference copies: 'auto' (whichever measured faster per shape),
+ * 'sdpa' (ATen's fused kernel, op for op what torch runs) or 'math' (the spelled-out steps). Sets it when
+ * given (for every thread; TORCHBERT_ATTENTION sets it at startup); returns the mode in effect.
+ */
+export function attentionMode(mode?: 'auto' | 'sdpa' | 'math'): 'auto' | 'sdpa' | 'math' {
+  return native.attentionMode(mode);
 }
 
 export const cuda = {

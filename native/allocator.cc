@@ -2,9 +2,10 @@
 //
 // glibc's malloc serves tensors of a few MB or more from fresh mmaps (or from per-thread heaps that it
 // unmaps when they empty), so every training step pays the kernel to zero the same pages again:
-// `perf` showed clear_page_erms among the top symbols of a BERT-base forward. Freed blocks of at least kMinCached bytes
-// are kept here for reuse, best fit within 1/8 of the requested size, up to a byte limit (a quarter of
-// physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit; past it the blocks freed
+// `perf` showed clear_page_erms among the top symbols of a BERT-base forward. Freed blocks of at least
+// kMinCached bytes are kept here for reuse (the smallest that fits, up to half again the size asked for: a
+// server's batches vary in shape, and a tighter fit missed a few blocks a batch), up to a byte limit (a quarter
+// of physical memory by default, TORCHBERT_CPU_CACHE_MB, or setCpuCacheLimit; past it the blocks freed
 // longest ago go first); smaller blocks go straight to c10's allocator. The blocks are mapped and unmapped
 // here, not by malloc, so a block the cache lets go returns to the OS at once (glibc would keep it in an
 // arena once its mmap threshold has risen). Only libtorch tensors allocated after the addon loads use it.
@@ -17,6 +18,7 @@
 #define TORCHBERT_MMAP_BLOCKS 1
 #endif
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -67,7 +69,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.lower_bound(size);
-      if (it != free_.end() && it->first <= size + size / 8) {
+      if (it != free_.end() && it->first <= size + size / 2) {
         p = it->second.block;
         size = it->first;
         free_.erase(it);
@@ -81,6 +83,8 @@ class CachingCpuAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mu_);
       live_[p] = size;
+      in_use_ += size;
+      peak_ = std::max(peak_, in_use_);
     }
     return {p, p, &Release, c10::Device(c10::DeviceType::CPU)};
   }
@@ -100,6 +104,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     }
     size_t size = it->second;
     a.live_.erase(it);
+    a.in_use_ -= size;
     if (size > a.limit_) {
       lock.unlock();
       FreeBlock(p, size);
@@ -160,7 +165,14 @@ class CachingCpuAllocator final : public c10::Allocator {
     o.Set("limitBytes", static_cast<double>(limit_));
     o.Set("hits", static_cast<double>(hits_));
     o.Set("misses", static_cast<double>(misses_));
+    o.Set("inUseBytes", static_cast<double>(in_use_));
+    o.Set("peakInUseBytes", static_cast<double>(peak_));
     return o;
+  }
+  // The peak starts again from what is in use now (a server measures each batch's working set).
+  void ResetPeak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_ = in_use_;
   }
 
   static CachingCpuAllocator& Get() {
@@ -204,12 +216,17 @@ class CachingCpuAllocator final : public c10::Allocator {
   std::multimap<size_t, Cached> free_;       // size -> block
   std::unordered_map<void*, size_t> live_;   // block -> size, for blocks handed out
   size_t cached_ = 0, limit_ = 0;
+  size_t in_use_ = 0, peak_ = 0;  // bytes of the blocks handed out (256 KiB or more), and their peak
   uint64_t hits_ = 0, misses_ = 0, stamp_ = 0;
 };
 
 Napi::Value CpuCacheStats(const Napi::CallbackInfo& info) { return CachingCpuAllocator::Get().Stats(info.Env()); }
 Napi::Value CpuEmptyCache(const Napi::CallbackInfo& info) {
   CachingCpuAllocator::Get().EmptyCache();
+  return info.Env().Undefined();
+}
+Napi::Value CpuCacheResetPeak(const Napi::CallbackInfo& info) {
+  CachingCpuAllocator::Get().ResetPeak();
   return info.Env().Undefined();
 }
 Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
@@ -232,6 +249,7 @@ void InitAllocator(Napi::Env env, Napi::Object exports) {
   Export<CpuCacheStats>(exports, "cpuCacheStats");
   Export<CpuEmptyCache>(exports, "cpuEmptyCache");
   Export<SetCpuCacheLimit>(exports, "setCpuCacheLimit");
+  Export<CpuCacheResetPeak>(exports, "cpuCacheResetPeak");
 }
 
 }  // namespace torchbert

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <atomic>
 #include <limits>
 #include <optional>
 #include <string>
@@ -24,17 +25,20 @@ namespace torchbert {
 namespace {
 
 enum class Mode { Auto, Sdpa, Math };
-Mode AttentionMode() {
-  static const Mode mode = [] {
+const char* const kModeNames[] = {"auto", "sdpa", "math"};
+// TORCHBERT_ATTENTION at first use; attentionMode(mode) changes it at run time (for every thread).
+std::atomic<int>& ModeSetting() {
+  static std::atomic<int> mode = [] {
     const char* env = std::getenv("TORCHBERT_ATTENTION");
-    if (!env || !*env || std::string(env) == "auto") return Mode::Auto;
-    if (std::string(env) == "sdpa") return Mode::Sdpa;
-    if (std::string(env) == "math") return Mode::Math;
+    if (!env || !*env || std::string(env) == "auto") return int(Mode::Auto);
+    if (std::string(env) == "sdpa") return int(Mode::Sdpa);
+    if (std::string(env) == "math") return int(Mode::Math);
     TORCH_WARN("TORCHBERT_ATTENTION must be auto, sdpa or math, got '", env, "': measuring (auto)");
-    return Mode::Auto;
+    return int(Mode::Auto);
   }();
   return mode;
 }
+Mode AttentionMode() { return Mode(ModeSetting().load(std::memory_order_relaxed)); }
 
 at::Tensor Math(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask) {
   at::Tensor s = at::matmul(q, k.transpose(-2, -1));  // [..., Tq, Tk]
@@ -81,6 +85,22 @@ void RegisterAttention(torch::Library& lib) {
   // Above autograd, so that the SDPA it runs for inputs needing gradients records its backward.
   lib.def("attention(Tensor query, Tensor key, Tensor value, Tensor? mask=None) -> Tensor",
           torch::dispatch(c10::DispatchKey::CompositeImplicitAutograd, &Attention));
+}
+
+// attentionMode([mode]): the implementation torchbert::attention runs ('auto': measured per shape), set first.
+Napi::Value AttentionModeJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    const std::string want = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    int i = 0;
+    while (i < 3 && want != kModeNames[i]) i++;
+    if (i == 3) {
+      Napi::TypeError::New(env, "attentionMode must be 'auto', 'sdpa' or 'math', got " + (info[0].IsString() ? "'" + want + "'" : std::string("a ") + (info[0].IsNumber() ? "number" : "non-string"))).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    ModeSetting().store(i);
+  }
+  return Napi::String::New(env, kModeNames[int(AttentionMode())]);
 }
 
 // attentionTuning()'s rows: per shape bucket, each implementation's best time and the choice.

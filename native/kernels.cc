@@ -17,6 +17,7 @@ namespace torchbert {
 void InitKernels(Napi::Env env, Napi::Object exports) {
   Export<LinearTuning>(exports, "linearTuning");
   Export<AttentionTuning>(exports, "attentionTuning");
+  Export<AttentionModeJs>(exports, "attentionMode");
 }
 
 void RegisterKernels() {

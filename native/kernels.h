@@ -31,6 +31,7 @@ void AppendPrepackedTuning(Napi::Env env, Napi::Array& out);
 // attentionTuning()'s rows.
 void RegisterAttention(torch::Library& lib);
 Napi::Value AttentionTuning(const Napi::CallbackInfo& info);
+Napi::Value AttentionModeJs(const Napi::CallbackInfo& info);
 
 // Sets libtorch's quantized engine ("fbgemm", "onednn" or "x86"; "" leaves it) for a scope: the engine
 // that packs an int8 linear layer is the one that runs it.

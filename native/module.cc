@@ -91,6 +91,7 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::RegisterAttribute>>("registerAttribute"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::SetAttr>>("setAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::PackLinear>>("packLinear"),
+            InstanceMethod<&ModuleWrap::G<&ModuleWrap::ShareAttr>>("shareAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::GetAttr>>("getAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::HasAttr>>("hasAttr"),
             InstanceMethod<&ModuleWrap::G<&ModuleWrap::MethodNames>>("methodNames"),
@@ -352,6 +353,23 @@ class ModuleWrap : public Napi::ObjectWrap<ModuleWrap> {
     });
     if (m_.hasattr(name)) m_.setattr(name, packed);
     else m_.register_attribute(name, packed.type(), packed);
+    return info.Env().Undefined();
+  }
+  // Attribute `name` of another module, whatever its type (an int8 layer's packed weights, which have no
+  // JS form), set here by reference: both modules then hold the same object.
+  Napi::Value ShareAttr(const Napi::CallbackInfo& info) {
+    CheckIdle(info.Env());
+    std::string name = NameArg(info);
+    ModuleWrap* from = Get(info[1], "module");
+    if (!from->m_.hasattr(name)) ThrowType(info.Env(), "shareAttr: the source module has no attribute '" + name + "'");
+    c10::IValue v = from->m_.attr(name);
+    if (!m_.hasattr(name)) {
+      m_.register_attribute(name, from->m_.type()->getAttribute(name), v);
+    } else {
+      c10::TypePtr type = m_.type()->getAttribute(name);
+      if (!v.type()->isSubtypeOf(*type)) ThrowType(info.Env(), "shareAttr: attribute '" + name + "' is " + type->str() + " here, " + v.type()->str() + " there");
+      m_.setattr(name, v);
+    }
     return info.Env().Undefined();
   }
   Napi::Value SetAttr(const Napi::CallbackInfo& info) {

@@ -63,3 +63,17 @@ export async function forEachMeanPooled(
     scope.dispose();
   }
 }
+
+/** Runs `fn` with environment variables set for the library's TypeScript (jest's process.env never reaches native code), restoring them after. */
+export async function withEnv<T>(vars: Record<string, string>, fn: () => T | Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}

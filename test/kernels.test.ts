@@ -9,6 +9,7 @@ import * as tb from '../lib';
 import { Tensor, ScriptModule, TorchError } from '../lib';
 import { op } from '../lib/tensor';
 import { fromConfig, bertTorchScript } from '../lib/models/bert';
+import { buildPortable } from '../lib/models/bert/layers';
 import { spawnSync } from 'child_process';
 import { maxAbsDiff, tmpDir } from './helpers';
 
@@ -485,12 +486,36 @@ describe('torchbert::attention', () => {
     expect(() => attention.t(tb.randn([4, 8]), tb.randn([4, 8]), tb.randn([4, 8]), null)).toThrow(/q, k and v must be \[\.\.\., T, d\] of one rank, got \[4, 8\]/);
   });
 
-  test('prepacked copies run it; trainable, portable and int8 models (whose TorchScript Python loads) run SDPA', () => {
+  test('attentionMode() pins the implementation at run time and checks its argument', async () => {
+    const q = fromConfig('BertModel', { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 37 }).eval().quantizeDynamic();
+    const ids = tb.randint(1, 99, [8, 24]);
+    const before = tb.attentionMode();
+    try {
+      for (const [mode, kernel] of [['sdpa', 'aten::_scaled_dot_product_flash_attention_for_cpu'], ['math', 'aten::bmm']] as const) {
+        expect(tb.attentionMode(mode)).toBe(mode);
+        const ran = (await tb.profile(async () => { await tb.noGrad(() => q.forward({ inputIds: ids })); })).keyAverages().map((o) => o.name);
+        expect(ran).toContain('torchbert::attention');
+        expect(ran).toContain(kernel);
+      }
+      expect(() => tb.attentionMode('fast' as 'auto')).toThrow(/attentionMode must be 'auto', 'sdpa' or 'math', got 'fast'/);
+      expect(tb.attentionMode()).toBe('math');
+    } finally {
+      tb.attentionMode(before);
+    }
+    q.dispose();
+  });
+
+  test('the inference copies (prepacked, int8) run it; trainable and portable models, and the int8 TorchScript saved for Python, run SDPA', () => {
     const cfg = { vocab_size: 99, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 37 };
     const sources = (mode: string) => bertTorchScript('BertModel', cfg, mode as never);
-    expect(sources('prepacked')).toContain('ops.torchbert.attention(q, k, v, mask)');
-    expect(sources('prepacked')).not.toContain('scaled_dot_product_attention');
-    for (const mode of ['float', 'portable', 'int8']) expect(sources(mode)).not.toContain('ops.torchbert.attention');
+    for (const mode of ['prepacked', 'int8']) {
+      expect(sources(mode)).toContain('ops.torchbert.attention(q, k, v, mask)');
+      expect(sources(mode)).not.toContain('scaled_dot_product_attention');
+    }
+    for (const mode of ['float', 'portable']) expect(sources(mode)).not.toContain('ops.torchbert.attention');
+    const saved = buildPortable(() => sources('int8'));
+    expect(saved).not.toContain('ops.torchbert.');
+    expect(saved).toContain('scaled_dot_product_attention');
   });
 });
 
@@ -513,6 +538,30 @@ describe('caching CPU allocator', () => {
     z.dispose();
     tb.cpuCache.emptyCache();
     expect(tb.cpuCache.stats()).toMatchObject({ cachedBytes: 0, cachedBlocks: 0 });
+  });
+
+  test('a freed block serves requests down to two thirds of its size; the peak bytes in use measure a piece of work', () => {
+    tb.cpuCache.emptyCache();
+    tb.zeros([1536, 512]).dispose(); // 3 MiB cached
+    const s0 = tb.cpuCache.stats();
+    tb.zeros([1024, 512]).dispose(); // 2 MiB: served by the 3 MiB block
+    expect(tb.cpuCache.stats().hits).toBe(s0.hits + 1);
+    tb.zeros([512, 512]).dispose(); // 1 MiB: too small for it, fresh memory
+    expect(tb.cpuCache.stats().misses).toBe(s0.misses + 1);
+    tb.cpuCache.emptyCache();
+    const base = tb.cpuCache.stats().inUseBytes;
+    tb.cpuCache.resetPeak();
+    const a = tb.zeros([1024, 512]);
+    const b = tb.zeros([1024, 512]);
+    expect(tb.cpuCache.stats().inUseBytes - base).toBe(4 * 2 ** 20);
+    a.dispose();
+    b.dispose();
+    const s1 = tb.cpuCache.stats();
+    expect(s1.inUseBytes).toBe(base);
+    expect(s1.peakInUseBytes - base).toBe(4 * 2 ** 20);
+    tb.cpuCache.resetPeak();
+    expect(tb.cpuCache.stats().peakInUseBytes).toBe(base);
+    tb.cpuCache.emptyCache();
   });
 
   test('small tensors bypass it; the limit caps what is kept and lowering it frees blocks', () => {

@@ -45,8 +45,8 @@ export interface ServeOptions {
   /** log requests (fastify's pino logger) */
   logger?: boolean;
   /**
-   * MB of freed activation blocks the CPU cache keeps for reuse (default: room for a forward's working set
-   * at the largest batch run so far, four FFN activations of tokens x intermediate_size). The library's
+   * MB of freed activation blocks the CPU cache keeps for reuse (default: twice the largest working
+   * set of a batch so far, measured as the allocator's peak bytes in use while it ran). The library's
    * default, a quarter of RAM, suits training; a server's batch shapes drift, and each would leave its
    * blocks behind. The cache is
    * one per process: servers running in one process add their caps, and when the last closes the limit
@@ -188,10 +188,14 @@ function holdCacheCap(bytes: number): { raise(bytes: number): void; release(): v
     },
   };
 }
-// A forward's freed blocks serve the next one if the cache holds its working set: a layer's activations,
-// int8's quantised copies, attention scores, about four FFN activations (tokens x intermediate size); a
-// smaller cap maps and zeroes fresh pages every layer (bench/serve.js: int8 at c=64 ran 0.7x as fast with
-// one FFN activation's worth). The cap follows the largest batch run so far, not the largest allowed.
+// A forward's freed blocks serve the next one if the cache holds its working set (a layer's activations,
+// int8's quantised copies, attention scores); a smaller cap maps and zeroes fresh pages every layer
+// (bench/serve.js: int8 at c=64 ran 0.7-0.8x as fast). The working set is measured per batch, as the
+// allocator's peak bytes in use over the batch, and the cap kept at twice the largest measured so far:
+// batches differ in shape, and a block serves only requests of 2/3 of its size or more (an int8 server at
+// c=64 then found 99% of its blocks cached; three times, 100% for 25 MB more). Until the first batch, a
+// guess of four FFN activations of 64 tokens.
+const CACHED_WORKING_SETS = 2;
 const CACHED_FFN_ACTIVATIONS = 4;
 
 /** Starts a server for one model; resolves once it listens (warm-up continues; see /ready). */
@@ -208,7 +212,6 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   const tasks = tasksFor(model.kind);
   const pipes = new Map<Task, AnyPipeline>();
   for (const t of tasks) pipes.set(t, await pipeline(t, { model, tokenizer }, { device: opts.device, batch: opts.batch }));
-  const batchTokens = pipes.values().next().value!.batcher.options.maxBatchTokens;
   const elem = servingDtype(opts) === 'bfloat16' ? 2 : 4;
 
   // ---------- metrics ----------
@@ -227,6 +230,23 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
     name: 'torchbert_queue_depth', help: 'rows waiting for a batch', labelNames: ['task'], registers: [registry],
     collect() {
       for (const [t, p] of pipes) this.set({ task: t }, p.batcher.queueDepth);
+    },
+  });
+  // The CPU cache (process-wide): a falling hit rate under load means its cap is below the batches' working sets.
+  new client.Gauge({
+    name: 'torchbert_cpu_cache_bytes', help: 'freed blocks the CPU cache holds (kind="cached") and its cap (kind="limit")', labelNames: ['kind'], registers: [registry],
+    collect() {
+      const c = cpuCache.stats();
+      this.set({ kind: 'cached' }, c.cachedBytes);
+      this.set({ kind: 'limit' }, c.limitBytes);
+    },
+  });
+  new client.Gauge({
+    name: 'torchbert_cpu_cache_allocations', help: 'allocations of 256 KiB or more since start, served from the CPU cache (result="hit") or fresh (result="miss")', labelNames: ['result'], registers: [registry],
+    collect() {
+      const c = cpuCache.stats();
+      this.set({ result: 'hit' }, c.hits);
+      this.set({ result: 'miss' }, c.misses);
     },
   });
   for (const [t, p] of pipes) {
@@ -371,14 +391,27 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
 
   const ffnBytesPerToken = Number(model.config.fields.intermediate_size) * elem;
   const cacheCap = holdCacheCap(opts.cpuCacheMb !== undefined ? opts.cpuCacheMb * 2 ** 20 : CACHED_FFN_ACTIVATIONS * 64 * ffnBytesPerToken);
-  if (opts.cpuCacheMb === undefined) {
-    for (const p of pipes.values()) {
-      const metrics = p.batcher.onBatch!;
-      p.batcher.onBatch = (b) => {
-        metrics(b);
-        cacheCap.raise(CACHED_FFN_ACTIVATIONS * Math.min(b.paddedTokens, batchTokens) * ffnBytesPerToken);
-      };
-    }
+  // Each batch's working set: batches run one at a time (the model is busy while one runs), so the
+  // allocator's peak since the last batch ended, less what was in use then, is this one's.
+  let largestWorkingSet = 0;
+  let base = cpuCache.stats().inUseBytes;
+  cpuCache.resetPeak();
+  new client.Gauge({
+    name: 'torchbert_batch_working_set_bytes', help: "the largest batch's working set so far: the CPU allocator's peak bytes in use (blocks of 256 KiB or more) while it ran", registers: [registry],
+    collect() {
+      this.set(largestWorkingSet);
+    },
+  });
+  for (const p of pipes.values()) {
+    const metrics = p.batcher.onBatch!;
+    p.batcher.onBatch = (b) => {
+      metrics(b);
+      const s = cpuCache.stats();
+      largestWorkingSet = Math.max(largestWorkingSet, s.peakInUseBytes - base);
+      if (opts.cpuCacheMb === undefined) cacheCap.raise(CACHED_WORKING_SETS * largestWorkingSet);
+      base = s.inUseBytes;
+      cpuCache.resetPeak();
+    };
   }
   let url: string;
   try {

@@ -19,12 +19,24 @@ export const LINEAR_MODES: LinearMode[] = ['float', 'portable', 'int8', 'prepack
 
 /**
  * TorchScript for softmax(q k^T / sqrt(d), mask) v with dropout probability `p` (a TorchScript expression).
- * Prepacked copies (inference only) run torchbert::attention: ATen's fused kernel or the spelled-out
- * steps, whichever measured faster here for the shape (native/attention.cc). The others run torch's
- * SDPA (int8 copies too: their saved TorchScript runs in Python, which lacks torchbert's ops).
+ * The inference copies (int8, prepacked) run torchbert::attention: ATen's fused kernel or the spelled-out
+ * steps, whichever measured faster here for the shape (native/attention.cc). The others, and anything built
+ * by buildPortable() (the int8 copy saveTorchScript writes, which Python loads without torchbert's ops),
+ * run torch's SDPA.
  */
 export function attention(mode: LinearMode, qkvMask: string, p = '0.0'): string {
-  return mode === 'prepacked' ? `ops.torchbert.attention(${qkvMask})` : `torch.scaled_dot_product_attention(${qkvMask}, ${p})`;
+  return (mode === 'prepacked' || mode === 'int8') && !portable ? `ops.torchbert.attention(${qkvMask})` : `torch.scaled_dot_product_attention(${qkvMask}, ${p})`;
+}
+let portable = false;
+/** Builds with torch's own operators only where the mode has a choice (attention), for TorchScript that Python loads. */
+export function buildPortable<T>(build: () => T): T {
+  const outer = portable;
+  portable = true;
+  try {
+    return build();
+  } finally {
+    portable = outer;
+  }
 }
 
 /** A float literal for TorchScript source. */

@@ -12,7 +12,7 @@ import { checkCpuBf16 } from '../../cpu';
 import { currentModes, withModes } from '../../torch';
 import { LinearActivation, LinearBackend, LinearDtype, LinearShape, ensureLinearPlan, ensureLinearPlanAsync, forcedBackend, int8Plan, planBackends } from '../linear-plan';
 import { HEADS, HeadKind, buildHead } from './heads';
-import { buildUninitialised } from './layers';
+import { buildPortable, buildUninitialised } from './layers';
 
 export interface BertInputs {
   inputIds: Tensor;
@@ -78,6 +78,23 @@ export interface QuantizeOptions {
   consume?: boolean;
 }
 
+/** The float weights an inference copy's linear layer `n` (under `prefix`) is made from: its fused qkv layer stacks query, key and value. */
+function linearSources(prefix: string, n: string): string[] {
+  return n === 'qkv' ? ['query', 'key', 'value'].map((part) => `${prefix}${part}.weight`) : [`${prefix}${n}.weight`];
+}
+/** That layer's weight or bias from the float model's state: a new stacked tensor for qkv, else the state's own. */
+function linearTensor(state: Map<string, Tensor>, prefix: string, n: string, k: 'weight' | 'bias'): Tensor {
+  return n === 'qkv' ? tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!)) : state.get(`${prefix}${n}.${k}`)!;
+}
+/** Gives `to` the packed int8 layers of `from`, a module of the same structure (call inside a tidy scope). */
+function shareInt8Layers(to: ScriptModule, from: ScriptModule): void {
+  const theirs = new Map(from.namedChildren());
+  for (const [n, child] of to.namedChildren()) {
+    const src = theirs.get(n)!;
+    if (child.hasAttr('_packed_params')) for (const a of ['_packed_params', '_packed_params_onednn', 'onednn_from_rows']) child.shareAttr(a, src);
+    else shareInt8Layers(child, src);
+  }
+}
 /** Sets the parameter or buffer at dotted path `name` of `module` to `value`. */
 function setSlot(module: ScriptModule, name: string, value: Tensor): void {
   const parts = name.split('.');
@@ -409,7 +426,8 @@ export class BertPreTrainedModel {
         for (const [n, child] of m.namedChildren()) {
           const at = prefix + n;
           if (child.hasAttr('_packed_params')) {
-            const [w, b] = [state.get(`${at}.weight`)!, state.get(`${at}.bias`)];
+            // Quantised per output row, the stacked qkv weight holds exactly the three layers' int8 weights.
+            const [w, b] = [linearTensor(state, prefix, n, 'weight'), linearTensor(state, prefix, n, 'bias')];
             const plan = int8Plan(w.size(0), w.size(1));
             child.packLinear('_packed_params', w, b, plan.engine === 'onednn' ? 'onednn' : 'fbgemm');
             if (plan.engine === 'both') {
@@ -489,13 +507,11 @@ export class BertPreTrainedModel {
           child.dispose();
           continue;
         }
-        // The fused qkv layer holds query, key and value stacked.
-        const stacked = (k: string) => () => tb.cat(['query', 'key', 'value'].map((part) => state.get(`${prefix}${part}.${k}`)!));
-        const weight = n === 'qkv' ? stacked('weight') : () => state.get(`${at}.weight`)!;
-        const bias = n === 'qkv' ? stacked('bias') : () => state.get(`${at}.bias`)!.clone();
-        const [N, K] = n === 'qkv' ? [3 * state.get(`${prefix}query.weight`)!.size(0), state.get(`${prefix}query.weight`)!.size(1)] : state.get(`${at}.weight`)!.shape;
+        const weight = () => linearTensor(state, prefix, n, 'weight');
+        const bias = () => (n === 'qkv' ? linearTensor(state, prefix, n, 'bias') : linearTensor(state, prefix, n, 'bias').clone());
+        const sources = linearSources(prefix, n);
+        const [N, K] = [sources.reduce((r, s) => r + state.get(s)!.size(0), 0), state.get(sources[0])!.size(1)];
         const activation = child.getAttr('activation') as LinearActivation; // the GELU its GEMM applies (layers.ts)
-        const sources = n === 'qkv' ? ['query', 'key', 'value'].map((part) => `${prefix}${part}.weight`) : [`${at}.weight`];
         targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation, dtype }, sources });
       }
     };
@@ -572,12 +588,15 @@ export class BertPreTrainedModel {
     // Its packed weights feed torchbert's own kernel and have no portable form to save.
     if (this.prepacked) throw new Error('saveTorchScript: a prepacked model runs torchbert::linear_packed; save the float model and prepack() it after loading');
     if (!this.#usesOwnOps()) return this.module.save(file);
-    // torchbert::linear exists only where the addon is loaded: save the same model with torch.linear.
-    const copy = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, 'portable')))));
+    // torchbert's operators exist only where the addon is loaded: save the same model written with torch's
+    // (torch.linear for torchbert::linear; an int8 copy's attention as SDPA, its packed layers shared).
+    const mode = this.quantized ? 'int8' : 'portable';
+    const copy = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildPortable(() => buildUninitialised(() => buildHead(this.kind, this.config.fields, mode))))));
     try {
       const device = tb.tidy(() => tb.noGrad(() => {
         const state = new Map(this.module.namedParameters());
         for (const [n, p] of copy.namedParameters()) p.copy_(state.get(n)!);
+        if (this.quantized) shareInt8Layers(copy, this.module);
         return state.values().next().value!.device;
       }));
       copy.to({ device });

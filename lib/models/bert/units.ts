@@ -1,8 +1,8 @@
 // BertModel as TorchScript units, one per Hugging Face module of modeling_bert.py and named after it,
 // with HF's parameter names. Each unit's source is written out once and is the same in every mode:
 // how a linear layer or dropout runs is the Linear/Dropout unit's business (layers.ts). Two variants
-// are arguments of the build, not rewrites of the source: the pooler (HF's add_pooling_layer) and
-// query/key/value as one GEMM in prepacked copies (BertSelfAttention.project).
+// are arguments of the build, not rewrites of the source: the pooler (HF's add_pooling_layer) and, in
+// the inference copies (int8 and prepacked), query/key/value as one GEMM (BertSelfAttention.project).
 //
 // Inference-only methods beside forward (the model class picks them):
 //   forward_packed      the dense layers run on the real tokens only [N, H]; attention sees the padded
@@ -47,18 +47,31 @@ export function BertSelfAttention(c: BertConfigFields, mode: LinearMode): Script
   const H = c.hidden_size;
   const nH = c.num_attention_heads;
   const dH = H / nH;
-  // Prepacked copies hold query, key and value stacked as one [3H, H] weight: one GEMM, the input packed once.
-  const fused = mode === 'prepacked';
+  // Inference copies hold query, key and value stacked as one [3H, H] weight: one GEMM, the input packed
+  // (int8: quantised) once, and for unpadded rows one scatter back to the padded layout instead of three.
+  // int8 stays torch.ao's numbers: its weights are quantised per output row, its input once per call either way.
+  const fused = mode === 'prepacked' || mode === 'int8';
   const projections: Record<string, ScriptModule> = fused ? { qkv: dense(H, 3 * H, c, mode) } : { query: dense(H, H, c, mode), key: dense(H, H, c, mode), value: dense(H, H, c, mode) };
   const project = fused ? `
 def project(self, h: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     # query, key and value of h [..., H], each [..., H], from one GEMM
-    qkv = self.qkv.forward(h)
+    return self.split_qkv(self.qkv.forward(h))
+
+def split_qkv(self, qkv: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return qkv.narrow(-1, 0, ${H}), qkv.narrow(-1, ${H}, ${H}), qkv.narrow(-1, ${2 * H}, ${H})
+
+def project_padded(self, h: Tensor, idx: Tensor, B: int, T: int) -> Tuple[Tensor, Tensor, Tensor]:
+    # query, key and value of the real tokens' rows h [N, H], in the padded layout [B, T, H] each
+    return self.split_qkv(self.unpack(self.qkv.forward(h), idx, B, T))
 ` : `
 def project(self, h: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     # query, key and value of h [..., H], each [..., H]
     return self.query.forward(h), self.key.forward(h), self.value.forward(h)
+
+def project_padded(self, h: Tensor, idx: Tensor, B: int, T: int) -> Tuple[Tensor, Tensor, Tensor]:
+    # query, key and value of the real tokens' rows h [N, H], in the padded layout [B, T, H] each
+    q, k, v = self.project(h)
+    return self.unpack(q, idx, B, T), self.unpack(k, idx, B, T), self.unpack(v, idx, B, T)
 `;
   return unit('BertSelfAttention', { ...projections, dropout: dropout(c.attention_probs_dropout_prob, mode) }, `${project}
 def split_heads(self, x: Tensor, B: int, T: int) -> Tensor:
@@ -92,10 +105,10 @@ def forward(self, h: Tensor, mask: Optional[Tensor], want_attn: bool) -> Tuple[T
     return ctx.transpose(1, 2).reshape(B, T, ${H}), attn                              # [B, T, H]
 
 def forward_packed(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
-    q, k, v = self.project(h)                                                          # [N, H] each
-    q = self.split_heads(self.unpack(q, idx, B, T), B, T)
-    k = self.split_heads(self.unpack(k, idx, B, T), B, T)
-    v = self.split_heads(self.unpack(v, idx, B, T), B, T)
+    q, k, v = self.project_padded(h, idx, B, T)                                        # [B, T, H] each
+    q = self.split_heads(q, B, T)
+    k = self.split_heads(k, B, T)
+    v = self.split_heads(v, B, T)
     ctx = ${attention(mode, 'q, k, v, mask')}                       # [B, nH, T, dH]
     return ctx.transpose(1, 2).reshape(B * T, ${H}).index_select(0, idx)                # [N, H]
 
@@ -108,12 +121,12 @@ def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
     v = self.split_heads(v, B, T)
     return ${attention(mode, 'q, k, v, mask')}.reshape(B, ${H})      # [B, H]
 
-def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
-    # rows: where each sequence's first token sits in the packed h
-    q, k, v = self.project(h)
-    q = q.index_select(0, rows).view(B, 1, ${nH}, ${dH}).transpose(1, 2)              # [B, nH, 1, dH]
-    k = self.split_heads(self.unpack(k, idx, B, T), B, T)
-    v = self.split_heads(self.unpack(v, idx, B, T), B, T)
+def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor) -> Tensor:
+    # every sequence's first token is real (BertModel.forward_packed_cls): its query sits at [b, 0]
+    q, k, v = self.project_padded(h, idx, B, T)
+    q = self.split_heads(q[:, :1], B, 1)                                               # [B, nH, 1, dH]
+    k = self.split_heads(k, B, T)
+    v = self.split_heads(v, B, T)
     return ${attention(mode, 'q, k, v, mask')}.reshape(B, ${H})
 `);
 }
@@ -143,7 +156,7 @@ def forward_cls(self, h: Tensor, mask: Optional[Tensor]) -> Tensor:
     return self.output.forward(self.self.forward_cls(h, mask), h[:, 0])
 
 def forward_packed_cls(self, h: Tensor, idx: Tensor, B: int, T: int, mask: Tensor, rows: Tensor) -> Tensor:
-    return self.output.forward(self.self.forward_packed_cls(h, idx, B, T, mask, rows), h.index_select(0, rows))
+    return self.output.forward(self.self.forward_packed_cls(h, idx, B, T, mask), h.index_select(0, rows))
 `);
 }
 
