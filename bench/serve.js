@@ -58,7 +58,8 @@ async function drain(url, text) {
 async function batchStats(url) {
   const m = await (await fetch(`${url}/metrics`)).text();
   const g = (k) => Number((new RegExp(`torchbert_batch_size_${k}\\{task="text-classification"\\} (\\d+)`).exec(m) || [0, 0])[1]);
-  return { sum: g('sum'), count: g('count') };
+  const cache = (r) => Number((new RegExp(`torchbert_cpu_cache_allocations\\{result="${r}"\\} (\\d+)`).exec(m) || [0, 0])[1]);
+  return { sum: g('sum'), count: g('count'), hits: cache('hit'), misses: cache('miss') };
 }
 
 async function raw(texts) {
@@ -137,9 +138,11 @@ async function raw(texts) {
         const row = {
           rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx, timeouts: r.timeouts, total: r.requests.total,
           meanBatch: after ? (after.sum - before.sum) / Math.max(1, after.count - before.count) : 1,
+          // the CPU cache's share of large allocations served from freed blocks (fresh pages cost a zeroing pass)
+          cacheHitRate: after ? (after.hits - before.hits) / Math.max(1, after.hits - before.hits + after.misses - before.misses) : null,
         };
         (results.servers[name].rounds[c] ??= []).push(row);
-        console.log(`round ${round + 1}: ${name.padEnd(16)} c=${String(c).padEnd(4)} ${row.rps.toFixed(1).padStart(7)} req/s  p50 ${String(row.p50).padStart(6)} ms  p99 ${String(row.p99).padStart(6)} ms  batch ${row.meanBatch.toFixed(1)}  errors ${row.errors}`);
+        console.log(`round ${round + 1}: ${name.padEnd(16)} c=${String(c).padEnd(4)} ${row.rps.toFixed(1).padStart(7)} req/s  p50 ${String(row.p50).padStart(6)} ms  p99 ${String(row.p99).padStart(6)} ms  batch ${row.meanBatch.toFixed(1)}  errors ${row.errors}${row.cacheHitRate === null ? '' : `  cache hits ${(100 * row.cacheHitRate).toFixed(1)}%`}`);
       }
     }
   }
