@@ -77,3 +77,8 @@ export async function withEnv<T>(vars: Record<string, string>, fn: () => T | Pro
     }
   }
 }
+
+/** How many of this process's memory mappings are of `file` (Linux: /proc/self/maps). */
+export function mappingsOf(file: string): number {
+  return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;
+}

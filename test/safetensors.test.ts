@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as tb from '../lib';
 import { saveFile, loadFile, readHeader } from '../lib/safetensors';
 import { fromPretrained } from '../lib/models/bert';
-import { FIXTURES, python, tmpDir, maxAbsDiff } from './helpers';
+import { FIXTURES, python, tmpDir, maxAbsDiff, mappingsOf } from './helpers';
 
 test('files written here load in Python safetensors, and back, for every dtype', async () => {
   const dir = tmpDir();
@@ -54,7 +54,7 @@ test('mmap: mapped tensors equal read ones, writes stay private, saving over the
   const small = tb.randn([4, 4]); // under 64 KiB: read
   await saveFile(new Map([['big', big], ['small', small]]), file);
   // the process's mappings of the file (after a rename, the line ends in "(deleted)")
-  const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;
+  const mappings = () => mappingsOf(file);
   const m = await loadFile(file, { mmap: true });
   expect(mappings()).toBe(1);
   expect(m.get('big')!.equal(big)).toBe(true);
@@ -78,7 +78,7 @@ test('mmap: mapped tensors equal read ones, writes stay private, saving over the
 test('a model loaded with mmap computes what a read one does; its inference copies keep the mapped embeddings', async () => {
   const src = path.join(FIXTURES, 'bert', 'BertModel');
   const file = path.join(src, 'model.safetensors');
-  const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;
+  const mappings = () => mappingsOf(file);
   const ids = tb.tensor([[101, 7, 42, 9, 102]], { dtype: 'int64' });
   const read = await fromPretrained(src);
   const want = (await tb.noGrad(() => read.forward({ inputIds: ids }))).lastHiddenState!;
