@@ -17,6 +17,7 @@
 #include <string>
 #include <tuple>
 
+#include "errors.h"
 #include "kernels.h"
 #include "online_choice.h"
 
@@ -26,13 +27,19 @@ namespace {
 
 enum class Mode { Auto, Sdpa, Math };
 const char* const kModeNames[] = {"auto", "sdpa", "math"};
+// The mode named `name` ("" is auto), or -1.
+int ParseMode(const std::string& name) {
+  if (name.empty()) return int(Mode::Auto);
+  for (int i = 0; i < 3; i++)
+    if (name == kModeNames[i]) return i;
+  return -1;
+}
 // TORCHBERT_ATTENTION at first use; attentionMode(mode) changes it at run time (for every thread).
 std::atomic<int>& ModeSetting() {
   static std::atomic<int> mode = [] {
     const char* env = std::getenv("TORCHBERT_ATTENTION");
-    if (!env || !*env || std::string(env) == "auto") return int(Mode::Auto);
-    if (std::string(env) == "sdpa") return int(Mode::Sdpa);
-    if (std::string(env) == "math") return int(Mode::Math);
+    const int m = ParseMode(env ? env : "");
+    if (m >= 0) return m;
     TORCH_WARN("TORCHBERT_ATTENTION must be auto, sdpa or math, got '", env, "': measuring (auto)");
     return int(Mode::Auto);
   }();
@@ -92,13 +99,9 @@ Napi::Value AttentionModeJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && !info[0].IsUndefined()) {
     const std::string want = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    int i = 0;
-    while (i < 3 && want != kModeNames[i]) i++;
-    if (i == 3) {
-      Napi::TypeError::New(env, "attentionMode must be 'auto', 'sdpa' or 'math', got " + (info[0].IsString() ? "'" + want + "'" : std::string("a ") + (info[0].IsNumber() ? "number" : "non-string"))).ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    ModeSetting().store(i);
+    const int m = want.empty() ? -1 : ParseMode(want);  // "" is auto only in the environment variable
+    if (m < 0) ThrowType(env, "attentionMode must be 'auto', 'sdpa' or 'math', got " + (info[0].IsString() ? "'" + want + "'" : std::string("a non-string")));
+    ModeSetting().store(m);
   }
   return Napi::String::New(env, kModeNames[int(AttentionMode())]);
 }

@@ -33,13 +33,7 @@ describe.each(Object.keys(fx.heads))('%s int8', (head) => {
     const want = fx.heads[head];
     const model = await fromPretrained(path.join(FIXTURES, 'quant', head), { kind: head as HeadKind });
     // fbgemm, as torch.ao packs on x86 (a CPU where oneDNN measures faster would otherwise pick it).
-    process.env.TORCHBERT_INT8_ENGINE = 'fbgemm';
-    let q: ReturnType<typeof model.quantizeDynamic>;
-    try {
-      q = model.quantizeDynamic();
-    } finally {
-      delete process.env.TORCHBERT_INT8_ENGINE;
-    }
+    const q = await withEnv({ TORCHBERT_INT8_ENGINE: 'fbgemm' }, () => model.quantizeDynamic());
     expect(q.quantized).toBe(true);
     const out = (await tb.noGrad(() => q.forward(inputs())))[KEY[want.key]] as Tensor;
     const fp = (await tb.noGrad(() => model.forward(inputs())))[KEY[want.key]] as Tensor;
@@ -57,13 +51,7 @@ describe.each(Object.keys(fx.heads))('%s int8 packed by oneDNN (TORCHBERT_INT8_E
   test('equals torch.ao quantize_dynamic under the onednn engine', async () => {
     const want = fx.heads[head];
     const model = await fromPretrained(path.join(FIXTURES, 'quant', head), { kind: head as HeadKind });
-    process.env.TORCHBERT_INT8_ENGINE = 'onednn';
-    let q;
-    try {
-      q = model.quantizeDynamic();
-    } finally {
-      delete process.env.TORCHBERT_INT8_ENGINE;
-    }
+    const q = await withEnv({ TORCHBERT_INT8_ENGINE: 'onednn' }, () => model.quantizeDynamic());
     const out = (await tb.noGrad(() => q.forward(inputs())))[KEY[want.key]] as Tensor;
     const quantError = maxAbsDiff(want.fp32, want.int8_onednn);
     expect(quantError).toBeGreaterThan(1e-3);
@@ -100,15 +88,8 @@ describe('int8 engine chosen by measurement', () => {
     const q = model.quantizeDynamic();
     const layer = ((q.module.getAttr('encoder') as ScriptModule).getAttr('layer') as ScriptModule).getAttr('0') as ScriptModule;
     expect(Number(((layer.getAttr('intermediate') as ScriptModule).getAttr('dense') as ScriptModule).getAttr('onednn_from_rows'))).toBe(129);
-    const withEngine = (engine: string) => {
-      process.env.TORCHBERT_INT8_ENGINE = engine;
-      try {
-        return model.quantizeDynamic();
-      } finally {
-        delete process.env.TORCHBERT_INT8_ENGINE;
-      }
-    };
-    const [fb, dnn] = [withEngine('fbgemm'), withEngine('onednn')];
+    const withEngine = (engine: string) => withEnv({ TORCHBERT_INT8_ENGINE: engine }, () => model.quantizeDynamic());
+    const [fb, dnn] = [await withEngine('fbgemm'), await withEngine('onednn')];
     for (const [B, T, want] of [[2, 60, fb], [3, 50, dnn]] as const) { // 120 rows: fbgemm; 150: oneDNN
       const ids = tb.randint(1, 99, [B, T]);
       // attention pinned to one implementation: the engine is the only difference between the runs
