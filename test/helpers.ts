@@ -78,6 +78,18 @@ export async function withEnv<T>(vars: Record<string, string>, fn: () => T | Pro
   }
 }
 
+/** Runs `fn` with torchbert::attention pinned to `mode`, then restores the mode in effect. */
+export async function withAttention<T>(mode: 'auto' | 'sdpa' | 'math', fn: () => T | Promise<T>): Promise<T> {
+  const tb = await import('../lib');
+  const before = tb.attentionMode();
+  tb.attentionMode(mode);
+  try {
+    return await fn();
+  } finally {
+    tb.attentionMode(before);
+  }
+}
+
 /** How many of this process's memory mappings are of `file` (Linux: /proc/self/maps). */
 export function mappingsOf(file: string): number {
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;

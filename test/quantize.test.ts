@@ -8,7 +8,7 @@ import { Tensor, ScriptModule } from '../lib';
 import { fromPretrained, fromConfig, HeadKind } from '../lib/models/bert';
 import { pipeline } from '../lib/pipelines';
 import { BertTokenizer } from '../lib/tokenizer';
-import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled, withEnv } from './helpers';
+import { DATA, FIXTURES, fixture, maxAbsDiff, python, tmpDir, forEachMeanPooled, withEnv, withAttention } from './helpers';
 import { op } from '../lib/tensor';
 import { cpuInfo } from '../lib/cpu';
 import { decideInt8, setInt8Timings } from '../lib/models/linear-plan';
@@ -16,16 +16,6 @@ import { decideInt8, setInt8Timings } from '../lib/models/linear-plan';
 const fx = fixture('quant.json');
 const i64 = (x: number[][]) => tb.tensor(x.map((r) => r.map(BigInt)));
 const inputs = () => ({ inputIds: i64(fx.input_ids), attentionMask: i64(fx.attention_mask) });
-/** Runs `fn` with torchbert::attention pinned to `mode`, then restores the mode in effect. */
-async function withAttention<T>(mode: 'auto' | 'sdpa' | 'math', fn: () => Promise<T>): Promise<T> {
-  const before = tb.attentionMode();
-  tb.attentionMode(mode);
-  try {
-    return await fn();
-  } finally {
-    tb.attentionMode(before);
-  }
-}
 const KEY: Record<string, 'lastHiddenState' | 'logits' | 'startLogits'> = { last_hidden_state: 'lastHiddenState', logits: 'logits', start_logits: 'startLogits' };
 
 describe.each(Object.keys(fx.heads))('%s int8', (head) => {
