@@ -25,19 +25,25 @@ export const LINEAR_MODES: LinearMode[] = ['float', 'portable', 'int8', 'prepack
  * run torch's SDPA.
  */
 export function attention(mode: LinearMode, qkvMask: string, p = '0.0'): string {
-  return (mode === 'prepacked' || mode === 'int8') && !portable ? `ops.torchbert.attention(${qkvMask})` : `torch.scaled_dot_product_attention(${qkvMask}, ${p})`;
+  return (mode === 'prepacked' || mode === 'int8') && !portable.value ? `ops.torchbert.attention(${qkvMask})` : `torch.scaled_dot_product_attention(${qkvMask}, ${p})`;
 }
-let portable = false;
-/** Builds with torch's own operators only where the mode has a choice (attention), for TorchScript that Python loads. */
-export function buildPortable<T>(build: () => T): T {
-  const outer = portable;
-  portable = true;
-  try {
-    return build();
-  } finally {
-    portable = outer;
+
+/** A setting the layer builders read, holding `value` while a build runs (builds nest: the outer value returns after). */
+class BuildSetting<V> {
+  constructor(public value: V) {}
+  during<T>(value: V, build: () => T): T {
+    const outer = this.value;
+    this.value = value;
+    try {
+      return build();
+    } finally {
+      this.value = outer;
+    }
   }
 }
+const portable = new BuildSetting(false);
+/** Builds with torch's own operators only where the mode has a choice (attention), for TorchScript that Python loads. */
+export const buildPortable = <T>(build: () => T): T => portable.during(true, build);
 
 /** A float literal for TorchScript source. */
 export const num = (v: number) => (Number.isInteger(v) ? `${v}.0` : String(v));
@@ -64,18 +70,11 @@ export function fusedActivation(name: string): LinearActivation {
  * spares drawing ~110M random numbers for bert-base. Whatever a checkpoint lacks is initialised after
  * loading (initWeights).
  */
-let skipInit = false;
-export function buildUninitialised<T>(build: () => T): T {
-  skipInit = true;
-  try {
-    return build();
-  } finally {
-    skipInit = false;
-  }
-}
+const uninitialised = new BuildSetting(false);
+export const buildUninitialised = <T>(build: () => T): T => uninitialised.during(true, build);
 /** A weight drawn from N(0, std^2) with the padding row zero, as HF's _init_weights does for Linear and Embedding. */
 export function normalWeight(shape: number[], std: number, paddingIdx?: number): Tensor {
-  if (skipInit) return tb.empty(shape);
+  if (uninitialised.value) return tb.empty(shape);
   const w = tb.randn(shape).mul_(std);
   if (paddingIdx !== undefined) w.select(0, paddingIdx).zero_();
   return w;
@@ -103,16 +102,10 @@ export function initWeights(params: Map<string, Tensor>, names: string[], std: n
  * Collects the TorchScript each unit compiles while `build` runs: the listing a reader opens to see
  * what runs (bertTorchScript, and the snapshot test of each mode).
  */
-let listing: { unit: string; source: string }[] | null = null;
+const listing = new BuildSetting<{ unit: string; source: string }[] | null>(null);
 export function recordSources<T>(build: () => T): { result: T; sources: { unit: string; source: string }[] } {
-  const outer = listing;
-  listing = [];
-  try {
-    const result = build();
-    return { result, sources: listing };
-  } finally {
-    listing = outer;
-  }
+  const sources: { unit: string; source: string }[] = [];
+  return { result: listing.during(sources, build), sources };
 }
 /** A TorchScript unit: a module named after its HF class, its submodules, buffers and attributes, and its methods' source. */
 export function unit(name: string, children: Record<string, ScriptModule>, source?: string,
@@ -192,7 +185,7 @@ def forward(self, x: Tensor) -> Tensor:
 }
 function define(m: ScriptModule, name: string, source: string): ScriptModule {
   m.define(source);
-  listing?.push({ unit: name, source });
+  listing.value?.push({ unit: name, source });
   return m;
 }
 

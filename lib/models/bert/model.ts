@@ -498,7 +498,7 @@ export class BertPreTrainedModel {
       module.dispose();
       throw new TypeError(`prepack backend 'torchbert' runs float32 only; this model is ${dtype} (use 'auto', 'onednn' or 'aten')`);
     }
-    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; stacked: boolean; shape: LinearShape; sources: string[] }[] = [];
+    const targets: { child: ScriptModule; weight: () => Tensor; bias: () => Tensor; shape: LinearShape; sources: string[] }[] = [];
     const walk = (m: ScriptModule, prefix: string): void => {
       for (const [n, child] of m.namedChildren()) {
         const at = prefix + n;
@@ -512,7 +512,7 @@ export class BertPreTrainedModel {
         const sources = linearSources(prefix, n);
         const [N, K] = [sources.reduce((r, s) => r + state.get(s)!.size(0), 0), state.get(sources[0])!.size(1)];
         const activation = child.getAttr('activation') as LinearActivation; // the GELU its GEMM applies (layers.ts)
-        targets.push({ child, weight, bias, stacked: n === 'qkv', shape: { n: N, k: K, activation, dtype }, sources });
+        targets.push({ child, weight, bias, shape: { n: N, k: K, activation, dtype }, sources });
       }
     };
     walk(module, '');
@@ -531,7 +531,7 @@ export class BertPreTrainedModel {
               t.child.setAttr(k, v);
               v.dispose();
             }
-            if (t.stacked) w.dispose();
+            if (t.sources.length > 1) w.dispose(); // stacked for this layer (qkv), not the state's own
             if (opts.consume) {
               for (const name of t.sources) this.#dropWeight(name, state);
               // The freed weights back to the OS as the copy grows (each BERT layer has four linear
