@@ -55,10 +55,12 @@ const path = require('path');
 const { spawn } = require('child_process');
 const ROOT = path.join(__dirname, '..');
 
-/** SST-2 dev sentences (TORCHBERT_DATA, else ../shared/data). */
+/** The data folder: TORCHBERT_DATA, else ../shared/data next to the checkout. */
+const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
+
+/** SST-2 dev sentences. */
 function sst2Sentences() {
-  const data = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
-  return fs.readFileSync(path.join(data, 'sst2', 'dev.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[0]);
+  return fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[0]);
 }
 
 /** Starts a Node server script (args, then the port) from the repo root; resolves once its output matches `ready`. */
@@ -123,4 +125,4 @@ def step():
 `;
 }
 
-module.exports = { arg, median, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };
+module.exports = { DATA, arg, median, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

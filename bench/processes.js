@@ -10,7 +10,7 @@
 const os = require('os');
 const path = require('path');
 const { spawn } = require('child_process');
-const { arg, median, cpuLine } = require('./common');
+const { DATA, arg, median, cpuLine } = require('./common');
 
 const P = Number(arg('--processes', '2'));
 const STEPS = Number(arg('--steps', '200'));
@@ -19,8 +19,7 @@ const ROUNDS = Number(arg('--rounds', '2'));
 if (process.env.TB_PROCESSES_CHILD) {
   const fs = require('fs');
   const { pretrain } = require('../dist/recipes/pretrain');
-  const data = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
-  const corpus = fs.readFileSync(path.join(data, 'wikitext-2', 'valid.txt'), 'utf8').split('\n').filter((l) => l.trim().length > 20 && !l.trim().startsWith('=')).slice(0, 400);
+  const corpus = fs.readFileSync(path.join(DATA, 'wikitext-2', 'valid.txt'), 'utf8').split('\n').filter((l) => l.trim().length > 20 && !l.trim().startsWith('=')).slice(0, 400);
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-processes-'));
   const t0 = process.hrtime.bigint();
   pretrain({ corpus, out, vocabSize: 600, hidden: 32, layers: 1, steps: STEPS, seconds: 3600, seqLen: 32, objective: 'electra', seed: 5, log: () => {} })

@@ -8,12 +8,11 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { BertTokenizer } = require('../dist/tokenizer');
 const { readSst2 } = require('../dist/data/datasets');
+const { DATA, median, now } = require('./common');
 
-const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const TOK = path.join(DATA, 'bert-base-uncased');
 const lines = readSst2(path.join(DATA, 'sst2', 'train.tsv')).map((e) => e.text);
 const ROUNDS = 3;
-const { median, now } = require('./common');
 
 async function timeit(batchFn, singleFn) {
   const batch = [];

@@ -10,11 +10,12 @@ export TORCHBERT_TUNING_CACHE=${TORCHBERT_TUNING_CACHE:-0}
 export TORCHBERT_DATA=${TORCHBERT_DATA:-$(cd .. && pwd)/shared/data}
 # jest runs test files in parallel processes (jest.config.js maxWorkers): each gets its share of the cores,
 # as `serve --workers` and `launch` give theirs. Two processes whose OpenMP teams are each as wide as the
-# machine spin against each other between parallel ops: ELECTRA's 200-step test ran 14x slower
-# (docs/benchmarks.md, "Processes sharing a machine"). OMP_NUM_THREADS, when set, wins.
+# machine spin against each other between parallel ops (docs/benchmarks.md, "Processes sharing a
+# machine"). OMP_NUM_THREADS, when set, wins.
 workers=$(node -p "require('./jest.config.js').maxWorkers")
 share=$(( $(nproc) / workers )); [ "$share" -ge 1 ] || share=1
-if [ $# -gt 0 ]; then OMP_NUM_THREADS=${OMP_NUM_THREADS:-$share} exec npx jest --ci "$@"; fi
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-$share} npx jest --ci --testPathIgnorePatterns test/async.test.ts
+share=${OMP_NUM_THREADS:-$share}
+if [ $# -gt 0 ]; then OMP_NUM_THREADS=$share exec npx jest --ci "$@"; fi
+OMP_NUM_THREADS=$share npx jest --ci --testPathIgnorePatterns test/async.test.ts
 # The event-loop timing test runs alone (all cores) so other test workers do not compete for them.
 npx jest --ci test/async.test.ts
