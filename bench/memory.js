@@ -13,6 +13,7 @@
 //   [--windows N] (the load in N windows, the servers' resident memory after each: growth under sustained load)
 //   [--no-mmap] (torchbert reads its checkpoint into memory instead of mapping it, the server's default)
 //   [--weight-layouts auto|one] (the server's prepacked layouts: a second where it measured faster, or one per layer)
+//   [--no-graph-optimize] (the server without TorchScript's optimised plans: `serve --no-graph-optimize`)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -27,6 +28,7 @@ const ONLY = arg('--only', null); // train | serve
 const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
 const MMAP = !process.argv.includes('--no-mmap');
 const LAYOUTS = arg('--weight-layouts', 'auto');
+const GRAPH_OPTIMIZE = !process.argv.includes('--no-graph-optimize');
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;
@@ -93,6 +95,7 @@ out.libtorchKb = rss();
 const { fromPretrained } = require(${JSON.stringify(path.join(ROOT, 'dist', 'models'))});
 const { BertTokenizer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'tokenizer'))});
 (async () => {
+  if (!${GRAPH_OPTIMIZE}) tb.setGraphExecutorOptimize(false);
   await BertTokenizer.fromPretrained(${JSON.stringify(DIR)});
   out.tokenizerKb = rss();
   const m = await fromPretrained(${JSON.stringify(DIR)}, { prepack: { layouts: '${LAYOUTS}' }, mmap: ${MMAP} });
@@ -145,7 +148,7 @@ async function serverPeak(name, args, ready, port, texts) {
     `${MB(startup.tokenizerKb).toFixed(0)}, + prepacked model ${MB(startup.modelKb).toFixed(0)}, + first forward ${MB(startup.firstForwardKb).toFixed(0)}`);
   const texts = sst2Sentences();
   const servers = [
-    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...(MMAP ? [] : ['--no-mmap']), '--weight-layouts', LAYOUTS, '--port'], /serving/, 18611, texts),
+    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...(MMAP ? [] : ['--no-mmap']), ...(GRAPH_OPTIMIZE ? [] : ['--no-graph-optimize']), '--weight-layouts', LAYOUTS, '--port'], /serving/, 18611, texts),
     await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
   ];
   for (const s of servers) {
@@ -154,7 +157,7 @@ async function serverPeak(name, args, ready, port, texts) {
   }
   const serveRatio = servers[0].peakKb / servers[1].peakKb;
   console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
-  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), mmap: MMAP, layouts: LAYOUTS, train, startup, servers, serveRatio }));
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), mmap: MMAP, layouts: LAYOUTS, graphOptimize: GRAPH_OPTIMIZE, train, startup, servers, serveRatio }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -11,7 +11,7 @@
 // raw model quantizeDynamic(), transformers.js dtype 'q8' (onnxruntime's quantisation of the same graph).
 // With --dtype bf16 (CPUs with bf16 units) torchbert serves its prepacked bf16 model; --peer-dtype fp32|q8
 // picks transformers.js's mode (default fp32, q8 with --quantize), so each side can run its best mode.
-// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--weight-layouts one] [--no-mmap] [--out bench/out/serve.json]
+// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--weight-layouts one] [--no-mmap] [--no-graph-optimize] [--out bench/out/serve.json]
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -104,7 +104,7 @@ async function raw(texts) {
   const texts = sst2();
   const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(arg('--weight-layouts') ? ['--weight-layouts', arg('--weight-layouts')] : []), ...(process.argv.includes('--no-mmap') ? ['--no-mmap'] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(arg('--weight-layouts') ? ['--weight-layouts', arg('--weight-layouts')] : []), ...(process.argv.includes('--no-mmap') ? ['--no-mmap'] : []), ...(process.argv.includes('--no-graph-optimize') ? ['--no-graph-optimize'] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
     'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE], ready: /serving on/ },
   };
   const up = {};
@@ -189,7 +189,7 @@ async function raw(texts) {
     transformersJsPeakShare: Object.fromEntries(LEVELS.map((c) => [c, pj[c].gflops / results.matmulPeakGflops])),
     p99: Object.fromEntries(LEVELS.map((c) => [c, { torchbert: tb[c].p99, 'transformers.js': pj[c].p99 }])),
   };
-  console.log(`\nbest server throughput ${best.toFixed(1)} req/s vs raw model ${rawBest.toFixed(1)} seq/s (the faster order): overhead ${(100 * results.summary.serverOverhead).toFixed(1)}% (sorted ${(100 * results.summary.serverOverheadVsSorted).toFixed(1)}%, arrival order ${(100 * results.summary.serverOverheadVsArrivalOrder).toFixed(1)}%)`);
+  if (!noRaw) console.log(`\nbest server throughput ${best.toFixed(1)} req/s vs raw model ${rawBest.toFixed(1)} seq/s (the faster order): overhead ${(100 * results.summary.serverOverhead).toFixed(1)}% (sorted ${(100 * results.summary.serverOverheadVsSorted).toFixed(1)}%, arrival order ${(100 * results.summary.serverOverheadVsArrivalOrder).toFixed(1)}%)`);
   for (const c of LEVELS) {
     console.log(`at concurrency ${c}: ${results.summary.vsTransformersJs[c].toFixed(2)}x transformers.js throughput; p99 ${tb[c].p99} ms vs ${pj[c].p99} ms; transformers.js runs at ${(100 * results.summary.transformersJsPeakShare[c]).toFixed(0)}% of the matmul peak`);
   }

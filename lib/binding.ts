@@ -145,6 +145,7 @@ export interface Binding {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   setGraphExecutorOptimize(on: boolean): boolean;
+  getGraphExecutorOptimize(): boolean;
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   cudaSynchronize(): void;

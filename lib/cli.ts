@@ -264,6 +264,7 @@ program
   .option('--dtype <dtype>', 'float32 or bf16 (bf16 on CPUs with bf16 units, or CUDA)')
   .option('--weight-layouts <mode>', 'prepacked weights: auto (a second layout where it measured faster) or one (one per layer: less memory)', 'auto')
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
+  .option('--no-graph-optimize', "TorchScript's graph executor optimisations off: no optimised plan kept per model (less memory), one-sentence calls a little slower")
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
@@ -306,6 +307,7 @@ program
       return;
     }
     const { serve } = await import('./serve/server');
+    if (o.graphOptimize === false) (await import('./torch')).setGraphExecutorOptimize(false);
     const num = (k: string) => Number(o[k]);
     const s = await serve({
       model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, threads,

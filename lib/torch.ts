@@ -149,10 +149,16 @@ export function setNumThreads(n: number): void {
 }
 /**
  * TorchScript's graph executor optimisations (profiling, autodiff subgraphs, fusion), on by default as in
- * PyTorch (torch._C._set_graph_executor_optimize). Returns the previous setting.
+ * PyTorch (torch._C._set_graph_executor_optimize), for every later model call in this process (libtorch
+ * keeps the switch per thread; torchbert applies it on the threads that run calls). Off, a model's first
+ * call builds no optimised plan: less memory, slower small calls. Returns the previous setting.
  */
 export function setGraphExecutorOptimize(on: boolean): boolean {
   return native.setGraphExecutorOptimize(on);
+}
+/** The graph executor setting as the thread that runs model calls sees it. */
+export function getGraphExecutorOptimize(): boolean {
+  return native.getGraphExecutorOptimize();
 }
 export function getNumThreads(): number {
   return native.getNumThreads();

@@ -81,6 +81,7 @@ void TorchWorker::Execute() {
       UseIntraOpThreadsHere();  // the pool route for compute jobs
     }
     at::ThreadLocalStateGuard tls(tls_);
+    UseGraphExecutorOptimizeHere();
     c10::OptionalDeviceGuard device(cuda_device_);
     // Autocast caches low-precision copies of weights per thread; each call is its own autocast
     // region, so a later call on this thread never sees weights from before an optimizer step.

@@ -11,6 +11,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -40,6 +41,7 @@ Queue& TheQueue() {
 }
 std::once_flag started;
 std::atomic<int> intra_threads{0};
+std::atomic<bool> graph_optimize{true};  // libtorch's default
 
 void Loop() {
   Queue& q = TheQueue();
@@ -86,9 +88,20 @@ void PostToComputeThread(std::function<void()> job) {
   q.cv.notify_one();
 }
 
+bool SetGraphExecutorOptimize(bool on) {
+  torch::jit::setGraphExecutorOptimize(on);  // the main thread's own sync calls
+  return graph_optimize.exchange(on);
+}
+
+void UseGraphExecutorOptimizeHere() {
+  const bool on = graph_optimize.load();
+  if (torch::jit::getGraphExecutorOptimize() != on) torch::jit::setGraphExecutorOptimize(on);
+}
+
 void RunOnComputeThread(const std::function<void()>& fn) {
   if (!ComputeThreadEnabled()) {
     UseIntraOpThreadsHere();
+    UseGraphExecutorOptimizeHere();
     fn();
     return;
   }
@@ -106,6 +119,7 @@ void RunOnComputeThread(const std::function<void()>& fn) {
   PostToComputeThread([&] {
     try {
       at::ThreadLocalStateGuard guard(state);
+      UseGraphExecutorOptimizeHere();
       fn();
     } catch (...) {
       error = std::current_exception();

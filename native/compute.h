@@ -19,6 +19,11 @@ void SetIntraOpThreads(int n);
 void UseIntraOpThreadsHere();
 // Makes the calling (libuv pool) thread run its parallel ops on itself alone.
 void SingleThreadedHere();
+// TorchScript's graph-executor optimisation switch is thread-local in libtorch: the process-wide value
+// (tb.setGraphExecutorOptimize, main thread) is applied on whichever thread runs a job. Returns the previous.
+bool SetGraphExecutorOptimize(bool on);
+// Gives the calling thread that value.
+void UseGraphExecutorOptimizeHere();
 // At load, on the main thread.
 void InitCompute();
 

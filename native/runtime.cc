@@ -92,9 +92,13 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 static Napi::Value SetGraphExecutorOptimize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsBoolean()) ThrowType(env, "setGraphExecutorOptimize needs a boolean");
-  bool prev = torch::jit::getGraphExecutorOptimize();
-  torch::jit::setGraphExecutorOptimize(info[0].As<Napi::Boolean>().Value());
-  return Napi::Boolean::New(env, prev);
+  return Napi::Boolean::New(env, SetGraphExecutorOptimize(info[0].As<Napi::Boolean>().Value()));
+}
+// The setting as the thread that runs model calls sees it.
+static Napi::Value GetGraphExecutorOptimize(const Napi::CallbackInfo& info) {
+  bool on = true;
+  RunOnComputeThread([&] { on = torch::jit::getGraphExecutorOptimize(); });
+  return Napi::Boolean::New(info.Env(), on);
 }
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), IntraOpThreads());
@@ -146,6 +150,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   Export<SetNumThreads>(exports, "setNumThreads");
   Export<GetNumThreads>(exports, "getNumThreads");
   Export<SetGraphExecutorOptimize>(exports, "setGraphExecutorOptimize");
+  Export<GetGraphExecutorOptimize>(exports, "getGraphExecutorOptimize");
   Export<CudaIsAvailable>(exports, "cudaIsAvailable");
   Export<CudaDeviceCount>(exports, "cudaDeviceCount");
   Export<CudaSynchronize>(exports, "cudaSynchronize");

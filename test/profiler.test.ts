@@ -86,3 +86,14 @@ test('setNumThreads sets the compute thread; libtorch reports it there', () => {
   expect(tb.getNumThreads()).toBe(before);
   expect((tb.info().parallel as string)).toMatch(new RegExp(`at::get_num_threads\\(\\) : ${before}`));
 });
+
+test('setGraphExecutorOptimize reaches the thread that runs model calls (libtorch keeps it per thread)', () => {
+  expect(tb.getGraphExecutorOptimize()).toBe(true);
+  try {
+    expect(tb.setGraphExecutorOptimize(false)).toBe(true);
+    expect(tb.getGraphExecutorOptimize()).toBe(false);
+  } finally {
+    expect(tb.setGraphExecutorOptimize(true)).toBe(false);
+  }
+  expect(tb.getGraphExecutorOptimize()).toBe(true);
+});

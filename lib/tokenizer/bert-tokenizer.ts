@@ -184,12 +184,13 @@ export class BertTokenizer {
     if (type !== 'WordPiece') fail(`model type '${type ?? 'unknown'}' is not WordPiece (BERT tokenizers use WordPiece)`);
     if (!m.vocab || typeof m.vocab !== 'object' || Array.isArray(m.vocab)) fail("model.vocab must be an object of token -> id");
     const vocab = new Map<string, number>();
-    const seen = new Map<number, string>();
-    for (const [t, id] of Object.entries(m.vocab)) {
-      if (!Number.isInteger(id) || (id as number) < 0) fail(`model.vocab['${t}'] is not a non-negative integer id`);
-      if (seen.has(id as number)) fail(`model.vocab: tokens '${seen.get(id as number)}' and '${t}' share id ${id}`);
-      seen.set(id as number, t);
-      vocab.set(t, id as number);
+    const seen: string[] = [];
+    for (const t in m.vocab) {
+      const id = m.vocab[t];
+      if (!Number.isInteger(id) || id < 0) fail(`model.vocab['${t}'] is not a non-negative integer id`);
+      if (seen[id] !== undefined) fail(`model.vocab: tokens '${seen[id]}' and '${t}' share id ${id}`);
+      seen[id] = t;
+      vocab.set(t, id);
     }
     if (vocab.size === 0) fail('model.vocab is empty');
     const n = j.normalizer;

@@ -51,43 +51,47 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 class Trie {
   #nodes = 1;
   #tokenId = new Int32Array(1024).fill(-1);
-  #keyNode = new Int32Array(0);
-  #keyUnit = new Int32Array(0);
-  #child = new Int32Array(0);
-  #mask = 0;
-  #pending: [number, number, number][] = [];
+  #keyNode = new Int32Array(1024).fill(-1);
+  #keyUnit = new Int32Array(1024);
+  #child = new Int32Array(1024);
+  #mask = 1023;
+  #edges = 0;
 
-  constructor(entries: [string, number][]) {
-    // Count edges first, then size the table at a load factor of at most 1/2.
-    const edges: Map<string, number> = new Map();
+  // Edges go straight into the table: built as Map keys of strings first, a vocabulary's edges grew
+  // V8's heap, which it keeps after loading.
+  constructor(entries: Iterable<[string, number]>) {
     for (const [s, id] of entries) {
       let n = 0;
       for (let i = 0; i < s.length; i++) {
-        const k = `${n}:${s.charCodeAt(i)}`;
-        let m = edges.get(k);
-        if (m === undefined) {
+        const c = s.charCodeAt(i);
+        let m = this.step(n, c);
+        if (m === -1) {
           m = this.#nodes++;
-          edges.set(k, m);
-          this.#pending.push([n, s.charCodeAt(i), m]);
+          this.#insert(n, c, m);
         }
         n = m;
       }
       this.#setId(n, id);
     }
-    let size = 16;
-    while (size < this.#pending.length * 2) size *= 2;
-    this.#mask = size - 1;
+  }
+  #insert(node: number, unit: number, child: number): void {
+    if (2 * (this.#edges + 1) > this.#mask + 1) this.#grow(); // load factor at most 1/2
+    let h = (Math.imul(node, 0x9e3779b1) ^ unit) & this.#mask;
+    while (this.#keyNode[h] !== -1) h = (h + 1) & this.#mask;
+    this.#keyNode[h] = node;
+    this.#keyUnit[h] = unit;
+    this.#child[h] = child;
+    this.#edges++;
+  }
+  #grow(): void {
+    const [keyNode, keyUnit, child] = [this.#keyNode, this.#keyUnit, this.#child];
+    const size = 2 * (this.#mask + 1);
     this.#keyNode = new Int32Array(size).fill(-1);
     this.#keyUnit = new Int32Array(size);
     this.#child = new Int32Array(size);
-    for (const [n, c, m] of this.#pending) {
-      let h = (Math.imul(n, 0x9e3779b1) ^ c) & this.#mask;
-      while (this.#keyNode[h] !== -1) h = (h + 1) & this.#mask;
-      this.#keyNode[h] = n;
-      this.#keyUnit[h] = c;
-      this.#child[h] = m;
-    }
-    this.#pending = [];
+    this.#mask = size - 1;
+    this.#edges = 0;
+    for (let h = 0; h < keyNode.length; h++) if (keyNode[h] !== -1) this.#insert(keyNode[h], keyUnit[h], child[h]);
   }
   #setId(node: number, id: number): void {
     if (node >= this.#tokenId.length) {
@@ -112,6 +116,10 @@ class Trie {
   }
 }
 
+function* continuations(vocab: Map<string, number>, prefix: string): Generator<[string, number]> {
+  for (const [k, id] of vocab) if (k.startsWith(prefix)) yield [k.slice(prefix.length), id];
+}
+
 export class WordPieceModel {
   readonly maxTokenLen: number;
   constructor(
@@ -124,14 +132,10 @@ export class WordPieceModel {
     if (unk === undefined) throw new Error(`WordPiece: the vocabulary has no unknown token '${unkToken}'`);
     this.unkId = unk;
     let m = 0;
-    const cont: [string, number][] = [];
-    for (const [k, id] of vocab) {
-      m = Math.max(m, k.startsWith(prefix) ? k.length - prefix.length : k.length);
-      if (k.startsWith(prefix)) cont.push([k.slice(prefix.length), id]);
-    }
+    for (const k of vocab.keys()) m = Math.max(m, k.startsWith(prefix) ? k.length - prefix.length : k.length);
     this.maxTokenLen = m;
-    this.#initial = new Trie([...vocab.entries()]);
-    this.#cont = new Trie(cont);
+    this.#initial = new Trie(vocab);
+    this.#cont = new Trie(continuations(vocab, prefix));
   }
   readonly unkId: number;
   readonly #initial: Trie;
