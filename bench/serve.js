@@ -11,7 +11,7 @@
 // raw model quantizeDynamic(), transformers.js dtype 'q8' (onnxruntime's quantisation of the same graph).
 // With --dtype bf16 (CPUs with bf16 units) torchbert serves its prepacked bf16 model; --peer-dtype fp32|q8
 // picks transformers.js's mode (default fp32, q8 with --quantize), so each side can run its best mode.
-// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--weight-layouts one] [--no-mmap] [--no-graph-optimize] [--out bench/out/serve.json]
+// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--workers N [--threads T]] [--peer-workers N] [--weight-layouts one] [--no-mmap] [--no-graph-optimize] [--out bench/out/serve.json]
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -104,8 +104,8 @@ async function raw(texts) {
   const texts = sst2();
   const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(arg('--weight-layouts') ? ['--weight-layouts', arg('--weight-layouts')] : []), ...(process.argv.includes('--no-mmap') ? ['--no-mmap'] : []), ...(process.argv.includes('--no-graph-optimize') ? ['--no-graph-optimize'] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
-    'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE], ready: /serving on/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--workers') ? ['--workers', arg('--workers')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(arg('--weight-layouts') ? ['--weight-layouts', arg('--weight-layouts')] : []), ...(process.argv.includes('--no-mmap') ? ['--no-mmap'] : []), ...(process.argv.includes('--no-graph-optimize') ? ['--no-graph-optimize'] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE, ...(arg('--peer-workers') ? ['--workers', arg('--peer-workers')] : [])], ready: /serving on/ },
   };
   const up = {};
   results.servers = {};
