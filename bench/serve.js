@@ -99,12 +99,16 @@ async function raw(texts) {
 
 
 
+// `torchbert serve` options this bench hands on as given: with a value, or switches.
+const SERVE_FLAGS = ['--threads', '--workers', '--cpu-cache-mb', '--weight-layouts', '--no-mmap', '--no-graph-optimize'];
+const passOn = (flag) => (flag.startsWith('--no-') ? (process.argv.includes(flag) ? [flag] : []) : arg(flag) ? [flag, arg(flag)] : []);
+
 (async () => {
   if (!fs.existsSync(path.join(MODEL, 'onnx', 'model.onnx'))) throw new Error('run: python3 scripts/fixtures.py serve_base');
   const texts = sst2();
   const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...(arg('--threads') ? ['--threads', arg('--threads')] : []), ...(arg('--workers') ? ['--workers', arg('--workers')] : []), ...(arg('--cpu-cache-mb') ? ['--cpu-cache-mb', arg('--cpu-cache-mb')] : []), ...(arg('--weight-layouts') ? ['--weight-layouts', arg('--weight-layouts')] : []), ...(process.argv.includes('--no-mmap') ? ['--no-mmap'] : []), ...(process.argv.includes('--no-graph-optimize') ? ['--no-graph-optimize'] : []), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...SERVE_FLAGS.flatMap(passOn), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
     'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE, ...(arg('--peer-workers') ? ['--workers', arg('--peer-workers')] : [])], ready: /serving on/ },
   };
   const up = {};
