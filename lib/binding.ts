@@ -235,8 +235,10 @@ function mismatch(what: string, metas: Meta[], lt: Found): string {
 }
 
 function load(): Binding {
-  // Large CPU allocations on transparent huge pages (a c10 allocator switch read at first use):
-  // far fewer page faults for activations and 100 MB copies. Set THP_MEM_ALLOC_ENABLE=0 to opt out.
+  // c10's allocator puts its allocations of 2 MiB or more on transparent huge pages under this switch
+  // (read at first use): far fewer page faults for fresh buffers. With the CPU cache on, blocks of
+  // 256 KiB or more are the cache's own mappings (native/allocator.cc, normal pages), so the switch
+  // matters with TORCHBERT_CPU_CACHE=0. Set THP_MEM_ALLOC_ENABLE=0 to opt out.
   if (process.env.THP_MEM_ALLOC_ENABLE === undefined) process.env.THP_MEM_ALLOC_ENABLE = '1';
   let lt: Found | null = null;
   try {
