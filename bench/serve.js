@@ -160,7 +160,7 @@ const passOn = (flag) => (flag.startsWith('--no-') ? (process.argv.includes(flag
   results.rawArrivalPerSec = model ? median(rawRounds.map((r) => r.arrival)) : NaN;
   console.log(`\n${results.cpu}`);
   console.log(`median of ${ROUNDS} rounds (${SECONDS} s windows); matmul peak ${results.matmulPeakGflops.toFixed(0)} GFLOP/s; ${(meanFlops / 1e9).toFixed(2)} GFLOP per request`);
-  console.log(`raw model: ${results.rawPerSec.toFixed(1)} sequences/s sorted (${gflops(results.rawPerSec).toFixed(0)} GFLOP/s), ${results.rawArrivalPerSec.toFixed(1)} in arrival order`);
+  if (model) console.log(`raw model: ${results.rawPerSec.toFixed(1)} sequences/s sorted (${gflops(results.rawPerSec).toFixed(0)} GFLOP/s), ${results.rawArrivalPerSec.toFixed(1)} in arrival order`);
   for (const [name, s] of Object.entries(results.servers)) {
     for (const c of LEVELS) {
       const rs = s.rounds[c];
