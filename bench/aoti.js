@@ -9,11 +9,10 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
 const { cpuInfo } = require('../dist/cpu');
-const { arg, median, timeInterleaved, cpuLine } = require('./common');
+const { arg, median, pythonJson, timeInterleaved, cpuLine } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
 const OUT = path.join(__dirname, 'out', 'aoti');
@@ -21,13 +20,8 @@ const ROUNDS = Number(arg('--rounds', '3'));
 const SHAPES = arg('--shapes', '1x24,16x24,8x128').split(',').map((s) => s.split('x').map(Number));
 const BF16 = cpuInfo().bf16 && !process.argv.includes('--no-bf16');
 const DTYPES = BF16 ? ['fp32', 'bf16'] : ['fp32'];
-const PY = process.env.PYTHON || 'python3';
-
-function py(code) {
-  const r = spawnSync(PY, ['-c', code], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
+// Timed calls per shape and side (after two warm-up calls): more for the quick shapes.
+const repsFor = (B, T) => Math.max(3, Math.min(10, Math.floor(400 / (B * T)) + 3));
 
 const PRELUDE = `
 import json, os, time, warnings, torch, transformers
@@ -40,7 +34,7 @@ def load(dtype):
 
 // One package per dtype, batch and length dynamic (1-256 rows, 2-512 tokens), the last hidden state out.
 function compile(dtype) {
-  return py(`${PRELUDE}
+  return pythonJson(`${PRELUDE}
 import torch._inductor.config as cfg
 cfg.freezing = True
 out = os.path.join(${JSON.stringify(OUT)}, f'bert-base-${dtype}-torch{torch.__version__}.pt2')
@@ -65,16 +59,16 @@ print(json.dumps({'path': out, 'compileSeconds': secs}))`);
 
 // Python's side of one round: ms per call (median of its reps) for each package and shape.
 function timeAoti(packages) {
-  return py(`${PRELUDE}
+  return pythonJson(`${PRELUDE}
 res = {}
 with torch.inference_mode():
     for dtype, pkg in ${JSON.stringify(Object.entries(packages))}:
         m = torch._inductor.aoti_load_package(pkg)
-        for B, T in ${JSON.stringify(SHAPES)}:
+        for B, T, reps in ${JSON.stringify(SHAPES.map(([B, T]) => [B, T, repsFor(B, T)]))}:
             ids = torch.randint(1000, 30000, (B, T)); mask = torch.ones(B, T, dtype=torch.long)
             for _ in range(2): m(ids, mask)
             ts = []
-            for _ in range(max(3, min(10, 400 // (B * T) + 3))):
+            for _ in range(reps):
                 t0 = time.perf_counter(); m(ids, mask); ts.append((time.perf_counter() - t0) * 1000)
             ts.sort(); res[f'{dtype} {B}x{T}'] = ts[len(ts) // 2]
 print(json.dumps(res))`);
@@ -95,7 +89,7 @@ print(json.dumps(res))`);
       const ids = tb.randint(1000, 30000, [B, T]);
       const mask = tb.ones([B, T], { dtype: 'int64' });
       const times = await tb.noGrad(() => timeInterleaved(DTYPES.map((d) => () => ours[d].forward({ inputIds: ids, attentionMask: mask })),
-        { reps: Math.max(3, Math.min(10, Math.floor(400 / (B * T)) + 3)) }));
+        { reps: repsFor(B, T) }));
       DTYPES.forEach((d, i) => add(`${d} ${B}x${T}`, 'torchbert', times[i]));
     }
   }

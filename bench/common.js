@@ -52,8 +52,18 @@ function cpuLine(tb) {
 
 const fs = require('fs');
 const path = require('path');
-const { spawn } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const ROOT = path.join(__dirname, '..');
+
+/**
+ * Runs a benchmark's Python side (`python3 -c code`, or $PYTHON) and returns the JSON value its last line
+ * of output prints; extra environment variables in `env`. A failure throws with the end of its stderr.
+ */
+function pythonJson(code, { env } = {}) {
+  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`the Python side failed: ${r.stderr.slice(-4000)}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
 
 /** The data folder: TORCHBERT_DATA, else ../shared/data next to the checkout. */
 const DATA = process.env.TORCHBERT_DATA || path.join(ROOT, '..', 'shared', 'data');
@@ -125,4 +135,4 @@ def step():
 `;
 }
 
-module.exports = { DATA, arg, median, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };
+module.exports = { DATA, arg, median, pythonJson, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

@@ -3,12 +3,11 @@
 // Python torch, and 100 MB TypedArray <-> tensor copies. Peers run in the same invocation, alternating
 // rounds; medians are reported. Usage: node bench/core.js [--json out.json]
 'use strict';
-const { spawnSync } = require('child_process');
 const tb = require('../dist');
 
 const ROUNDS = 5;
 const N = 200000;
-const { median } = require('./common');
+const { median, pythonJson } = require('./common');
 
 function tsAdd() {
   const a = tb.randn([16]);
@@ -27,9 +26,7 @@ for _ in range(20000): a.add(b)
 t = time.perf_counter_ns()
 for _ in range(${N}): a.add(b)
 print((time.perf_counter_ns() - t) / ${N})`;
-  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return Number(r.stdout.trim());
+  return pythonJson(code);
 }
 
 function copies() {

@@ -8,11 +8,10 @@
 // Usage: node bench/cuda.js [--batches 8,32] [--steps 10] [--out file.json]
 'use strict';
 const fs = require('fs');
-const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromConfig } = require('../dist/models');
 const { AdamW } = require('../dist/train');
-const { arg, timeInterleaved } = require('./common');
+const { arg, pythonJson, timeInterleaved } = require('./common');
 
 const DEVICE = process.env.TORCHBERT_CHECK_DEVICE || 'cuda';
 const KIND = DEVICE.split(':')[0];
@@ -59,9 +58,7 @@ def step():
     loss.backward(); opt.step(); opt.zero_grad()
 res['train'] = timed(step, ${STEPS})
 print(json.dumps(res))`;
-  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`transformers side failed: ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return pythonJson(code);
 }
 
 (async () => {

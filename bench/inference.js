@@ -12,10 +12,9 @@
 // Usage: python3 scripts/fixtures.py bert onnx_base && node bench/inference.js
 'use strict';
 const path = require('path');
-const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
-const { arg, now, timeInterleaved, matmulPeak, cpuLine } = require('./common');
+const { arg, now, pythonJson, timeInterleaved, matmulPeak, cpuLine } = require('./common');
 const { cpuInfo } = require('../dist/cpu');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'bert', 'base');
@@ -58,9 +57,7 @@ for name, m, amp in models:
             t0 = time.perf_counter(); m(input_ids=ids, attention_mask=mask); ts.append((time.perf_counter() - t0) * 1000)
         ts.sort(); out[B] = ts[len(ts)//2]
 print(json.dumps(res))`;
-  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return pythonJson(code);
 }
 
 (async () => {

@@ -6,10 +6,9 @@
 // Usage: python3 scripts/fixtures.py serve_base && node bench/load.js [--reps 3]
 'use strict';
 const path = require('path');
-const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { fromPretrained } = require('../dist/models');
-const { arg, median, now } = require('./common');
+const { arg, median, now, pythonJson } = require('./common');
 
 const DIR = path.join(__dirname, '..', 'test', 'fixtures', 'gen', 'serve-base');
 const REPS = Number(arg('--reps', '3'));
@@ -26,9 +25,7 @@ for _ in range(${REPS + 1}):
     ts.append((time.perf_counter() - t0) * 1000)
     del m
 print(json.dumps(ts))`;
-  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1', TQDM_DISABLE: '1' } });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
+  return pythonJson(code, { env: { HF_HUB_OFFLINE: '1', TQDM_DISABLE: '1' } });
 }
 
 (async () => {

@@ -5,10 +5,9 @@
 'use strict';
 process.env.RAYON_NUM_THREADS = process.env.RAYON_NUM_THREADS || '1';
 const path = require('path');
-const { spawnSync } = require('child_process');
 const { BertTokenizer } = require('../dist/tokenizer');
 const { readSst2 } = require('../dist/data/datasets');
-const { DATA, median, now } = require('./common');
+const { DATA, median, now, pythonJson } = require('./common');
 
 const TOK = path.join(DATA, 'bert-base-uncased');
 const lines = readSst2(path.join(DATA, 'sst2', 'train.tsv')).map((e) => e.text);
@@ -45,9 +44,7 @@ for r in range(${ROUNDS}):
     s.append((time.perf_counter() - t0) / 5000 * 1e6)
 b.sort(); s.sort()
 print(json.dumps({'batchMs': b[len(b)//2], 'sentencesPerSec': len(lines) / (b[len(b)//2] / 1000), 'singleUs': s[len(s)//2]}))`;
-  const r = spawnSync(process.env.PYTHON || 'python3', ['-c', code], { encoding: 'utf8', env: { ...process.env, RAYON_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false' } });
-  if (r.status !== 0) throw new Error(r.stderr);
-  return JSON.parse(r.stdout);
+  return pythonJson(code, { env: { RAYON_NUM_THREADS: '1', TOKENIZERS_PARALLELISM: 'false' } });
 }
 
 (async () => {

@@ -21,19 +21,17 @@ const Fastify = require('fastify');
   if (workers > 1 && cluster.isPrimary) {
     let up = 0;
     for (let i = 0; i < workers; i++) cluster.fork().on('message', (m) => m === 'up' && ++up === workers && console.log(`serving on http://127.0.0.1:${port}`));
-    let stopping = false;
-    process.on('SIGTERM', () => {
-      stopping = true;
+    const stop = (code) => {
+      cluster.removeAllListeners('exit');
       for (const c of Object.values(cluster.workers)) c.process.kill('SIGTERM');
-      process.exit(0);
-    });
+      process.exit(code);
+    };
+    process.on('SIGTERM', () => stop(0));
     // A worker that dies mid-run would leave the benchmark measuring fewer workers than it names: stop
     // the whole server instead, so bench/serve.js sees the peer fail.
     cluster.on('exit', (w, code, signal) => {
-      if (stopping) return;
       console.error(`transformers.js worker ${w.process.pid} exited (${signal ?? code}); stopping the server`);
-      for (const c of Object.values(cluster.workers)) c.process.kill('SIGTERM');
-      process.exit(1);
+      stop(1);
     });
     return;
   }
