@@ -3,6 +3,16 @@
 
 /** The value after `--key` on the command line, or `dflt`. */
 const arg = (key, dflt) => (process.argv.includes(key) ? process.argv[process.argv.indexOf(key) + 1] : dflt);
+// `torchbert serve` options the serving benchmarks hand on as given: with a value, or switches.
+const SERVE_OPTIONS = ['--threads', '--workers', '--cpu-cache-mb', '--weight-layouts', '--max-batch-size', '--max-batch-tokens'];
+const SERVE_SWITCHES = ['--no-mmap', '--no-graph-optimize', '--embeddings-by-rows', '--low-memory'];
+// The serving benchmarks' batch bound unless given: 1,024 tokens (rows: the server's own default, 16, or 8
+// with --low-memory), bench/serve.js and bench/memory.js alike.
+const SERVE_DEFAULTS = { '--max-batch-tokens': '1024' };
+const serveFlags = (defaults = {}) => [
+  ...SERVE_OPTIONS.flatMap((flag) => (arg(flag, defaults[flag]) ? [flag, String(arg(flag, defaults[flag]))] : [])),
+  ...SERVE_SWITCHES.filter((flag) => process.argv.includes(flag)),
+];
 /** The upper median (no averaging: a time that was measured). */
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -135,4 +145,4 @@ def step():
 `;
 }
 
-module.exports = { DATA, arg, median, pythonJson, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };
+module.exports = { DATA, arg, serveFlags, SERVE_DEFAULTS, median, pythonJson, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

@@ -11,7 +11,7 @@
 // raw model quantizeDynamic(), transformers.js dtype 'q8' (onnxruntime's quantisation of the same graph).
 // With --dtype bf16 (CPUs with bf16 units) torchbert serves its prepacked bf16 model; --peer-dtype fp32|q8
 // picks transformers.js's mode (default fp32, q8 with --quantize), so each side can run its best mode.
-// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--workers N [--threads T]] [--peer-workers N] [--weight-layouts one] [--no-mmap] [--no-graph-optimize] [--out bench/out/serve.json]
+// Usage: python3 scripts/fixtures.py serve_base && node bench/serve.js [--seconds 10] [--rounds 2] [--quantize int8 | --dtype bf16] [--peer-dtype q8] [--workers N [--threads T]] [--peer-workers N] [--weight-layouts one] [--no-mmap] [--no-graph-optimize] [--embeddings-by-rows] [--low-memory] [--max-batch-size N] [--max-batch-tokens N] [--out bench/out/serve.json]
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -19,13 +19,11 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
-const { arg, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify } = require('./common');
+const { arg, serveFlags, SERVE_DEFAULTS, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify } = require('./common');
 const SECONDS = Number(arg('--seconds', '10'));
 const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
 const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
 const PEERS = arg('--servers', 'torchbert,transformers.js').split(',');
-const BATCH = arg('--max-batch-size', '16');
-const TOKENS = arg('--max-batch-tokens', '1024');
 const QUANTIZE = arg('--quantize', null);
 const DTYPE = arg('--dtype', null);
 const PEER_DTYPE = arg('--peer-dtype', QUANTIZE ? 'q8' : 'fp32');
@@ -67,7 +65,7 @@ async function raw(texts) {
   const tb = require('../dist');
   const tok = await tb.BertTokenizer.fromPretrained(MODEL);
   // The model as `torchbert serve` runs it: int8 when asked, else fp32 (or bf16) with prepacked weights.
-  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: arg('--weight-layouts', 'auto') }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
+  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: process.argv.includes('--low-memory') ? 'one' : arg('--weight-layouts', 'auto') }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
   const run = async (batch) => {
     const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
     // The pipeline's rule for skipping padding in the dense layers.
@@ -99,16 +97,13 @@ async function raw(texts) {
 
 
 
-// `torchbert serve` options this bench hands on as given: with a value, or switches.
-const SERVE_FLAGS = ['--threads', '--workers', '--cpu-cache-mb', '--weight-layouts', '--no-mmap', '--no-graph-optimize'];
-const passOn = (flag) => (flag.startsWith('--no-') ? (process.argv.includes(flag) ? [flag] : []) : arg(flag) ? [flag, arg(flag)] : []);
 
 (async () => {
   if (!fs.existsSync(path.join(MODEL, 'onnx', 'model.onnx'))) throw new Error('run: python3 scripts/fixtures.py serve_base');
   const texts = sst2();
   const results = { machine: `${os.cpus()[0].model}, ${os.availableParallelism()} cores`, seconds: SECONDS, rounds: ROUNDS, model: `bert-base shape, torchbert ${QUANTIZE ?? DTYPE ?? 'fp32'}, transformers.js ${PEER_DTYPE}, SST-2 dev sentences (mean 25 tokens)`, levels: LEVELS };
   const servers = {
-    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, '--max-batch-size', BATCH, '--max-batch-tokens', TOKENS, ...SERVE_FLAGS.flatMap(passOn), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
+    torchbert: { args: [path.join('dist', 'cli.js'), 'serve', MODEL, ...serveFlags(SERVE_DEFAULTS), ...(QUANTIZE ? ['--quantize', QUANTIZE] : []), ...(DTYPE ? ['--dtype', DTYPE] : []), '--port'], ready: /serving/ },
     'transformers.js': { args: [path.join('bench', 'peers', 'transformersjs-server.js'), MODEL, PEER_DTYPE, ...(arg('--peer-workers') ? ['--workers', arg('--peer-workers')] : [])], ready: /serving on/ },
   };
   const up = {};

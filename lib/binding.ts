@@ -105,6 +105,8 @@ export interface TensorEntry {
   shape: number[];
   begin: number;
   end: number;
+  /** mapped: paged in one page at a time as rows are looked up (native/safetensors.cc MapTensor) */
+  byRows?: boolean;
 }
 
 export interface Binding {

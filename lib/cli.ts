@@ -265,6 +265,8 @@ program
   .option('--weight-layouts <mode>', 'prepacked weights: auto (a second layout where it measured faster) or one (one per layer: less memory)', 'auto')
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
   .option('--no-graph-optimize', "TorchScript's graph executor optimisations off: no optimised plan kept per model (less memory), one-sentence calls a little slower")
+  .option('--embeddings-by-rows', "mapped checkpoint: the word embeddings paged in by the rows looked up, not by the kernel's fault-around (less memory; a first use of a page reads the file)")
+  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 (options given win)')
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
@@ -275,7 +277,11 @@ program
   .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
   .option('--cpu-cache-mb <n>', 'MB of freed activation blocks kept for reuse (default: twice the largest working set of a batch so far, as measured)', number)
   .option('--log', 'log every request')
-  .action(async (model: string, o: Record<string, string | boolean | undefined>) => {
+  .action(async (model: string, o: Record<string, string | number | boolean | undefined>, cmd: Command) => {
+    if (o.lowMemory) {
+      const low = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8 };
+      for (const [k, v] of Object.entries(low)) if (cmd.getOptionValueSource(k) !== 'cli') o[k] = v;
+    }
     const cluster = await import('cluster');
     const os = await import('os');
     const workers = Number(o.workers);
@@ -310,7 +316,7 @@ program
     if (o.graphOptimize === false) (await import('./torch')).setGraphExecutorOptimize(false);
     const num = (k: string) => Number(o[k]);
     const s = await serve({
-      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, threads,
+      model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, embeddingsByRows: !!o.embeddingsByRows, threads,
       dtype: o.dtype as 'float32' | 'bf16' | undefined,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,

@@ -99,20 +99,31 @@ export interface LoadOptions {
    * are safe.
    */
   mmap?: boolean;
+  /**
+   * With `mmap`: the tensors read by rows (embedding tables) that are paged in one page at a time as rows
+   * are looked up: no readahead, and the page cache's copies of them that no process maps are dropped at
+   * load, so the kernel's fault-around (which maps every cached page near a fault) maps nothing more. A
+   * process then keeps resident the rows it uses, whatever the cache held; each first touch of a page is
+   * a read from the file. A tensor read whole (a tied MLM decoder) comes in page by page once.
+   */
+  byRows?: (name: string) => boolean;
 }
+
+const entries = (tensors: SafetensorsHeader['tensors'], opts: LoadOptions) =>
+  opts.mmap && opts.byRows ? tensors.map((t) => ({ ...t, byRows: opts.byRows!(t.name) })) : tensors;
 
 /** Loads every tensor (or those named in `only`) on a worker thread. */
 export async function loadFile(file: string, opts: LoadOptions & { only?: Set<string> } = {}): Promise<Map<string, Tensor>> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const h = readHeader(file);
   const wanted = opts.only ? h.tensors.filter((t) => opts.only!.has(t.name)) : h.tensors;
-  const handles = await native.readTensors(file, h.dataStart, wanted, opts.device, true, !!opts.mmap);
+  const handles = await native.readTensors(file, h.dataStart, entries(wanted, opts), opts.device, true, !!opts.mmap);
   return new Map(wanted.map((t, i) => [t.name, Tensor._wrap(handles[i])]));
 }
 export function loadFileSync(file: string, opts: LoadOptions = {}): Map<string, Tensor> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const h = readHeader(file);
-  const handles = native.readTensors(file, h.dataStart, h.tensors, opts.device, false, !!opts.mmap);
+  const handles = native.readTensors(file, h.dataStart, entries(h.tensors, opts), opts.device, false, !!opts.mmap);
   return new Map(h.tensors.map((t, i) => [t.name, Tensor._wrap(handles[i])]));
 }
 

@@ -23,6 +23,7 @@ struct Entry {
   c10::ScalarType dtype;
   std::vector<int64_t> shape;
   uint64_t begin, end;
+  bool by_rows = false;  // mapped: paged in one page at a time as rows are looked up (an embedding table)
 };
 
 struct Fd {
@@ -50,6 +51,10 @@ constexpr uint64_t kMinMappedBytes = 64 << 10;
 // which never reaches the file. Each tensor has its own mapping, unmapped when its storage is freed, so a
 // weight that is consumed (prepack) leaves nothing behind. Undefined when the bytes are misaligned for the
 // dtype or the kernel refuses; the caller reads instead.
+// By rows (entries flagged byRows: embedding tables): no readahead, and the page cache's copies of the range
+// that no process maps are dropped, so a first touch reads one page and the kernel's fault-around (which
+// maps every cached page near a fault) finds nothing more to map: the process keeps resident the rows it
+// looked up, whatever the cache held before. Advice only: where the kernel ignores it, pages come as usual.
 at::Tensor MapTensor(int fd, uint64_t offset, const Entry& e, uint64_t bytes) {
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   if (offset % c10::elementSize(e.dtype) != 0) return {};
@@ -57,6 +62,10 @@ at::Tensor MapTensor(int fd, uint64_t offset, const Entry& e, uint64_t bytes) {
   size_t len = static_cast<size_t>(bytes + (offset - base));
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, static_cast<off_t>(base));
   if (p == MAP_FAILED) return {};
+  if (e.by_rows) {
+    ::madvise(p, len, MADV_RANDOM);
+    ::posix_fadvise(fd, static_cast<off_t>(base), static_cast<off_t>(len), POSIX_FADV_DONTNEED);
+  }
   return at::from_blob(
       static_cast<uint8_t*>(p) + (offset - base), e.shape, [p, len](void*) { ::munmap(p, len); },
       at::TensorOptions().dtype(e.dtype));
@@ -128,6 +137,7 @@ std::vector<Entry> ParseEntries(Napi::Env env, const Napi::Value& v) {
     if (!(b >= 0) || !(en >= 0)) ThrowRange(env, "entry offsets must be non-negative");
     e.begin = static_cast<uint64_t>(b);
     e.end = static_cast<uint64_t>(en);
+    e.by_rows = o.Get("byRows").ToBoolean().Value();
     out.push_back(std::move(e));
   }
   return out;

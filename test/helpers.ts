@@ -90,6 +90,17 @@ export async function withAttention<T>(mode: 'auto' | 'sdpa' | 'math', fn: () =>
   }
 }
 
+/** KiB of `file` resident in a process's mappings of it (this one's by default; Linux: /proc/PID/smaps). */
+export function residentKbOf(file: string, pid: number | 'self' = 'self'): number {
+  let kb = 0;
+  let inFile = false;
+  for (const l of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(l)) inFile = l.includes(file);
+    else if (inFile && l.startsWith('Rss:')) kb += Number(/\d+/.exec(l)![0]);
+  }
+  return kb;
+}
+
 /** How many of this process's memory mappings are of `file` (Linux: /proc/self/maps). */
 export function mappingsOf(file: string): number {
   return fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(file)).length;

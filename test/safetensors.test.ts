@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as tb from '../lib';
 import { saveFile, loadFile, readHeader } from '../lib/safetensors';
 import { fromPretrained } from '../lib/models/bert';
-import { FIXTURES, python, tmpDir, maxAbsDiff, mappingsOf } from './helpers';
+import { FIXTURES, python, tmpDir, maxAbsDiff, mappingsOf, residentKbOf } from './helpers';
 
 test('files written here load in Python safetensors, and back, for every dtype', async () => {
   const dir = tmpDir();
@@ -75,6 +75,32 @@ test('mmap: mapped tensors equal read ones, writes stay private, saving over the
   expect(mappings()).toBe(0);
 });
 
+test('byRows: a mapped embedding table keeps resident the rows looked up, though the page cache held all of it', async () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'emb.safetensors');
+  const table = tb.randn([4096, 256]); // 4 MiB of 1 KiB rows
+  await saveFile(new Map([['emb', table]]), file); // written and synced: its cached pages are clean
+  const rows = tb.tensor([5, 2000, 4000], { dtype: 'int64' });
+  const want = table.indexSelect(0, rows);
+  const lookUp = async (opts: { byRows?: (n: string) => boolean }) => {
+    fs.readFileSync(file); // the whole file in the page cache
+    const m = await loadFile(file, { mmap: true, ...opts });
+    expect(m.get('emb')!.indexSelect(0, rows).equal(want)).toBe(true);
+    const kb = residentKbOf(file);
+    m.get('emb')!.dispose();
+    return kb;
+  };
+  // plain: the kernel's fault-around maps the cached pages around each of the three faults (64 KiB, or a
+  // whole large folio, each; half of 64 KiB asked here)
+  expect(await lookUp({})).toBeGreaterThanOrEqual(3 * 32);
+  // by rows: the three pages that hold the rows (one 4 KiB page each)
+  expect(await lookUp({ byRows: (n) => n === 'emb' })).toBeLessThanOrEqual(3 * 4);
+  // a read of the whole table still gets every row
+  const m = await loadFile(file, { mmap: true, byRows: () => true });
+  expect(m.get('emb')!.equal(table)).toBe(true);
+  m.get('emb')!.dispose();
+});
+
 test('a model loaded with mmap computes what a read one does; its inference copies keep the mapped embeddings', async () => {
   const src = path.join(FIXTURES, 'bert', 'BertModel');
   const file = path.join(src, 'model.safetensors');
@@ -82,7 +108,7 @@ test('a model loaded with mmap computes what a read one does; its inference copi
   const ids = tb.tensor([[101, 7, 42, 9, 102]], { dtype: 'int64' });
   const read = await fromPretrained(src);
   const want = (await tb.noGrad(() => read.forward({ inputIds: ids }))).lastHiddenState!;
-  for (const opts of [{}, { prepack: true }, { quantize: 'int8' as const }]) {
+  for (const opts of [{}, { prepack: true }, { quantize: 'int8' as const }, { prepack: true, embeddingsByRows: true }]) {
     const m = await fromPretrained(src, { ...opts, mmap: true });
     expect(mappings()).toBeGreaterThan(0);
     const got = (await tb.noGrad(() => m.forward({ inputIds: ids }))).lastHiddenState!;
@@ -92,6 +118,7 @@ test('a model loaded with mmap computes what a read one does; its inference copi
     expect(mappings()).toBe(0);
   }
   read.dispose();
+  await expect(fromPretrained(src, { embeddingsByRows: true })).rejects.toThrow(/embeddingsByRows pages a mapped checkpoint in: set mmap: true/);
 });
 
 test('hostile headers are clear errors', () => {

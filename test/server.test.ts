@@ -220,7 +220,7 @@ describe('server: the other tasks, limits and shutdown', () => {
     });
   });
 
-  test('the server maps the checkpoint (its embeddings stay the page cache\'s) unless mmap is false, and unmaps it when it closes', async () => {
+  test('the server maps the checkpoint (its embeddings stay the page cache\'s) unless mmap is false, and unmaps it when it closes; embeddingsByRows answers the same', async () => {
     const model = dir('tiny-BertForSequenceClassification');
     const file = fs.realpathSync(`${model}/model.safetensors`);
     const mapped = () => mappingsOf(file) > 0;
@@ -228,13 +228,20 @@ describe('server: the other tasks, limits and shutdown', () => {
     const a = await serve({ model, port: 0 });
     await a.warm;
     expect(mapped()).toBe(true);
-    expect((await post(`${a.url}/v1/classify`, { inputs: 'a fine film' })).status).toBe(200);
+    const want = await post(`${a.url}/v1/classify`, { inputs: 'a fine film' });
+    expect(want.status).toBe(200);
     await a.close();
     expect(mapped()).toBe(false);
     const b = await serve({ model, port: 0, mmap: false });
     await b.warm;
     expect(mapped()).toBe(false);
     await b.close();
+    // the word embeddings paged in by rows (test/safetensors.test.ts shows the paging): the same answers
+    await expect(serve({ model, port: 0, mmap: false, embeddingsByRows: true })).rejects.toThrow(/embeddingsByRows pages a mapped checkpoint in/);
+    const c = await serve({ model, port: 0, embeddingsByRows: true });
+    await c.warm;
+    expect((await post(`${c.url}/v1/classify`, { inputs: 'a fine film' })).json).toEqual(want.json);
+    await c.close();
   });
 
   test('--dtype bf16 serves the bf16 model where the CPU has bf16 units and is refused, naming the CPU, where it has not', async () => {

@@ -35,6 +35,8 @@ export interface PipelineOptions extends HubOptions {
   prepack?: boolean;
   /** map the checkpoint rather than read it (see fromPretrained's `mmap`) */
   mmap?: boolean;
+  /** with mmap: the word embeddings paged in by the rows looked up (see fromPretrained's `embeddingsByRows`) */
+  embeddingsByRows?: boolean;
 }
 
 export interface Row {

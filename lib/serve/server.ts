@@ -31,6 +31,12 @@ export interface ServeOptions {
    * worker process. Replace the model's files by a rename, never rewrite them in place, while it serves.
    */
   mmap?: boolean;
+  /**
+   * With `mmap` (the CPU's default): the word embeddings paged in by the rows the traffic looks up
+   * (fromPretrained's `embeddingsByRows`), not by the kernel's fault-around; less resident memory, a read
+   * from the file at each first use of a page. Default false.
+   */
+  embeddingsByRows?: boolean;
   /** intra-op threads for this process (default: libtorch's) */
   threads?: number;
   batch?: BatcherOptions;
@@ -156,12 +162,14 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
   if (opts.weightLayouts !== undefined && opts.weightLayouts !== 'auto' && opts.weightLayouts !== 'one') throw new TypeError(`weightLayouts must be 'auto' or 'one', got ${JSON.stringify(opts.weightLayouts)}`);
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
   const mmap = opts.mmap ?? cpu;
+  if (opts.embeddingsByRows && !mmap) throw new TypeError('embeddingsByRows pages a mapped checkpoint in: not with mmap false or on CUDA');
+  const embeddingsByRows = !!opts.embeddingsByRows;
   try {
-    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize ? { layouts: opts.weightLayouts } : false, mmap });
+    return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize ? { layouts: opts.weightLayouts } : false, mmap, embeddingsByRows });
   } catch (e) {
     if (!prepack || opts.prepack) throw e;
     process.emitWarning(`prepacked weights unavailable (${(e as Error).message.split('\n')[0]}); serving the plain model`, { code: 'TORCHBERT_NO_PREPACK' });
-    return fromPretrained(opts.model, { device: opts.device, dtype, mmap });
+    return fromPretrained(opts.model, { device: opts.device, dtype, mmap, embeddingsByRows });
   }
 }
 

@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as tb from '../../core';
 import { ScriptModule, Tensor } from '../../core';
 import { BertConfig, BertConfigFields } from '../config';
-import { loadFile } from '../../safetensors';
+import { LoadOptions, loadFile } from '../../safetensors';
 import { HubOptions, resolveModelDir } from '../../hub';
 import type { DType } from '../../tensor';
 import { checkCpuBf16 } from '../../cpu';
@@ -14,14 +14,14 @@ import { buildUninitialised, initWeights } from './layers';
 import { BertPreTrainedModel, LoadReport, PrepackOptions } from './model';
 
 /** Loads config.json + safetensors weights (single file or sharded with an index). */
-async function readWeights(dir: string, files: Set<string>, mmap: boolean): Promise<Map<string, Tensor>> {
-  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), { mmap });
+async function readWeights(dir: string, files: Set<string>, load: LoadOptions): Promise<Map<string, Tensor>> {
+  if (files.has('model.safetensors')) return loadFile(path.join(dir, 'model.safetensors'), load);
   if (files.has('model.safetensors.index.json')) {
     const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
     const shards = [...new Set(Object.values(idx.weight_map ?? {}) as string[])];
     if (!shards.length) throw new Error(`${dir}/model.safetensors.index.json: empty weight_map`);
     const out = new Map<string, Tensor>();
-    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), { mmap })) out.set(k, t);
+    for (const s of shards) for (const [k, t] of await loadFile(path.join(dir, s), load)) out.set(k, t);
     return out;
   }
   throw new Error(`${dir}: no model.safetensors (or model.safetensors.index.json); PyTorch .bin checkpoints are not read, convert them to safetensors`);
@@ -44,6 +44,13 @@ export interface FromPretrainedOptions extends HubOptions {
    * in place while the model lives. Default false.
    */
   mmap?: boolean;
+  /**
+   * With `mmap`: the word embeddings are paged in by the rows looked up (loadFile's `byRows`), so a server
+   * keeps resident only the rows of the tokens its traffic uses (in bert-base a few thousand distinct
+   * tokens otherwise bring most of the 94 MB table in, through the kernel's fault-around). Each first use
+   * of a page reads it from the file. Default false.
+   */
+  embeddingsByRows?: boolean;
 }
 
 /**
@@ -57,6 +64,7 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
   if ((opts.quantize || opts.prepack) && opts.device && !opts.device.startsWith('cpu')) throw new TypeError('quantize and prepack run on the CPU');
   if (opts.quantize && opts.dtype && opts.dtype !== 'float32') throw new TypeError('quantize runs from float32 weights');
   if (opts.prepack && opts.dtype && opts.dtype !== 'float32' && opts.dtype !== 'bfloat16') throw new TypeError(`prepack runs float32 or bfloat16 weights, not ${opts.dtype}`);
+  if (opts.embeddingsByRows && !opts.mmap) throw new TypeError('embeddingsByRows pages a mapped checkpoint in: set mmap: true');
   const { dir, files } = await resolveModelDir(dirOrName, { required: [['config.json'], ['model.safetensors', 'model.safetensors.index.json']], optional: [] }, opts);
   if (files.has('model.safetensors.index.json') && !files.has('model.safetensors') && !fs.existsSync(path.join(dir, 'model.safetensors'))) {
     // Sharded on the Hub: fetch the shards the index names.
@@ -67,7 +75,7 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
   let config = BertConfig.fromFile(path.join(dir, 'config.json'));
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
-  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), !!opts.mmap);
+  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), { mmap: !!opts.mmap, byRows: opts.embeddingsByRows ? (name) => /(^|\.)word_embeddings\.weight$/.test(name) : undefined });
   const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields)))));
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
