@@ -10,6 +10,7 @@
 // resident memory once the model is loaded, before the first step or request. With the servers, the
 // resident memory of a torchbert process stage by stage up to its first forward.
 // Usage: python3 scripts/fixtures.py serve_base && node bench/memory.js [--steps 3] [--seconds 10] [--only train|serve]
+//   [--rounds N] (N runs of each server, taking turns; the median peaks' ratio)
 //   [--windows N] (the load in N windows, the servers' resident memory after each: growth under sustained load)
 //   [--no-mmap] (torchbert reads its checkpoint into memory instead of mapping it, the server's default)
 //   [--weight-layouts auto|one] (the server's prepacked layouts: a second where it measured faster, or one per layer)
@@ -21,13 +22,14 @@
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { arg, serveFlags, SERVE_DEFAULTS, cpuLine, startServer, stopServer, loadClassify, sst2Sentences, hfTrainingSetup } = require('./common');
+const { arg, median, serveFlags, SERVE_DEFAULTS, cpuLine, startServer, stopServer, loadClassify, sst2Sentences, hfTrainingSetup } = require('./common');
 
 const ROOT = path.join(__dirname, '..');
 const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
 const STEPS = Number(arg('--steps', '3'));
 const SECONDS = Number(arg('--seconds', '10'));
 const ONLY = arg('--only', null); // train | serve
+const ROUNDS = Number(arg('--rounds', '1')); // servers' runs, taking turns; the median peak of each side
 const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
 const SERVER_ARGS = serveFlags(SERVE_DEFAULTS);
 // The same settings for the in-process startup readings (`serve --low-memory` is the three below at once).
@@ -170,17 +172,28 @@ async function serverPeak(name, args, ready, port, texts) {
   console.log(`torchbert startup, resident MB: node ${MB(startup.nodeKb).toFixed(0)}, + libtorch ${MB(startup.libtorchKb).toFixed(0)}, + tokenizer ` +
     `${MB(startup.tokenizerKb).toFixed(0)}, + prepacked model ${MB(startup.modelKb).toFixed(0)}, + first forward ${MB(startup.firstForwardKb).toFixed(0)}`);
   const texts = sst2Sentences();
-  const servers = [
-    await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...SERVER_ARGS, '--port'], /serving/, 18611, texts),
-    await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
-  ];
-  for (const s of servers) {
-    console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB: anonymous ${MB(s.anonKb).toFixed(0)}, file-backed ${MB(s.fileKb).toFixed(0)}), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
-    if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')} (file-backed ${s.fileKbs.map((k) => MB(k).toFixed(0)).join(' ')})`);
+  // Rounds take turns, torchbert then the peer: the peer's own peak moves by up to 70 MB from run to run.
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const servers = [
+      await serverPeak('torchbert', [path.join('dist', 'cli.js'), 'serve', DIR, ...SERVER_ARGS, '--port'], /serving/, 18611, texts),
+      await serverPeak('transformers.js', [path.join('bench', 'peers', 'transformersjs-server.js'), DIR, 'fp32'], /serving on/, 18612, texts),
+    ];
+    if (ROUNDS > 1) console.log(`round ${r + 1} of ${ROUNDS}:`);
+    for (const s of servers) {
+      console.log(`server ${s.server}: peak RSS ${MB(s.peakKb).toFixed(0)} MB under c=64 for ${SECONDS} s (after load ${MB(s.afterLoadKb).toFixed(0)} MB: anonymous ${MB(s.anonKb).toFixed(0)}, file-backed ${MB(s.fileKb).toFixed(0)}), ${s.reqPerSec.toFixed(1)} req/s, ${s.errors} errors`);
+      if (WINDOWS > 1) console.log(`  resident MB after each ${(SECONDS / WINDOWS).toFixed(0)} s: ${s.rssKb.map((k) => MB(k).toFixed(0)).join(' ')} (file-backed ${s.fileKbs.map((k) => MB(k).toFixed(0)).join(' ')})`);
+    }
+    console.log(`server peak ratio torchbert / transformers.js: ${(servers[0].peakKb / servers[1].peakKb).toFixed(2)}x`);
+    rounds.push(servers);
   }
-  const serveRatio = servers[0].peakKb / servers[1].peakKb;
-  console.log(`server peak ratio torchbert / transformers.js: ${serveRatio.toFixed(2)}x`);
-  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), serverArgs: SERVER_ARGS, train, startup, servers, serveRatio }));
+  const peaks = (i) => rounds.map((servers) => servers[i].peakKb);
+  const serveRatio = median(peaks(0)) / median(peaks(1));
+  if (ROUNDS > 1) {
+    const range = (xs) => `${MB(Math.min(...xs)).toFixed(0)}-${MB(Math.max(...xs)).toFixed(0)}`;
+    console.log(`over ${ROUNDS} rounds, median peak torchbert ${MB(median(peaks(0))).toFixed(0)} MB (${range(peaks(0))}), transformers.js ${MB(median(peaks(1))).toFixed(0)} MB (${range(peaks(1))}): ${serveRatio.toFixed(2)}x`);
+  }
+  console.log(JSON.stringify({ cpu: cpuLine(require('../dist')), serverArgs: SERVER_ARGS, train, startup, rounds, serveRatio }));
 })().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -48,7 +48,8 @@ export interface FromPretrainedOptions extends HubOptions {
    * With `mmap`: the word embeddings are paged in by the rows looked up (loadFile's `byRows`), so a server
    * keeps resident only the rows of the tokens its traffic uses (in bert-base a few thousand distinct
    * tokens otherwise bring most of the 94 MB table in, through the kernel's fault-around). Each first use
-   * of a page reads it from the file. Default false.
+   * of a page reads it from the file. Heads with a masked-LM decoder (BertForMaskedLM, BertForPreTraining)
+   * read the whole table, so they load it as usual. Default false.
    */
   embeddingsByRows?: boolean;
 }
@@ -75,7 +76,9 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
   let config = BertConfig.fromFile(path.join(dir, 'config.json'));
   if (opts.config) config = config.with(opts.config);
   const arch = opts.kind ?? (config.fields.architectures?.find((a) => HEADS.includes(a as HeadKind)) as HeadKind | undefined) ?? 'BertModel';
-  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), { mmap: !!opts.mmap, byRows: opts.embeddingsByRows ? (name) => /(^|\.)word_embeddings\.weight$/.test(name) : undefined });
+  // A masked-LM decoder multiplies by the whole table (or packs a copy of it): paging by rows buys nothing.
+  const byRows = opts.embeddingsByRows && arch !== 'BertForMaskedLM' && arch !== 'BertForPreTraining';
+  const state = await readWeights(dir, new Set([...files, ...fs.readdirSync(dir)]), { mmap: !!opts.mmap, byRows: byRows ? (name) => /(^|\.)word_embeddings\.weight$/.test(name) : undefined });
   const module = tb.tidy(() => tb.noGrad(() => ScriptModule.inNewUnit(() => buildUninitialised(() => buildHead(arch, config.fields)))));
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
