@@ -65,7 +65,7 @@ async function raw(texts) {
   const tb = require('../dist');
   const tok = await tb.BertTokenizer.fromPretrained(MODEL);
   // The model as `torchbert serve` runs it: int8 when asked, else fp32 (or bf16) with prepacked weights.
-  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: process.argv.includes('--low-memory') ? 'one' : arg('--weight-layouts', 'auto') }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
+  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: arg('--weight-layouts', process.argv.includes('--low-memory') ? require('../dist/serve/server').LOW_MEMORY_OPTIONS.weightLayouts : 'auto') }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
   const run = async (batch) => {
     const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
     // The pipeline's rule for skipping padding in the dense layers.

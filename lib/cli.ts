@@ -279,8 +279,8 @@ program
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | number | boolean | undefined>, cmd: Command) => {
     if (o.lowMemory) {
-      const low = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8 };
-      for (const [k, v] of Object.entries(low)) if (cmd.getOptionValueSource(k) !== 'cli') o[k] = v;
+      const { LOW_MEMORY_OPTIONS } = await import('./serve/server');
+      for (const [k, v] of Object.entries(LOW_MEMORY_OPTIONS)) if (cmd.getOptionValueSource(k) !== 'cli') o[k] = v;
     }
     const cluster = await import('cluster');
     const os = await import('os');

@@ -1,14 +1,14 @@
 // The CLI: info, predict and eval on a saved model folder (a small random model: the output format
 // and the wiring are under test, not accuracy).
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { BertTokenizer } from '../lib/tokenizer';
 import { fromConfig } from '../lib/models';
-import { DATA, residentKbOf, tmpDir } from './helpers';
+import { DATA, residentKbOf, serveProcess, tmpDir } from './helpers';
 
-const cliArgs = (args: string[]) => ['-r', require.resolve('ts-node/register/transpile-only'), path.join(__dirname, '..', 'lib', 'cli.ts'), ...args];
-const cli = (...args: string[]) => spawnSync(process.execPath, cliArgs(args), { encoding: 'utf8', env: { ...process.env, TORCHBERT_DATA: DATA } });
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, ['-r', require.resolve('ts-node/register/transpile-only'), path.join(__dirname, '..', 'lib', 'cli.ts'), ...args], { encoding: 'utf8', env: { ...process.env, TORCHBERT_DATA: DATA } });
 
 test('info --json reports versions and the libtorch in use', () => {
   const r = cli('info', '--json');
@@ -52,24 +52,13 @@ test('serve --low-memory pages the word embeddings in by rows: one request leave
   const file = path.join(dir, 'model.safetensors');
   const residentAfterRequest = async (flags: string[]) => {
     fs.readFileSync(file); // the whole checkpoint in the page cache, as after a download
-    const child = spawn(process.execPath, cliArgs(['serve', dir, '--port', '0', ...flags]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = await serveProcess([dir, '--port', '0', ...flags]);
     try {
-      let out = '';
-      const url = await new Promise<string>((resolve, reject) => {
-        const on = (d: Buffer) => {
-          out += d;
-          const u = / on (http:\/\/\S+)/.exec(out);
-          if (u) resolve(u[1]);
-        };
-        child.stdout.on('data', on);
-        child.stderr.on('data', on);
-        child.on('exit', (c) => reject(new Error(`serve exited ${c}: ${out}`)));
-      });
-      const r = await fetch(`${url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: 'the quick brown fox jumps over the lazy dog' }) });
+      const r = await fetch(`${server.url}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: 'the quick brown fox jumps over the lazy dog' }) });
       expect(r.status).toBe(200);
-      return residentKbOf(file, child.pid!);
+      return residentKbOf(file, server.child.pid!);
     } finally {
-      child.kill('SIGTERM');
+      await server.stop();
     }
   };
   const plain = await residentAfterRequest([]);

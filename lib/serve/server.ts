@@ -61,6 +61,9 @@ export interface ServeOptions {
   cpuCacheMb?: number;
 }
 
+/** What `torchbert serve --low-memory` sets, by CLI option name (an option given on the command line wins). */
+export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8 } as const;
+
 export interface Server {
   app: FastifyInstance;
   url: string;
@@ -162,8 +165,9 @@ async function loadForServing(opts: ServeOptions): Promise<BertPreTrainedModel> 
   if (opts.weightLayouts !== undefined && opts.weightLayouts !== 'auto' && opts.weightLayouts !== 'one') throw new TypeError(`weightLayouts must be 'auto' or 'one', got ${JSON.stringify(opts.weightLayouts)}`);
   const prepack = opts.prepack ?? (cpu && !opts.quantize);
   const mmap = opts.mmap ?? cpu;
+  // checked here, not left to fromPretrained: its TypeError would send the load down the plain-model fallback
   if (opts.embeddingsByRows && !mmap) throw new TypeError('embeddingsByRows pages a mapped checkpoint in: not with mmap false or on CUDA');
-  const embeddingsByRows = !!opts.embeddingsByRows;
+  const embeddingsByRows = opts.embeddingsByRows;
   try {
     return await fromPretrained(opts.model, { device: opts.device, dtype, quantize: opts.quantize, prepack: prepack && !opts.quantize ? { layouts: opts.weightLayouts } : false, mmap, embeddingsByRows });
   } catch (e) {
