@@ -4,7 +4,7 @@
 /** The value after `--key` on the command line, or `dflt`. */
 const arg = (key, dflt) => (process.argv.includes(key) ? process.argv[process.argv.indexOf(key) + 1] : dflt);
 // `torchbert serve` options the serving benchmarks hand on as given: with a value, or switches.
-const SERVE_OPTIONS = ['--threads', '--workers', '--cpu-cache-mb', '--weight-layouts', '--max-batch-size', '--max-batch-tokens'];
+const SERVE_OPTIONS = ['--threads', '--workers', '--cpu-cache-mb', '--cpu-cache-batches', '--primitive-cache', '--weight-layouts', '--max-batch-size', '--max-batch-tokens'];
 const SERVE_SWITCHES = ['--no-mmap', '--no-graph-optimize', '--embeddings-by-rows', '--low-memory'];
 // The serving benchmarks' batch bound unless given: 1,024 tokens (rows: the server's own default, 16, or 8
 // with --low-memory), bench/serve.js and bench/memory.js alike.

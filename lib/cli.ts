@@ -266,7 +266,8 @@ program
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
   .option('--no-graph-optimize', "TorchScript's graph executor optimisations off: no optimised plan kept per model (less memory), one-sentence calls a little slower")
   .option('--embeddings-by-rows', "mapped checkpoint: the word embeddings paged in by the rows looked up, not by the kernel's fault-around (less memory; a first use of a page reads the file)")
-  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 (options given win)')
+  .option('--primitive-cache <n>', "compiled oneDNN and ideep primitives kept, per cache (default 64, or as exported; given, it replaces the exported value): one per batch shape, about half a MB each at bert-base's widths", integer)
+  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 --primitive-cache 8 --cpu-cache-batches 1 (options given win)')
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
@@ -276,6 +277,7 @@ program
   .option('--max-text-chars <n>', 'characters per text (413 beyond)', integer, 20000)
   .option('--on-long <mode>', "texts over the model's token limit: truncate or reject (413)", 'truncate')
   .option('--cpu-cache-mb <n>', 'MB of freed activation blocks kept for reuse (default: twice the largest working set of a batch so far, as measured)', number)
+  .option('--cpu-cache-batches <x>', 'without --cpu-cache-mb: freed activation blocks kept, as a multiple of the largest working set of a batch so far', number, 2)
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | number | boolean | undefined>, cmd: Command) => {
     if (o.lowMemory) {
@@ -313,14 +315,17 @@ program
       return;
     }
     const { serve } = await import('./serve/server');
-    if (o.graphOptimize === false) (await import('./torch')).setGraphExecutorOptimize(false);
+    const torch = await import('./torch');
     const num = (k: string) => Number(o[k]);
+    if (o.graphOptimize === false) torch.setGraphExecutorOptimize(false);
+    // Before the model loads: the caches read it at oneDNN's first use (an exported value is replaced).
+    if (o.primitiveCache !== undefined) torch.setPrimitiveCacheCapacity(num('primitiveCache'));
     const s = await serve({
       model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, embeddingsByRows: !!o.embeddingsByRows, threads,
       dtype: o.dtype as 'float32' | 'bf16' | undefined,
       batch: { maxBatchSize: num('maxBatchSize'), maxBatchTokens: num('maxBatchTokens'), maxWaitMs: num('maxWaitMs'), maxQueue: num('maxQueue') },
       bodyLimit: num('bodyLimit'), maxItems: num('maxItems'), maxTextChars: num('maxTextChars'), onLongInput: o.onLong as 'truncate' | 'reject', logger: !!o.log,
-      cpuCacheMb: o.cpuCacheMb === undefined ? undefined : num('cpuCacheMb'),
+      cpuCacheMb: o.cpuCacheMb === undefined ? undefined : num('cpuCacheMb'), cpuCacheBatches: num('cpuCacheBatches'),
     });
     await s.warm;
     console.log(`torchbert: serving ${model} (${s.tasks.join(', ')}) on ${s.url} [pid ${process.pid}, ${threads} threads]`);

@@ -10,7 +10,7 @@ export {
 export type { MemoryInfo, CpuCacheStats, LinearTuningEntry, AttentionTuningEntry } from './binding';
 export type { DType, Device, Shape, Scalar, TensorLike, TensorOptions, TypedArrayFor, NestedArray } from './tensor';
 export { tidy, keep, DisposeScope } from './scope';
-export { noGrad, enableGrad, autocast, isGradEnabled, setGradEnabled, manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, setGraphExecutorOptimize, getGraphExecutorOptimize, memory, cpuCache, linearTuning, attentionTuning, attentionMode, cuda, info } from './torch';
+export { noGrad, enableGrad, autocast, isGradEnabled, setGradEnabled, manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, setGraphExecutorOptimize, getGraphExecutorOptimize, setPrimitiveCacheCapacity, memory, cpuCache, linearTuning, attentionTuning, attentionMode, cuda, info } from './torch';
 export type { AutocastOptions } from './torch';
 export { ScriptModule } from './module';
 export { cpuInfo } from './cpu';

@@ -160,6 +160,19 @@ export function setGraphExecutorOptimize(on: boolean): boolean {
 export function getGraphExecutorOptimize(): boolean {
   return native.getGraphExecutorOptimize();
 }
+/**
+ * How many compiled primitives oneDNN and ideep each keep: one per GEMM shape, about half a MB each at
+ * bert-base's widths (64 by default here, 1,024 in libtorch). A server's batch shapes rarely repeat, so
+ * its cached primitives are mostly memory; making one again costs little beside the GEMM it runs
+ * (docs/benchmarks.md, Memory). Both caches read the value once, when the process first runs oneDNN:
+ * set it before loading a model. Replaces ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY;
+ * `info().primitiveCaches` shows it.
+ */
+export function setPrimitiveCacheCapacity(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`primitive cache capacity must be a positive integer, got ${n}`);
+  process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY = String(n);
+  process.env.LRU_CACHE_CAPACITY = String(n);
+}
 export function getNumThreads(): number {
   return native.getNumThreads();
 }
@@ -231,7 +244,7 @@ export function info(): Record<string, unknown> {
     parallel: b.parallelInfo.trim(),
     // async jobs run on one compute thread (TORCHBERT_COMPUTE_THREAD=0: on libuv's pool)
     computeThread: b.computeThread,
-    // compiled shapes oneDNN and ideep keep (64 unless exported: a server's changing batch shapes otherwise fill 1,024 each)
+    // compiled shapes oneDNN and ideep keep (64 unless exported or set: a server's changing batch shapes otherwise fill 1,024 each)
     primitiveCaches: { onednn: Number(process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY), ideep: Number(process.env.LRU_CACHE_CAPACITY) },
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)

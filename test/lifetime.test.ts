@@ -301,3 +301,38 @@ const anonMb = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/sel
   expect(growth({})).toBeLessThan(150);
   expect(growth({ ONEDNN_PRIMITIVE_CACHE_CAPACITY: '1024', LRU_CACHE_CAPACITY: '1024' })).toBeGreaterThan(200);
 });
+
+test('setPrimitiveCacheCapacity, called after torchbert loads and before the model, keeps fewer compiled shapes', () => {
+  // One bert-base-wide layer (oneDNN's compiled shapes for its GEMMs take about half a MB each), 80 new
+  // sequence lengths after 20 to warm up; the capacity from the command line, set in the process.
+  const code = `
+const fs = require('fs');
+const tb = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
+const { fromConfig } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'models'))});
+const anonMb = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
+(async () => {
+  if (process.argv[1]) tb.setPrimitiveCacheCapacity(Number(process.argv[1]));
+  const m = fromConfig('BertModel', { vocab_size: 100, hidden_size: 768, num_hidden_layers: 1, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 128 }).prepack({ backend: 'onednn' });
+  const run = (t) => tb.noGrad(() => m.forward({ inputIds: tb.ones([1, t], { dtype: 'int64' }) }));
+  for (let t = 1; t <= 20; t++) await run(t);
+  const warm = anonMb();
+  for (let t = 21; t <= 100; t++) await run(t);
+  console.log(JSON.stringify({ growthMb: anonMb() - warm, caches: tb.info().primitiveCaches }));
+})().catch((e) => { console.error(e); process.exit(1); });`;
+  const growth = (capacity: string) => {
+    const env = { ...process.env };
+    delete env.ONEDNN_PRIMITIVE_CACHE_CAPACITY;
+    delete env.LRU_CACHE_CAPACITY;
+    const r = spawnSync(process.execPath, ['-e', code, capacity], { encoding: 'utf8', env });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return JSON.parse(r.stdout) as { growthMb: number; caches: { onednn: number; ideep: number } };
+  };
+  const bounded = growth('');
+  const four = growth('4');
+  expect(bounded.caches).toEqual({ onednn: 64, ideep: 64 });
+  expect(four.caches).toEqual({ onednn: 4, ideep: 4 });
+  // 38-40 MB against 21-22 here (Zen 4, torch 2.13): 60 compiled shapes fewer
+  expect(four.growthMb).toBeLessThan(bounded.growthMb - 8);
+  expect(() => tb.setPrimitiveCacheCapacity(0)).toThrow(RangeError);
+  expect(() => tb.setPrimitiveCacheCapacity(2.5)).toThrow(/positive integer/);
+});

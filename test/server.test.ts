@@ -173,7 +173,7 @@ describe('server: the other tasks, limits and shutdown', () => {
     await expect(fetch(`${s.url}/health`)).rejects.toThrow();
   });
 
-  test('the CPU cache keeps room for two of the largest batch working sets measured so far, or what cpuCacheMb says, while servers run', async () => {
+  test('the CPU cache keeps room for two of the largest batch working sets measured so far (or cpuCacheBatches of them), or what cpuCacheMb says, while servers run', async () => {
     const model = dir('tiny-BertForSequenceClassification');
     const before = tb.cpuCache.stats().limitBytes;
     const workingSet = async (url: string) => Number(/^torchbert_batch_working_set_bytes (\d+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN);
@@ -211,6 +211,16 @@ describe('server: the other tasks, limits and shutdown', () => {
         expect(tb.cpuCache.stats().limitBytes).toBe(3 * 2 ** 20);
         await b.close();
         // the last one closed: the limit found before the first returns, for the rest of the process
+        expect(tb.cpuCache.stats().limitBytes).toBe(before);
+        // cpuCacheBatches: room for one working set (--low-memory's), not two
+        await expect(serve({ model, port: 0, cpuCacheBatches: 0 })).rejects.toThrow(/cpuCacheBatches must be a number > 0, got 0/);
+        const c = await serve({ model, port: 0, batch: { maxBatchTokens: 300 }, cpuCacheBatches: 1 });
+        open.push(c);
+        await c.warm;
+        expect((await post(`${c.url}/v1/classify`, { inputs: [fx.texts.join(' ').repeat(3)] })).status).toBe(200);
+        expect(await workingSet(c.url)).toBeGreaterThan(floor);
+        expect(tb.cpuCache.stats().limitBytes).toBe(await workingSet(c.url));
+        await c.close();
         expect(tb.cpuCache.stats().limitBytes).toBe(before);
       } finally {
         for (const s of open) await s.close(); // a failed assertion leaves no server (nor its mapped checkpoint) to the next test

@@ -59,10 +59,15 @@ export interface ServeOptions {
    * it found returns.
    */
   cpuCacheMb?: number;
+  /**
+   * Without `cpuCacheMb`: the cap as a multiple of the largest batch's working set (default 2, for
+   * batches that differ in shape; 1 keeps less, as `--low-memory` does, at a few more fresh pages).
+   */
+  cpuCacheBatches?: number;
 }
 
 /** What `torchbert serve --low-memory` sets, by CLI option name (an option given on the command line wins). */
-export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8 } as const;
+export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8, primitiveCache: 8, cpuCacheBatches: 1 } as const;
 
 export interface Server {
   app: FastifyInstance;
@@ -205,8 +210,8 @@ function holdCacheCap(bytes: number): { raise(bytes: number): void; release(): v
 // (bench/serve.js: int8 at c=64 ran 0.7-0.8x as fast). The working set is measured per batch, as the
 // allocator's peak bytes in use over the batch, and the cap kept at twice the largest measured so far:
 // batches differ in shape, and a block serves only requests of 2/3 of its size or more (an int8 server at
-// c=64 then found 99% of its blocks cached; three times, 100% for 25 MB more). Until the first batch, a
-// guess of four FFN activations of 64 tokens.
+// c=64 then found 99% of its blocks cached; three times, 100% for 25 MB more; cpuCacheBatches). Until the
+// first batch, a guess of four FFN activations of 64 tokens.
 const CACHED_WORKING_SETS = 2;
 const CACHED_FFN_ACTIVATIONS = 4;
 
@@ -218,6 +223,8 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
   const onLong = opts.onLongInput ?? 'truncate';
   if (onLong !== 'truncate' && onLong !== 'reject') throw new TypeError(`onLongInput must be 'truncate' or 'reject', got '${onLong}'`);
   if (opts.cpuCacheMb !== undefined && !(opts.cpuCacheMb >= 0)) throw new TypeError(`cpuCacheMb must be a number >= 0, got ${opts.cpuCacheMb}`);
+  const cachedWorkingSets = opts.cpuCacheBatches ?? CACHED_WORKING_SETS;
+  if (!(cachedWorkingSets > 0)) throw new TypeError(`cpuCacheBatches must be a number > 0, got ${opts.cpuCacheBatches}`);
 
   const tokenizer = await BertTokenizer.fromPretrained(opts.model);
   const model: BertPreTrainedModel = await loadForServing(opts);
@@ -420,7 +427,7 @@ export async function serve(opts: ServeOptions): Promise<Server & { warm: Promis
       metrics(b);
       const s = cpuCache.stats();
       largestWorkingSet = Math.max(largestWorkingSet, s.peakInUseBytes - base);
-      if (opts.cpuCacheMb === undefined) cacheCap.raise(CACHED_WORKING_SETS * largestWorkingSet);
+      if (opts.cpuCacheMb === undefined) cacheCap.raise(cachedWorkingSets * largestWorkingSet);
       base = s.inUseBytes;
       cpuCache.resetPeak();
     };
