@@ -266,8 +266,8 @@ program
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
   .option('--no-graph-optimize', "TorchScript's graph executor optimisations off: no optimised plan kept per model (less memory), one-sentence calls a little slower")
   .option('--embeddings-by-rows', "mapped checkpoint: the word embeddings paged in by the rows looked up, not by the kernel's fault-around (less memory; a first use of a page reads the file)")
-  .option('--primitive-cache <n>', "compiled oneDNN and ideep primitives kept, per cache (default 64, or as exported; given, it replaces the exported value): one per batch shape, about half a MB each at bert-base's widths", integer)
-  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 --primitive-cache 8 --cpu-cache-batches 1 (options given win)')
+  .option('--primitive-cache <n>', "compiled oneDNN and ideep primitives kept, per cache, replacing ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY: one per batch shape, about half a MB each at bert-base's widths, and a server's shapes rarely repeat", integer, 8)
+  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 --cpu-cache-batches 1 (options given win)')
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
@@ -318,8 +318,8 @@ program
     const torch = await import('./torch');
     const num = (k: string) => Number(o[k]);
     if (o.graphOptimize === false) torch.setGraphExecutorOptimize(false);
-    // Before the model loads: the caches read it at oneDNN's first use (an exported value is replaced).
-    if (o.primitiveCache !== undefined) torch.setPrimitiveCacheCapacity(num('primitiveCache'));
+    // Before the model loads: the caches read it at oneDNN's first use.
+    torch.setPrimitiveCacheCapacity(num('primitiveCache'));
     const s = await serve({
       model, host: o.host as string, port: num('port'), device: o.device as string | undefined, quantize: o.quantize as 'int8' | undefined, prepack: o.prepack === false ? false : undefined, weightLayouts: o.weightLayouts as 'auto' | 'one', mmap: o.mmap === false ? false : undefined, embeddingsByRows: !!o.embeddingsByRows, threads,
       dtype: o.dtype as 'float32' | 'bf16' | undefined,

@@ -67,7 +67,7 @@ export interface ServeOptions {
 }
 
 /** What `torchbert serve --low-memory` sets, by CLI option name (an option given on the command line wins). */
-export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8, primitiveCache: 8, cpuCacheBatches: 1 } as const;
+export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8, cpuCacheBatches: 1 } as const;
 
 export interface Server {
   app: FastifyInstance;
