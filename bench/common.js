@@ -13,6 +13,19 @@ const serveFlags = (defaults = {}) => [
   ...SERVE_OPTIONS.flatMap((flag) => (arg(flag, defaults[flag]) ? [flag, String(arg(flag, defaults[flag]))] : [])),
   ...SERVE_SWITCHES.filter((flag) => process.argv.includes(flag)),
 ];
+/**
+ * How `torchbert serve` loads and runs its model under this command line's flags (`--low-memory`'s settings
+ * where not given), for the benchmarks that run the same model in process.
+ */
+function serveSettings() {
+  const low = process.argv.includes('--low-memory') ? require('../dist/serve/defaults').LOW_MEMORY_OPTIONS : {};
+  return {
+    mmap: !process.argv.includes('--no-mmap'),
+    layouts: arg('--weight-layouts', low.weightLayouts ?? 'auto'),
+    graphOptimize: (low.graphOptimize ?? true) && !process.argv.includes('--no-graph-optimize'),
+    embeddingsByRows: !!low.embeddingsByRows || process.argv.includes('--embeddings-by-rows'),
+  };
+}
 /** The upper median (no averaging: a time that was measured). */
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const now = () => Number(process.hrtime.bigint()) / 1e6;
@@ -145,4 +158,4 @@ def step():
 `;
 }
 
-module.exports = { DATA, arg, serveFlags, SERVE_DEFAULTS, median, pythonJson, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };
+module.exports = { DATA, arg, serveFlags, serveSettings, SERVE_DEFAULTS, median, pythonJson, now, timeInterleaved, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify, hfTrainingSetup };

@@ -16,13 +16,13 @@
 //   [--weight-layouts auto|one] (the server's prepacked layouts: a second where it measured faster, or one per layer)
 //   [--no-graph-optimize] (the server without TorchScript's optimised plans: `serve --no-graph-optimize`)
 //   [--embeddings-by-rows] [--low-memory] (the word embeddings paged in by rows; `serve --low-memory`'s settings)
-//   [--max-batch-size N] [--max-batch-tokens N] [--cpu-cache-mb N] [--workers N] [--threads N] (handed to `torchbert
+//   [--max-batch-size N] [--max-batch-tokens N] [--cpu-cache-mb N] [--cpu-cache-batches X] [--primitive-cache N] [--workers N] [--threads N] (handed to `torchbert
 //   serve`; batches of at most 1,024 tokens unless given, as in bench/serve.js)
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { arg, median, serveFlags, SERVE_DEFAULTS, cpuLine, startServer, stopServer, loadClassify, sst2Sentences, hfTrainingSetup } = require('./common');
+const { arg, median, serveFlags, serveSettings, SERVE_DEFAULTS, cpuLine, startServer, stopServer, loadClassify, sst2Sentences, hfTrainingSetup } = require('./common');
 
 const ROOT = path.join(__dirname, '..');
 const DIR = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
@@ -32,12 +32,8 @@ const ONLY = arg('--only', null); // train | serve
 const ROUNDS = Number(arg('--rounds', '1')); // servers' runs, taking turns; the median peak of each side
 const WINDOWS = Number(arg('--windows', '1')); // the load split in windows, resident memory read after each
 const SERVER_ARGS = serveFlags(SERVE_DEFAULTS);
-// The same settings for the in-process startup readings, `--low-memory`'s where not given.
-const LOW = SERVER_ARGS.includes('--low-memory') ? require('../dist/serve/server').LOW_MEMORY_OPTIONS : {};
-const MMAP = !SERVER_ARGS.includes('--no-mmap');
-const LAYOUTS = arg('--weight-layouts', LOW.weightLayouts ?? 'auto');
-const GRAPH_OPTIMIZE = (LOW.graphOptimize ?? true) && !SERVER_ARGS.includes('--no-graph-optimize');
-const BY_ROWS = !!LOW.embeddingsByRows || SERVER_ARGS.includes('--embeddings-by-rows');
+// The same settings for the in-process startup readings.
+const { mmap: MMAP, layouts: LAYOUTS, graphOptimize: GRAPH_OPTIMIZE, embeddingsByRows: BY_ROWS } = serveSettings();
 const B = 16;
 const T = 128;
 const MB = (kb) => kb / 1024;

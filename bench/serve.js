@@ -19,7 +19,7 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..');
 const MODEL = path.join(ROOT, 'test', 'fixtures', 'gen', 'serve-base');
-const { arg, serveFlags, SERVE_DEFAULTS, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify } = require('./common');
+const { arg, serveFlags, serveSettings, SERVE_DEFAULTS, matmulPeak, cpuLine, sst2Sentences, startServer, stopServer, loadClassify } = require('./common');
 const SECONDS = Number(arg('--seconds', '10'));
 const OUT = arg('--out', path.join(ROOT, 'bench', 'out', 'serve.json'));
 const LEVELS = arg('--levels', '1,16,64,256').split(',').map(Number);
@@ -65,7 +65,7 @@ async function raw(texts) {
   const tb = require('../dist');
   const tok = await tb.BertTokenizer.fromPretrained(MODEL);
   // The model as `torchbert serve` runs it: int8 when asked, else fp32 (or bf16) with prepacked weights.
-  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: arg('--weight-layouts', process.argv.includes('--low-memory') ? require('../dist/serve/server').LOW_MEMORY_OPTIONS.weightLayouts : 'auto') }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
+  const model = await tb.models.fromPretrained(MODEL, { kind: 'BertForSequenceClassification', ...(QUANTIZE ? { quantize: QUANTIZE } : { prepack: { layouts: serveSettings().layouts }, dtype: DTYPE ? 'bfloat16' : 'float32' }) });
   const run = async (batch) => {
     const enc = tok.call(batch, undefined, { padding: true, truncation: true, maxLength: 512, returnTensors: 'pt' });
     // The pipeline's rule for skipping padding in the dense layers.

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The torchbert command line.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { LOW_MEMORY_OPTIONS, SERVE_PRIMITIVE_CACHE, asFlags } from './serve/defaults';
 
 // Numeric options are checked where they are parsed: `--lr abc` is an error naming the option.
 function integer(v: string): number {
@@ -266,8 +267,8 @@ program
   .option('--no-mmap', 'read the checkpoint into memory rather than map it (mapped, the weights kept as stored are shared by every process serving the files)')
   .option('--no-graph-optimize', "TorchScript's graph executor optimisations off: no optimised plan kept per model (less memory), one-sentence calls a little slower")
   .option('--embeddings-by-rows', "mapped checkpoint: the word embeddings paged in by the rows looked up, not by the kernel's fault-around (less memory; a first use of a page reads the file)")
-  .option('--primitive-cache <n>', "compiled oneDNN and ideep primitives kept, per cache, replacing ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY: one per batch shape, about half a MB each at bert-base's widths, and a server's shapes rarely repeat", integer, 8)
-  .option('--low-memory', 'the least memory, at some throughput: --weight-layouts one --no-graph-optimize --embeddings-by-rows --max-batch-size 8 --cpu-cache-batches 1 (options given win)')
+  .option('--primitive-cache <n>', "compiled oneDNN and ideep primitives kept, per cache, replacing ONEDNN_PRIMITIVE_CACHE_CAPACITY and LRU_CACHE_CAPACITY: one per batch shape, about half a MB each at bert-base's widths, and a server's shapes rarely repeat", integer, SERVE_PRIMITIVE_CACHE)
+  .option('--low-memory', `the least memory, at some throughput: ${asFlags(LOW_MEMORY_OPTIONS)} (options given win)`)
   .option('--max-batch-size <n>', 'rows per model call', integer, 16)
   .option('--max-batch-tokens <n>', 'padded tokens per model call (rows x longest row)', integer, 4096)
   .option('--max-wait-ms <n>', 'how long a row waits for others to join its batch', integer, 2)
@@ -281,7 +282,6 @@ program
   .option('--log', 'log every request')
   .action(async (model: string, o: Record<string, string | number | boolean | undefined>, cmd: Command) => {
     if (o.lowMemory) {
-      const { LOW_MEMORY_OPTIONS } = await import('./serve/server');
       for (const [k, v] of Object.entries(LOW_MEMORY_OPTIONS)) if (cmd.getOptionValueSource(k) !== 'cli') o[k] = v;
     }
     const cluster = await import('cluster');

@@ -66,8 +66,7 @@ export interface ServeOptions {
   cpuCacheBatches?: number;
 }
 
-/** What `torchbert serve --low-memory` sets, by CLI option name (an option given on the command line wins). */
-export const LOW_MEMORY_OPTIONS = { weightLayouts: 'one', graphOptimize: false, embeddingsByRows: true, maxBatchSize: 8, cpuCacheBatches: 1 } as const;
+export { LOW_MEMORY_OPTIONS, SERVE_PRIMITIVE_CACHE } from './defaults';
 
 export interface Server {
   app: FastifyInstance;
