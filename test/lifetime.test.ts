@@ -272,39 +272,13 @@ const run = () => new Promise((done) => { const w = new Worker(load, { eval: tru
   expect(main).toBe(2);
 });
 
-test('a model called with hundreds of batch shapes stays flat: oneDNN and ideep keep 64 compiled shapes, not 1,024 (an exported value wins)', () => {
-  const dist = JSON.stringify(path.join(__dirname, '..', 'dist'));
-  // A prepacked model on oneDNN, 20 shapes to warm up, then 300 more, each new (a server's batches).
-  const code = `
-const fs = require('fs');
-const tb = require(${dist});
-const { fromConfig } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'models'))});
-const anonMb = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
-(async () => {
-  tb.cpuCache.setLimit(0); // freed activations go back to the OS: only what caches keep stays
-  const m = fromConfig('BertModel', { vocab_size: 100, hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 256, max_position_embeddings: 512 }).prepack({ backend: 'onednn' });
-  const run = (t) => tb.noGrad(() => m.forward({ inputIds: tb.ones([1, t], { dtype: 'int64' }) }));
-  for (let t = 1; t <= 20; t++) await run(t);
-  const warm = anonMb();
-  for (let t = 21; t <= 320; t++) await run(t);
-  console.log(JSON.stringify({ growthMb: anonMb() - warm }));
-})().catch((e) => { console.error(e); process.exit(1); });`;
-  const growth = (env: Record<string, string>) => {
-    const base = { ...process.env };
-    delete base.ONEDNN_PRIMITIVE_CACHE_CAPACITY;
-    delete base.LRU_CACHE_CAPACITY;
-    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...base, ...env } });
-    if (r.status !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout).growthMb as number;
-  };
-  // 28 MB here (Zen 4, torch 2.13) against 515 MB with the libraries' own bounds, which a user may still choose
-  expect(growth({})).toBeLessThan(150);
-  expect(growth({ ONEDNN_PRIMITIVE_CACHE_CAPACITY: '1024', LRU_CACHE_CAPACITY: '1024' })).toBeGreaterThan(200);
-});
-
-test('setPrimitiveCacheCapacity, called after torchbert loads and before the model, keeps fewer compiled shapes', () => {
-  // One bert-base-wide layer (oneDNN's compiled shapes for its GEMMs take about half a MB each), 80 new
-  // sequence lengths after 20 to warm up; the capacity from the command line, set in the process.
+/**
+ * A fresh process with a prepacked one-layer model on oneDNN: 20 sequence lengths to warm up, then lengths
+ * 21 to `last`, each a new shape (a server's batches); freed activations go back to the OS, so only what
+ * caches keep stays. Returns the anonymous memory grown over the new shapes and the caches' capacities.
+ * `capacity`, when given, is set in that process after torchbert loads and before the model.
+ */
+function shapesGrowth(layer: { hidden: number; heads: number; maxPositions: number }, last: number, env: Record<string, string>, capacity = '') {
   const code = `
 const fs = require('fs');
 const tb = require(${JSON.stringify(path.join(__dirname, '..', 'dist'))});
@@ -312,24 +286,35 @@ const { fromConfig } = require(${JSON.stringify(path.join(__dirname, '..', 'dist
 const anonMb = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
 (async () => {
   if (process.argv[1]) tb.setPrimitiveCacheCapacity(Number(process.argv[1]));
-  tb.cpuCache.setLimit(0); // freed activations go back to the OS: only what caches keep stays
-  const m = fromConfig('BertModel', { vocab_size: 100, hidden_size: 768, num_hidden_layers: 1, num_attention_heads: 12, intermediate_size: 3072, max_position_embeddings: 128 }).prepack({ backend: 'onednn' });
+  tb.cpuCache.setLimit(0);
+  const m = fromConfig('BertModel', { vocab_size: 100, hidden_size: ${layer.hidden}, num_hidden_layers: 1, num_attention_heads: ${layer.heads}, intermediate_size: ${4 * layer.hidden}, max_position_embeddings: ${layer.maxPositions} }).prepack({ backend: 'onednn' });
   const run = (t) => tb.noGrad(() => m.forward({ inputIds: tb.ones([1, t], { dtype: 'int64' }) }));
   for (let t = 1; t <= 20; t++) await run(t);
   const warm = anonMb();
-  for (let t = 21; t <= 100; t++) await run(t);
+  for (let t = 21; t <= ${last}; t++) await run(t);
   console.log(JSON.stringify({ growthMb: anonMb() - warm, caches: tb.info().primitiveCaches }));
 })().catch((e) => { console.error(e); process.exit(1); });`;
-  const growth = (capacity: string) => {
-    const env = { ...process.env };
-    delete env.ONEDNN_PRIMITIVE_CACHE_CAPACITY;
-    delete env.LRU_CACHE_CAPACITY;
-    const r = spawnSync(process.execPath, ['-e', code, capacity], { encoding: 'utf8', env });
-    if (r.status !== 0) throw new Error(r.stderr);
-    return JSON.parse(r.stdout) as { growthMb: number; caches: { onednn: number; ideep: number } };
-  };
+  const base = { ...process.env };
+  delete base.ONEDNN_PRIMITIVE_CACHE_CAPACITY;
+  delete base.LRU_CACHE_CAPACITY;
+  const r = spawnSync(process.execPath, ['-e', code, capacity], { encoding: 'utf8', env: { ...base, ...env } });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout) as { growthMb: number; caches: { onednn: number; ideep: number } };
+}
+
+test('a model called with hundreds of batch shapes stays flat: oneDNN and ideep keep 64 compiled shapes, not 1,024 (an exported value wins)', () => {
+  // 300 new shapes after the warm-up
+  const growth = (env: Record<string, string>) => shapesGrowth({ hidden: 64, heads: 2, maxPositions: 512 }, 320, env).growthMb;
+  // 28 MB here (Zen 4, torch 2.13) against 515 MB with the libraries' own bounds, which a user may still choose
+  expect(growth({})).toBeLessThan(150);
+  expect(growth({ ONEDNN_PRIMITIVE_CACHE_CAPACITY: '1024', LRU_CACHE_CAPACITY: '1024' })).toBeGreaterThan(200);
+});
+
+test('setPrimitiveCacheCapacity, called after torchbert loads and before the model, keeps fewer compiled shapes', () => {
+  // One bert-base-wide layer (oneDNN's compiled shapes for its GEMMs take about half a MB each), 80 new lengths
+  const growth = (capacity: string) => shapesGrowth({ hidden: 768, heads: 12, maxPositions: 128 }, 100, {}, capacity);
   const bounded = growth('');
-  const four = growth("4");
+  const four = growth('4');
   expect(bounded.caches).toEqual({ onednn: 64, ideep: 64 });
   expect(four.caches).toEqual({ onednn: 4, ideep: 4 });
   // 32-33 MB against 20.5-21.5 here (Zen 4, torch 2.13, read by a temporary print): 60 compiled shapes fewer
