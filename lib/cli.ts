@@ -91,7 +91,8 @@ program
   .option('--pretrain-steps <n>', 'at most this many pre-training steps (batch 64)', integer, 10000)
   .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32; default one epoch)', integer)
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
-  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (the model, the control)', integer, 120)
+  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control)', integer, 120)
+  .option('--soup <n>', 'fine-tune n copies of the pre-trained BERT (different batch orders) and average their weights into the model reported and saved (a model soup; did not help this job: docs/results.md)', integer, 1)
   .option('--hidden <n>', 'hidden size', integer, 128)
   .option('--layers <n>', 'encoder layers', integer, 2)
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
@@ -101,18 +102,18 @@ program
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; control: boolean; pack?: boolean; nproc: number }) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; nproc: number }) => {
     const started = Date.now();
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, control: o.control, pack: !!o.pack });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
-    console.log(`SST-2 dev accuracy: ${pct(r.dev.accuracy)} (F1 ${pct(r.dev.f1)})`);
+    console.log(`SST-2 dev accuracy: ${pct(r.dev.accuracy)} (F1 ${pct(r.dev.f1)})${r.dev.copies.length > 1 ? `, the average of ${r.dev.copies.length} fine-tuned copies (alone: ${r.dev.copies.map(pct).join(', ')})` : ''}`);
     console.log(`  majority class:                   ${pct(r.dev.majority)}`);
     console.log(`  bag-of-words logistic regression: ${pct(r.dev.bagOfWords)}`);
-    if (r.dev.noPretraining !== undefined) console.log(`  the same BERT without pre-training: ${pct(r.dev.noPretraining)}`);
+    if (r.dev.noPretraining !== undefined) console.log(`  the same BERT without pre-training: ${pct(r.dev.noPretraining)}${r.dev.copies.length > 1 ? ' (one fine-tuning)' : ''}`);
     for (const p of r.predictions) console.log(`  ${p.label.padEnd(8)} ${p.score.toFixed(3)}  ${p.text}`);
     console.log(`saved: ${r.savedTo.hf} (Hugging Face format) and ${r.savedTo.torchscript} (TorchScript)`);
     console.log(`total ${((Date.now() - started) / 1000).toFixed(0)}s`);

@@ -249,3 +249,25 @@ test('fitScheduleToTimeBudget: a budget that holds fewer steps than maxSteps get
   expect(cut.steps).toBe(101);
   expect(Math.max(...cut.losses.map((l) => l.lr))).toBeLessThan(1e-3 * 0.05);
 });
+
+test('averageWeights: a uniform soup is the mean of each parameter, into the first model; mismatches are TypeErrors naming the parameter', () => {
+  const cfg = { vocab_size: 50, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16, num_labels: 2 };
+  const ms = [0, 1, 2].map((s) => {
+    tb.manualSeed(s);
+    return fromConfig('BertForSequenceClassification', cfg);
+  });
+  const before = ms.map((m) => new Map(m.namedParameters().map(([n, p]) => [n, p.clone()])));
+  expect(tb.train.averageWeights(ms)).toBe(ms[0]);
+  for (const [n, p] of ms[0].namedParameters()) {
+    const mean = before[0].get(n)!.add(before[1].get(n)!).add(before[2].get(n)!).div(3);
+    expect([n, p.allclose(mean, 1e-6, 1e-6)]).toEqual([n, true]);
+    // the other models are left as they were
+    expect([n, ms[1].stateDict().get(n)!.equal(before[1].get(n)!)]).toEqual([n, true]);
+  }
+  const wide = fromConfig('BertForSequenceClassification', { ...cfg, intermediate_size: 96 });
+  expect(() => tb.train.averageWeights([ms[0], wide])).toThrow(/averageWeights: bert\.encoder\.layer\.0\.intermediate\.dense\.weight is float32 \[96,32\] in model 1/);
+  const mlm = fromConfig('BertForMaskedLM', cfg);
+  expect(() => tb.train.averageWeights([ms[0], mlm])).toThrow(/averageWeights: model 1 has/);
+  expect(() => tb.train.averageWeights([])).toThrow(RangeError);
+  [...ms, wide, mlm].forEach((m) => m.dispose());
+});

@@ -11,7 +11,7 @@ import { pretrain } from './pretrain';
 import { readSst2, readLines, readDelimited, sst2FullSentences } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
-import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW } from '../train';
+import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
 import type { Example } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -38,6 +38,13 @@ export interface ScratchOptions {
    */
   pack?: boolean;
   finetuneLr?: number;
+  /**
+   * Fine-tune this many copies of the pre-trained BERT (the same head initialisation, different batch orders
+   * and dropout) and average their weights into the model the job reports and saves: a uniform model soup
+   * (default 1: a single fine-tuning; averaging 3 did not raise this job's accuracy, docs/results.md). The
+   * control is one fine-tuning, as one copy.
+   */
+  soup?: number;
   /** also fine-tune the same BERT from random weights with the same recipe: what pre-training buys (default true) */
   control?: boolean;
   /**
@@ -52,8 +59,10 @@ export interface ScratchOptions {
 export interface ScratchReport {
   vocabSize: number;
   pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number };
-  finetune: { steps: number; seconds: number };
-  dev: { accuracy: number; f1: number; majority: number; bagOfWords: number; noPretraining?: number };
+  /** steps of each copy fine-tuned; seconds of all of them */
+  finetune: { steps: number; seconds: number; copies: number };
+  /** accuracy: the averaged model's; copies: each fine-tuned copy's alone */
+  dev: { accuracy: number; f1: number; copies: number[]; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
 }
@@ -104,6 +113,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const [preBatch, ftBatch] = [o.pretrainBatch ?? 64, o.finetuneBatch ?? 32];
   if (preBatch % world || ftBatch % world) throw new RangeError(`main: ${world} ranks must divide the global batches (${preBatch} for pre-training, ${ftBatch} for fine-tuning)`);
   const main = rank === 0;
+  const copies = o.soup ?? 1;
+  if (!Number.isInteger(copies) || copies < 1) throw new RangeError(`main: soup must be a positive integer (copies to fine-tune and average), got ${copies}`);
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   const seqLen = o.seqLen ?? 64;
@@ -125,7 +136,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   });
   if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
 
-  // 3. Fine-tuning on SST-2: one epoch by default (a second one overfits the phrases: dev accuracy falls).
+  // 3. Fine-tuning on SST-2: one epoch by default (a second one overfits the phrases: dev accuracy falls),
+  // of `soup` copies whose weights are averaged.
   const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
   const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
   const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
@@ -133,10 +145,12 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
   const devGold = devOrder.flat().map((i) => devEx[i].label!);
   const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
-  const fineTune = async (m: BertPreTrainedModel, name: string) => {
-    tb.manualSeed(seed + 2); // the same head initialisation draws, dropout and batches for the model and its control
+  // `copy` varies the batch order and dropout of each copy of a soup; the head initialisation stays that of seed.
+  const fineTune = async (m: BertPreTrainedModel, name: string, copy = 0) => {
+    const s = seed + 2 + 1000 * copy;
+    tb.manualSeed(s); // the same dropout draws and batches for the model and its control
     const shard = world > 1 ? { rank, worldSize: world } : {};
-    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: seed + 2, groupByLength: true, ...shard });
+    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: s, groupByLength: true, ...shard });
     return new Trainer(m, {
       name, learningRate: o.finetuneLr ?? 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? Math.ceil(trainEx.length / ftBatch), timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
       loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
@@ -146,12 +160,29 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
       async () => ({ accuracy: accuracy(await predict(m), devGold) }),
     );
   };
-  const cls = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
-  log(`fine-tuning from the pre-trained encoder (new weights: ${cls.loadReport.missingKeys.join(', ')})`);
-  const ftRes = await fineTune(cls, 'finetune');
+  const members: BertPreTrainedModel[] = [];
+  const copyAccuracy: number[] = [];
+  const ftRes = { steps: 0, seconds: 0, copies };
+  for (let k = 0; k < copies; k++) {
+    tb.manualSeed(seed + 2); // every copy starts from the same head weights: their average stays in one basin
+    const m = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
+    if (k === 0) log(`fine-tuning from the pre-trained encoder (new weights: ${m.loadReport.missingKeys.join(', ')})${copies > 1 ? `, ${copies} copies to average` : ''}`);
+    const r = await fineTune(m, copies > 1 ? `finetune-${k + 1}` : 'finetune', k);
+    ftRes.steps = r.steps;
+    ftRes.seconds += r.seconds;
+    members.push(m);
+    if (copies > 1) {
+      copyAccuracy.push(accuracy(await predict(m), devGold));
+      log(`copy ${k + 1} of ${copies} alone: dev accuracy ${(100 * copyAccuracy[k]).toFixed(2)}%`);
+    }
+  }
+  const cls = averageWeights(members);
+  members.slice(1).forEach((m) => m.dispose());
   const pred = await predict(cls);
   const acc = accuracy(pred, devGold);
-  // The control: the same architecture, vocabulary and fine-tuning from random weights.
+  if (copies === 1) copyAccuracy.push(acc);
+  else log(`the average of the ${copies} copies: dev accuracy ${(100 * acc).toFixed(2)}%`);
+  // The control: the same architecture, vocabulary and fine-tuning (one copy's) from random weights.
   let noPretraining: number | undefined;
   if (o.control !== false) {
     tb.manualSeed(seed + 3);
@@ -186,8 +217,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   return {
     vocabSize: tok.vocabSize,
     pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: preRes.losses[0]?.loss ?? NaN, lastLoss: preRes.losses.at(-1)?.loss ?? NaN },
-    finetune: { steps: ftRes.steps, seconds: ftRes.seconds },
-    dev: { accuracy: acc, f1: f1(pred, devGold), majority, bagOfWords: bow, noPretraining },
+    finetune: ftRes,
+    dev: { accuracy: acc, f1: f1(pred, devGold), copies: copyAccuracy, majority, bagOfWords: bow, noPretraining },
     predictions,
     savedTo: { hf: hfDir, torchscript: ts },
   };

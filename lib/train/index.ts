@@ -10,3 +10,5 @@ export { accuracy, f1, mcc, getEntities, entityScores, normalizeAnswer, qaScore,
 export type { Entity, EntityScores } from './metrics';
 export { Trainer, predictClasses } from './trainer';
 export type { TrainerOptions, TrainResult } from './trainer';
+export { averageWeights } from './soup';
+export type { NamedParameters } from './soup';
