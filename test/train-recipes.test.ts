@@ -380,4 +380,21 @@ describe('packed masked-LM pre-training', () => {
     expect(r.result.losses[1].loss).toBeLessThan(r.result.losses[0].loss);
     r.model.dispose();
   });
+  test('wordVectors: the embeddings start from the corpus\'s co-occurrence vectors, not the random ones of the same seed', async () => {
+    const { pretrain } = await import('../lib/recipes/pretrain');
+    const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);
+    const logs: string[] = [];
+    const run = (wordVectors: boolean) => pretrain({ corpus, out: tmpDir(), vocabSize: 500, hidden: 32, layers: 1, steps: 1, seconds: 600, seqLen: 32, batchSize: 8, seed: 5, wordVectors, log: (l) => logs.push(l) });
+    const [plain, wv] = [await run(false), await run(true)];
+    expect(logs.filter((l) => l.startsWith('word vectors: PPMI + SVD'))).toHaveLength(1);
+    const emb = (r: typeof plain) => r.model.stateDict().get('bert.embeddings.word_embeddings.weight')!;
+    // one step at the first warmup rate moves the weights by far less than the difference between the two starts
+    expect(emb(wv).sub(emb(plain)).abs().max().item()).toBeGreaterThan(0.02);
+    // words of the same contexts: "film" and "movie" are nearer in the co-occurrence start than in the random one
+    const ids = ['film', 'movie'].map((w) => wv.tokenizer.tokenToId(w));
+    const cos = (r: typeof plain) => tb.F.cosineSimilarity(emb(r).select(0, ids[0]), emb(r).select(0, ids[1]), 0).item() as number;
+    expect(cos(wv)).toBeGreaterThan(cos(plain) + 0.3);
+    plain.model.dispose();
+    wv.model.dispose();
+  });
 });

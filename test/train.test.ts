@@ -250,6 +250,46 @@ test('fitScheduleToTimeBudget: a budget that holds fewer steps than maxSteps get
   expect(Math.max(...cut.losses.map((l) => l.lr))).toBeLessThan(1e-3 * 0.05);
 });
 
+test('cooccurrenceVectors: the rank-k SVD of the PPMI matrix counted independently here, scaled; bad input is a RangeError; no tensor left behind', async () => {
+  // A corpus in which every id of 12 occurs; 1 and 2 share all their contexts, so they should share a vector.
+  const rows = [[3, 1, 4, 5], [3, 2, 4, 5], [6, 7, 8, 9, 10, 11], [11, 10, 3, 1, 4], [11, 10, 3, 2, 4], [0, 6, 9, 7], [8, 0, 5]];
+  const V = 12, k = 4, W = 2;
+  const live = tb.memory().tensors;
+  tb.manualSeed(0);
+  const E = await tb.train.cooccurrenceVectors(rows, V, k, { window: W, std: 0.5 });
+  expect(tb.memory().tensors).toBe(live + 1); // the result alone
+  expect(E.shape).toEqual([V, k]);
+  expect(E.std().item()).toBeCloseTo(0.5, 5);
+  // Reference: counts weighted 1/distance both ways, PPMI with the context distribution smoothed by 0.75.
+  const C = Array.from({ length: V }, () => new Float64Array(V));
+  for (const r of rows) for (let i = 0; i < r.length; i++) for (let d = 1; d <= W && i + d < r.length; d++) {
+    C[r[i]][r[i + d]] += 1 / d;
+    C[r[i + d]][r[i]] += 1 / d;
+  }
+  const rowSum = C.map((r) => r.reduce((a, b) => a + b));
+  const ctx = Array.from({ length: V }, (_, c) => C.reduce((a, r) => a + r[c], 0) ** 0.75);
+  const ctxSum = ctx.reduce((a, b) => a + b);
+  const ppmi = C.map((r, w) => Array.from(r, (x, c) => (x > 0 ? Math.max(0, Math.log(x / ((rowSum[w] * ctx[c]) / ctxSum))) : 0)));
+  const [U, S] = tb.op('aten::linalg_svd').ts(tb.tensor(ppmi, { dtype: 'float64' }), false, null);
+  const Uk = U.narrow(1, 0, k).mul(S.narrow(0, 0, k).sqrt());
+  // E is U_k sqrt(S_k) up to the signs of its columns and a scale: compare the sign-free Gram matrices.
+  const gram = (x: tb.Tensor) => {
+    const g = x.double().mm(x.double().t());
+    return g.div(g.norm().item());
+  };
+  expect(gram(E).sub(gram(Uk)).abs().max().item()).toBeLessThan(1e-4);
+  const cos = (a: number, b: number) => (E.select(0, a).mul(E.select(0, b)).sum().item() as number) / ((E.select(0, a).norm().item() as number) * (E.select(0, b).norm().item() as number));
+  expect(cos(1, 2)).toBeGreaterThan(0.999);
+  expect(cos(1, 6)).toBeLessThan(0.9);
+  E.dispose();
+  const before = tb.memory().tensors;
+  await expect(tb.train.cooccurrenceVectors([[0, 12]], V, k)).rejects.toThrow(/cooccurrenceVectors: token id 12 is outside the vocabulary of 12/);
+  await expect(tb.train.cooccurrenceVectors([[0], [1]], V, k)).rejects.toThrow(/no token has a neighbour/);
+  await expect(tb.train.cooccurrenceVectors(rows, 20000, k)).rejects.toThrow(/vocabSize must be an integer from 2 to 16384, got 20000/);
+  await expect(tb.train.cooccurrenceVectors(rows, V, V)).rejects.toThrow(/dim must be/);
+  expect(tb.memory().tensors).toBe(before); // nothing left behind by the calls that failed
+});
+
 test('averageWeights: a uniform soup is the mean of each parameter, into the first model; mismatches are TypeErrors naming the parameter', () => {
   const cfg = { vocab_size: 50, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16, num_labels: 2 };
   const ms = [0, 1, 2].map((s) => {

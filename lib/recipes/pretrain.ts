@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
-import { Trainer, padCollate, packSequences, maskTokens, EpochBatches, wholeWordMask } from '../train';
+import { Trainer, padCollate, packSequences, maskTokens, EpochBatches, wholeWordMask, cooccurrenceVectors } from '../train';
 import type { TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -35,6 +35,12 @@ export interface PretrainOptions {
   discriminatorWeight?: number;
   /** seeds the weights, masking, dropout and the order of the batches (default: the batch order with 1, the rest from the global generator as it stands) */
   seed?: number;
+  /**
+   * Start the word embeddings (and so the tied masked-LM decoder) from co-occurrence vectors of the
+   * corpus (PPMI + truncated SVD, `cooccurrenceVectors`) instead of random ones: seconds of work that
+   * the masked LM would otherwise spend thousands of steps learning.
+   */
+  wordVectors?: boolean;
   log?: (s: string) => void;
 }
 
@@ -72,9 +78,25 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const ids = o.pack
     ? packSequences(o.corpus.map((t) => tok.call(t, undefined, { addSpecialTokens: false }).inputIds as number[]), seqLen, tok.clsTokenId, tok.sepTokenId)
     : o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
+  const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
+  if (o.wordVectors) {
+    // Every rank computes the same vectors (same rows, same seed), as it learns the same vocabulary.
+    t0 = Date.now();
+    for (const m of disc ? [mlm, disc] : [mlm]) {
+      const emb = m.stateDict().get('bert.embeddings.word_embeddings.weight')!;
+      const vectors = await cooccurrenceVectors(ids, tok.vocabSize, emb.size(1), { skipIds: specialIds, std: m.config.fields.initializer_range });
+      tb.noGrad(() => {
+        const pad = emb.select(0, tok.padTokenId).clone(); // the padding row keeps its initialisation
+        emb.copy_(vectors);
+        emb.select(0, tok.padTokenId).copy_(pad);
+        pad.dispose();
+      });
+      vectors.dispose();
+    }
+    log(`word vectors: PPMI + SVD of the corpus's co-occurrences as the initial word embeddings in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  }
   const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
   const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: o.seed ?? 1, groupByLength: true, ...shard });
-  const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
   t0 = Date.now();
   const trainer = new Trainer(disc ?? mlm, {
     companions: disc ? { generator: mlm } : undefined,

@@ -12,3 +12,5 @@ export { Trainer, predictClasses } from './trainer';
 export type { TrainerOptions, TrainResult } from './trainer';
 export { averageWeights } from './soup';
 export type { NamedParameters } from './soup';
+export { cooccurrenceVectors } from './word-vectors';
+export type { WordVectorOptions } from './word-vectors';
