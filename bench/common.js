@@ -35,13 +35,17 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
  * functions take turns call by call in an order that rotates every round, so a slow phase of a shared
  * machine falls on all of them alike. `sync` runs after each call (a device synchronisation).
  */
-async function timeInterleaved(fns, { reps, warmup = 2, sync = () => {} }) {
+async function timeInterleaved(fns, { reps, warmup = 2, warmEach = 0, sync = () => {} }) {
   for (const f of fns) for (let i = 0; i < warmup; i++) await f();
   sync();
   const ts = fns.map(() => []);
   for (let r = 0; r < reps; r++) {
     for (let j = 0; j < fns.length; j++) {
       const k = (r + j) % fns.length;
+      // warmEach: untimed calls of the same function first, so that its weights are back in the caches the
+      // other functions' turns evicted (as in a loop of its own: how the peers are timed, and how a server runs)
+      for (let w = 0; w < warmEach; w++) await fns[k]();
+      sync();
       const t0 = now();
       await fns[k]();
       sync();

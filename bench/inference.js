@@ -31,7 +31,11 @@ async function timeForwards(forwards, B) {
   const ids = tb.randint(1000, 30000, [B, T]);
   const mask = tb.ones([B, T], { dtype: 'int64' });
   // At least 5 rounds: the never-slower check below compares these medians.
-  return timeInterleaved(forwards.map((f) => () => f(ids, mask)), { reps: Math.max(5, Math.min(10, Math.floor(40 / B))) });
+  // Short calls depend on what ran just before them (caches, threads): each is timed after two untimed calls of its own, as
+  // the peers' loops (one model at a time) and a server (one model) run; at 1 x 24 tokens the int8 copy
+  // read 13.4-14.1 ms timed after the other variants, 10.4-10.7 ms in a loop of its own. (transformers.js is not
+  // in these turns: onnxruntime's spinning pool threads slow the next libtorch call down in one process.)
+  return timeInterleaved(forwards.map((f) => () => f(ids, mask)), { reps: Math.max(5, Math.min(30, Math.floor(10240 / (B * T)))), warmEach: B * T <= 1024 ? 2 : 0 });
 }
 
 function python() {
@@ -115,7 +119,7 @@ print(json.dumps(res))`;
       for (const B of BATCHES) {
         const t = (v) => new JsTensor('int64', new BigInt64Array(B * T).fill(v), [B, T]);
         const feeds = { input_ids: t(1000n), attention_mask: t(1n), token_type_ids: t(0n) };
-        [into[B]] = await timeInterleaved([() => m(feeds)], { reps: Math.max(2, Math.min(10, Math.floor(40 / B))) });
+        [into[B]] = await timeInterleaved([() => m(feeds)], { reps: Math.max(5, Math.min(30, Math.floor(10240 / (B * T)))) });
       }
       await m.dispose();
     }

@@ -102,12 +102,14 @@ program
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--word-vectors', 'start pre-training from co-occurrence word vectors of the corpus (PPMI + SVD): a lower masked-LM loss, not a better SST-2 score here (docs/results.md)')
+  .option('--bag-of-words <w>', 'add w x a sentence-level term to the masked LM: the [CLS] vector predicts the row\'s bag of words (did not help: docs/results.md)', number, 0)
+  .option('--whole-word-mask', 'pre-train with whole-word masking rather than single word pieces')
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; nproc: number }) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number }) => {
     const started = Date.now();
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
@@ -137,13 +139,14 @@ program
   .addOption(new Option('--objective <o>', 'masked LM, or ELECTRA replaced-token detection (one process)').choices(['mlm', 'electra']).default('mlm'))
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 1)
   .option('--word-vectors', 'start the word embeddings from co-occurrence vectors of the corpus (PPMI + SVD) instead of random ones')
+  .option('--bag-of-words <w>', 'masked LM: add w x a sentence-level term, the [CLS] vector predicting the row\'s bag of words', number, 0)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; nproc: number }) => {
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords: number; nproc: number }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 

@@ -71,8 +71,10 @@ test('serve --low-memory pages the word embeddings in by rows: one request leave
 
 test('main: the end-to-end job runs through with tiny budgets and saves what it reports', () => {
   const out = tmpDir();
-  const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60', '--soup', '2');
+  const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60', '--soup', '2',
+    '--whole-word-mask', '--bag-of-words', '0.5');
   expect([r.status, r.stderr]).toEqual([0, '']);
+  expect(r.stdout).toMatch(/pre-training \(masked LM \+ 0\.5 x \[CLS\] bag of words\): 4 steps/);
   expect(r.stdout).toMatch(/SST-2 dev accuracy: \d+\.\d% \(F1 \d+\.\d%\), the average of 2 fine-tuned copies \(alone: \d+\.\d%, \d+\.\d%\)/);
   const rep = JSON.parse(require('fs').readFileSync(path.join(out, 'report.json'), 'utf8'));
   expect(rep.pretrain.steps).toBe(4);
@@ -83,6 +85,10 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const bad = cli('main', '--out', none, '--soup', '0', '--pretrain-steps', '4');
   expect(bad.status).not.toBe(0);
   expect(bad.stderr).toMatch(/main: soup must be a positive integer \(copies to fine-tune and average\), got 0/);
+  expect(require('fs').readdirSync(none)).toEqual([]);
+  const negative = cli('main', '--out', none, '--bag-of-words', '-1', '--pretrain-steps', '4');
+  expect(negative.status).not.toBe(0);
+  expect(negative.stderr).toMatch(/pretrain: bagOfWords must be a weight >= 0, got -1/);
   expect(require('fs').readdirSync(none)).toEqual([]);
   for (const f of ['sst2-model/config.json', 'sst2-model/model.safetensors', 'sst2-model/vocab.txt', 'sst2-model.pt', 'pretrained/model.safetensors', 'pretrain-curves.svg']) {
     expect([f, require('fs').existsSync(path.join(out, f))]).toEqual([f, true]);

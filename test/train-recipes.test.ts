@@ -380,6 +380,21 @@ describe('packed masked-LM pre-training', () => {
     expect(r.result.losses[1].loss).toBeLessThan(r.result.losses[0].loss);
     r.model.dispose();
   });
+  test('bagOfWords: pre-training adds the [CLS] bag-of-words term to the masked LM; bad weights are refused', async () => {
+    const { pretrain } = await import('../lib/recipes/pretrain');
+    const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);
+    const logs: string[] = [];
+    const r = await pretrain({ corpus, out: tmpDir(), vocabSize: 500, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, batchSize: 8, seed: 5, bagOfWords: 1, log: (l) => logs.push(l) });
+    expect(logs.some((l) => /masked LM \+ 1 x \[CLS\] bag of words\): 200 steps/.test(l))).toBe(true);
+    // the same run without the term: the logged loss is the masked LM's alone, lower by about the bag term (log 500 = 6.2 at most)
+    const plain = await pretrain({ corpus, out: tmpDir(), vocabSize: 500, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, batchSize: 8, seed: 5, log: () => {} });
+    const gap = r.result.losses[1].loss - plain.result.losses[1].loss;
+    expect(gap).toBeGreaterThan(4);
+    expect(gap).toBeLessThan(Math.log(500) + 0.5);
+    await expect(pretrain({ corpus, out: tmpDir(), vocabSize: 500, steps: 1, bagOfWords: -1, log: () => {} })).rejects.toThrow(/bagOfWords must be a weight >= 0, got -1/);
+    await expect(pretrain({ corpus, out: tmpDir(), vocabSize: 500, steps: 1, bagOfWords: 1, objective: 'electra', log: () => {} })).rejects.toThrow(/bagOfWords goes with the masked-LM objective/);
+    [r.model, plain.model].forEach((m) => m.dispose());
+  });
   test('wordVectors: the embeddings start from the corpus\'s co-occurrence vectors, not the random ones of the same seed', async () => {
     const { pretrain } = await import('../lib/recipes/pretrain');
     const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);

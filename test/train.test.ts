@@ -1,7 +1,7 @@
 // Training utilities: masked-LM collation semantics, padding collator, batching, metrics, the Trainer
 // and the masked-positions MLM loss.
 import * as tb from '../lib';
-import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer } from '../lib/train';
+import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer, AdamW } from '../lib/train';
 import { sst2FullSentences } from '../lib/data/datasets';
 import { fromConfig, fromPretrained } from '../lib/models';
 import type { BertPreTrainedModel, BertInputs } from '../lib/models';
@@ -93,6 +93,68 @@ test('mlmLoss on masked positions equals the full forward loss', async () => {
   const grads = m.parameters().map((p) => p.grad).filter((g) => g !== null);
   expect(grads.length).toBeGreaterThan(0);
   for (const g of grads) expect(g!.abs().max().item()).toBe(0);
+});
+
+test('mlmBagOfWordsLoss: the masked-LM loss plus the [CLS] bag-of-words cross entropy of the full forward', async () => {
+  const { bagOfWordsTargets } = await import('../lib/recipes/pretrain');
+  tb.manualSeed(0);
+  const V = 200;
+  const m = fromConfig('BertForMaskedLM', { vocab_size: V, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 }).eval();
+  const ids = tb.randint(5, V, [4, 16]);
+  ids.select(1, 0).fill_(1); // [CLS]-like special first token
+  ids.select(0, 3).narrow(0, 10, 6).fill_(0); // a padded row
+  const specials = [0, 1, 2, 3, 4];
+  const labels = ids.maskedFill(tb.rand([4, 16]).gt(0.3).logicalOr(ids.lt(5)), -100);
+  // targets: uniform over each row's distinct non-special ids
+  const bow = bagOfWordsTargets(ids, V, specials);
+  const rows = ids.toArraySync() as number[][];
+  const got = bow.toArraySync() as number[][];
+  rows.forEach((r, i) => {
+    const distinct = [...new Set(r.map(Number).filter((t) => t >= 5))];
+    const want = Array.from({ length: V }, (_, t) => (distinct.includes(t) ? 1 / distinct.length : 0));
+    got[i].forEach((x, t) => expect([i, t, x]).toEqual([i, t, expect.closeTo(want[t], 7)]));
+  });
+  // the loss against the full forward: its masked-LM loss and the log-softmax of its [CLS] logits
+  const out = await m.forward({ inputIds: ids, labels });
+  const reference = tb.noGrad(() => bow.mul(out.logits!.select(1, 0).logSoftmax(-1)).sum().neg().div(4)).item() as number;
+  const r = await m.mlmBagOfWordsLoss({ inputIds: ids, labels, bagOfWords: bow }, 0.5);
+  expect(Math.abs((r.bagOfWords.item() as number) - reference)).toBeLessThan(1e-5);
+  expect(Math.abs((r.loss.item() as number) - ((out.loss!.item() as number) + 0.5 * reference))).toBeLessThan(1e-5);
+  // gradients reach the word embeddings through both terms
+  m.train();
+  const g = await m.mlmBagOfWordsLoss({ inputIds: ids, labels: tb.fullLike(ids, -100), bagOfWords: bow });
+  await g.loss.backward();
+  expect(m.parameters().some((p) => p.grad !== null && (p.grad.abs().max().item() as number) > 0)).toBe(true);
+  await expect(m.mlmBagOfWordsLoss({ inputIds: ids, labels, bagOfWords: bow.narrow(1, 0, 10) })).rejects.toThrow(/bagOfWords must be \[4, 200\].*got \[4, 10\]/);
+  await expect(m.mlmBagOfWordsLoss({ inputIds: ids, labels, bagOfWords: bow }, -1)).rejects.toThrow(/weight must be .* got -1/);
+  const cls = fromConfig('BertForSequenceClassification', { vocab_size: V, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64 });
+  await expect(cls.mlmBagOfWordsLoss({ inputIds: ids, labels, bagOfWords: bow })).rejects.toThrow(/needs a BertForMaskedLM/);
+  [m, cls].forEach((x) => x.dispose());
+});
+
+test('the [CLS] bag-of-words term is learnable: the vector comes to predict its row\'s words', async () => {
+  const { bagOfWordsTargets } = await import('../lib/recipes/pretrain');
+  tb.manualSeed(0);
+  const V = 40;
+  const m = fromConfig('BertForMaskedLM', { vocab_size: V, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 });
+  const opt = new AdamW(m.parameters(), { lr: 3e-3 });
+  let last = Infinity;
+  for (let step = 0; step < 300; step++) {
+    const scope = new tb.DisposeScope();
+    last = await scope.run(async () => {
+      // [CLS] and 4 random words of 35; no masked positions, so the loss is the bag term alone
+      const ids = tb.cat([tb.full([32, 1], 1, { dtype: 'int64' }), tb.randint(5, V, [32, 4])], 1);
+      const r = await m.mlmBagOfWordsLoss({ inputIds: ids, labels: tb.fullLike(ids, -100), bagOfWords: bagOfWordsTargets(ids, V, [0, 1, 2, 3, 4]) });
+      await r.loss.backward();
+      await opt.step();
+      opt.zeroGrad();
+      return r.bagOfWords.item() as number;
+    });
+    scope.dispose();
+  }
+  // log(35) = 3.56 is the best a vector that ignores the row can do; knowing the row's 4 words, log(4) = 1.39
+  expect(last).toBeLessThan(Math.log(35) - 0.4);
+  m.dispose();
 });
 
 test('Trainer lowers the loss of a learnable task and logs JSONL', async () => {

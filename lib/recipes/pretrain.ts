@@ -41,6 +41,12 @@ export interface PretrainOptions {
    * the masked LM would otherwise spend thousands of steps learning.
    */
   wordVectors?: boolean;
+  /**
+   * Masked LM only: add this weight times a sentence-level term in which the [CLS] vector predicts the
+   * row's bag of words through the masked-LM head (`mlmBagOfWordsLoss`), so that the vector fine-tuning's
+   * classifier reads starts trained (default 0: off).
+   */
+  bagOfWords?: number;
   log?: (s: string) => void;
 }
 
@@ -59,6 +65,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (!o.corpus.length) throw new Error('pretrain: the corpus is empty');
   if (o.objective !== undefined && !['mlm', 'electra'].includes(o.objective)) throw new TypeError(`pretrain: objective must be 'mlm' or 'electra', got ${JSON.stringify(o.objective)}`);
+  const electra = o.objective === 'electra';
+  const bowWeight = o.bagOfWords ?? 0;
+  if (!Number.isFinite(bowWeight) || bowWeight < 0) throw new RangeError(`pretrain: bagOfWords must be a weight >= 0, got ${o.bagOfWords}`);
+  if (bowWeight > 0 && electra) throw new TypeError("pretrain: bagOfWords goes with the masked-LM objective, not 'electra'");
   const seqLen = o.seqLen ?? 64;
   if (o.seed !== undefined) tb.manualSeed(o.seed);
   let t0 = Date.now();
@@ -68,7 +78,6 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
   const H = o.hidden ?? 128;
   const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
-  const electra = o.objective === 'electra';
   const G = o.generatorHidden ?? Math.max(32, H / 2);
   // ELECTRA: the generator is a smaller masked LM; the encoder kept is the discriminator's.
   const mlm = electra
@@ -112,10 +121,18 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       const unpadded = o.wholeWordMask ? Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * T, (r + 1) * T), Number).filter((id) => id !== tok.padTokenId)) : null;
       const sel = unpadded ? wholeWordMask(unpadded, T, tok.idsToTokens, specialIds) : undefined;
       const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }, sel);
-      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels, ...(electra ? { originalIds: b.inputIds } : {}) };
+      return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels, ...(electra || bowWeight > 0 ? { originalIds: b.inputIds } : {}) };
     },
     undefined,
-    disc ? (inputs) => replacedTokenLoss(mlm, disc, inputs as ElectraInputs, o.discriminatorWeight ?? 50) : (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
+    disc
+      ? (inputs) => replacedTokenLoss(mlm, disc, inputs as ElectraInputs, o.discriminatorWeight ?? 50)
+      : bowWeight > 0
+        ? async (inputs) => {
+          const { originalIds } = inputs as ElectraInputs;
+          const bagOfWords = bagOfWordsTargets(originalIds, tok.vocabSize, specialIds);
+          return (await mlm.mlmBagOfWordsLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels!, bagOfWords }, bowWeight)).loss;
+        }
+        : (inputs) => mlm.mlmLoss({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, labels: inputs.labels! }),
   );
   const dir = path.join(o.out, 'pretrained');
   if (main) {
@@ -128,9 +145,22 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     } else await mlm.savePretrained(dir);
     tok.savePretrained(dir);
   }
-  log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
+  log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   if (disc) mlm.dispose();
   return { tokenizer: tok, model: disc ?? mlm, result, dir };
+}
+
+/**
+ * Each row's bag of words as a distribution for the [CLS] term of `mlmBagOfWordsLoss`: [B, V], uniform over
+ * the distinct tokens of the row (before masking), special tokens and padding left out.
+ */
+export function bagOfWordsTargets(ids: Tensor, vocabSize: number, specialIds: number[]): Tensor {
+  return tb.noGrad(() => {
+    const seen = tb.zeros([ids.size(0), vocabSize]).scatter(1, ids, 1);
+    const keep = tb.ones([vocabSize]).indexPut_([tb.tensor(BigInt64Array.from(specialIds, BigInt))], tb.tensor(0));
+    const bag = seen.mul(keep);
+    return bag.div(bag.sum(1, true).clamp(1));
+  });
 }
 
 type ElectraInputs = { inputIds: Tensor; attentionMask?: Tensor; labels?: Tensor; originalIds: Tensor };

@@ -39,6 +39,10 @@ export interface ScratchOptions {
   pack?: boolean;
   /** start pre-training from co-occurrence word vectors of the corpus (PretrainOptions.wordVectors) */
   wordVectors?: boolean;
+  /** weight of the [CLS] bag-of-words term beside the masked LM (PretrainOptions.bagOfWords; default 0) */
+  bagOfWords?: number;
+  /** mask whole words in pre-training (PretrainOptions.wholeWordMask) */
+  wholeWordMask?: boolean;
   finetuneLr?: number;
   /**
    * Fine-tune this many copies of the pre-trained BERT (the same head initialisation, different batch orders
@@ -134,7 +138,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   // 1-2. Vocabulary and masked-LM pre-training.
   const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
     corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors,
+    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask,
   });
   if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
 

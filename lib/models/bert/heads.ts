@@ -99,6 +99,9 @@ def mlm_loss_logits(self, input_ids: Tensor, attention_mask: Optional[Tensor], l
     # positions' logits [N, V] (row-major order of the masked positions). A batch with nothing masked
     # (short rows, or one data-parallel rank's share of a batch) gives 0 and zero gradients, not NaN.
     h, pooled, hs, ats = self.bert.forward(input_ids, attention_mask, None, None, False, False)
+    return self.masked_positions_loss(h, labels)
+
+def masked_positions_loss(self, h: Tensor, labels: Tensor) -> Tuple[Tensor, Tensor]:
     sel = labels.ne(-100)                                                              # [B, T]
     logits = self.cls.predictions.forward(h[sel])                                      # [N, H] -> [N, V]
     target = labels[sel]
@@ -107,6 +110,17 @@ def mlm_loss_logits(self, input_ids: Tensor, attention_mask: Optional[Tensor], l
 
 def mlm_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor) -> Tensor:
     return self.mlm_loss_logits(input_ids, attention_mask, labels)[0]
+
+def mlm_bow_loss(self, input_ids: Tensor, attention_mask: Optional[Tensor], labels: Tensor, bow: Tensor, weight: float) -> Tuple[Tensor, Tensor]:
+    # A sentence-level term beside the masked LM: the [CLS] vector predicts, through the same head, the
+    # row's bag of words (bow [B, V], each row a distribution over the row's words; a cross entropy).
+    # The masked LM alone never trains the vector fine-tuning's classifier reads. Returns (masked LM
+    # loss + weight * bag loss, bag loss).
+    h, pooled, hs, ats = self.bert.forward(input_ids, attention_mask, None, None, False, False)
+    mlm = self.masked_positions_loss(h, labels)[0]
+    logp = torch.log_softmax(self.cls.predictions.forward(h[:, 0]), -1)               # [B, V]
+    bag = -(bow * logp).sum() / max(bow.size(0), 1)
+    return mlm + weight * bag, bag
 `);
     case 'BertForPreTraining':
       return unit(kind, { bert, cls: unit('BertPreTrainingHeads', { predictions: BertLMPredictionHead(c, mode, word()), seq_relationship: dense(2) }) }, `${entries(QUAD)}

@@ -355,6 +355,20 @@ export class BertPreTrainedModel {
     if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLoss needs a BertForMaskedLM, this is a ${this.kind}`);
     return (await this.#exclusive(() => this.module.call('mlm_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels))) as Tensor;
   }
+  /**
+   * mlmLoss() plus `weight` times a sentence-level term: the [CLS] vector, through the masked-LM head,
+   * predicts the row's bag of words (`bagOfWords` [B, V], each row a distribution over the tokens of the
+   * row; cross entropy). Resolves to the sum and the bag-of-words term alone.
+   */
+  async mlmBagOfWordsLoss(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor; bagOfWords: Tensor }, weight = 1): Promise<{ loss: Tensor; bagOfWords: Tensor }> {
+    if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmBagOfWordsLoss needs a BertForMaskedLM, this is a ${this.kind}`);
+    const [B, V] = [inputs.inputIds.size(0), this.config.fields.vocab_size];
+    const shape = inputs.bagOfWords.shape;
+    if (shape.length !== 2 || shape[0] !== B || shape[1] !== V) throw new RangeError(`mlmBagOfWordsLoss: bagOfWords must be [${B}, ${V}] (rows x vocabulary), got [${shape.join(', ')}]`);
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`mlmBagOfWordsLoss: weight must be a finite number >= 0, got ${weight}`);
+    const [loss, bag] = (await this.#exclusive(() => this.module.call('mlm_bow_loss', inputs.inputIds, inputs.attentionMask ?? null, inputs.labels, inputs.bagOfWords, weight))) as Tensor[];
+    return { loss, bagOfWords: bag };
+  }
   /** mlmLoss() and the logits [N, V] at the N masked positions (labels != -100, row-major), e.g. to sample replacements (ELECTRA). */
   async mlmLossAndLogits(inputs: { inputIds: Tensor; attentionMask?: Tensor; labels: Tensor }): Promise<{ loss: Tensor; logits: Tensor }> {
     if (this.kind !== 'BertForMaskedLM') throw new TypeError(`mlmLossAndLogits needs a BertForMaskedLM, this is a ${this.kind}`);
