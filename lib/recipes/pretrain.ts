@@ -44,7 +44,8 @@ export interface PretrainOptions {
   /**
    * Masked LM only: add this weight times a sentence-level term in which the [CLS] vector predicts the
    * row's bag of words through the masked-LM head (`mlmBagOfWordsLoss`), so that the vector fine-tuning's
-   * classifier reads starts trained (default 0: off).
+   * classifier reads starts trained (default 0: off; it cost the main job two to three points on SST-2,
+   * docs/results.md).
    */
   bagOfWords?: number;
   log?: (s: string) => void;
