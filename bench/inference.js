@@ -33,7 +33,7 @@ async function timeForwards(forwards, B) {
   // At least 5 rounds: the never-slower check below compares these medians.
   // Short calls depend on what ran just before them (caches, threads): each is timed after two untimed calls of its own, as
   // the peers' loops (one model at a time) and a server (one model) run; at 1 x 24 tokens the int8 copy
-  // read 13.4-14.1 ms timed after the other variants, 10.4-10.7 ms in a loop of its own. (transformers.js is not
+  // (Zen 4 EPYC, 2 threads, docs/benchmarks.md) read 13.4-14.1 ms timed after the other variants, 10.4-10.7 ms in a loop of its own. (transformers.js is not
   // in these turns: onnxruntime's spinning pool threads slow the next libtorch call down in one process.)
   return timeInterleaved(forwards.map((f) => () => f(ids, mask)), { reps: Math.max(5, Math.min(30, Math.floor(10240 / (B * T)))), warmEach: B * T <= 1024 ? 2 : 0 });
 }

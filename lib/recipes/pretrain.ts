@@ -93,15 +93,18 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     // Every rank computes the same vectors (same rows, same seed), as it learns the same vocabulary.
     t0 = Date.now();
     for (const m of disc ? [mlm, disc] : [mlm]) {
-      const emb = m.stateDict().get('bert.embeddings.word_embeddings.weight')!;
-      const vectors = await cooccurrenceVectors(ids, tok.vocabSize, emb.size(1), { skipIds: specialIds, std: m.config.fields.initializer_range });
-      tb.noGrad(() => {
-        const pad = emb.select(0, tok.padTokenId).clone(); // the padding row keeps its initialisation
-        emb.copy_(vectors);
-        emb.select(0, tok.padTokenId).copy_(pad);
-        pad.dispose();
+      // The scope frees the state dict's handles, the vectors and the row views (the weights are the model's).
+      const scope = new tb.DisposeScope();
+      await scope.run(async () => {
+        const emb = m.stateDict().get('bert.embeddings.word_embeddings.weight')!;
+        const vectors = await cooccurrenceVectors(ids, tok.vocabSize, emb.size(1), { skipIds: specialIds, std: m.config.fields.initializer_range });
+        tb.noGrad(() => {
+          const pad = emb.select(0, tok.padTokenId).clone(); // the padding row keeps its initialisation
+          emb.copy_(vectors);
+          emb.select(0, tok.padTokenId).copy_(pad);
+        });
       });
-      vectors.dispose();
+      scope.dispose();
     }
     log(`word vectors: PPMI + SVD of the corpus's co-occurrences as the initial word embeddings in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   }
