@@ -96,7 +96,7 @@ test('mlmLoss on masked positions equals the full forward loss', async () => {
 });
 
 test('mlmBagOfWordsLoss: the masked-LM loss plus the [CLS] bag-of-words cross entropy of the full forward', async () => {
-  const { bagOfWordsTargets } = await import('../lib/recipes/pretrain');
+  const { bagOfWordsTargets } = tb.train;
   tb.manualSeed(0);
   const V = 200;
   const m = fromConfig('BertForMaskedLM', { vocab_size: V, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 }).eval();
@@ -133,7 +133,7 @@ test('mlmBagOfWordsLoss: the masked-LM loss plus the [CLS] bag-of-words cross en
 });
 
 test('the [CLS] bag-of-words term is learnable: the vector comes to predict its row\'s words', async () => {
-  const { bagOfWordsTargets } = await import('../lib/recipes/pretrain');
+  const { bagOfWordsTargets } = tb.train;
   tb.manualSeed(0);
   const V = 40;
   const m = fromConfig('BertForMaskedLM', { vocab_size: V, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 });

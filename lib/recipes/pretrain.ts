@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
-import { Trainer, padCollate, packSequences, maskTokens, EpochBatches, wholeWordMask, cooccurrenceVectors } from '../train';
+import { Trainer, padCollate, packSequences, maskTokens, bagOfWordsTargets, EpochBatches, wholeWordMask, cooccurrenceVectors } from '../train';
 import type { TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -152,19 +152,6 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   if (disc) mlm.dispose();
   return { tokenizer: tok, model: disc ?? mlm, result, dir };
-}
-
-/**
- * Each row's bag of words as a distribution for the [CLS] term of `mlmBagOfWordsLoss`: [B, V], uniform over
- * the distinct tokens of the row (before masking), special tokens and padding left out.
- */
-export function bagOfWordsTargets(ids: Tensor, vocabSize: number, specialIds: number[]): Tensor {
-  return tb.noGrad(() => {
-    const seen = tb.zeros([ids.size(0), vocabSize]).scatter(1, ids, 1);
-    const keep = tb.ones([vocabSize]).indexPut_([tb.tensor(BigInt64Array.from(specialIds, BigInt))], tb.tensor(0));
-    const bag = seen.mul(keep);
-    return bag.div(bag.sum(1, true).clamp(1));
-  });
 }
 
 type ElectraInputs = { inputIds: Tensor; attentionMask?: Tensor; labels?: Tensor; originalIds: Tensor };

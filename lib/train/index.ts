@@ -4,7 +4,7 @@ export { GradScaler } from './amp';
 export type { GradScalerOptions, GradScalerState } from './amp';
 export type { AdamWOptions, ParamGroup, OptimizerStateDict } from './optim';
 export * from './schedules';
-export { padCollate, packSequences, maskTokens, batchIndices, EpochBatches, wholeWordMask, alignLabels, nspPairs } from './collate';
+export { padCollate, packSequences, maskTokens, bagOfWordsTargets, batchIndices, EpochBatches, wholeWordMask, alignLabels, nspPairs } from './collate';
 export type { Example, Batch, MlmOptions } from './collate';
 export { accuracy, f1, mcc, getEntities, entityScores, normalizeAnswer, qaScore, qaMetrics } from './metrics';
 export type { Entity, EntityScores } from './metrics';
