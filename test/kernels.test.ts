@@ -453,6 +453,48 @@ describe('torchbert::linear_prepacked and its plan', () => {
     const bad = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_PREPACKED: 'fast' } });
     expect(bad.stderr).toMatch(/TORCHBERT_PREPACKED must be auto, torchbert, onednn, aten; got 'fast'/);
   });
+
+  test('under an ISA cap (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on an AVX2 CPU) the plan is measured again under its own key, prepack still equals the float model, and bf16 is refused where the cap hides the units', () => {
+    const file = path.join(tmpDir(), 'plan.json');
+    const code = `
+      const tb = require(${JSON.stringify(path.resolve(__dirname, '..'))});
+      const { fromConfig } = require(${JSON.stringify(path.resolve(__dirname, '../dist/models/bert'))});
+      const m = fromConfig('BertModel', ${JSON.stringify(cfg)}).eval();
+      const ids = tb.randint(1, 99, [3, 9]);
+      const a = tb.noGrad(() => m.forwardSync({ inputIds: ids })).lastHiddenState;
+      const b = tb.noGrad(() => m.prepack().forwardSync({ inputIds: ids })).lastHiddenState;
+      const c = tb.cpuInfo();
+      let bf16 = 'loaded';
+      try { fromConfig('BertModel', ${JSON.stringify(cfg)}).to({ dtype: 'bfloat16' }).prepack(); } catch (e) { bf16 = e.message; }
+      console.log(JSON.stringify({ rel: a.sub(b).abs().max().item() / a.abs().max().item(),
+        cap: c.onednnIsaCap, usable: c.bf16, hardware: c.flags.includes('avx512_bf16') || c.flags.includes('amx_bf16'), bf16 }));`;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_TUNING_CACHE: file, ...env } });
+      expect(r.stderr).not.toMatch(/Error/);
+      expect(r.status).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    };
+    const free = run({ ONEDNN_MAX_CPU_ISA: '', ATEN_CPU_CAPABILITY: '' });
+    const capped = run({ ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' });
+    for (const r of [free, capped]) expect(r.rel).toBeLessThan(1e-5);
+    // Two plans in the cache: the capped process did not reuse the timings of the uncapped one.
+    const keys = Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')));
+    expect(keys).toHaveLength(2);
+    expect(keys.filter((k) => k.endsWith('AVX2 avx2 | v3'))).toHaveLength(1);
+    expect(free.cap).toBeNull();
+    expect(capped.cap).toBe('AVX2');
+    expect(capped.usable).toBe(false);
+    if (capped.hardware) {
+      expect(free.usable).toBe(true);
+      expect(free.bf16).toBe('loaded');
+      expect(capped.bf16).toMatch(/has bf16 units, but ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN from using them.*lift the cap/);
+    } else expect(capped.bf16).toMatch(/has no bf16 units/);
+    // A cap that still admits the bf16 units leaves them usable; a name oneDNN does not know is no cap.
+    const usable = (cap: string) => JSON.parse(spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(path.resolve(__dirname, '..'))}).cpuInfo()))`],
+      { encoding: 'utf8', env: { ...process.env, ONEDNN_MAX_CPU_ISA: cap } }).stdout).bf16;
+    for (const cap of ['AVX512_CORE_BF16', 'avx10_1_512_amx', 'NONSENSE']) expect(usable(cap)).toBe(free.usable);
+    expect(usable('AVX512_CORE_VNNI')).toBe(false);
+  });
 });
 
 describe('torchbert::attention', () => {
