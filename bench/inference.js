@@ -145,7 +145,8 @@ print(json.dumps(res))`;
   const plan = tb.linearTuning().filter((r) => r.pass === 'inference' && r.k >= 768 && r.n >= 768)
     .map((r) => `${r.n}x${r.k}${r.activation === 'none' ? '' : ` ${r.activation}`} @${r.rows}: ${r.choice}`);
   console.log(JSON.stringify({ cpu: cpuLine(tb), threads: tb.getNumThreads(), matmulPeakGflops: peak, prepackMs: Math.round(tuneMs), plan, bf16Error, rows }, null, 2));
-  if (!BF16) console.log(`bf16 not measured: ${cpuInfo().bf16 ? '--no-bf16' : 'this CPU has no bf16 units (avx512_bf16, amx_bf16)'}`);
+  const c = cpuInfo();
+  if (!BF16) console.log(`bf16 not measured: ${c.bf16 ? '--no-bf16' : c.onednnIsaCap ? `ONEDNN_MAX_CPU_ISA=${c.onednnIsaCap} leaves oneDNN no bf16 units` : 'this CPU has no bf16 units (avx512_bf16, amx_bf16)'}`);
   // The default paths (prepacked, what the server runs) must never lose to the plain module they replace.
   for (const [what, fast, plain] of [['fp32', 'torchbertPrepackedMs', 'torchbertMs'], ['bf16', 'torchbertBf16PrepackedMs', 'torchbertBf16Ms']]) {
     const slower = rows.filter((r) => r[fast] !== undefined && r[fast] > 1.05 * r[plain]);
