@@ -65,7 +65,7 @@ export interface ScratchOptions {
 export interface ScratchReport {
   vocabSize: number;
   pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number };
-  /** steps of each copy fine-tuned; seconds of all of them */
+  /** steps of each copy fine-tuned (the fewest, where the time budget cut copies differently); seconds of all of them */
   finetune: { steps: number; seconds: number; copies: number };
   /** accuracy: the averaged model's; copies: each fine-tuned copy's alone */
   dev: { accuracy: number; f1: number; copies: number[]; majority: number; bagOfWords: number; noPretraining?: number };
@@ -174,7 +174,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const m = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
     if (k === 0) log(`fine-tuning from the pre-trained encoder (new weights: ${m.loadReport.missingKeys.join(', ')})${copies > 1 ? `, ${copies} copies to average` : ''}`);
     const r = await fineTune(m, copies > 1 ? `finetune-${k + 1}` : 'finetune', k);
-    ftRes.steps = r.steps;
+    ftRes.steps = k === 0 ? r.steps : Math.min(ftRes.steps, r.steps);
     ftRes.seconds += r.seconds;
     members.push(m);
     if (copies > 1) {
