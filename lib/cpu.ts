@@ -26,6 +26,10 @@ const ONEDNN_ISA: Record<string, number> = {
   AVX512_CORE_BF16: 0xe7, AVX10_1_512: 0x1ef, AVX512_CORE_FP16: 0x1ef, AVX10_1_512_AMX: 0xfef, AVX512_CORE_AMX: 0xfef,
   AVX10_1_512_AMX_FP16: 0x1fef, AVX512_CORE_AMX_FP16: 0x1fef, AVX10_2_512: 0x201ff, AVX10_2_512_AMX_2: 0x22fff,
 };
+/** Whether the CPU has bf16 units, whether or not a cap lets oneDNN use them. */
+export function hasBf16Units(c: CpuInfo): boolean {
+  return c.flags.includes('avx512_bf16') || c.flags.includes('amx_bf16');
+}
 /** The cap's mask; undefined when unset, DEFAULT/ALL, or a name oneDNN would ignore. */
 function onednnCapMask(cap: string | null): number | undefined {
   return cap ? ONEDNN_ISA[cap.toUpperCase()] : undefined;
@@ -67,7 +71,7 @@ export function checkCpuBf16(what: string): void {
   if (process.env.TORCHBERT_ALLOW_SLOW_BF16 === '1') return;
   const c = cpuInfo();
   if (c.bf16) return;
-  const hidden = c.flags.includes('avx512_bf16') || c.flags.includes('amx_bf16');
+  const hidden = hasBf16Units(c);
   const why = hidden
     ? `this CPU (${c.model}) has bf16 units, but ONEDNN_MAX_CPU_ISA=${c.onednnIsaCap} keeps oneDNN from using them`
     : `this CPU (${c.model}) has no bf16 units (avx512_bf16 or amx_bf16)`;
