@@ -108,11 +108,17 @@ program
   .option('--bag-of-words <w>', 'add w x a sentence-level term to the masked LM: the [CLS] vector predicts the row\'s bag of words (did not help: docs/results.md)', number, 0)
   .option('--whole-word-mask', 'pre-train with whole-word masking rather than single word pieces')
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number }) => {
+  .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number; pretrained?: string }, cmd: Command) => {
     const started = Date.now();
+    if (o.pretrained !== undefined) {
+      // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
+      const given = ['hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      if (given.length) throw new RangeError(`main: --pretrained reuses an encoder, so ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} do not apply`);
+    }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, pretrained: o.pretrained });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

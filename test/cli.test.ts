@@ -93,4 +93,27 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   for (const f of ['sst2-model/config.json', 'sst2-model/model.safetensors', 'sst2-model/vocab.txt', 'sst2-model.pt', 'pretrained/model.safetensors', 'pretrain-curves.svg']) {
     expect([f, require('fs').existsSync(path.join(out, f))]).toEqual([f, true]);
   }
-}, 600000);
+
+  // --pretrained: the same encoder fine-tuned again, without a vocabulary or pre-training of its own
+  const encoder = path.join(out, 'pretrained');
+  const again = tmpDir();
+  const re = cli('main', '--out', again, '--pretrained', encoder, '--seed', '1', '--finetune-steps', '4', '--finetune-seconds', '60', '--no-control');
+  expect([re.status, re.stderr]).toEqual([0, '']);
+  expect(re.stdout).toContain(`pre-training: none, reusing the encoder in ${encoder} (vocabulary of ${rep.vocabSize})`);
+  // only the pooler and the head are new (a masked LM has neither): every encoder weight came from the folder
+  expect(re.stdout).toContain('fine-tuning from the pre-trained encoder (new weights: bert.pooler.dense.weight, bert.pooler.dense.bias, classifier.weight, classifier.bias)');
+  const rep2 = JSON.parse(require('fs').readFileSync(path.join(again, 'report.json'), 'utf8'));
+  expect(rep2.pretrain).toMatchObject({ steps: 0, from: encoder });
+  expect(rep2.finetune).toMatchObject({ steps: 4, copies: 1 });
+  expect(require('fs').readFileSync(path.join(again, 'sst2-model/vocab.txt'), 'utf8')).toBe(require('fs').readFileSync(path.join(encoder, 'vocab.txt'), 'utf8'));
+  expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
+  // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
+  const none2 = tmpDir();
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4');
+  expect(both.status).not.toBe(0);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --layers, --word-vectors do not apply/);
+  const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
+  expect(missing.status).not.toBe(0);
+  expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);
+  expect(require('fs').readdirSync(none2)).toEqual([]);
+}, 900000);

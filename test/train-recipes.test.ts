@@ -413,3 +413,12 @@ describe('packed masked-LM pre-training', () => {
     wv.model.dispose();
   });
 });
+
+test('fromScratch with a reused encoder refuses pre-training options by name, before writing anything', async () => {
+  const { fromScratch } = await import('../lib/recipes/scratch');
+  const out = path.join(tmpDir(), 'run');
+  await expect(fromScratch({ data: DATA, out, pretrained: out, wordVectors: true, objective: 'electra' }))
+    .rejects.toThrow('main: pretrained reuses an encoder, so the pre-training options (objective, wordVectors) do not apply');
+  await expect(fromScratch({ data: DATA, out, pretrained: out })).rejects.toThrow(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt .*, got .*run$/);
+  expect(fs.existsSync(out)).toBe(false);
+});

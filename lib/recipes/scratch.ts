@@ -43,6 +43,13 @@ export interface ScratchOptions {
   bagOfWords?: number;
   /** mask whole words in pre-training (PretrainOptions.wholeWordMask) */
   wholeWordMask?: boolean;
+  /**
+   * Reuse a pre-trained encoder (an earlier run's `OUT/pretrained` folder, with its tokenizer) instead of
+   * learning a vocabulary and pre-training: the job fine-tunes, runs its control and baselines as usual.
+   * With `seed` it separates what fine-tuning varies from what pre-training does; the same seed as the
+   * run that made the encoder repeats that run's fine-tuning (the same head weights and batches).
+   */
+  pretrained?: string;
   finetuneLr?: number;
   /**
    * Fine-tune this many copies of the pre-trained BERT (the same head initialisation, different batch orders
@@ -64,7 +71,8 @@ export interface ScratchOptions {
 
 export interface ScratchReport {
   vocabSize: number;
-  pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number };
+  /** steps 0 and `from` set where the job reused an encoder (ScratchOptions.pretrained) */
+  pretrain: { steps: number; seconds: number; firstLoss: number; lastLoss: number; from?: string };
   /** steps of each copy fine-tuned (the fewest, where the time budget cut copies differently); seconds of all of them */
   finetune: { steps: number; seconds: number; copies: number };
   /** accuracy: the averaged model's; copies: each fine-tuned copy's alone */
@@ -123,24 +131,44 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   if (!Number.isInteger(copies) || copies < 1) throw new RangeError(`main: soup must be a positive integer (copies to fine-tune and average), got ${copies}`);
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
+  if (o.pretrained !== undefined) {
+    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask }).filter(([, v]) => v).map(([k]) => k);
+    if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
+    if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
+      throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
+    }
+  }
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
   tb.manualSeed(seed);
   fs.mkdirSync(o.out, { recursive: true });
   const train = readSst2(path.join(o.data, 'sst2', 'train.tsv'));
   const dev = readSst2(path.join(o.data, 'sst2', 'dev.tsv'));
-  // Unlabelled text: SST-2's training and (unlabelled) test sentences, and WikiText-2's test and valid
-  // articles; never the dev sentences scored below.
-  const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
-  const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-  const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
 
-  // 1-2. Vocabulary and masked-LM pre-training.
-  const { tokenizer: tok, result: preRes, dir: mlmDir } = await pretrain({
-    corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-    objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask,
-  });
-  if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
+  // 1-2. Vocabulary and masked-LM pre-training, or the encoder of an earlier run.
+  let tok: BertTokenizer;
+  let mlmDir: string;
+  let preReport: ScratchReport['pretrain'];
+  if (o.pretrained !== undefined) {
+    [tok, mlmDir] = [await BertTokenizer.fromPretrained(o.pretrained), o.pretrained];
+    preReport = { steps: 0, seconds: 0, firstLoss: NaN, lastLoss: NaN, from: o.pretrained };
+    log(`pre-training: none, reusing the encoder in ${o.pretrained} (vocabulary of ${tok.vocabSize})`);
+  } else {
+    // Unlabelled text: SST-2's training and (unlabelled) test sentences, and WikiText-2's test and valid
+    // articles; never the dev sentences scored below.
+    const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
+    const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
+    const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
+    const pre = await pretrain({
+      corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
+      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask,
+    });
+    [tok, mlmDir] = [pre.tokenizer, pre.dir];
+    const r = pre.result;
+    preReport = { steps: r.steps, seconds: r.seconds, firstLoss: r.losses[0]?.loss ?? NaN, lastLoss: r.losses.at(-1)?.loss ?? NaN };
+    pre.model.dispose();
+    if (world > 1) await dist.barrier(); // rank 0 has written the pre-trained encoder every rank loads next
+  }
 
   // 3. Fine-tuning on SST-2: one epoch by default (a second one overfits the phrases: dev accuracy falls),
   // of `soup` copies whose weights are averaged.
@@ -222,7 +250,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   });
   return {
     vocabSize: tok.vocabSize,
-    pretrain: { steps: preRes.steps, seconds: preRes.seconds, firstLoss: preRes.losses[0]?.loss ?? NaN, lastLoss: preRes.losses.at(-1)?.loss ?? NaN },
+    pretrain: preReport,
     finetune: ftRes,
     dev: { accuracy: acc, f1: f1(pred, devGold), copies: copyAccuracy, majority, bagOfWords: bow, noPretraining },
     predictions,
