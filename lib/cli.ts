@@ -91,8 +91,10 @@ program
   .description('the end-to-end job: vocabulary, MLM pre-training, SST-2 fine-tuning, baselines, save, predict')
   .option('--data <dir>', 'data folder (sst2/, wikitext-2/)', process.env.TORCHBERT_DATA ?? '../shared/data')
   .option('--out <dir>', 'output folder', 'runs/main')
-  .option('--pretrain-steps <n>', 'at most this many pre-training steps (batch 64)', integer, 10000)
-  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (batch 32; default one epoch)', integer)
+  .option('--pretrain-steps <n>', 'at most this many pre-training steps', integer, 10000)
+  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (default one epoch)', integer)
+  .option('--pretrain-batch <n>', 'pre-training batch (global: under --nproc each rank takes 1/n)', integer, 64)
+  .option('--finetune-batch <n>', 'fine-tuning batch (global, as --pretrain-batch)', integer, 32)
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
   .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control)', integer, 120)
   .option('--soup <n>', 'fine-tune n copies of the pre-trained BERT (different batch orders) and average their weights into the model reported and saved (a model soup; did not help this job: docs/results.md)', integer, 1)
@@ -109,16 +111,16 @@ program
   .option('--whole-word-mask', 'pre-train with whole-word masking rather than single word pieces')
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number; pretrained?: string }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
-      const given = ['hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      const given = ['hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
       if (given.length) throw new RangeError(`main: --pretrained reuses an encoder, so ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} do not apply`);
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, pretrained: o.pretrained });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

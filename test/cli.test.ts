@@ -89,6 +89,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const negative = cli('main', '--out', none, '--bag-of-words', '-1', '--pretrain-steps', '4');
   expect(negative.status).not.toBe(0);
   expect(negative.stderr).toMatch(/pretrain: bagOfWords must be a weight >= 0, got -1/);
+  const noBatch = cli('main', '--out', none, '--pretrain-batch', '0');
+  expect(noBatch.status).not.toBe(0);
+  expect(noBatch.stderr).toMatch(/main: pretrainBatch must be a positive integer, got 0/);
   expect(require('fs').readdirSync(none)).toEqual([]);
   for (const f of ['sst2-model/config.json', 'sst2-model/model.safetensors', 'sst2-model/vocab.txt', 'sst2-model.pt', 'pretrained/model.safetensors', 'pretrain-curves.svg']) {
     expect([f, require('fs').existsSync(path.join(out, f))]).toEqual([f, true]);

@@ -125,6 +125,9 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const world = dist.isInitialized() ? dist.getWorldSize() : 1;
   const rank = dist.isInitialized() ? dist.getRank() : 0;
   const [preBatch, ftBatch] = [o.pretrainBatch ?? 64, o.finetuneBatch ?? 32];
+  for (const [k, v] of [['pretrainBatch', preBatch], ['finetuneBatch', ftBatch]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`main: ${k} must be a positive integer, got ${v}`);
+  }
   if (preBatch % world || ftBatch % world) throw new RangeError(`main: ${world} ranks must divide the global batches (${preBatch} for pre-training, ${ftBatch} for fine-tuning)`);
   const main = rank === 0;
   const copies = o.soup ?? 1;
