@@ -41,20 +41,26 @@ def forward(self, x: Tensor, n: int) -> Tensor:
 });
 
 test('cooccurrenceVectors leaves the event loop free: its passes over the [V, V] counts run on the compute thread', async () => {
-  // The main job's size (8,000 ids, 73k rows). With the passes on the main thread this test saw 147 of 431
-  // ticks (Zen 4 EPYC, 2 cores); a 10 ms timer now keeps >= 80% of them.
+  // The main job's size (8,000 ids, 73k rows). With the passes on the main thread (before aee352b) this
+  // test's timer kept 24-50% of its ticks and its longest gap was 0.9-3.7 s; now 80-94% and 23-71 ms (Zen 4
+  // EPYC, 2 cores). Both bounds sit between the two, with room for a slow phase of a shared machine.
   let s = 1;
   const rnd = () => (s = (s * 1103515245 + 12345) % 2147483648) / 2147483648;
   const rows = Array.from({ length: 73000 }, () => Array.from({ length: 15 }, () => Math.floor(rnd() ** 3 * 8000)));
-  let ticks = 0;
-  const timer = setInterval(() => ticks++, 10);
+  let [ticks, longest] = [0, 0];
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    [ticks, longest, last] = [ticks + 1, Math.max(longest, now - last), now];
+  }, 10);
   const start = performance.now();
   const E = await tb.train.cooccurrenceVectors(rows, 8000, 128);
   const elapsed = performance.now() - start;
   clearInterval(timer);
   expect(E.shape).toEqual([8000, 128]);
   expect(elapsed).toBeGreaterThan(500);
-  expect(ticks).toBeGreaterThanOrEqual(0.8 * Math.floor(elapsed / 10));
+  expect(longest).toBeLessThan(400);
+  expect(ticks).toBeGreaterThanOrEqual(0.6 * Math.floor(elapsed / 10));
   E.dispose();
 });
 
