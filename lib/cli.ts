@@ -2,6 +2,8 @@
 // The torchbert command line.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LOW_MEMORY_OPTIONS, SERVE_PRIMITIVE_CACHE, asFlags } from './serve/defaults';
+import { hasBf16Units } from './cpu';
+import type { CpuInfo } from './cpu';
 
 // Numeric options are checked where they are parsed: `--lr abc` is an error naming the option.
 function integer(v: string): number {
@@ -76,8 +78,7 @@ program
     console.log(`threads     ${i.threads}`);
     const d = i.distributed as { available: boolean; nccl: boolean };
     console.log(`distributed ${d.available ? `c10d with Gloo${d.nccl ? ' and NCCL' : ''} (tb.distributed, torchbert run)` : 'not in this build (Gloo headers were missing at build time)'}`);
-    const { hasBf16Units } = await import('./cpu');
-    const cpu = i.cpu as import('./cpu').CpuInfo;
+    const cpu = i.cpu as CpuInfo;
     const bf16 = cpu.bf16 ? 'yes' : hasBf16Units(cpu) ? `not usable (ONEDNN_MAX_CPU_ISA=${cpu.onednnIsaCap})` : 'no';
     console.log(`cpu         ${cpu.model} [${cpu.flags.join(' ')}]; bf16 units: ${bf16}, int8 dot-product units: ${cpu.vnni ? 'yes' : 'no'}` +
       `${cpu.onednnIsaCap ? `; oneDNN capped at ${cpu.onednnIsaCap}` : ''}`);
