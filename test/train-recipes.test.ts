@@ -414,6 +414,40 @@ describe('packed masked-LM pre-training', () => {
   });
 });
 
+describe('bf16 pre-training (main --bf16, pretrain --bf16)', () => {
+  test('the masked LM trains under bf16 autocast: its losses are float32\'s within bf16 rounding, and not equal to them', async () => {
+    const { pretrain } = await import('../lib/recipes/pretrain');
+    const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);
+    // Where the CPU has no bf16 units PyTorch emulates them: the numbers are the same, only slower.
+    const allow = process.env.TORCHBERT_ALLOW_SLOW_BF16;
+    if (!tb.cpuInfo().bf16) process.env.TORCHBERT_ALLOW_SLOW_BF16 = '1';
+    try {
+      const run = (bf16: boolean) => pretrain({ corpus, out: tmpDir(), vocabSize: 500, hidden: 32, layers: 1, steps: 100, seconds: 600, seqLen: 32, batchSize: 8, seed: 5, bf16, log: () => {} });
+      const [fp, bf] = [await run(false), await run(true)];
+      const [a, b] = [fp.result.losses[0].loss, bf.result.losses[0].loss];
+      expect(b).not.toBe(a);
+      expect(Math.abs(b - a)).toBeLessThan(0.02 * a);
+      fp.model.dispose();
+      bf.model.dispose();
+    } finally {
+      if (allow === undefined) delete process.env.TORCHBERT_ALLOW_SLOW_BF16;
+      else process.env.TORCHBERT_ALLOW_SLOW_BF16 = allow;
+    }
+  });
+  test('where oneDNN may not use bf16 units (a cap hides them, or the CPU lacks them) both commands refuse before writing anything', () => {
+    const out = path.join(tmpDir(), 'run');
+    const env: NodeJS.ProcessEnv = { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2' };
+    delete env.TORCHBERT_ALLOW_SLOW_BF16;
+    for (const [args, what] of [[['main', '--bf16', '--data', DATA, '--out', out], 'main --bf16'], [['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--bf16', '--out', out], 'pretrain --bf16']] as const) {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT, env });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(`${what}: this CPU`);
+      expect(r.stderr).toMatch(/bf16 would be emulated and slower than float32/);
+      expect(fs.existsSync(out)).toBe(false);
+    }
+  });
+});
+
 test('fromScratch with a reused encoder refuses pre-training options by name, before writing anything', async () => {
   const { fromScratch } = await import('../lib/recipes/scratch');
   const out = path.join(tmpDir(), 'run');

@@ -11,6 +11,7 @@ import { fromConfig, BertPreTrainedModel } from '../models/bert';
 import { Trainer, padCollate, packSequences, maskTokens, bagOfWordsTargets, EpochBatches, wholeWordMask, cooccurrenceVectors } from '../train';
 import type { TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
+import { checkCpuBf16 } from '../cpu';
 
 export interface PretrainOptions {
   /** lines of text */
@@ -48,6 +49,8 @@ export interface PretrainOptions {
    * docs/results.md).
    */
   bagOfWords?: number;
+  /** bfloat16 autocast for the forward and loss (Trainer's bf16): on CPUs with bf16 units, or CUDA */
+  bf16?: boolean;
   log?: (s: string) => void;
 }
 
@@ -70,6 +73,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const bowWeight = o.bagOfWords ?? 0;
   if (!Number.isFinite(bowWeight) || bowWeight < 0) throw new RangeError(`pretrain: bagOfWords must be a weight >= 0, got ${o.bagOfWords}`);
   if (bowWeight > 0 && electra) throw new TypeError("pretrain: bagOfWords goes with the masked-LM objective, not 'electra'");
+  if (o.bf16) checkCpuBf16('pretrain --bf16'); // before the vocabulary is written
   const seqLen = o.seqLen ?? 64;
   if (o.seed !== undefined) tb.manualSeed(o.seed);
   let t0 = Date.now();
@@ -113,7 +117,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   t0 = Date.now();
   const trainer = new Trainer(disc ?? mlm, {
     companions: disc ? { generator: mlm } : undefined,
-    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, fitScheduleToTimeBudget: true, loggingSteps: 100,
+    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, fitScheduleToTimeBudget: true, loggingSteps: 100, bf16: o.bf16,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'pretrain-curves.svg'), log,
   });
   const result = await trainer.train(

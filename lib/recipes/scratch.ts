@@ -14,6 +14,7 @@ import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
 import type { Example } from '../train';
 import * as dist from '../distributed/process-group';
+import { checkCpuBf16 } from '../cpu';
 
 export interface ScratchOptions {
   data: string;
@@ -66,6 +67,8 @@ export interface ScratchOptions {
    */
   pretrainBatch?: number;
   finetuneBatch?: number;
+  /** bfloat16 autocast in every training phase (pre-training, fine-tuning, the control): CPUs with bf16 units, or CUDA */
+  bf16?: boolean;
   log?: (s: string) => void;
 }
 
@@ -141,6 +144,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
       throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
     }
   }
+  if (o.bf16) checkCpuBf16('main --bf16'); // before anything is written
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
   tb.manualSeed(seed);
@@ -164,7 +168,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
     const pre = await pretrain({
       corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask,
+      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, bf16: o.bf16,
     });
     [tok, mlmDir] = [pre.tokenizer, pre.dir];
     const r = pre.result;
@@ -190,7 +194,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: s, groupByLength: true, ...shard });
     return new Trainer(m, {
       name, learningRate: o.finetuneLr ?? 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.finetuneSteps ?? Math.ceil(trainEx.length / ftBatch), timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
-      loggingSteps: 100, evalSteps: 500, logFile: path.join(o.out, 'metrics.jsonl'), log,
+      loggingSteps: 100, evalSteps: 500, bf16: o.bf16, logFile: path.join(o.out, 'metrics.jsonl'), log,
     }).train(
       (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
       (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
