@@ -99,6 +99,7 @@ program
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
   .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control)', integer, 120)
   .option('--soup <n>', 'fine-tune n copies of the pre-trained BERT (different batch orders) and average their weights into the model reported and saved (a model soup; did not help this job: docs/results.md)', integer, 1)
+  .option('--vocab-size <n>', 'WordPiece vocabulary learned by the job', integer, 8000)
   .option('--hidden <n>', 'hidden size', integer, 128)
   .option('--layers <n>', 'encoder layers', integer, 2)
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
@@ -113,16 +114,16 @@ program
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
-      const given = ['hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      const given = ['vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
       if (given.length) throw new RangeError(`main: --pretrained reuses an encoder, so ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} do not apply`);
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

@@ -92,6 +92,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const noBatch = cli('main', '--out', none, '--pretrain-batch', '0');
   expect(noBatch.status).not.toBe(0);
   expect(noBatch.stderr).toMatch(/main: pretrainBatch must be a positive integer, got 0/);
+  const noVocab = cli('main', '--out', none, '--vocab-size', '4');
+  expect(noVocab.status).not.toBe(0);
+  expect(noVocab.stderr).toMatch(/vocabSize must be an integer of at least 5 \(the special tokens\)/);
   expect(require('fs').readdirSync(none)).toEqual([]);
   for (const f of ['sst2-model/config.json', 'sst2-model/model.safetensors', 'sst2-model/vocab.txt', 'sst2-model.pt', 'pretrained/model.safetensors', 'pretrain-curves.svg']) {
     expect([f, require('fs').existsSync(path.join(out, f))]).toEqual([f, true]);
@@ -112,9 +115,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
   const none2 = tmpDir();
-  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4');
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100');
   expect(both.status).not.toBe(0);
-  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --layers, --word-vectors do not apply/);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --vocab-size, --layers, --word-vectors do not apply/);
   const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
   expect(missing.status).not.toBe(0);
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);
