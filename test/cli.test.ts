@@ -72,8 +72,14 @@ test('serve --low-memory pages the word embeddings in by rows: one request leave
 test('main: the end-to-end job runs through with tiny budgets and saves what it reports', () => {
   const out = tmpDir();
   const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60', '--soup', '2',
-    '--whole-word-mask', '--bag-of-words', '0.5');
+    '--whole-word-mask', '--bag-of-words', '0.5', '--extra-text', 'conll,shakespeare');
   expect([r.status, r.stderr]).toEqual([0, '']);
+  // the extra text joins the corpus: CoNLL's sentences (runs of token lines) and Shakespeare's speeches of over 20 characters
+  const conll = ['eng.train', 'eng.testa', 'eng.testb'].map((f) => fs.readFileSync(path.join(DATA, 'conll2003', f), 'utf8').split(/\n\s*\n/)
+    .filter((b: string) => b.split('\n').some((l) => l.trim() && !l.startsWith('-DOCSTART-'))).length).reduce((a, b) => a + b);
+  const speeches = fs.readFileSync(path.join(DATA, 'tinyshakespeare', 'input.txt'), 'utf8').split(/\n\s*\n/)
+    .filter((b: string) => b.trim().split('\n').slice(1).join(' ').trim().length > 20).length;
+  expect(r.stdout).toContain(`extra text: ${conll + speeches} lines (conll, shakespeare)`);
   expect(r.stdout).toMatch(/pre-training \(masked LM \+ 0\.5 x \[CLS\] bag of words\): 4 steps/);
   expect(r.stdout).toMatch(/SST-2 dev accuracy: \d+\.\d% \(F1 \d+\.\d%\), the average of 2 fine-tuned copies \(alone: \d+\.\d%, \d+\.\d%\)/);
   const rep = JSON.parse(require('fs').readFileSync(path.join(out, 'report.json'), 'utf8'));
@@ -92,6 +98,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const noBatch = cli('main', '--out', none, '--pretrain-batch', '0');
   expect(noBatch.status).not.toBe(0);
   expect(noBatch.stderr).toMatch(/main: pretrainBatch must be a positive integer, got 0/);
+  const noText = cli('main', '--out', none, '--extra-text', 'conll,imdb');
+  expect(noText.status).not.toBe(0);
+  expect(noText.stderr).toMatch(/main: extraText takes 'conll' and 'shakespeare', got "imdb"/);
   const noVocab = cli('main', '--out', none, '--vocab-size', '4');
   expect(noVocab.status).not.toBe(0);
   expect(noVocab.stderr).toMatch(/vocabSize must be an integer of at least 5 \(the special tokens\)/);
@@ -115,9 +124,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
   const none2 = tmpDir();
-  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100');
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3');
   expect(both.status).not.toBe(0);
-  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --vocab-size, --layers, --word-vectors do not apply/);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob do not apply/);
   const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
   expect(missing.status).not.toBe(0);
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);

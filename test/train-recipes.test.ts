@@ -414,6 +414,15 @@ describe('packed masked-LM pre-training', () => {
   });
 });
 
+test('pretrain refuses a masking share outside (0, 1) before writing anything', async () => {
+  const { pretrain } = await import('../lib/recipes/pretrain');
+  const out = path.join(tmpDir(), 'run');
+  for (const p of [0, 1, -0.1, NaN]) {
+    await expect(pretrain({ corpus: ['a line of text for the vocabulary'], out, maskProbability: p, log: () => {} })).rejects.toThrow(`pretrain: maskProbability must be between 0 and 1, got ${p}`);
+  }
+  expect(fs.existsSync(out)).toBe(false);
+});
+
 describe('bf16 pre-training (main --bf16, pretrain --bf16)', () => {
   test('the masked LM trains under bf16 autocast: its losses are float32\'s within bf16 rounding, and not equal to them', async () => {
     const { pretrain } = await import('../lib/recipes/pretrain');

@@ -26,6 +26,8 @@ export interface PretrainOptions {
   batchSize?: number;
   learningRate?: number;
   wholeWordMask?: boolean;
+  /** share of the tokens (or of the words, with wholeWordMask) the masked LM predicts (default 0.15, BERT's) */
+  maskProbability?: number;
   /** pack the lines into full seqLen rows (HF run_mlm.py's grouping) instead of one padded row per line */
   pack?: boolean;
   /** 'mlm' (BERT's masked LM, the default) or 'electra' (replaced-token detection) */
@@ -73,6 +75,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const bowWeight = o.bagOfWords ?? 0;
   if (!Number.isFinite(bowWeight) || bowWeight < 0) throw new RangeError(`pretrain: bagOfWords must be a weight >= 0, got ${o.bagOfWords}`);
   if (bowWeight > 0 && electra) throw new TypeError("pretrain: bagOfWords goes with the masked-LM objective, not 'electra'");
+  const maskP = o.maskProbability ?? 0.15;
+  if (!(maskP > 0 && maskP < 1)) throw new RangeError(`pretrain: maskProbability must be between 0 and 1, got ${o.maskProbability}`);
   if (o.bf16) checkCpuBf16('pretrain --bf16'); // before the vocabulary is written
   const seqLen = o.seqLen ?? 64;
   if (o.seed !== undefined) tb.manualSeed(o.seed);
@@ -127,8 +131,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       const [rows, T] = b.inputIds.shape;
       const flat = b.inputIds.dataSync() as BigInt64Array;
       const unpadded = o.wholeWordMask ? Array.from({ length: rows }, (_, r) => Array.from(flat.subarray(r * T, (r + 1) * T), Number).filter((id) => id !== tok.padTokenId)) : null;
-      const sel = unpadded ? wholeWordMask(unpadded, T, tok.idsToTokens, specialIds) : undefined;
-      const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }, sel);
+      const sel = unpadded ? wholeWordMask(unpadded, T, tok.idsToTokens, specialIds, maskP) : undefined;
+      const m = maskTokens(b.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId, mlmProbability: maskP }, sel);
       return { inputIds: m.inputIds, attentionMask: b.attentionMask, labels: m.labels, ...(electra || bowWeight > 0 ? { originalIds: b.inputIds } : {}) };
     },
     undefined,

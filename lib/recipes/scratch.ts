@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
-import { readSst2, readLines, readDelimited, sst2FullSentences } from '../data/datasets';
+import { readSst2, readLines, readDelimited, readConll, sst2FullSentences } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
@@ -44,6 +44,13 @@ export interface ScratchOptions {
   bagOfWords?: number;
   /** mask whole words in pre-training (PretrainOptions.wholeWordMask) */
   wholeWordMask?: boolean;
+  /** share of the tokens the masked LM predicts (PretrainOptions.maskProbability; default 0.15) */
+  maskProbability?: number;
+  /**
+   * More unlabelled text for the vocabulary and pre-training, from the data folder: 'conll' (CoNLL-2003's
+   * Reuters sentences, all three files), 'shakespeare' (tiny Shakespeare's speeches).
+   */
+  extraText?: ('conll' | 'shakespeare')[];
   /**
    * Reuse a pre-trained encoder (an earlier run's `OUT/pretrained` folder, with its tokenizer) instead of
    * learning a vocabulary and pre-training: the job fine-tunes, runs its control and baselines as usual.
@@ -82,6 +89,11 @@ export interface ScratchReport {
   dev: { accuracy: number; f1: number; copies: number[]; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
+}
+
+/** Tiny Shakespeare's speeches: blocks between blank lines, less the speaker's line ("First Citizen:"). */
+function shakespeareSpeeches(file: string): string[] {
+  return fs.readFileSync(file, 'utf8').split(/\n\s*\n/).map((b) => b.split('\n').filter((l, i) => !(i === 0 && /:\s*$/.test(l))).join(' ').trim()).filter((t) => t.length > 20);
 }
 
 function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
@@ -138,12 +150,14 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   if (o.pretrained !== undefined) {
-    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask }).filter(([, v]) => v).map(([k]) => k);
+    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, maskProbability: o.maskProbability !== undefined }).filter(([, v]) => v).map(([k]) => k);
     if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
     if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
       throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
     }
   }
+  const unknown = (o.extraText ?? []).filter((t) => !['conll', 'shakespeare'].includes(t));
+  if (unknown.length) throw new RangeError(`main: extraText takes 'conll' and 'shakespeare', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
   if (o.bf16) checkCpuBf16('main --bf16'); // before anything is written
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
@@ -165,10 +179,14 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     // articles; never the dev sentences scored below.
     const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
     const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-    const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki];
+    const extra = (o.extraText ?? []).flatMap((t) => t === 'conll'
+      ? ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(path.join(o.data, 'conll2003', f)).map((e) => e.tokens.join(' ')))
+      : shakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
+    const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki, ...extra];
+    if (extra.length) log(`extra text: ${extra.length} lines (${o.extraText!.join(', ')})`);
     const pre = await pretrain({
       corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
-      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, bf16: o.bf16,
+      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16,
     });
     [tok, mlmDir] = [pre.tokenizer, pre.dir];
     const r = pre.result;
