@@ -111,12 +111,12 @@ program
   .option('--word-vectors', 'start pre-training from co-occurrence word vectors of the corpus (PPMI + SVD): a lower masked-LM loss, not a better SST-2 score here (docs/results.md)')
   .option('--bag-of-words <w>', 'add w x a sentence-level term to the masked LM: the [CLS] vector predicts the row\'s bag of words (did not help: docs/results.md)', number, 0)
   .option('--whole-word-mask', 'pre-train with whole-word masking rather than single word pieces')
-  .option('--mask-prob <p>', 'share of the tokens the masked LM predicts', number, 0.15)
+  .option('--mask-prob <p>', 'share of the tokens the masked LM predicts (default: 0.15)', number)
   .option('--extra-text <names>', 'more unlabelled text for the vocabulary and pre-training, comma-separated: conll (CoNLL-2003\'s sentences), shakespeare (tiny Shakespeare)', (v: string) => v.split(',').map((t) => t.trim()).filter(Boolean))
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
@@ -125,7 +125,7 @@ program
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.pretrained === undefined ? o.maskProb : undefined, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

@@ -101,6 +101,11 @@ export function readConll(file: string, scheme: 'iob1' | 'iob2' = 'iob2'): Token
   return out;
 }
 
+/** Tiny Shakespeare's speeches: blocks between blank lines, less the speaker's line ("First Citizen:"); those of over 20 characters. */
+export function readShakespeareSpeeches(file: string): string[] {
+  return fs.readFileSync(file, 'utf8').split(/\n\s*\n/).map((b) => b.split('\n').filter((l, i) => !(i === 0 && /:\s*$/.test(l))).join(' ').trim()).filter((t) => t.length > 20);
+}
+
 /** IOB1 (I- starts entities unless it follows the same type) to IOB2 (every entity starts with B-). */
 export function iob1ToIob2(tags: string[]): string[] {
   return tags.map((t, i) => {

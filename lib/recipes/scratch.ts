@@ -8,7 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
-import { readSst2, readLines, readDelimited, readConll, sst2FullSentences } from '../data/datasets';
+import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches, sst2FullSentences } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
@@ -89,11 +89,6 @@ export interface ScratchReport {
   dev: { accuracy: number; f1: number; copies: number[]; majority: number; bagOfWords: number; noPretraining?: number };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
-}
-
-/** Tiny Shakespeare's speeches: blocks between blank lines, less the speaker's line ("First Citizen:"). */
-function shakespeareSpeeches(file: string): string[] {
-  return fs.readFileSync(file, 'utf8').split(/\n\s*\n/).map((b) => b.split('\n').filter((l, i) => !(i === 0 && /:\s*$/.test(l))).join(' ').trim()).filter((t) => t.length > 20);
 }
 
 function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
@@ -181,7 +176,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const wiki = [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
     const extra = (o.extraText ?? []).flatMap((t) => t === 'conll'
       ? ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(path.join(o.data, 'conll2003', f)).map((e) => e.tokens.join(' ')))
-      : shakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
+      : readShakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
     const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki, ...extra];
     if (extra.length) log(`extra text: ${extra.length} lines (${o.extraText!.join(', ')})`);
     const pre = await pretrain({
