@@ -104,7 +104,7 @@ program
   .option('--layers <n>', 'encoder layers', integer, 2)
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
   .addOption(new Option('--objective <o>', 'pre-training objective: masked LM or ELECTRA replaced-token detection').choices(['mlm', 'electra']).default('mlm'))
-  .option('--pretrain-lr <x>', 'peak learning rate of pre-training', number, 1e-3)
+  .option('--pretrain-lr <x>', 'peak learning rate of pre-training (default: 1e-3, with --objective electra 3e-4)', number)
   .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 4e-4)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
@@ -116,7 +116,7 @@ program
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
@@ -156,14 +156,15 @@ program
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 1)
   .option('--word-vectors', 'start the word embeddings from co-occurrence vectors of the corpus (PPMI + SVD) instead of random ones')
   .option('--bag-of-words <w>', 'masked LM: add w x a sentence-level term, the [CLS] vector predicting the row\'s bag of words', number, 0)
+  .option('--mask-prob <p>', 'share of the tokens the masked LM predicts (default: 0.15)', number)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
   .option('--bf16', 'bfloat16 mixed precision (autocast), on CPUs with bf16 units')
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords: number; nproc: number; bf16?: boolean }) => {
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords: number; maskProb?: number; nproc: number; bf16?: boolean }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, bf16: !!o.bf16 });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, maskProbability: o.maskProb, bf16: !!o.bf16 });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 

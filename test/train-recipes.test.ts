@@ -334,9 +334,14 @@ describe('ELECTRA pre-training (replaced-token detection)', () => {
     const { fromPretrained } = await import('../lib/models');
     const out = tmpDir();
     const corpus = fs.readFileSync(path.join(DATA, 'wikitext-2', 'valid.txt'), 'utf8').split('\n').filter((l) => l.trim().length > 20 && !l.trim().startsWith('=')).slice(0, 400);
-    const r = await pretrain({ corpus, out, vocabSize: 600, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, objective: 'electra', seed: 5, log: () => {} });
+    const logs: string[] = [];
+    const r = await pretrain({ corpus, out, vocabSize: 600, hidden: 32, layers: 1, steps: 200, seconds: 600, seqLen: 32, objective: 'electra', seed: 5, log: (l) => logs.push(l) });
     expect(r.model.kind).toBe('BertForTokenClassification');
     expect(r.result.losses.map((l) => l.step)).toEqual([100, 200]);
+    // ELECTRA's own default rate (the masked LM's 1e-3 collapsed the discriminator): halfway down the linear decay
+    expect(logs.at(-1)).toMatch(/^pre-training \(ELECTRA, generator hidden 32\): 200 steps in \d+s at peak lr 3e-4, loss /);
+    expect(r.result.losses[0].lr).toBeGreaterThan(1e-4);
+    expect(r.result.losses[0].lr).toBeLessThan(2e-4);
     expect(r.result.losses[1].loss).toBeLessThan(r.result.losses[0].loss);
     expect(JSON.parse(fs.readFileSync(path.join(r.dir, 'config.json'), 'utf8')).architectures).toEqual(['BertModel']);
     const cls = await fromPretrained(r.dir, { kind: 'BertForSequenceClassification' });
@@ -414,12 +419,15 @@ describe('packed masked-LM pre-training', () => {
   });
 });
 
-test('pretrain refuses a masking share outside (0, 1) before writing anything', async () => {
+test('pretrain refuses a masking share outside (0, 1) before writing anything, as a function and as a command', async () => {
   const { pretrain } = await import('../lib/recipes/pretrain');
   const out = path.join(tmpDir(), 'run');
   for (const p of [0, 1, -0.1, NaN]) {
     await expect(pretrain({ corpus: ['a line of text for the vocabulary'], out, maskProbability: p, log: () => {} })).rejects.toThrow(`pretrain: maskProbability must be between 0 and 1, got ${p}`);
   }
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--mask-prob', '1.5', '--out', out], { encoding: 'utf8', cwd: ROOT });
+  expect(r.status).not.toBe(0);
+  expect(r.stderr).toContain('pretrain: maskProbability must be between 0 and 1, got 1.5');
   expect(fs.existsSync(out)).toBe(false);
 });
 

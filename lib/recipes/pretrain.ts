@@ -24,6 +24,10 @@ export interface PretrainOptions {
   seconds?: number;
   seqLen?: number;
   batchSize?: number;
+  /**
+   * Peak learning rate: 1e-3 for the masked LM, 3e-4 for ELECTRA, whose discriminator collapsed at 1e-3 in
+   * the main job (every sentence nearly the same vectors; docs/results.md)
+   */
   learningRate?: number;
   wholeWordMask?: boolean;
   /** share of the tokens (or of the words, with wholeWordMask) the masked LM predicts (default 0.15, BERT's) */
@@ -119,9 +123,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
   const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: o.seed ?? 1, groupByLength: true, ...shard });
   t0 = Date.now();
+  const lr = o.learningRate ?? (electra ? 3e-4 : 1e-3);
   const trainer = new Trainer(disc ?? mlm, {
     companions: disc ? { generator: mlm } : undefined,
-    name: 'pretrain', learningRate: o.learningRate ?? 1e-3, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, fitScheduleToTimeBudget: true, loggingSteps: 100, bf16: o.bf16,
+    name: 'pretrain', learningRate: lr, weightDecay: 0.01, warmupRatio: 0.05, maxSteps: o.steps ?? 6000, timeBudgetSec: o.seconds ?? 480, fitScheduleToTimeBudget: true, loggingSteps: 100, bf16: o.bf16,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'pretrain-curves.svg'), log,
   });
   const result = await trainer.train(
@@ -157,7 +162,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     } else await mlm.savePretrained(dir);
     tok.savePretrained(dir);
   }
-  log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
+  log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s at peak lr ${lr.toExponential()}, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   if (disc) mlm.dispose();
   return { tokenizer: tok, model: disc ?? mlm, result, dir };
 }

@@ -32,6 +32,7 @@ export interface ScratchOptions {
   seed?: number;
   /** pre-training objective: 'mlm' or 'electra' (replaced-token detection) */
   objective?: 'mlm' | 'electra';
+  /** peak learning rate of pre-training (PretrainOptions.learningRate: 1e-3, with ELECTRA 3e-4) */
   pretrainLr?: number;
   /**
    * Pre-train on full rows of packed text (SST-2's training sentences once each, not every sub-phrase)

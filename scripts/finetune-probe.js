@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
+// pre-training again. Measurements for docs/results.md, not part of the library.
+//
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean
+//     fine-tunes DIR by the job's recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
+//     seed's head weights and batches) with the classifier on HF's pooler ([CLS], 'cls') or on the mean of
+//     the last hidden states over the real tokens ('mean', dropout 0.1 as HF's head), and prints dev accuracy
+//   node scripts/finetune-probe.js spread DIR...
+//     how much the encoder's last hidden states at [CLS] and at the second word piece vary across 64 dev
+//     sentences (standard deviation per dimension, averaged): a collapsed encoder gives every sentence
+//     nearly the same vectors
+// Needs the built package (npm run build); the data folder from TORCHBERT_DATA (default ../shared/data).
+'use strict';
+const path = require('path');
+const tb = require('..');
+const { F } = tb;
+const { Trainer, padCollate, batchIndices, EpochBatches, accuracy } = tb.train;
+const { fromPretrained } = tb.models;
+
+const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
+const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
+
+async function pooling(dir, seed, mode) {
+  if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
+  const tok = await tb.BertTokenizer.fromPretrained(dir);
+  const ids = (t, n) => tok.call(t, undefined, { truncation: true, maxLength: n }).inputIds;
+  const trainEx = sst2('train').map((r, i) => ({ inputIds: ids(r.text, 64), label: r.label, i }));
+  const devEx = sst2('dev').map((r) => ({ inputIds: ids(r.text, 128), label: r.label }));
+  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
+  const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
+  const devGold = devOrder.flat().map((i) => devEx[i].label);
+  // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
+  tb.manualSeed(seed + 2);
+  const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config: { num_labels: 2 } });
+  const sd = m.stateDict();
+  const [w, b] = [sd.get('classifier.weight'), sd.get('classifier.bias')];
+  const logits = async (inputs) => {
+    if (mode === 'cls') return (await m.forward(inputs)).logits;
+    const h = (await m.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, outputHiddenStates: true })).hiddenStates.at(-1);
+    const mask = inputs.attentionMask.unsqueeze(-1).float();
+    return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
+  };
+  tb.manualSeed(seed + 2);
+  const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
+  await new Trainer(m, {
+    name: 'probe', learningRate: 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: Math.ceil(trainEx.length / 32), timeBudgetSec: 120, fitScheduleToTimeBudget: true, loggingSteps: 500, log: () => {},
+  }).train(
+    (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
+    (bt) => ({ inputIds: bt.inputIds, attentionMask: bt.attentionMask, labels: bt.labels }),
+    undefined,
+    async (inputs) => F.crossEntropy(await logits(inputs), inputs.labels),
+  );
+  m.eval();
+  const pred = [];
+  for (const bt of devBatches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const l = await tb.noGrad(() => logits({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }));
+      for (const v of await l.argmax(-1).data()) pred.push(Number(v));
+    });
+    scope.dispose();
+  }
+  m.dispose();
+  console.log(`${dir} seed ${seed} ${mode}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
+}
+
+async function spread(dirs) {
+  const texts = sst2('dev').slice(0, 64).map((r) => r.text);
+  for (const dir of dirs) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const tok = await tb.BertTokenizer.fromPretrained(dir);
+      const m = await fromPretrained(dir, { kind: 'BertModel' });
+      m.eval();
+      const enc = tok.call(texts, undefined, { padding: true, returnTensors: 'pt' });
+      const out = await tb.noGrad(() => m.forward({ inputIds: enc.inputIds, attentionMask: enc.attentionMask }));
+      const std = (t) => t.std(0).mean().item().toFixed(4);
+      const h = out.lastHiddenState;
+      console.log(`${dir}: [CLS] ${std(h.select(1, 0))}, second word piece ${std(h.select(1, 2))}`);
+      m.dispose();
+    });
+    scope.dispose();
+  }
+}
+
+const [cmd, ...args] = process.argv.slice(2);
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls')
+  : cmd === 'spread' ? spread(args)
+    : Promise.reject(new Error('usage: finetune-probe.js pooling DIR SEED cls|mean | spread DIR...'))
+).catch((e) => { console.error(e.message); process.exit(1); });
