@@ -157,14 +157,15 @@ program
   .option('--word-vectors', 'start the word embeddings from co-occurrence vectors of the corpus (PPMI + SVD) instead of random ones')
   .option('--bag-of-words <w>', 'masked LM: add w x a sentence-level term, the [CLS] vector predicting the row\'s bag of words', number, 0)
   .option('--mask-prob <p>', 'share of the tokens the masked LM predicts (default: 0.15)', number)
+  .option('--lr <x>', 'peak learning rate (default: 1e-3, with --objective electra 3e-4)', number)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
   .option('--bf16', 'bfloat16 mixed precision (autocast), on CPUs with bf16 units')
-  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords: number; maskProb?: number; nproc: number; bf16?: boolean }) => {
+  .action(async (files: string[], o: { out: string; vocabSize: string; hidden: string; layers: string; steps: string; seconds: string; seqLen: string; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords: number; maskProb?: number; lr?: number; nproc: number; bf16?: boolean }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, maskProbability: o.maskProb, bf16: !!o.bf16 });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: Number(o.vocabSize), hidden: Number(o.hidden), layers: Number(o.layers), steps: Number(o.steps), seconds: Number(o.seconds), seqLen: Number(o.seqLen), wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, maskProbability: o.maskProb, learningRate: o.lr, bf16: !!o.bf16 });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 

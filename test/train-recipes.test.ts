@@ -191,10 +191,11 @@ describe('epoch batches (HF Trainer sampling)', () => {
 
 describe('the pretrain and finetune commands', () => {
   const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT });
-  test('pretrain: vocabulary, whole-word-masked MLM, saved model and curves', () => {
+  test('pretrain: vocabulary, whole-word-masked MLM at the rate given, saved model and curves', () => {
     const out = tmpDir();
-    const r = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--out', out, '--steps', '6', '--seconds', '120', '--vocab-size', '600', '--hidden', '32', '--layers', '1', '--whole-word-mask']);
+    const r = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--out', out, '--steps', '6', '--seconds', '120', '--vocab-size', '600', '--hidden', '32', '--layers', '1', '--whole-word-mask', '--lr', '5e-4']);
     expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/^pre-training \(masked LM\): 6 steps in \d+s at peak lr 5e-4, loss /m);
     for (const f of ['pretrained/config.json', 'pretrained/model.safetensors', 'pretrained/vocab.txt', 'metrics.jsonl', 'pretrain-curves.svg']) expect(fs.existsSync(path.join(out, f))).toBe(true);
   });
   test('finetune --task ner on CoNLL: seqeval F1 reported, best model and tokenizer saved', () => {
