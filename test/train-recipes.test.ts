@@ -12,6 +12,9 @@ import { getEntities, entityScores, qaScore, alignLabels, wholeWordMask, nspPair
 import { encodeWords } from '../lib/recipes/finetune';
 import { FIXTURES, DATA, ROOT, fixture, tmpDir } from './helpers';
 
+/** The built torchbert command, run as a user runs it. */
+const cli = (args: string[], env?: NodeJS.ProcessEnv) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT, ...(env ? { env } : {}) });
+
 const fx = fixture('train-metrics.json');
 
 describe('NER metrics (seqeval semantics)', () => {
@@ -190,7 +193,6 @@ describe('epoch batches (HF Trainer sampling)', () => {
 });
 
 describe('the pretrain and finetune commands', () => {
-  const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT });
   test('pretrain: vocabulary, whole-word-masked MLM at the rate given, saved model and curves', () => {
     const out = tmpDir();
     const r = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--out', out, '--steps', '6', '--seconds', '120', '--vocab-size', '600', '--hidden', '32', '--layers', '1', '--whole-word-mask', '--lr', '5e-4']);
@@ -299,8 +301,8 @@ describe('extractive QA fine-tuning', () => {
     fs.writeFileSync(path.join(dir, 'train.jsonl'), rows.slice(0, 48).map((r) => JSON.stringify(r)).join('\n'));
     // SQuAD JSON for dev.
     fs.writeFileSync(path.join(dir, 'dev.json'), JSON.stringify({ data: [{ title: 'conll', paragraphs: rows.slice(48).map((r) => ({ context: r.context, qas: [{ id: r.id, question: r.question, answers: [{ text: r.answers.text[0], answer_start: r.answers.answer_start[0] }] }] })) }] }));
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
-      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.json'), '--max-steps', '6', '--eval-steps', '3', '--batch-size', '8', '--lr', '1e-3', '--max-length', '64', '--out', path.join(dir, 'out')], { encoding: 'utf8', cwd: ROOT });
+    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
+      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.json'), '--max-steps', '6', '--eval-steps', '3', '--batch-size', '8', '--lr', '1e-3', '--max-length', '64', '--out', path.join(dir, 'out')]);
     expect([r.status, r.stderr]).toEqual([0, '']);
     const rep = JSON.parse(fs.readFileSync(path.join(dir, 'out', 'report.json'), 'utf8'));
     expect(rep.task).toBe('qa');
@@ -321,8 +323,8 @@ describe('extractive QA fine-tuning', () => {
     const dev = rows.slice(40, 50).map((r, i) => (i === 3 || i === 6 ? { ...r, id: `long-${i}`, question: 'pneumonoultramicroscopic silicovolcanoconiosis '.repeat(4) + r.question } : r));
     fs.writeFileSync(path.join(dir, 'dev.jsonl'), dev.map((r) => JSON.stringify(r)).join('\n'));
     const out = path.join(dir, 'out');
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
-      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.jsonl'), '--max-steps', '6', '--max-length', '64', '--doc-stride', '24', '--out', out], { encoding: 'utf8', cwd: ROOT });
+    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
+      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.jsonl'), '--max-steps', '6', '--max-length', '64', '--doc-stride', '24', '--out', out]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(new RegExp(`${path.join(dir, 'dev.jsonl').replace(/[.]/g, '\\.')}: question long-3 is \\d+ tokens, which leaves context windows of -?\\d+ tokens at --max-length 64, not more than --doc-stride 24 \\(2 questions are too long\\)`));
     expect(fs.existsSync(path.join(out, 'metrics.jsonl'))).toBe(false); // no step was trained
@@ -426,7 +428,7 @@ test('pretrain refuses a masking share outside (0, 1) before writing anything, a
   for (const p of [0, 1, -0.1, NaN]) {
     await expect(pretrain({ corpus: ['a line of text for the vocabulary'], out, maskProbability: p, log: () => {} })).rejects.toThrow(`pretrain: maskProbability must be between 0 and 1, got ${p}`);
   }
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--mask-prob', '1.5', '--out', out], { encoding: 'utf8', cwd: ROOT });
+  const r = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--mask-prob', '1.5', '--out', out]);
   expect(r.status).not.toBe(0);
   expect(r.stderr).toContain('pretrain: maskProbability must be between 0 and 1, got 1.5');
   expect(fs.existsSync(out)).toBe(false);
@@ -457,7 +459,7 @@ describe('bf16 pre-training (main --bf16, pretrain --bf16)', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2' };
     delete env.TORCHBERT_ALLOW_SLOW_BF16;
     for (const [args, what] of [[['main', '--bf16', '--data', DATA, '--out', out], 'main --bf16'], [['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--bf16', '--out', out], 'pretrain --bf16']] as const) {
-      const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT, env });
+      const r = cli([...args], env);
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain(`${what}: this CPU`);
       expect(r.stderr).toMatch(/bf16 would be emulated and slower than float32/);
