@@ -93,7 +93,8 @@ program
   .option('--data <dir>', 'data folder (sst2/, wikitext-2/)', process.env.TORCHBERT_DATA ?? '../shared/data')
   .option('--out <dir>', 'output folder', 'runs/main')
   .option('--pretrain-steps <n>', 'at most this many pre-training steps', integer, 10000)
-  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (default one epoch)', integer)
+  .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (default: --finetune-epochs epochs)', integer)
+  .option('--finetune-epochs <x>', 'epochs of SST-2 fine-tuning where --finetune-steps is not given', number, 2)
   .option('--pretrain-batch <n>', 'pre-training batch (global: under --nproc each rank takes 1/n)', integer, 64)
   .option('--finetune-batch <n>', 'fine-tuning batch (global, as --pretrain-batch)', integer, 32)
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
@@ -105,7 +106,7 @@ program
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
   .addOption(new Option('--objective <o>', 'pre-training objective: masked LM or ELECTRA replaced-token detection').choices(['mlm', 'electra']).default('mlm'))
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training (default: 1e-3, with --objective electra 3e-4)', number)
-  .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 4e-4)
+  .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 1e-4)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--word-vectors', 'start pre-training from co-occurrence word vectors of the corpus (PPMI + SVD): a lower masked-LM loss, not a better SST-2 score here (docs/results.md)')
@@ -116,7 +117,7 @@ program
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; finetuneEpochs: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
@@ -125,7 +126,7 @@ program
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16 });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

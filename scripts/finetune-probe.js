@@ -2,12 +2,13 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--dropout X] [--freeze PREFIX]...
-//     fine-tunes DIR by the job's recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
-//     seed's head weights and batches) with the classifier on HF's pooler ([CLS], 'cls') or on the mean of
-//     the last hidden states over the real tokens ('mean', dropout 0.1 as HF's head), and prints dev accuracy;
-//     --epochs: that many epochs, the schedule over all of them; --dropout: BERT's hidden and attention
-//     dropout (0.1); --freeze: parameters whose names start with PREFIX keep their pre-trained values
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--dropout X] [--freeze PREFIX]...
+//     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
+//     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
+//     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
+//     ('mean', dropout 0.1 as HF's head), and prints dev accuracy; --epochs: that many epochs, the schedule
+//     over all of them; --dropout: BERT's hidden and attention dropout (0.1); --freeze: parameters whose
+//     names start with PREFIX keep their pre-trained values
 //   node scripts/finetune-probe.js spread DIR...
 //     how much the encoder's last hidden states at [CLS] and at the second word piece vary across 64 dev
 //     sentences (standard deviation per dimension, averaged): a collapsed encoder gives every sentence
@@ -24,9 +25,10 @@ const { fromPretrained } = tb.models;
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, dropout = 0.1, freeze = [] } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, dropout = 0.1, freeze = [] } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
+  if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const ids = (t, n) => tok.call(t, undefined, { truncation: true, maxLength: n }).inputIds;
@@ -52,7 +54,7 @@ async function pooling(dir, seed, mode, { epochs = 1, dropout = 0.1, freeze = []
   tb.manualSeed(seed + 2);
   const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
   await new Trainer(m, {
-    name: 'probe', learningRate: 4e-4, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: Math.ceil(epochs * trainEx.length / 32), timeBudgetSec: 120 * epochs, fitScheduleToTimeBudget: true, loggingSteps: 500, log: () => {},
+    name: 'probe', learningRate: lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: Math.ceil(epochs * trainEx.length / 32), timeBudgetSec: 120 * epochs, fitScheduleToTimeBudget: true, loggingSteps: 500, log: () => {},
   }).train(
     (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
     (bt) => ({ inputIds: bt.inputIds, attentionMask: bt.attentionMask, labels: bt.labels }),
@@ -70,7 +72,7 @@ async function pooling(dir, seed, mode, { epochs = 1, dropout = 0.1, freeze = []
     scope.dispose();
   }
   m.dispose();
-  const variant = [epochs !== 1 && `${epochs} epochs`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -95,9 +97,9 @@ async function spread(dirs) {
 
 const { positionals: [cmd, ...args], values: v } = parseArgs({
   allowPositionals: true,
-  options: { epochs: { type: 'string' }, dropout: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+  options: { epochs: { type: 'string' }, lr: { type: 'string' }, dropout: { type: 'string' }, freeze: { type: 'string', multiple: true } },
 });
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [] })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [] })
   : cmd === 'spread' ? spread(args)
-    : Promise.reject(new Error('usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--dropout X] [--freeze PREFIX]... | spread DIR...'))
+    : Promise.reject(new Error('usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--dropout X] [--freeze PREFIX]... | spread DIR...'))
 ).catch((e) => { console.error(e.message); process.exit(1); });

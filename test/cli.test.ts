@@ -101,6 +101,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const noText = cli('main', '--out', none, '--extra-text', 'conll,imdb');
   expect(noText.status).not.toBe(0);
   expect(noText.stderr).toMatch(/main: extraText takes 'conll' and 'shakespeare', got "imdb"/);
+  const noEpochs = cli('main', '--out', none, '--finetune-epochs', '0');
+  expect(noEpochs.status).not.toBe(0);
+  expect(noEpochs.stderr).toMatch(/main: finetuneEpochs must be a positive number, got 0/);
   const noVocab = cli('main', '--out', none, '--vocab-size', '4');
   expect(noVocab.status).not.toBe(0);
   expect(noVocab.stderr).toMatch(/vocabSize must be an integer of at least 5 \(the special tokens\)/);
@@ -120,6 +123,7 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const rep2 = JSON.parse(require('fs').readFileSync(path.join(again, 'report.json'), 'utf8'));
   expect(rep2.pretrain).toMatchObject({ steps: 0, from: encoder });
   expect(rep2.finetune).toMatchObject({ steps: 4, copies: 1 });
+  expect(re.stdout).toMatch(/fine-tuning: 4 steps of 32 \(0\.0019 epochs of SST-2's 67349 phrases\) at peak lr 1e-4, within 60s each/);
   expect(require('fs').readFileSync(path.join(again, 'sst2-model/vocab.txt'), 'utf8')).toBe(require('fs').readFileSync(path.join(encoder, 'vocab.txt'), 'utf8'));
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
