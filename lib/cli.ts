@@ -94,7 +94,7 @@ program
   .option('--out <dir>', 'output folder', 'runs/main')
   .option('--pretrain-steps <n>', 'at most this many pre-training steps', integer, 10000)
   .option('--finetune-steps <n>', 'SST-2 fine-tuning steps (default: --finetune-epochs epochs)', integer)
-  .option('--finetune-epochs <x>', 'epochs of SST-2 fine-tuning where --finetune-steps is not given', number, 2)
+  .option('--finetune-epochs <x>', 'epochs of SST-2 fine-tuning where --finetune-steps is not given (default 2)', number)
   .option('--pretrain-batch <n>', 'pre-training batch (global: under --nproc each rank takes 1/n)', integer, 64)
   .option('--finetune-batch <n>', 'fine-tuning batch (global, as --pretrain-batch)', integer, 32)
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds', integer, 560)
@@ -106,7 +106,7 @@ program
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
   .addOption(new Option('--objective <o>', 'pre-training objective: masked LM or ELECTRA replaced-token detection').choices(['mlm', 'electra']).default('mlm'))
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training (default: 1e-3, with --objective electra 3e-4)', number)
-  .option('--finetune-lr <x>', 'peak learning rate of fine-tuning', number, 1e-4)
+  .option('--finetune-lr <x>', 'peak learning rate of fine-tuning (default 1e-4)', number)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--word-vectors', 'start pre-training from co-occurrence word vectors of the corpus (PPMI + SVD): a lower masked-LM loss, not a better SST-2 score here (docs/results.md)')
@@ -117,7 +117,7 @@ program
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batches stay global: each rank takes 1/n', integer, 1)
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
-  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; finetuneEpochs: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; out: string; pretrainSteps: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds: number; finetuneSeconds: number; vocabSize: number; hidden: number; layers: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch: number; finetuneBatch: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.

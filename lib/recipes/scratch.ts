@@ -207,8 +207,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
   const devGold = devOrder.flat().map((i) => devEx[i].label!);
   const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
-  const [ftSteps, ftLr] = [o.finetuneSteps ?? Math.ceil((epochs * trainEx.length) / ftBatch), o.finetuneLr ?? 1e-4];
-  log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}, within ${o.finetuneSeconds ?? 120}s each`);
+  const [ftSteps, ftLr, ftSeconds] = [o.finetuneSteps ?? Math.ceil((epochs * trainEx.length) / ftBatch), o.finetuneLr ?? 1e-4, o.finetuneSeconds ?? 120];
+  log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}, within ${ftSeconds}s each`);
   // `copy` varies the batch order and dropout of each copy of a soup; the head initialisation stays that of seed.
   const fineTune = async (m: BertPreTrainedModel, name: string, copy = 0) => {
     const s = seed + 2 + 1000 * copy;
@@ -216,7 +216,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const shard = world > 1 ? { rank, worldSize: world } : {};
     const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: s, groupByLength: true, ...shard });
     return new Trainer(m, {
-      name, learningRate: ftLr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: ftSteps, timeBudgetSec: o.finetuneSeconds ?? 120, fitScheduleToTimeBudget: true,
+      name, learningRate: ftLr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: ftSteps, timeBudgetSec: ftSeconds, fitScheduleToTimeBudget: true,
       loggingSteps: 100, evalSteps: 500, bf16: o.bf16, logFile: path.join(o.out, 'metrics.jsonl'), log,
     }).train(
       (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
