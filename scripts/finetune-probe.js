@@ -2,19 +2,24 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--dropout X] [--freeze PREFIX]...
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
 //     ('mean', dropout 0.1 as HF's head), and prints dev accuracy; --epochs: that many epochs, the schedule
 //     over all of them; --dropout: BERT's hidden and attention dropout (0.1); --freeze: parameters whose
-//     names start with PREFIX keep their pre-trained values
+//     names start with PREFIX keep their pre-trained values; --lr-embeddings: the peak rate of
+//     bert.embeddings.* (the other parameters keep --lr); --save-probs: the dev sentences' class
+//     probabilities and gold labels to FILE (JSON), for ensembles of fine-tunings
+//   node scripts/finetune-probe.js ensemble FILE...
+//     dev accuracy of each saved fine-tuning and of the mean of their probabilities
 //   node scripts/finetune-probe.js spread DIR...
 //     how much the encoder's last hidden states at [CLS] and at the second word piece vary across 64 dev
 //     sentences (standard deviation per dimension, averaged): a collapsed encoder gives every sentence
 //     nearly the same vectors
 // Needs the built package (npm run build); the data folder from TORCHBERT_DATA (default ../shared/data).
 'use strict';
+const fs = require('fs');
 const path = require('path');
 const { parseArgs } = require('util');
 const tb = require('..');
@@ -25,10 +30,11 @@ const { fromPretrained } = tb.models;
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, dropout = 0.1, freeze = [] } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
+  if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const ids = (t, n) => tok.call(t, undefined, { truncation: true, maxLength: n }).inputIds;
@@ -53,9 +59,23 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, dropout = 0.1, 
   };
   tb.manualSeed(seed + 2);
   const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
-  await new Trainer(m, {
+  const trainer = new Trainer(m, {
     name: 'probe', learningRate: lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: Math.ceil(epochs * trainEx.length / 32), timeBudgetSec: 120 * epochs, fitScheduleToTimeBudget: true, loggingSteps: 500, log: () => {},
-  }).train(
+  });
+  if (lrEmbeddings !== undefined) {
+    // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
+    // the Trainer's groups are weightDecayGroups(namedParameters()): the same call over the names gives each
+    // parameter's name by position (each namedParameters() call makes new tensor handles, so not by identity)
+    const names = tb.train.weightDecayGroups(m.namedParameters().map(([n]) => [n, n]), 0).map((g) => g.params);
+    const groups = trainer.optimizer.paramGroups;
+    for (const [gi, g] of groups.splice(0, groups.length).entries()) {
+      const emb = (i) => names[gi][i].startsWith('bert.embeddings.');
+      groups.push({ ...g, params: g.params.filter((_, i) => !emb(i)) });
+      groups.push({ ...g, params: g.params.filter((_, i) => emb(i)), lr: lrEmbeddings, initialLr: lrEmbeddings });
+    }
+    if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
+  }
+  await trainer.train(
     (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
     (bt) => ({ inputIds: bt.inputIds, attentionMask: bt.attentionMask, labels: bt.labels }),
     undefined,
@@ -63,16 +83,19 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, dropout = 0.1, 
   );
   m.eval();
   const pred = [];
+  const probs = [];
   for (const bt of devBatches) {
     const scope = new tb.DisposeScope();
     await scope.run(async () => {
       const l = await tb.noGrad(() => logits({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }));
       for (const v of await l.argmax(-1).data()) pred.push(Number(v));
+      for (const v of await l.softmax(-1).select(1, 1).data()) probs.push(Number(v));
     });
     scope.dispose();
   }
   m.dispose();
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`].filter(Boolean).join(', ');
+  if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -95,11 +118,30 @@ async function spread(dirs) {
   }
 }
 
-const { positionals: [cmd, ...args], values: v } = parseArgs({
-  allowPositionals: true,
-  options: { epochs: { type: 'string' }, lr: { type: 'string' }, dropout: { type: 'string' }, freeze: { type: 'string', multiple: true } },
-});
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [] })
+function ensemble(files) {
+  if (!files.length) throw new Error('ensemble: name at least one file that --save-probs wrote');
+  const runs = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+  const gold = runs[0].gold;
+  if (runs.some((r) => r.gold.length !== gold.length || r.gold.some((g, i) => g !== gold[i]))) throw new Error('ensemble: the files hold different dev sets');
+  const acc = (p) => (100 * accuracy(p.map((x) => (x > 0.5 ? 1 : 0)), gold)).toFixed(2);
+  runs.forEach((r, i) => console.log(`${files[i]}: ${acc(r.positive)}%`));
+  console.log(`mean of ${runs.length} fine-tunings' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
+}
+
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--save-probs FILE] | spread DIR... | ensemble FILE...';
+let parsed;
+try {
+  parsed = parseArgs({
+    allowPositionals: true,
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+  });
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`);
+  process.exit(1);
+}
+const { positionals: [cmd, ...args], values: v } = parsed;
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [] })
   : cmd === 'spread' ? spread(args)
-    : Promise.reject(new Error('usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--dropout X] [--freeze PREFIX]... | spread DIR...'))
+    : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
+    : Promise.reject(new Error(USAGE))
 ).catch((e) => { console.error(e.message); process.exit(1); });

@@ -71,7 +71,7 @@ test('serve --low-memory pages the word embeddings in by rows: one request leave
 
 test('main: the end-to-end job runs through with tiny budgets and saves what it reports', () => {
   const out = tmpDir();
-  const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--pretrain-seconds', '60', '--finetune-seconds', '60', '--soup', '2',
+  const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', '--soup', '2',
     '--whole-word-mask', '--bag-of-words', '0.5', '--extra-text', 'conll,shakespeare');
   expect([r.status, r.stderr]).toEqual([0, '']);
   // the extra text joins the corpus: CoNLL's sentences (runs of token lines) and Shakespeare's speeches of over 20 characters
@@ -80,6 +80,8 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const speeches = fs.readFileSync(path.join(DATA, 'tinyshakespeare', 'input.txt'), 'utf8').split(/\n\s*\n/)
     .filter((b: string) => b.trim().split('\n').slice(1).join(' ').trim().length > 20).length;
   expect(r.stdout).toContain(`extra text: ${conll + speeches} lines (conll, shakespeare)`);
+  // the budget not given is the recipe's default, the same from the CLI as from fromScratch()
+  expect(r.stdout).toContain('pre-training: at most 4 steps of 64 within 560s');
   expect(r.stdout).toMatch(/pre-training \(masked LM \+ 0\.5 x \[CLS\] bag of words\): 4 steps/);
   expect(r.stdout).toMatch(/SST-2 dev accuracy: \d+\.\d% \(F1 \d+\.\d%\), the average of 2 fine-tuned copies \(alone: \d+\.\d%, \d+\.\d%\)/);
   const rep = JSON.parse(require('fs').readFileSync(path.join(out, 'report.json'), 'utf8'));

@@ -19,15 +19,21 @@ import { checkCpuBf16 } from '../cpu';
 export interface ScratchOptions {
   data: string;
   out: string;
+  /** WordPiece vocabulary learned by the job (default 8000) */
   vocabSize?: number;
+  /** the BERT's hidden size and encoder layers (default 128 and 2, BERT-Tiny's shape) */
   hidden?: number;
   layers?: number;
+  /** at most this many pre-training steps (default 10,000) */
   pretrainSteps?: number;
   /** fine-tuning steps of each copy and of the control; default `finetuneEpochs` epochs of SST-2 train */
   finetuneSteps?: number;
   /** epochs of fine-tuning where finetuneSteps is not given (default 2, at finetuneLr's 1e-4) */
   finetuneEpochs?: number;
-  /** safety stops: training ends early when a phase exceeds its time budget */
+  /**
+   * Time budgets (default 560 s for pre-training, 120 s for each fine-tuning): each phase fits its schedule
+   * to the steps its budget holds at the pace measured, so a slower machine runs fewer steps, not longer
+   */
   pretrainSeconds?: number;
   finetuneSeconds?: number;
   seqLen?: number;
@@ -186,8 +192,10 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
       : readShakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
     const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki, ...extra];
     if (extra.length) log(`extra text: ${extra.length} lines (${o.extraText!.join(', ')})`);
+    const [steps, seconds] = [o.pretrainSteps ?? 10000, o.pretrainSeconds ?? 560];
+    log(`pre-training: at most ${steps} steps of ${preBatch} within ${seconds}s`);
     const pre = await pretrain({
-      corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.pretrainSteps, seconds: o.pretrainSeconds, seqLen, log,
+      corpus, out: o.out, vocabSize: o.vocabSize ?? 8000, hidden: o.hidden ?? 128, layers: o.layers ?? 2, steps, seconds, seqLen, log,
       objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16,
     });
     [tok, mlmDir] = [pre.tokenizer, pre.dir];
