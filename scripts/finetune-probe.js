@@ -24,8 +24,10 @@ const path = require('path');
 const { parseArgs } = require('util');
 const tb = require('..');
 const { F } = tb;
-const { Trainer, padCollate, batchIndices, EpochBatches, accuracy } = tb.train;
+const { accuracy } = tb.train;
 const { fromPretrained } = tb.models;
+// the job's own SST-2 encoding and fine-tuning setup (lib/recipes/scratch.ts), so a probe varies only what it names
+const { sst2Task, sst2FineTuning } = require('../dist/recipes/scratch');
 
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
@@ -37,12 +39,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
   const tok = await tb.BertTokenizer.fromPretrained(dir);
-  const ids = (t, n) => tok.call(t, undefined, { truncation: true, maxLength: n }).inputIds;
-  const trainEx = sst2('train').map((r, i) => ({ inputIds: ids(r.text, 64), label: r.label, i }));
-  const devEx = sst2('dev').map((r) => ({ inputIds: ids(r.text, 128), label: r.label }));
-  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
-  const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
-  const devGold = devOrder.flat().map((i) => devEx[i].label);
+  const task = sst2Task(tok, sst2('train'), sst2('dev'), 64);
+  const { devBatches, devGold } = task;
   // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
   tb.manualSeed(seed + 2);
   const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config: { num_labels: 2, hidden_dropout_prob: dropout, attention_probs_dropout_prob: dropout } });
@@ -57,10 +55,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     const mask = inputs.attentionMask.unsqueeze(-1).float();
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
-  tb.manualSeed(seed + 2);
-  const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
-  const trainer = new Trainer(m, {
-    name: 'probe', learningRate: lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: Math.ceil(epochs * trainEx.length / 32), timeBudgetSec: 120 * epochs, fitScheduleToTimeBudget: true, loggingSteps: 500, log: () => {},
+  const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs, trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
   if (lrEmbeddings !== undefined) {
     // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
@@ -75,12 +71,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     }
     if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
   }
-  await trainer.train(
-    (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
-    (bt) => ({ inputIds: bt.inputIds, attentionMask: bt.attentionMask, labels: bt.labels }),
-    undefined,
-    async (inputs) => F.crossEntropy(await logits(inputs), inputs.labels),
-  );
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => F.crossEntropy(await logits(inputs), inputs.labels));
   m.eval();
   const pred = [];
   const probs = [];

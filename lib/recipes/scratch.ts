@@ -12,7 +12,7 @@ import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches,
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
-import type { Example } from '../train';
+import type { Example, Batch, TrainerOptions } from '../train';
 import * as dist from '../distributed/process-group';
 import { checkCpuBf16 } from '../cpu';
 
@@ -104,6 +104,42 @@ export interface ScratchReport {
 
 function encodeAll(tok: BertTokenizer, texts: string[], maxLength: number): number[][] {
   return texts.map((t) => tok.call(t, undefined, { truncation: true, maxLength }).inputIds as number[]);
+}
+
+/** SST-2 as the job fine-tunes and scores it. */
+export interface Sst2Task {
+  /** the training phrases, encoded to at most seqLen tokens; `i` is the row's index */
+  trainEx: Example[];
+  /** the dev sentences (up to 128 tokens) in batches of 64 sorted by length, and their gold labels in that order */
+  devBatches: Batch[];
+  devGold: number[];
+  padId: number;
+}
+
+export function sst2Task(tok: BertTokenizer, train: { text: string; label: number }[], dev: { text: string; label: number }[], seqLen: number): Sst2Task {
+  const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
+  const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
+  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
+  return {
+    trainEx,
+    devBatches: devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId)),
+    devGold: devOrder.flat().map((i) => devEx[i].label!),
+    padId: tok.padTokenId,
+  };
+}
+
+/**
+ * The job's fine-tuning of m on the task: AdamW (weight decay 0.01), 6% warmup and linear decay over `steps`,
+ * fitted to `seconds`, batches of similar length drawn by `seed` (which also seeds dropout) and, under a process
+ * group, sharded over the ranks. `trainer` and `extra` let a caller (scripts/finetune-probe.js) vary the recipe.
+ */
+export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed: number; batch: number; lr: number; steps: number; seconds: number; shard?: { rank: number; worldSize: number }; trainer?: Partial<TrainerOptions> }) {
+  tb.manualSeed(o.seed); // the same dropout draws and batches for a model and its control
+  const batches = new EpochBatches(task.trainEx.map((e) => e.inputIds.length), o.batch / (o.shard?.worldSize ?? 1), { seed: o.seed, groupByLength: true, ...o.shard });
+  const trainer = new Trainer(m, { learningRate: o.lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.steps, timeBudgetSec: o.seconds, fitScheduleToTimeBudget: true, ...o.trainer });
+  const nextBatch = (step: number) => padCollate(batches.at(step).map((i) => task.trainEx[i]), task.padId);
+  const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+  return { trainer, nextBatch, toInputs };
 }
 
 /** Bag-of-words logistic regression on token counts (the classic baseline), trained with AdamW. */
@@ -209,28 +245,18 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   // epoch at 4e-4 (the recipe until 5 December) gave the pre-trained encoder and the control the same
   // accuracy; the lower rate keeps what pre-training gave the encoder (docs/results.md).
   const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
-  const trainEx: Example[] = train.map((r, i) => ({ inputIds: encodeAll(tok, [r.text], seqLen)[0], label: r.label, i }));
-  const devEx: Example[] = dev.map((r) => ({ inputIds: encodeAll(tok, [r.text], 128)[0], label: r.label }));
-  const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
-  const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
-  const devGold = devOrder.flat().map((i) => devEx[i].label!);
+  const task = sst2Task(tok, train, dev, seqLen);
+  const { trainEx, devBatches, devGold } = task;
   const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
   const [ftSteps, ftLr, ftSeconds] = [o.finetuneSteps ?? Math.ceil((epochs * trainEx.length) / ftBatch), o.finetuneLr ?? 1e-4, o.finetuneSeconds ?? 120];
   log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}, within ${ftSeconds}s each`);
   // `copy` varies the batch order and dropout of each copy of a soup; the head initialisation stays that of seed.
   const fineTune = async (m: BertPreTrainedModel, name: string, copy = 0) => {
-    const s = seed + 2 + 1000 * copy;
-    tb.manualSeed(s); // the same dropout draws and batches for the model and its control
-    const shard = world > 1 ? { rank, worldSize: world } : {};
-    const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), ftBatch / world, { seed: s, groupByLength: true, ...shard });
-    return new Trainer(m, {
-      name, learningRate: ftLr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: ftSteps, timeBudgetSec: ftSeconds, fitScheduleToTimeBudget: true,
-      loggingSteps: 100, evalSteps: 500, bf16: o.bf16, logFile: path.join(o.out, 'metrics.jsonl'), log,
-    }).train(
-      (step) => padCollate(batches.at(step).map((i) => trainEx[i]), tok.padTokenId),
-      (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }),
-      async () => ({ accuracy: accuracy(await predict(m), devGold) }),
-    );
+    const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
+      seed: seed + 2 + 1000 * copy, batch: ftBatch, lr: ftLr, steps: ftSteps, seconds: ftSeconds, shard: world > 1 ? { rank, worldSize: world } : undefined,
+      trainer: { name, loggingSteps: 100, evalSteps: 500, bf16: o.bf16, logFile: path.join(o.out, 'metrics.jsonl'), log },
+    });
+    return trainer.train(nextBatch, toInputs, async () => ({ accuracy: accuracy(await predict(m), devGold) }));
   };
   const members: BertPreTrainedModel[] = [];
   const copyAccuracy: number[] = [];
