@@ -130,9 +130,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
   const none2 = tmpDir();
-  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3');
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3', '--pretrain-dropout', '0');
   expect(both.status).not.toBe(0);
-  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob do not apply/);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --pretrain-dropout, --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob do not apply/);
   const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
   expect(missing.status).not.toBe(0);
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);

@@ -422,6 +422,34 @@ describe('packed masked-LM pre-training', () => {
   });
 });
 
+test('dropout: pre-training at 0 runs the model without dropout (two training-mode forwards agree); the saved config keeps BERT\'s 0.1 for fine-tuning; bad values refused', async () => {
+  const { pretrain } = await import('../lib/recipes/pretrain');
+  const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 400).map((l) => l.split('\t')[0]);
+  const run = (dropout?: number) => pretrain({ corpus, out: tmpDir(), vocabSize: 500, hidden: 32, layers: 1, steps: 1, seconds: 600, seqLen: 32, batchSize: 8, seed: 5, dropout, log: () => {} });
+  const r = await run(0);
+  const cfg = JSON.parse(fs.readFileSync(path.join(r.dir, 'config.json'), 'utf8'));
+  expect([cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob]).toEqual([0.1, 0.1]);
+  // the model pre-trained at 0: in training mode, two forwards of one batch agree (at 0.1 they would not)
+  const batch = r.tokenizer.call(corpus.slice(0, 4), undefined, { padding: true, returnTensors: 'pt' });
+  const inputs = { inputIds: batch.inputIds as tb.Tensor, attentionMask: batch.attentionMask as tb.Tensor };
+  r.model.train();
+  const [a, b] = [await r.model.forward(inputs), await r.model.forward(inputs)];
+  expect(a.logits!.sub(b.logits!).abs().max().item()).toBe(0);
+  const d = await run();
+  d.model.train();
+  const [c, e] = [await d.model.forward(inputs), await d.model.forward(inputs)];
+  expect(c.logits!.sub(e.logits!).abs().max().item()).toBeGreaterThan(0);
+  [r.model, d.model].forEach((m) => m.dispose());
+  const out = path.join(tmpDir(), 'run');
+  for (const p of [1, -0.1, NaN]) {
+    await expect(pretrain({ corpus, out, dropout: p, log: () => {} })).rejects.toThrow(`pretrain: dropout must be in [0, 1), got ${p}`);
+  }
+  const bad = cli(['pretrain', path.join(DATA, 'wikitext-2', 'valid.txt'), '--dropout', '1', '--out', out]);
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toContain('pretrain: dropout must be in [0, 1), got 1');
+  expect(fs.existsSync(out)).toBe(false);
+});
+
 test('pretrain refuses a masking share outside (0, 1) before writing anything, as a function and as a command', async () => {
   const { pretrain } = await import('../lib/recipes/pretrain');
   const out = path.join(tmpDir(), 'run');

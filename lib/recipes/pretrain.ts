@@ -8,6 +8,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer, WordPieceTrainer } from '../tokenizer';
 import { fromConfig, BertPreTrainedModel } from '../models/bert';
+import { BertConfig } from '../models/config';
 import { Trainer, padCollate, packSequences, maskTokens, bagOfWordsTargets, EpochBatches, wholeWordMask, cooccurrenceVectors } from '../train';
 import type { TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
@@ -57,6 +58,11 @@ export interface PretrainOptions {
   bagOfWords?: number;
   /** bfloat16 autocast for the forward and loss (Trainer's bf16): on CPUs with bf16 units, or CUDA */
   bf16?: boolean;
+  /**
+   * Hidden and attention dropout while pre-training (default 0.1, BERT's). The saved config.json keeps 0.1
+   * either way: it is what fine-tuning from the checkpoint uses.
+   */
+  dropout?: number;
   log?: (s: string) => void;
 }
 
@@ -81,6 +87,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   if (bowWeight > 0 && electra) throw new TypeError("pretrain: bagOfWords goes with the masked-LM objective, not 'electra'");
   const maskP = o.maskProbability ?? 0.15;
   if (!(maskP > 0 && maskP < 1)) throw new RangeError(`pretrain: maskProbability must be between 0 and 1, got ${o.maskProbability}`);
+  const dropout = o.dropout ?? 0.1;
+  if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`pretrain: dropout must be in [0, 1), got ${o.dropout}`);
   if (o.bf16) checkCpuBf16('pretrain --bf16'); // before the vocabulary is written
   const seqLen = o.seqLen ?? 64;
   if (o.seed !== undefined) tb.manualSeed(o.seed);
@@ -90,7 +98,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   log(`vocabulary: ${tok.vocabSize} WordPiece tokens learned from ${o.corpus.length} lines in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
   const H = o.hidden ?? 128;
-  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId };
+  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId, hidden_dropout_prob: dropout, attention_probs_dropout_prob: dropout };
   const G = o.generatorHidden ?? Math.max(32, H / 2);
   // ELECTRA: the generator is a smaller masked LM; the encoder kept is the discriminator's.
   const mlm = electra
@@ -160,6 +168,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       await enc.savePretrained(dir);
       enc.dispose();
     } else await mlm.savePretrained(dir);
+    if (dropout !== 0.1) {
+      // the checkpoint is for fine-tuning, which wants BERT's dropout whatever pre-training ran with
+      const cfg = path.join(dir, 'config.json');
+      BertConfig.fromFile(cfg).with({ hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 }).save(cfg);
+    }
     tok.savePretrained(dir);
   }
   log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s at peak lr ${lr.toExponential()}, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);

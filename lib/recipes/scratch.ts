@@ -85,6 +85,8 @@ export interface ScratchOptions {
    */
   pretrainBatch?: number;
   finetuneBatch?: number;
+  /** hidden and attention dropout of pre-training (PretrainOptions.dropout; default 0.1); fine-tuning keeps 0.1 */
+  pretrainDropout?: number;
   /** bfloat16 autocast in every training phase (pre-training, fine-tuning, the control): CPUs with bf16 units, or CUDA */
   bf16?: boolean;
   log?: (s: string) => void;
@@ -194,7 +196,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   if (o.pretrained !== undefined) {
-    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, maskProbability: o.maskProbability !== undefined }).filter(([, v]) => v).map(([k]) => k);
+    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, maskProbability: o.maskProbability !== undefined, pretrainDropout: o.pretrainDropout !== undefined }).filter(([, v]) => v).map(([k]) => k);
     if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
     if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
       throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
@@ -232,7 +234,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     log(`pre-training: at most ${steps} steps of ${preBatch} within ${seconds}s`);
     const pre = await pretrain({
       corpus, out: o.out, vocabSize: o.vocabSize ?? 8000, hidden: o.hidden ?? 128, layers: o.layers ?? 2, steps, seconds, seqLen, log,
-      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16,
+      objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16, dropout: o.pretrainDropout,
     });
     [tok, mlmDir] = [pre.tokenizer, pre.dir];
     const r = pre.result;
