@@ -313,6 +313,12 @@ describe('extractive QA fine-tuning', () => {
     }
     expect(rep.dev.f1).toBe(rep.best.value);
     expect(fs.existsSync(path.join(dir, 'out', 'model.safetensors'))).toBe(true);
+    expect(r.stdout).toContain('windows of up to 64 tokens, stride 32)');
+    // without --max-length the command gets the recipe's QA windows (HF run_qa's 384, stride 128), not classification's 128
+    const d = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForQuestionAnswering'), '--task', 'qa',
+      '--train', path.join(dir, 'train.jsonl'), '--dev', path.join(dir, 'dev.json'), '--max-steps', '1', '--out', path.join(dir, 'out-default')]);
+    expect([d.status, d.stderr]).toEqual([0, '']);
+    expect(d.stdout).toContain('windows of up to 384 tokens, stride 128)');
   });
 
   test('a dev question too long for --max-length and --doc-stride is refused before training, naming it', () => {

@@ -360,7 +360,7 @@ export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): P
     return { inputIds: q.inputIds, attentionMask: q.attentionMask, tokenTypeIds: q.tokenTypeIds, startPositions: q.start, endPositions: q.end };
   };
   const maxSteps = stepsFor(feats.length, o);
-  log(`finetune (QA): ${train.length} training questions (${feats.length} windows) and ${dev.length} dev questions, ${maxSteps} steps of ${bs}`);
+  log(`finetune (QA): ${train.length} training questions (${feats.length} windows of up to ${maxLength} tokens, stride ${stride}) and ${dev.length} dev questions, ${maxSteps} steps of ${bs}`);
   const res = await runTrainer(model, o, maxSteps, 'f1', next, toInputs, evaluate, log);
   const final = await evaluate();
   await qa.close();
