@@ -121,7 +121,7 @@ program
   .action(async (o: { data: string; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
-      // Refused here by their flags' names: several have defaults, so only the command line tells whether they were given.
+      // Refused here by their flags' names: some have defaults, so only the command line tells whether they were given.
       const given = ['pretrainDropout', 'vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'wholeWordMask', 'extraText', 'maskProb'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
       if (given.length) throw new RangeError(`main: --pretrained reuses an encoder, so ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} do not apply`);
     }

@@ -133,7 +133,7 @@ export function sst2Task(tok: BertTokenizer, train: { text: string; label: numbe
 /**
  * The job's fine-tuning of m on the task: AdamW (weight decay 0.01), 6% warmup and linear decay over `steps`,
  * fitted to `seconds`, batches of similar length drawn by `seed` (which also seeds dropout) and, under a process
- * group, sharded over the ranks. `trainer` and `extra` let a caller (scripts/finetune-probe.js) vary the recipe.
+ * group, sharded over the ranks. `trainer` adds or overrides Trainer options (name, logging, evaluation).
  */
 export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed: number; batch: number; lr: number; steps: number; seconds: number; shard?: { rank: number; worldSize: number }; trainer?: Partial<TrainerOptions> }) {
   tb.manualSeed(o.seed); // the same dropout draws and batches for a model and its control
