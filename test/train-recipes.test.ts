@@ -514,6 +514,9 @@ test('fromScratch with a reused encoder refuses pre-training options by name, be
   const out = path.join(tmpDir(), 'run');
   await expect(fromScratch({ data: DATA, out, pretrained: out, wordVectors: true, objective: 'electra' }))
     .rejects.toThrow('main: pretrained reuses an encoder, so the pre-training options (objective, wordVectors) do not apply');
+  // the shape, budgets, rate and batch of pre-training too (they were ignored from code; the CLI refused them by flag)
+  await expect(fromScratch({ data: DATA, out, pretrained: out, hidden: 256, pretrainSteps: 5, pretrainLr: 1e-3, pretrainBatch: 128 }))
+    .rejects.toThrow('main: pretrained reuses an encoder, so the pre-training options (hidden, pretrainSteps, pretrainLr, pretrainBatch) do not apply');
   await expect(fromScratch({ data: DATA, out, pretrained: out })).rejects.toThrow(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt .*, got .*run$/);
   expect(fs.existsSync(out)).toBe(false);
 });

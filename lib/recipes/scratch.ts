@@ -65,7 +65,8 @@ export interface ScratchOptions {
    * Reuse a pre-trained encoder (an earlier run's `OUT/pretrained` folder, with its tokenizer) instead of
    * learning a vocabulary and pre-training: the job fine-tunes, runs its control and baselines as usual.
    * With `seed` it separates what fine-tuning varies from what pre-training does; the same seed as the
-   * run that made the encoder repeats that run's fine-tuning (the same head weights and batches).
+   * run that made the encoder repeats that run's fine-tuning (the same head weights and batches). The
+   * pre-training options are refused with it, by name.
    */
   pretrained?: string;
   /** peak learning rate of fine-tuning (default 1e-4) */
@@ -196,7 +197,9 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const log = main ? (o.log ?? ((s: string) => console.log(s))) : () => {};
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   if (o.pretrained !== undefined) {
-    const set = Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, maskProbability: o.maskProbability !== undefined, pretrainDropout: o.pretrainDropout !== undefined }).filter(([, v]) => v).map(([k]) => k);
+    // the options whose defaults live here count as given when defined; the others when they turn something on
+    const given = (['vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'maskProbability', 'pretrainDropout'] as const).filter((k) => o[k] !== undefined);
+    const set = [...Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length }).filter(([, v]) => v).map(([k]) => k), ...given];
     if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
     if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
       throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
