@@ -32,12 +32,15 @@ const { sst2Task, sst2FineTuning } = require('../dist/recipes/scratch');
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop = 0 } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
   if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
+  if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw new RangeError(`--label-smoothing must be in [0, 1), got ${labelSmoothing}`);
+  if (ema !== undefined && !(ema > 0 && ema < 1)) throw new RangeError(`--ema must be in (0, 1), got ${ema}`);
+  if (!(rdrop >= 0)) throw new RangeError(`--rdrop must be a non-negative number, got ${rdrop}`);
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const task = sst2Task(tok, sst2('train'), sst2('dev'), 64);
   const { devBatches, devGold } = task;
@@ -71,7 +74,36 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     }
     if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
   }
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => F.crossEntropy(await logits(inputs), inputs.labels));
+  let averaged;
+  if (ema !== undefined) {
+    // an exponential moving average of the weights after each optimizer step (warmed up as TF's
+    // ExponentialMovingAverage with num_updates), scored instead of the last weights
+    const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
+    averaged = tb.noGrad(() => params.map((p) => p.detach().clone()));
+    const step = trainer.optimizer.step.bind(trainer.optimizer);
+    let n = 0;
+    trainer.optimizer.step = async (...a) => {
+      const r = await step(...a);
+      const d = Math.min(ema, (1 + ++n) / (10 + n));
+      tb.noGrad(() => params.forEach((p, i) => averaged[i].mul_(d).add_(p, 1 - d)));
+      return r;
+    };
+  }
+  const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => {
+    const l1 = await logits(inputs);
+    if (!rdrop) return ce(l1, inputs.labels);
+    // R-Drop: two forwards with their own dropout, cross-entropy on both and their symmetric KL divergence
+    const l2 = await logits(inputs);
+    const [a, b] = [l1.logSoftmax(-1), l2.logSoftmax(-1)];
+    const kl = a.exp().mul(a.sub(b)).sum(-1).mean().add(b.exp().mul(b.sub(a)).sum(-1).mean()).div(2);
+    return ce(l1, inputs.labels).add(ce(l2, inputs.labels)).div(2).add(kl.mul(rdrop));
+  });
+  if (averaged) {
+    const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
+    tb.noGrad(() => params.forEach((p, i) => p.copy_(averaged[i])));
+    averaged.forEach((t) => t.dispose());
+  }
   m.eval();
   const pred = [];
   const probs = [];
@@ -86,7 +118,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop && `R-Drop ${rdrop}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -124,14 +156,14 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [] })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: Number(v.rdrop ?? 0) })
   : cmd === 'spread' ? spread(args)
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))
