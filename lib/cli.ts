@@ -97,8 +97,8 @@ program
   .option('--finetune-epochs <x>', 'epochs of SST-2 fine-tuning where --finetune-steps is not given (default: 2)', number)
   .option('--pretrain-batch <n>', 'pre-training batch (global: under --nproc each rank takes 1/n; default: 64)', integer)
   .option('--finetune-batch <n>', 'fine-tuning batch (global, as --pretrain-batch; default: 32)', integer)
-  .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds (default: 560)', integer)
-  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control; default: 120)', integer)
+  .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds (default: 540)', integer)
+  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control; default: 150)', integer)
   .option('--soup <n>', 'fine-tune n copies of the pre-trained BERT (different batch orders) and average their weights into the model reported and saved (a model soup; default: 1; did not help this job: docs/results.md)', integer)
   .option('--vocab-size <n>', 'WordPiece vocabulary learned by the job (default: 8000)', integer)
   .option('--hidden <n>', 'hidden size (default: 128)', integer)
@@ -118,7 +118,8 @@ program
   .option('--pretrained <dir>', "skip the vocabulary and pre-training: fine-tune this encoder (an earlier run's OUT/pretrained folder); with --seed, what fine-tuning alone varies")
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
   .option('--pretrain-dropout <p>', 'hidden and attention dropout while pre-training (default: 0.1; fine-tuning keeps 0.1)', number)
-  .action(async (o: { data: string; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
+  .option('--rdrop <a>', 'R-Drop in fine-tuning: each batch twice with different dropout, plus a times the symmetric KL of the two predictions (default: 1; 0: plain cross-entropy)', number)
+  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: some have defaults, so only the command line tells whether they were given.
@@ -127,7 +128,7 @@ program
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout, rDrop: o.rdrop });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
@@ -199,6 +200,7 @@ program
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2 (default: iob2)')
   .option('--bf16', 'bfloat16 mixed precision (autocast)')
   .option('--fp16', 'float16 mixed precision with loss scaling (CUDA)')
+  .option('--rdrop <a>', 'R-Drop (classification, ner): each batch twice with different dropout, plus a times the symmetric KL of the two predictions (default: 0)', number)
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch size is per process', integer, 1)
   .action(async (model: string, o: Record<string, string | undefined>) => {
     if (await dataParallel(Number(o.nproc))) return;
@@ -207,7 +209,7 @@ program
     const opts = {
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
-      seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume,
+      seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume, rDrop: num('rdrop'),
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })

@@ -81,7 +81,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
     .filter((b: string) => b.trim().split('\n').slice(1).join(' ').trim().length > 20).length;
   expect(r.stdout).toContain(`extra text: ${conll + speeches} lines (conll, shakespeare)`);
   // the budget not given is the recipe's default, the same from the CLI as from fromScratch()
-  expect(r.stdout).toContain('pre-training: at most 4 steps of 64 within 560s');
+  expect(r.stdout).toContain('pre-training: at most 4 steps of 64 within 540s');
+  // R-Drop is the fine-tuning's default
+  expect(r.stdout).toMatch(/fine-tuning: 4 steps of 32 .* at peak lr 1e-4, R-Drop 1, within 60s each/);
   expect(r.stdout).toMatch(/pre-training \(masked LM \+ 0\.5 x \[CLS\] bag of words\): 4 steps/);
   expect(r.stdout).toMatch(/SST-2 dev accuracy: \d+\.\d% \(F1 \d+\.\d%\), the average of 2 fine-tuned copies \(alone: \d+\.\d%, \d+\.\d%\)/);
   const rep = JSON.parse(require('fs').readFileSync(path.join(out, 'report.json'), 'utf8'));
@@ -97,6 +99,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const negative = cli('main', '--out', none, '--bag-of-words', '-1', '--pretrain-steps', '4');
   expect(negative.status).not.toBe(0);
   expect(negative.stderr).toMatch(/pretrain: bagOfWords must be a weight >= 0, got -1/);
+  const badRdrop = cli('main', '--out', none, '--rdrop', '-0.5', '--pretrain-steps', '4');
+  expect(badRdrop.status).not.toBe(0);
+  expect(badRdrop.stderr).toMatch(/main: rDrop must be a non-negative number, got -0.5/);
   const noBatch = cli('main', '--out', none, '--pretrain-batch', '0');
   expect(noBatch.status).not.toBe(0);
   expect(noBatch.stderr).toMatch(/main: pretrainBatch must be a positive integer, got 0/);
@@ -125,7 +130,7 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const rep2 = JSON.parse(require('fs').readFileSync(path.join(again, 'report.json'), 'utf8'));
   expect(rep2.pretrain).toMatchObject({ steps: 0, from: encoder });
   expect(rep2.finetune).toMatchObject({ steps: 4, copies: 1 });
-  expect(re.stdout).toMatch(/fine-tuning: 4 steps of 32 \(0\.0019 epochs of SST-2's 67349 phrases\) at peak lr 1e-4, within 60s each/);
+  expect(re.stdout).toMatch(/fine-tuning: 4 steps of 32 \(0\.0019 epochs of SST-2's 67349 phrases\) at peak lr 1e-4, R-Drop 1, within 60s each/);
   expect(require('fs').readFileSync(path.join(again, 'sst2-model/vocab.txt'), 'utf8')).toBe(require('fs').readFileSync(path.join(encoder, 'vocab.txt'), 'utf8'));
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work

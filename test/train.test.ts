@@ -175,6 +175,85 @@ test('Trainer lowers the loss of a learnable task and logs JSONL', async () => {
   expect(() => new Trainer(m, { maxSteps: 0 })).toThrow(/maxSteps/);
 });
 
+describe('R-Drop (rDropLoss, TrainerOptions.rDrop)', () => {
+  const cfg = { vocab_size: 100, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32, hidden_dropout_prob: 0.3, attention_probs_dropout_prob: 0.3 };
+  // the cross-entropy and symmetric KL of two logit rows per example, in plain JS from the doubled forward's logits
+  const byHand = (logits: number[][], labels: number[], alpha: number) => {
+    const logSoftmax = (r: number[]) => { const mx = Math.max(...r); const z = Math.log(r.reduce((s, x) => s + Math.exp(x - mx), 0)) + mx; return r.map((x) => x - z); };
+    const n = labels.length;
+    let ce = 0; let kl = 0; let real = 0;
+    for (let i = 0; i < n; i++) {
+      if (labels[i] === -100) continue;
+      const [a, b] = [logSoftmax(logits[i]), logSoftmax(logits[n + i])];
+      ce += -(a[labels[i]] + b[labels[i]]) / 2;
+      kl += a.reduce((s, x, c) => s + (Math.exp(x) - Math.exp(b[c])) * (x - b[c]), 0) / 2;
+      real++;
+    }
+    return ce / real + alpha * kl / real;
+  };
+  const batchOf = (n: number) => padCollate(Array.from({ length: n }, (_, i) => ({ inputIds: Array.from({ length: 8 }, (_, t) => 5 + ((i * 13 + t * 7) % 95)), label: i % 2 })), 0);
+
+  test('the loss is the two copies\' cross-entropy plus alpha times their symmetric KL, over labelled rows only', async () => {
+    tb.manualSeed(0);
+    const m = fromConfig('BertForTokenClassification', { ...cfg, num_labels: 3 });
+    const inputIds = tb.randint(5, 100, [3, 8]);
+    const attentionMask = tb.onesLike(inputIds);
+    const labels = tb.randint(0, 3, [3, 8]).maskedFill(tb.rand([3, 8]).gt(0.6), -100);
+    const twice = { inputIds: tb.cat([inputIds, inputIds], 0), attentionMask: tb.cat([attentionMask, attentionMask], 0) };
+    tb.manualSeed(7);
+    const logits = (await m.forward(twice)).logits!.toArraySync() as number[][][];
+    tb.manualSeed(7);
+    const got = (await tb.train.rDropLoss(m, { inputIds, attentionMask, labels }, 2.5)).item() as number;
+    const flatLabels = (labels.toArraySync() as bigint[][]).flat().map(Number);
+    // the doubled batch's rows, token by token: example i of copy k is row k * 3 + (i / 8 | 0)
+    const rows = [0, 1].flatMap((k) => flatLabels.map((_, i) => logits[k * 3 + ((i / 8) | 0)][i % 8]));
+    const want = byHand(rows, flatLabels, 2.5);
+    expect(Math.abs(got - want)).toBeLessThan(1e-5);
+    // dropout differs between the copies: the KL term is there
+    expect(Math.abs(want - byHand(rows, flatLabels, 0))).toBeGreaterThan(1e-4);
+  });
+
+  test('without dropout (eval) it is the model\'s own loss; bad inputs are refused by name', async () => {
+    tb.manualSeed(0);
+    const m = fromConfig('BertForSequenceClassification', { ...cfg, num_labels: 2 }).eval();
+    const inputs = { inputIds: tb.randint(5, 100, [4, 8]), labels: tb.tensor(BigInt64Array.from([0n, 1n, 1n, 0n])) };
+    const own = (await m.forward(inputs)).loss!.item() as number;
+    expect(Math.abs(((await tb.train.rDropLoss(m, inputs, 4)).item() as number) - own)).toBeLessThan(1e-6);
+    await expect(tb.train.rDropLoss(m, inputs, -1)).rejects.toThrow(/alpha must be a non-negative number, got -1/);
+    await expect(tb.train.rDropLoss(m, { inputIds: inputs.inputIds }, 1)).rejects.toThrow(/the batch has no labels/);
+    await expect(tb.train.rDropLoss(m, { ...inputs, labels: tb.rand([4]) }, 1)).rejects.toThrow(/needs class labels \(int64\), got float32/);
+    expect(() => new Trainer(m, { maxSteps: 1, rDrop: NaN })).toThrow(/rDrop must be a non-negative number, got NaN/);
+    const trainer = new Trainer(m, { maxSteps: 1, rDrop: 1, log: () => {} });
+    const batch = batchOf(4);
+    await expect(trainer.train(() => batch, (b) => b, undefined, async () => tb.tensor([0]))).rejects.toThrow(/rDrop replaces the model's loss, and a lossFn was given/);
+    // question answering has no class logits: refused before any data is read
+    const { finetuneQa } = await import('../lib/recipes/finetune');
+    await expect(finetuneQa({ model: 'none', train: 'none', dev: 'none', out: 'none', rDrop: 1 })).rejects.toThrow(/QA predicts start and end positions \(classification and ner take it\)/);
+  });
+
+  test('the Trainer trains with it: each step\'s logged loss is rDropLoss of its batch', async () => {
+    tb.manualSeed(0);
+    const m = fromConfig('BertForSequenceClassification', { ...cfg, num_labels: 2 });
+    const batch = batchOf(8);
+    const before = m.stateDict().get('classifier.weight')!.clone();
+    const trainer = new Trainer(m, { maxSteps: 3, rDrop: 1, loggingSteps: 1, learningRate: 1e-3, log: () => {} });
+    const seen: number[] = [];
+    const lossFn = tb.train.rDropLoss;
+    // the same steps through a lossFn that records rDropLoss's values: the option and the explicit call agree
+    tb.manualSeed(3);
+    const r = await trainer.train(() => batch, (b) => b);
+    expect(r.steps).toBe(3);
+    expect(m.stateDict().get('classifier.weight')!.sub(before).abs().max().item()).toBeGreaterThan(0);
+    tb.manualSeed(0);
+    const m2 = fromConfig('BertForSequenceClassification', { ...cfg, num_labels: 2 });
+    const t2 = new Trainer(m2, { maxSteps: 3, loggingSteps: 1, learningRate: 1e-3, log: () => {} });
+    tb.manualSeed(3);
+    const r2 = await t2.train(() => batch, (b) => b, undefined, async (inputs) => { const l = await lossFn(m2, inputs, 1); seen.push(l.item() as number); return l; });
+    expect(r.losses.map((x) => x.loss)).toEqual(r2.losses.map((x) => expect.closeTo(x.loss, 5)));
+    expect(r2.losses.map((x) => x.loss)).toEqual(seen.map((x) => expect.closeTo(x, 6)));
+  });
+});
+
 describe('checkpoints', () => {
   const data = Array.from({ length: 64 }, (_, i) => ({ inputIds: [1, 10 + (i % 20), 11 + ((i * 3) % 25), 2], label: i % 2 }));
   const make = () => {

@@ -49,6 +49,8 @@ export interface FinetuneOptions {
   /** bfloat16 / float16 autocast (Trainer's bf16 / fp16) */
   bf16?: boolean;
   fp16?: boolean;
+  /** R-Drop's weight (TrainerOptions.rDrop; classification and NER; default 0) */
+  rDrop?: number;
   log?: (s: string) => void;
 }
 
@@ -226,7 +228,7 @@ async function runTrainer(
     maxSteps, timeBudgetSec: o.timeBudgetSec, loggingSteps: Math.max(1, Math.min(50, Math.floor(maxSteps / 20))),
     evalSteps: o.evalSteps ?? Math.max(1, Math.floor(maxSteps / 5)), metricForBestModel: metric, loadBestModelAtEnd: true, earlyStoppingPatience: o.patience,
     logFile: path.join(o.out, 'metrics.jsonl'), plotFile: path.join(o.out, 'curves.svg'), seed: o.seed ?? 42, bf16: o.bf16, fp16: o.fp16, log,
-    outputDir: o.out, saveSteps: o.saveSteps, resumeFrom: o.resumeFrom,
+    outputDir: o.out, saveSteps: o.saveSteps, resumeFrom: o.resumeFrom, rDrop: o.rDrop,
   });
   return trainer.train(next, toInputs, evaluate);
 }
@@ -320,6 +322,7 @@ export function checkQaLengths(tok: BertTokenizer, examples: QAExample[], file: 
 }
 
 export async function finetuneQa(o: FinetuneOptions & { docStride?: number }): Promise<FinetuneReport> {
+  if (o.rDrop) throw new RangeError('finetune --task qa: rDrop compares class distributions, and QA predicts start and end positions (classification and ner take it)');
   const log = o.log ?? ((s: string) => console.log(s));
   tb.manualSeed(o.seed ?? 42);
   let train = readQa(o.train).filter((x) => x.answers.length);

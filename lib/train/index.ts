@@ -11,6 +11,7 @@ export type { Entity, EntityScores } from './metrics';
 export { Trainer, predictClasses } from './trainer';
 export type { TrainerOptions, TrainResult } from './trainer';
 export { averageWeights } from './soup';
+export { rDropLoss } from './rdrop';
 export type { NamedParameters } from './soup';
 export { cooccurrenceVectors } from './word-vectors';
 export type { WordVectorOptions } from './word-vectors';
