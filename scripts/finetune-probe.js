@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -13,7 +13,7 @@
 //     probabilities and gold labels to FILE (JSON), for ensembles of fine-tunings; --label-smoothing: of the
 //     cross-entropy; --ema D: score an exponential moving average of the weights (decay D) instead of the
 //     last ones; --rdrop A: R-Drop as the job has it since 5 December (tb.train.rDropLoss; A = 0 is the
-//     doubled batch with plain cross-entropy); without it, plain cross-entropy on the batch
+//     doubled batch with plain cross-entropy); --copies K: R-Drop over K copies of each batch (default 2); without it, plain cross-entropy on the batch
 //   node scripts/finetune-probe.js ensemble FILE...
 //     dev accuracy of each saved fine-tuning and of the mean of their probabilities
 //   node scripts/finetune-probe.js spread DIR...
@@ -35,7 +35,7 @@ const { sst2Task, sst2FineTuning } = require('../dist/recipes/scratch');
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2 } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -44,6 +44,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (!(labelSmoothing >= 0 && labelSmoothing < 1)) throw new RangeError(`--label-smoothing must be in [0, 1), got ${labelSmoothing}`);
   if (ema !== undefined && !(ema > 0 && ema < 1)) throw new RangeError(`--ema must be in (0, 1), got ${ema}`);
   if (rdrop !== undefined && !(rdrop >= 0)) throw new RangeError(`--rdrop must be a non-negative number, got ${rdrop}`);
+  if (!(Number.isInteger(copies) && copies >= 2) || (copies !== 2 && rdrop === undefined)) throw new RangeError(`--copies takes an integer of at least 2, with --rdrop, got ${copies}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const task = sst2Task(tok, sst2('train'), sst2('dev'), 64);
@@ -63,7 +64,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
   const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs, trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
   if (lrEmbeddings !== undefined) {
     // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
@@ -95,7 +96,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
   // --rdrop A: the job's R-Drop (tb.train.rDropLoss, the batch doubled in one forward); A = 0 is the doubled batch alone
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop)));
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies)));
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
     tb.noGrad(() => params.forEach((p, i) => p.copy_(averaged[i])));
@@ -115,7 +116,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -148,19 +149,19 @@ function ensemble(files) {
   console.log(`mean of ${runs.length} fine-tunings' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A] [--save-probs FILE] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--save-probs FILE] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2) })
   : cmd === 'spread' ? spread(args)
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))

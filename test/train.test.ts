@@ -177,40 +177,46 @@ test('Trainer lowers the loss of a learnable task and logs JSONL', async () => {
 
 describe('R-Drop (rDropLoss, TrainerOptions.rDrop)', () => {
   const cfg = { vocab_size: 100, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32, hidden_dropout_prob: 0.3, attention_probs_dropout_prob: 0.3 };
-  // the cross-entropy and symmetric KL of two logit rows per example, in plain JS from the doubled forward's logits
-  const byHand = (logits: number[][], labels: number[], alpha: number) => {
+  // the mean cross-entropy of K copies' logit rows per example and their symmetric KL averaged over the pairs,
+  // in plain JS from the repeated forward's logits (copy k of example i is row k * n + i)
+  const byHand = (logits: number[][], labels: number[], alpha: number, copies = 2) => {
     const logSoftmax = (r: number[]) => { const mx = Math.max(...r); const z = Math.log(r.reduce((s, x) => s + Math.exp(x - mx), 0)) + mx; return r.map((x) => x - z); };
     const n = labels.length;
     let ce = 0; let kl = 0; let real = 0;
     for (let i = 0; i < n; i++) {
       if (labels[i] === -100) continue;
-      const [a, b] = [logSoftmax(logits[i]), logSoftmax(logits[n + i])];
-      ce += -(a[labels[i]] + b[labels[i]]) / 2;
-      kl += a.reduce((s, x, c) => s + (Math.exp(x) - Math.exp(b[c])) * (x - b[c]), 0) / 2;
+      const p = Array.from({ length: copies }, (_, k) => logSoftmax(logits[k * n + i]));
+      ce += -p.reduce((s, a) => s + a[labels[i]], 0) / copies;
+      let pairs = 0;
+      let sum = 0;
+      for (let a = 0; a < copies; a++) {
+        for (let b = a + 1; b < copies; b++, pairs++) sum += p[a].reduce((s, x, c) => s + (Math.exp(x) - Math.exp(p[b][c])) * (x - p[b][c]), 0) / 2;
+      }
+      kl += sum / pairs;
       real++;
     }
     return ce / real + alpha * kl / real;
   };
   const batchOf = (n: number) => padCollate(Array.from({ length: n }, (_, i) => ({ inputIds: Array.from({ length: 8 }, (_, t) => 5 + ((i * 13 + t * 7) % 95)), label: i % 2 })), 0);
 
-  test('the loss is the two copies\' cross-entropy plus alpha times their symmetric KL, over labelled rows only', async () => {
+  test.each([2, 3])('the loss over %i copies is their mean cross-entropy plus alpha times their symmetric KL, over labelled rows only', async (copies) => {
     tb.manualSeed(0);
     const m = fromConfig('BertForTokenClassification', { ...cfg, num_labels: 3 });
     const inputIds = tb.randint(5, 100, [3, 8]);
     const attentionMask = tb.onesLike(inputIds);
     const labels = tb.randint(0, 3, [3, 8]).maskedFill(tb.rand([3, 8]).gt(0.6), -100);
-    const twice = { inputIds: tb.cat([inputIds, inputIds], 0), attentionMask: tb.cat([attentionMask, attentionMask], 0) };
+    const repeated = { inputIds: tb.cat(Array(copies).fill(inputIds), 0), attentionMask: tb.cat(Array(copies).fill(attentionMask), 0) };
     tb.manualSeed(7);
-    const logits = (await m.forward(twice)).logits!.toArraySync() as number[][][];
+    const logits = (await m.forward(repeated)).logits!.toArraySync() as number[][][];
     tb.manualSeed(7);
-    const got = (await tb.train.rDropLoss(m, { inputIds, attentionMask, labels }, 2.5)).item() as number;
+    const got = (await (copies === 2 ? tb.train.rDropLoss(m, { inputIds, attentionMask, labels }, 2.5) : tb.train.rDropLoss(m, { inputIds, attentionMask, labels }, 2.5, copies))).item() as number;
     const flatLabels = (labels.toArraySync() as bigint[][]).flat().map(Number);
-    // the doubled batch's rows, token by token: example i of copy k is row k * 3 + (i / 8 | 0)
-    const rows = [0, 1].flatMap((k) => flatLabels.map((_, i) => logits[k * 3 + ((i / 8) | 0)][i % 8]));
-    const want = byHand(rows, flatLabels, 2.5);
+    // the repeated batch's rows, token by token: token i of copy k is in row k * 3 + (i / 8 | 0)
+    const rows = Array.from({ length: copies }, (_, k) => k).flatMap((k) => flatLabels.map((_, i) => logits[k * 3 + ((i / 8) | 0)][i % 8]));
+    const want = byHand(rows, flatLabels, 2.5, copies);
     expect(Math.abs(got - want)).toBeLessThan(1e-5);
     // dropout differs between the copies: the KL term is there
-    expect(Math.abs(want - byHand(rows, flatLabels, 0))).toBeGreaterThan(1e-4);
+    expect(Math.abs(want - byHand(rows, flatLabels, 0, copies))).toBeGreaterThan(1e-4);
   });
 
   test('without dropout (eval) it is the model\'s own loss; bad inputs are refused by name', async () => {
@@ -220,6 +226,7 @@ describe('R-Drop (rDropLoss, TrainerOptions.rDrop)', () => {
     const own = (await m.forward(inputs)).loss!.item() as number;
     expect(Math.abs(((await tb.train.rDropLoss(m, inputs, 4)).item() as number) - own)).toBeLessThan(1e-6);
     await expect(tb.train.rDropLoss(m, inputs, -1)).rejects.toThrow(/alpha must be a non-negative number, got -1/);
+    await expect(tb.train.rDropLoss(m, inputs, 1, 1)).rejects.toThrow(/copies must be an integer of at least 2, got 1/);
     await expect(tb.train.rDropLoss(m, { inputIds: inputs.inputIds }, 1)).rejects.toThrow(/the batch has no labels/);
     await expect(tb.train.rDropLoss(m, { ...inputs, labels: tb.rand([4]) }, 1)).rejects.toThrow(/needs class labels \(int64\), got float32/);
     expect(() => new Trainer(m, { maxSteps: 1, rDrop: NaN })).toThrow(/rDrop must be a non-negative number, got NaN/);
