@@ -90,6 +90,14 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(rep.pretrain.steps).toBe(4);
   expect(rep.finetune).toMatchObject({ steps: 4, copies: 2 });
   expect(rep.dev.copies).toHaveLength(2);
+  // the vocabulary and pre-training read SST-2's training phrases and test sentences (and the extra text); with
+  // --wikitext, WikiText-2's test and valid lines of over 20 characters that are not headings too
+  const rows = (f: string) => fs.readFileSync(path.join(DATA, 'sst2', f), 'utf8').trim().split('\n').length - 1;
+  expect(r.stdout).toContain(`learned from ${rows('train.tsv') + rows('test.tsv') + conll + speeches} lines`);
+  const wiki = ['test.txt', 'valid.txt'].flatMap((f) => fs.readFileSync(path.join(DATA, 'wikitext-2', f), 'utf8').split('\n')).filter((l: string) => l.trim().length > 20 && !l.trim().startsWith('=')).length;
+  const withWiki = cli('main', '--out', tmpDir(), '--wikitext', '--pretrain-steps', '2', '--finetune-steps', '2', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', '--no-control');
+  expect([withWiki.status, withWiki.stderr]).toEqual([0, '']);
+  expect(withWiki.stdout).toContain(`learned from ${rows('train.tsv') + rows('test.tsv') + wiki} lines`);
   // a soup of no copies is refused before any work, and nothing is written
   const none = tmpDir();
   const bad = cli('main', '--out', none, '--soup', '0', '--pretrain-steps', '4');
@@ -135,9 +143,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
   const none2 = tmpDir();
-  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3', '--pretrain-dropout', '0');
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3', '--pretrain-dropout', '0', '--wikitext');
   expect(both.status).not.toBe(0);
-  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --pretrain-dropout, --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob do not apply/);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --pretrain-dropout, --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob, --wikitext do not apply/);
   const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
   expect(missing.status).not.toBe(0);
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);
