@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -13,7 +13,10 @@
 //     probabilities and gold labels to FILE (JSON), for ensembles of fine-tunings; --label-smoothing: of the
 //     cross-entropy; --ema D: score an exponential moving average of the weights (decay D) instead of the
 //     last ones; --rdrop A: R-Drop as the job has it since 5 December (tb.train.rDropLoss; A = 0 is the
-//     doubled batch with plain cross-entropy); --copies K: R-Drop over K copies of each batch (default 2); without it, plain cross-entropy on the batch
+//     doubled batch with plain cross-entropy); --copies K: R-Drop over K copies of each batch (default 2); without it, plain cross-entropy on the batch;
+//     --aux-mlm W: add W times the masked-LM loss of a masked copy of each batch (15%, BERT's 80/10/10), through
+//     DIR's pre-trained masked-LM head (trained on, the decoder tied to the word embeddings): an auxiliary
+//     language-model term through fine-tuning (Chronopoulou et al. 2019)
 //   node scripts/finetune-probe.js ensemble FILE...
 //     dev accuracy of each saved fine-tuning and of the mean of their probabilities
 //   node scripts/finetune-probe.js spread DIR...
@@ -31,11 +34,12 @@ const { accuracy } = tb.train;
 const { fromPretrained } = tb.models;
 // the job's own SST-2 encoding and fine-tuning setup (lib/recipes/scratch.ts), so a probe varies only what it names
 const { sst2Task, sst2FineTuning } = require('../dist/recipes/scratch');
+const { loadFile } = require('../dist/safetensors');
 
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2 } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -45,6 +49,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (ema !== undefined && !(ema > 0 && ema < 1)) throw new RangeError(`--ema must be in (0, 1), got ${ema}`);
   if (rdrop !== undefined && !(rdrop >= 0)) throw new RangeError(`--rdrop must be a non-negative number, got ${rdrop}`);
   if (!(Number.isInteger(copies) && copies >= 2) || (copies !== 2 && rdrop === undefined)) throw new RangeError(`--copies takes an integer of at least 2, with --rdrop, got ${copies}`);
+  if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const task = sst2Task(tok, sst2('train'), sst2('dev'), 64);
@@ -64,7 +69,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
   const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
   if (lrEmbeddings !== undefined) {
     // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
@@ -96,7 +101,32 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
   // --rdrop A: the job's R-Drop (tb.train.rDropLoss, the batch doubled in one forward); A = 0 is the doubled batch alone
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies)));
+  const taskLoss = async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies));
+  let head;
+  let mlm;
+  if (auxMlm !== undefined) {
+    // the pre-trained masked-LM head (HF's BertLMPredictionHead), trained beside the classifier at its rate
+    const file = path.join(dir, 'model.safetensors');
+    const P = 'cls.predictions.';
+    const sdh = await loadFile(file, { only: new Set(['transform.dense.weight', 'transform.dense.bias', 'transform.LayerNorm.weight', 'transform.LayerNorm.bias', 'bias'].map((k) => P + k)) });
+    if (sdh.size !== 5) throw new Error(`--aux-mlm: ${file} has no complete masked-LM head (found ${[...sdh.keys()].join(', ') || 'none of it'})`);
+    head = Object.fromEntries([...sdh].map(([k, t]) => [k.slice(P.length), tb.keep(t.requiresGrad_(true))]));
+    const g = trainer.optimizer.paramGroups[0];
+    trainer.optimizer.paramGroups.push({ ...g, params: Object.values(head) });
+    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+    const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
+    const H = m.config.fields.hidden_size;
+    mlm = async (inputs) => {
+      const { inputIds, labels } = tb.train.maskTokens(inputs.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId });
+      const h = (await m.forward({ inputIds, attentionMask: inputs.attentionMask, outputHiddenStates: true })).hiddenStates.at(-1);
+      const sel = labels.ne(-100);
+      const t = F.layerNorm(F.gelu(F.linear(h.index([sel]), head['transform.dense.weight'], head['transform.dense.bias'])), [H], head['transform.LayerNorm.weight'], head['transform.LayerNorm.bias'], m.config.fields.layer_norm_eps);
+      // summed over the masked positions and divided by their count: a batch of short phrases may have none
+      return F.crossEntropy(F.linear(t, word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
+    };
+  }
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
+  if (head) Object.values(head).forEach((t) => t.dispose());
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
     tb.noGrad(() => params.forEach((p, i) => p.copy_(averaged[i])));
@@ -116,7 +146,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -149,19 +179,19 @@ function ensemble(files) {
   console.log(`mean of ${runs.length} fine-tunings' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--save-probs FILE] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--save-probs FILE] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']) })
   : cmd === 'spread' ? spread(args)
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))
