@@ -114,7 +114,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     const g = trainer.optimizer.paramGroups[0];
     trainer.optimizer.paramGroups.push({ ...g, params: Object.values(head) });
     const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
-    const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
+    const specialIds = [...tok.allSpecialIds];
     const H = m.config.fields.hidden_size;
     mlm = async (inputs) => {
       const { inputIds, labels } = tb.train.maskTokens(inputs.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId });
