@@ -108,7 +108,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const ids = o.pack
     ? packSequences(o.corpus.map((t) => tok.call(t, undefined, { addSpecialTokens: false }).inputIds as number[]), seqLen, tok.clsTokenId, tok.sepTokenId)
     : o.corpus.map((t) => tok.call(t, undefined, { truncation: true, maxLength: seqLen }).inputIds as number[]);
-  const specialIds = [tok.clsTokenId, tok.sepTokenId, tok.padTokenId, tok.unkTokenId, tok.maskTokenId];
+  const specialIds = [...tok.allSpecialIds];
   if (o.wordVectors) {
     // Every rank computes the same vectors (same rows, same seed), as it learns the same vocabulary.
     t0 = Date.now();
