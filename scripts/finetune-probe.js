@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -16,7 +16,9 @@
 //     doubled batch with plain cross-entropy); --copies K: R-Drop over K copies of each batch (default 2); without it, plain cross-entropy on the batch;
 //     --aux-mlm W: add W times the masked-LM loss of a masked copy of each batch (15%, BERT's 80/10/10), through
 //     DIR's pre-trained masked-LM head (trained on, the decoder tied to the word embeddings): an auxiliary
-//     language-model term through fine-tuning (Chronopoulou et al. 2019)
+//     language-model term through fine-tuning (Chronopoulou et al. 2019); --shift-positions N: each training
+//     row's tokens after [CLS] moved right by a random offset (the row's last within position N - 1), so that
+//     the short phrases train the position embeddings the long dev sentences use
 //   node scripts/finetune-probe.js ensemble FILE...
 //     dev accuracy of each saved fine-tuning and of the mean of their probabilities
 //   node scripts/finetune-probe.js spread DIR...
@@ -39,7 +41,7 @@ const { loadFile } = require('../dist/safetensors');
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -49,6 +51,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (ema !== undefined && !(ema > 0 && ema < 1)) throw new RangeError(`--ema must be in (0, 1), got ${ema}`);
   if (rdrop !== undefined && !(rdrop >= 0)) throw new RangeError(`--rdrop must be a non-negative number, got ${rdrop}`);
   if (!(Number.isInteger(copies) && copies >= 2) || (copies !== 2 && rdrop === undefined)) throw new RangeError(`--copies takes an integer of at least 2, with --rdrop, got ${copies}`);
+  if (shiftPositions !== undefined && !(Number.isInteger(shiftPositions) && shiftPositions >= 2 && shiftPositions <= 128)) throw new RangeError(`--shift-positions takes an integer in [2, 128] (the encoders' max_position_embeddings), got ${shiftPositions}`);
   if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
@@ -68,9 +71,26 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     const mask = inputs.attentionMask.unsqueeze(-1).float();
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
-  const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
+  const { trainer, nextBatch, toInputs: plainInputs } = sst2FineTuning(m, task, {
     seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
+  let toInputs = plainInputs;
+  if (shiftPositions !== undefined) {
+    // each training row's tokens after [CLS] moved right by a random offset, the padded row's last position
+    // within N - 1: the short phrases train the position embeddings the long dev sentences use. Its own
+    // generator (an LCG, as the library's samplers): the libtorch one keeps the baseline's dropout draws.
+    let state = (seed * 2654435761 + 12345) >>> 0;
+    const rand = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    toInputs = (b) => {
+      const [B, T] = b.inputIds.shape;
+      const pos = new BigInt64Array(B * T);
+      for (let r = 0; r < B; r++) {
+        const s = Math.floor(rand() * (Math.max(0, shiftPositions - T) + 1));
+        for (let t = 1; t < T; t++) pos[r * T + t] = BigInt(t + s);
+      }
+      return { ...plainInputs(b), positionIds: tb.tensor(pos, { shape: [B, T] }) };
+    };
+  }
   if (lrEmbeddings !== undefined) {
     // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
     // the Trainer's groups are weightDecayGroups(namedParameters()): the same call over the names gives each
@@ -146,7 +166,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -179,19 +199,19 @@ function ensemble(files) {
   console.log(`mean of ${runs.length} fine-tunings' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--save-probs FILE] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--save-probs FILE] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']) })
   : cmd === 'spread' ? spread(args)
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))

@@ -116,6 +116,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   const noText = cli('main', '--out', none, '--extra-text', 'conll,imdb');
   expect(noText.status).not.toBe(0);
   expect(noText.stderr).toMatch(/main: extraText takes 'conll' and 'shakespeare', got "imdb"/);
+  const noShare = cli('main', '--out', none, '--selective-mask', '1.5');
+  expect(noShare.status).not.toBe(0);
+  expect(noShare.stderr).toMatch(/main: selectiveMask must be a share in \[0, 1\], got 1\.5/);
   const noEpochs = cli('main', '--out', none, '--finetune-epochs', '0');
   expect(noEpochs.status).not.toBe(0);
   expect(noEpochs.stderr).toMatch(/main: finetuneEpochs must be a positive number, got 0/);
@@ -143,9 +146,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(require('fs').existsSync(path.join(again, 'pretrained'))).toBe(false);
   // pre-training options with --pretrained, and a folder that holds no encoder, are refused before any work
   const none2 = tmpDir();
-  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3', '--pretrain-dropout', '0', '--wikitext');
+  const both = cli('main', '--out', none2, '--pretrained', encoder, '--word-vectors', '--layers', '4', '--vocab-size', '100', '--extra-text', 'conll', '--mask-prob', '0.3', '--pretrain-dropout', '0', '--wikitext', '--selective-mask', '1');
   expect(both.status).not.toBe(0);
-  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --pretrain-dropout, --vocab-size, --layers, --word-vectors, --extra-text, --mask-prob, --wikitext do not apply/);
+  expect(both.stderr).toMatch(/main: --pretrained reuses an encoder, so --pretrain-dropout, --vocab-size, --layers, --word-vectors, --selective-mask, --extra-text, --mask-prob, --wikitext do not apply/);
   const missing = cli('main', '--out', none2, '--pretrained', path.join(none2, 'nothing'));
   expect(missing.status).not.toBe(0);
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);

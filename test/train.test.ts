@@ -26,6 +26,22 @@ test('masked-LM collation: ~15% masked, 80/10/10, specials and padding never mas
   expect(inputIds.ne(ids).logicalAnd(masked.logicalNot()).any().item()).toBe(false);
 });
 
+test('masked-LM collation with tokenWeights: each id masked at mlmProbability times its weight, capped at 1', () => {
+  tb.manualSeed(1);
+  // ids 10..13 in equal numbers: weights 0, 1, 2, and 10 (0.15 x 10 caps at 1)
+  const ids = tb.randint(10, 14, [256, 64]);
+  ids.select(1, 0).fill_(2);
+  const tokenWeights = tb.tensor(Float32Array.from({ length: 20 }, (_, i) => [0, 1, 2, 10][i - 10] ?? 1), { shape: [20] });
+  const { labels } = maskTokens(ids, { maskTokenId: 4, vocabSize: 20, specialIds: [2, 3], padId: 0, tokenWeights });
+  const rate = (id: number) => (labels.eq(id).float().sum().item() as number) / (ids.eq(id).float().sum().item() as number);
+  expect(rate(10)).toBe(0);
+  expect(Math.abs(rate(11) - 0.15)).toBeLessThan(0.02);
+  expect(Math.abs(rate(12) - 0.3)).toBeLessThan(0.02);
+  expect(rate(13)).toBe(1);
+  expect(labels.select(1, 0).ne(-100).any().item()).toBe(false); // [CLS] stays unmasked whatever its weight
+  expect(() => maskTokens(ids, { maskTokenId: 4, vocabSize: 30, specialIds: [2], tokenWeights })).toThrow(/tokenWeights must be float32 \[30\].*got float32 \[20\]/);
+});
+
 test('padding collator and length-grouped seeded batches', () => {
   const b = padCollate([{ inputIds: [1, 2, 3], label: 1 }, { inputIds: [1, 2], label: 0 }], 0, 4);
   expect(b.inputIds.toArraySync()).toEqual([[1n, 2n, 3n, 0n], [1n, 2n, 0n, 0n]]);

@@ -52,6 +52,12 @@ export interface ScratchOptions {
   wordVectors?: boolean;
   /** weight of the [CLS] bag-of-words term beside the masked LM (PretrainOptions.bagOfWords; default 0) */
   bagOfWords?: number;
+  /**
+   * Task-guided selective masking (PretrainOptions.selectiveMask): this share of pre-training's masks follows
+   * each word piece's weight in the bag-of-words baseline (|w_positive - w_negative|, the regression trained
+   * on SST-2's labelled phrases before pre-training), the rest stays uniform (default 0: off)
+   */
+  selectiveMask?: number;
   /** mask whole words in pre-training (PretrainOptions.wholeWordMask) */
   wholeWordMask?: boolean;
   /** share of the tokens the masked LM predicts (PretrainOptions.maskProbability; default 0.15) */
@@ -157,19 +163,13 @@ export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed
   return { trainer, nextBatch, toInputs };
 }
 
-/** Bag-of-words logistic regression on token counts (the classic baseline), trained with AdamW. */
-async function bagOfWords(tok: BertTokenizer, train: { text: string; label: number }[], dev: { text: string; label: number }[]): Promise<number> {
-  const V = tok.vocabSize;
-  const feats = (rows: { text: string }[]) => {
-    const flat = new Float32Array(rows.length * V);
-    rows.forEach((r, i) => {
-      for (const id of tok.call(r.text, undefined, { addSpecialTokens: false }).inputIds as number[]) flat[i * V + id] = 1;
-    });
-    return tb.tensor(flat, { shape: [rows.length, V] });
-  };
-  const xDev = feats(dev);
+/**
+ * Bag-of-words logistic regression on token presence (the classic baseline), trained with AdamW: its weights
+ * [2, vocab] and bias [2].
+ */
+async function trainBagOfWords(tok: BertTokenizer, train: { text: string; label: number }[]): Promise<{ w: Tensor; b: Tensor }> {
   const yTrain = train.map((r) => r.label);
-  const w = tb.zeros([2, V]).requiresGrad_();
+  const w = tb.zeros([2, tok.vocabSize]).requiresGrad_();
   const b = tb.zeros([2]).requiresGrad_();
   const opt = new AdamW([w, b], { lr: 0.01, weightDecay: 0.01 });
   const batches = batchIndices(train.map(() => 1), 256, { seed: 1 });
@@ -177,7 +177,7 @@ async function bagOfWords(tok: BertTokenizer, train: { text: string; label: numb
     for (const idx of batches) {
       const scope = new tb.DisposeScope();
       await scope.run(async () => {
-        const x = feats(idx.map((i) => train[i]));
+        const x = bagOfWordsFeatures(tok, idx.map((i) => train[i]));
         const y = tb.tensor(BigInt64Array.from(idx, (i) => BigInt(yTrain[i])));
         await F.crossEntropy(F.linear(x, w, b), y).backward();
         await opt.step();
@@ -186,8 +186,21 @@ async function bagOfWords(tok: BertTokenizer, train: { text: string; label: numb
       scope.dispose();
     }
   }
-  const pred = tb.noGrad(() => F.linear(xDev, w, b).argmax(1));
-  return accuracy(Array.from(pred.dataSync() as BigInt64Array, Number), dev.map((r) => r.label));
+  return { w, b };
+}
+
+function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[]): Tensor {
+  const V = tok.vocabSize;
+  const flat = new Float32Array(rows.length * V);
+  rows.forEach((r, i) => {
+    for (const id of tok.call(r.text, undefined, { addSpecialTokens: false }).inputIds as number[]) flat[i * V + id] = 1;
+  });
+  return tb.tensor(flat, { shape: [rows.length, V] });
+}
+
+function bagOfWordsAccuracy(tok: BertTokenizer, bow: { w: Tensor; b: Tensor }, dev: { text: string; label: number }[]): number {
+  const pred = tb.tidy(() => tb.noGrad(() => Array.from(F.linear(bagOfWordsFeatures(tok, dev), bow.w, bow.b).argmax(1).dataSync() as BigInt64Array, Number)));
+  return accuracy(pred, dev.map((r) => r.label));
 }
 
 /** Runs the job; resolves to its report on rank 0 (or without a process group) and to null on other ranks. */
@@ -213,12 +226,13 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   if (o.pretrained !== undefined) {
     // the options whose defaults live here count as given when defined; the others when they turn something on
     const given = (['vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'maskProbability', 'pretrainDropout'] as const).filter((k) => o[k] !== undefined);
-    const set = [...Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, wikitext: o.wikitext }).filter(([, v]) => v).map(([k]) => k), ...given];
+    const set = [...Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, selectiveMask: !!o.selectiveMask, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, wikitext: o.wikitext }).filter(([, v]) => v).map(([k]) => k), ...given];
     if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
     if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
       throw new RangeError(`main: pretrained must be a pre-trained model folder with config.json and vocab.txt (an earlier run's OUT/pretrained), got ${o.pretrained}`);
     }
   }
+  if (o.selectiveMask !== undefined && !(o.selectiveMask >= 0 && o.selectiveMask <= 1)) throw new RangeError(`main: selectiveMask must be a share in [0, 1], got ${o.selectiveMask}`);
   const unknown = (o.extraText ?? []).filter((t) => !['conll', 'shakespeare'].includes(t));
   if (unknown.length) throw new RangeError(`main: extraText takes 'conll' and 'shakespeare', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
   if (o.bf16) checkCpuBf16('main --bf16'); // before anything is written
@@ -233,6 +247,11 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   let tok: BertTokenizer;
   let mlmDir: string;
   let preReport: ScratchReport['pretrain'];
+  let bow: { w: Tensor; b: Tensor; seconds: number } | undefined;
+  const bagOfWords = async (t: BertTokenizer) => {
+    const t0 = Date.now();
+    return { ...(await trainBagOfWords(t, train)), seconds: (Date.now() - t0) / 1000 };
+  };
   if (o.pretrained !== undefined) {
     [tok, mlmDir] = [await BertTokenizer.fromPretrained(o.pretrained), o.pretrained];
     preReport = { steps: 0, seconds: 0, firstLoss: NaN, lastLoss: NaN, from: o.pretrained };
@@ -252,6 +271,14 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const pre = await pretrain({
       corpus, out: o.out, vocabSize: o.vocabSize ?? 8000, hidden: o.hidden ?? 128, layers: o.layers ?? 2, steps, seconds, seqLen, log,
       objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16, dropout: o.pretrainDropout,
+      // the baseline's regression, trained first here, scores the word pieces and is reported as usual
+      selectiveMask: o.selectiveMask ? {
+        share: o.selectiveMask,
+        importance: async (t) => {
+          const r = (bow = await bagOfWords(t));
+          return tb.noGrad(() => r.w.select(0, 1).sub(r.w.select(0, 0)).abs());
+        },
+      } : undefined,
     });
     [tok, mlmDir] = [pre.tokenizer, pre.dir];
     const r = pre.result;
@@ -316,9 +343,11 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const ts = path.join(o.out, 'sst2-model.pt');
   // The other ranks are done: the report is rank 0's.
   if (!main) return null;
-  const t0 = Date.now();
-  const bow = await bagOfWords(tok, train, dev);
-  log(`bag-of-words logistic regression trained in ${((Date.now() - t0) / 1000).toFixed(0)}s`);
+  bow ??= await bagOfWords(tok);
+  const bowAccuracy = bagOfWordsAccuracy(tok, bow, dev);
+  log(`bag-of-words logistic regression trained in ${bow.seconds.toFixed(0)}s`);
+  bow.w.dispose();
+  bow.b.dispose();
 
   // 4. Save and classify a few sentences.
   await cls.savePretrained(hfDir);
@@ -336,7 +365,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     vocabSize: tok.vocabSize,
     pretrain: preReport,
     finetune: ftRes,
-    dev: { accuracy: acc, f1: f1(pred, devGold), copies: copyAccuracy, majority, bagOfWords: bow, noPretraining },
+    dev: { accuracy: acc, f1: f1(pred, devGold), copies: copyAccuracy, majority, bagOfWords: bowAccuracy, noPretraining },
     predictions,
     savedTo: { hf: hfDir, torchscript: ts },
   };

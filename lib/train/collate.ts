@@ -68,6 +68,11 @@ export interface MlmOptions {
   vocabSize: number;
   specialIds: number[];
   padId?: number;
+  /**
+   * [vocabSize] float32 multipliers of mlmProbability by token id (task-guided selective masking): a token of
+   * weight 2 is masked twice as often as one of weight 1; each probability is capped at 1
+   */
+  tokenWeights?: Tensor;
 }
 
 /**
@@ -75,11 +80,13 @@ export interface MlmOptions {
  * `selected` (a bool [B, T] tensor, e.g. from wholeWordMask) those positions are the ones predicted.
  */
 export function maskTokens(inputIds: Tensor, opts: MlmOptions, selected?: Tensor): { inputIds: Tensor; labels: Tensor } {
+  const w = opts.tokenWeights;
+  if (w && (w.ndim !== 1 || w.size(0) !== opts.vocabSize || w.dtype !== 'float32')) throw new RangeError(`maskTokens: tokenWeights must be float32 [${opts.vocabSize}] (one weight per token id), got ${w.dtype} [${w.shape.join(', ')}]`);
   return tb.tidy(() => tb.noGrad(() => {
     const p = opts.mlmProbability ?? 0.15;
     let special = inputIds.eq(opts.padId ?? 0);
     for (const id of opts.specialIds) special = special.logicalOr(inputIds.eq(id));
-    const prob = tb.fullLike(inputIds, p, { dtype: 'float32' }).maskedFill(special, 0);
+    const prob = (w ? w.index([inputIds]).mul(p).clamp(0, 1) : tb.fullLike(inputIds, p, { dtype: 'float32' })).maskedFill(special, 0);
     const masked = selected ? selected.logicalAnd(special.logicalNot()) : tb.op('aten::bernoulli').t(prob, null).bool();
     const labels = inputIds.maskedFill(masked.logicalNot(), -100);
     const replace = tb.op('aten::bernoulli.p').t(tb.fullLike(inputIds, 0, { dtype: 'float32' }), 0.8, null).bool().logicalAnd(masked);
