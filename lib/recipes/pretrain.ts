@@ -60,7 +60,8 @@ export interface PretrainOptions {
    * Task-guided selective masking (Gu et al. 2020, "Train No Evil"): `importance(tokenizer)`, asked once the
    * vocabulary is learned, scores each token id for the task ([vocabSize], non-negative: a classifier's
    * weights, say); `share` of the masking follows those scores and the rest stays uniform, the mean rate over
-   * the corpus's tokens staying maskProbability. Masked LM only, without wholeWordMask.
+   * the corpus's tokens staying maskProbability. Masked LM only, without wholeWordMask. The tensor returned is
+   * pretrain's to dispose.
    */
   selectiveMask?: { importance: (tok: BertTokenizer) => Tensor | Promise<Tensor>; share: number };
   /** bfloat16 autocast for the forward and loss (Trainer's bf16): on CPUs with bf16 units, or CUDA */
@@ -144,7 +145,15 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     }
     log(`word vectors: PPMI + SVD of the corpus's co-occurrences as the initial word embeddings in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   }
-  const tokenWeights = sm ? await selectiveMaskWeights(await sm.importance(tok), ids, specialIds, sm.share, tok, log) : undefined;
+  let tokenWeights: Tensor | undefined;
+  if (sm) {
+    const importance = await sm.importance(tok);
+    try {
+      tokenWeights = selectiveMaskWeights(importance, ids, specialIds, sm.share, tok, log);
+    } finally {
+      importance.dispose();
+    }
+  }
   const shard = dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : {};
   const batches = new EpochBatches(ids.map((r) => r.length), o.batchSize ?? 64, { seed: o.seed ?? 1, groupByLength: true, ...shard });
   t0 = Date.now();
@@ -195,7 +204,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s at peak lr ${lr.toExponential()}, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   let unigramLoss: number | undefined;
   if (!electra && bowWeight === 0) {
-    unigramLoss = await maskedTargetEntropy(ids, specialIds, tokenWeights);
+    unigramLoss = maskedTargetEntropy(ids, specialIds, tokenWeights);
     const last = result.losses.at(-1)?.loss;
     // 0.5 nats: runs that left the plateau late still end well below it (5.9 against 6.9 on SST-2), stuck ones above
     if (last !== undefined && last > unigramLoss - 0.5) {
@@ -211,10 +220,10 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
  * Selective masking's multipliers of the masking rate by token id: (1 - share) + share * importance / its mean
  * over the corpus's token occurrences (special tokens left out), so the corpus's mean rate is unchanged.
  */
-async function selectiveMaskWeights(importance: Tensor, rows: number[][], specialIds: number[], share: number, tok: BertTokenizer, log: (s: string) => void): Promise<Tensor> {
+function selectiveMaskWeights(importance: Tensor, rows: number[][], specialIds: number[], share: number, tok: BertTokenizer, log: (s: string) => void): Tensor {
   const V = tok.vocabSize;
   if (importance.ndim !== 1 || importance.size(0) !== V) throw new RangeError(`pretrain: selectiveMask.importance must give [${V}] scores (one per token id), got [${importance.shape.join(', ')}]`);
-  const imp = (await importance.float().data()) as Float32Array;
+  const imp = tb.tidy(() => importance.float().dataSync() as Float32Array);
   if (imp.some((x) => !(x >= 0 && Number.isFinite(x)))) throw new RangeError('pretrain: selectiveMask.importance must give finite, non-negative scores');
   const special = new Set(specialIds);
   let [sum, n] = [0, 0];
@@ -227,8 +236,8 @@ async function selectiveMaskWeights(importance: Tensor, rows: number[][], specia
 }
 
 /** Entropy (nats) of the masked LM's targets: the corpus's word pieces, weighted by their masking rates. */
-async function maskedTargetEntropy(rows: number[][], specialIds: number[], tokenWeights?: Tensor): Promise<number> {
-  const w = tokenWeights ? ((await tokenWeights.data()) as Float32Array) : undefined;
+function maskedTargetEntropy(rows: number[][], specialIds: number[], tokenWeights?: Tensor): number {
+  const w = tokenWeights?.dataSync() as Float32Array | undefined;
   const special = new Set(specialIds);
   const mass = new Map<number, number>();
   for (const r of rows) for (const id of r) if (!special.has(id)) mass.set(id, (mass.get(id) ?? 0) + (w ? w[id] : 1));

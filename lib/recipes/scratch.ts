@@ -276,7 +276,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
         share: o.selectiveMask,
         importance: async (t) => {
           const r = (bow = await bagOfWords(t));
-          return tb.noGrad(() => r.w.select(0, 1).sub(r.w.select(0, 0)).abs());
+          return tb.tidy(() => tb.noGrad(() => r.w.select(0, 1).sub(r.w.select(0, 0)).abs()));
         },
       } : undefined,
     });
@@ -342,7 +342,10 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const hfDir = path.join(o.out, 'sst2-model');
   const ts = path.join(o.out, 'sst2-model.pt');
   // The other ranks are done: the report is rank 0's.
-  if (!main) return null;
+  if (!main) {
+    [bow?.w, bow?.b].forEach((t) => t?.dispose()); // each rank's regression guided its own masking
+    return null;
+  }
   bow ??= await bagOfWords(tok);
   const bowAccuracy = bagOfWordsAccuracy(tok, bow, dev);
   log(`bag-of-words logistic regression trained in ${bow.seconds.toFixed(0)}s`);
