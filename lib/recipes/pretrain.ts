@@ -145,11 +145,14 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     }
     log(`word vectors: PPMI + SVD of the corpus's co-occurrences as the initial word embeddings in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
   }
+  // the corpus's token counts, taken once where selective masking or the plateau check asks for them
+  let counted: Float64Array | undefined;
+  const counts = () => (counted ??= tokenCounts(ids, specialIds, tok.vocabSize));
   let tokenWeights: Tensor | undefined;
   if (sm) {
     const importance = await sm.importance(tok);
     try {
-      tokenWeights = selectiveMaskWeights(importance, ids, specialIds, sm.share, tok, log);
+      tokenWeights = selectiveMaskWeights(importance, counts(), sm.share, tok, log);
     } finally {
       importance.dispose();
     }
@@ -204,7 +207,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   log(`pre-training (${electra ? 'ELECTRA, generator hidden ' + G : bowWeight > 0 ? `masked LM + ${bowWeight} x [CLS] bag of words` : 'masked LM'}): ${result.steps} steps in ${result.seconds.toFixed(0)}s at peak lr ${lr.toExponential()}, loss ${result.losses[0]?.loss.toFixed(3)} -> ${result.losses.at(-1)?.loss.toFixed(3)}`);
   let unigramLoss: number | undefined;
   if (!electra && bowWeight === 0) {
-    unigramLoss = maskedTargetEntropy(ids, specialIds, tokenWeights);
+    unigramLoss = maskedTargetEntropy(counts(), tokenWeights);
     const last = result.losses.at(-1)?.loss;
     // 0.5 nats: runs that left the plateau late still end well below it (5.9 against 6.9 on SST-2), stuck ones above
     if (last !== undefined && last > unigramLoss - 0.5) {
@@ -216,35 +219,37 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   return { tokenizer: tok, model: disc ?? mlm, result, dir, unigramLoss };
 }
 
+/** How often each token id occurs in the rows, special tokens left out (both functions below read it). */
+function tokenCounts(rows: number[][], specialIds: number[], vocabSize: number): Float64Array {
+  const counts = new Float64Array(vocabSize);
+  for (const r of rows) for (const id of r) counts[id]++;
+  for (const id of specialIds) counts[id] = 0;
+  return counts;
+}
+
 /**
  * Selective masking's multipliers of the masking rate by token id: (1 - share) + share * importance / its mean
  * over the corpus's token occurrences (special tokens left out), so the corpus's mean rate is unchanged.
  */
-function selectiveMaskWeights(importance: Tensor, rows: number[][], specialIds: number[], share: number, tok: BertTokenizer, log: (s: string) => void): Tensor {
+function selectiveMaskWeights(importance: Tensor, counts: Float64Array, share: number, tok: BertTokenizer, log: (s: string) => void): Tensor {
   const V = tok.vocabSize;
   if (importance.ndim !== 1 || importance.size(0) !== V) throw new RangeError(`pretrain: selectiveMask.importance must give [${V}] scores (one per token id), got [${importance.shape.join(', ')}]`);
   const imp = tb.tidy(() => importance.float().dataSync() as Float32Array);
   if (imp.some((x) => !(x >= 0 && Number.isFinite(x)))) throw new RangeError('pretrain: selectiveMask.importance must give finite, non-negative scores');
-  const special = new Set(specialIds);
-  let [sum, n] = [0, 0];
-  for (const r of rows) for (const id of r) if (!special.has(id)) [sum, n] = [sum + imp[id], n + 1];
+  const [sum, n] = counts.reduce(([s, k], c, id) => [s + c * imp[id], k + c], [0, 0]);
   if (!(sum > 0)) throw new RangeError("pretrain: selectiveMask.importance scores every token of the corpus 0: nothing to guide the masking");
   const w = Float32Array.from(imp, (x) => 1 - share + (share * x * n) / sum);
-  const top = [...w.keys()].filter((id) => !special.has(id)).sort((a, b) => w[b] - w[a]).slice(0, 8);
+  const top = [...w.keys()].filter((id) => counts[id] > 0).sort((a, b) => w[b] - w[a]).slice(0, 8);
   log(`selective masking: ${share} of the masks by task importance; most masked: ${top.map((id) => `${tok.idsToTokens[id]} x${w[id].toFixed(1)}`).join(', ')}`);
   return tb.tensor(w, { shape: [V] });
 }
 
 /** Entropy (nats) of the masked LM's targets: the corpus's word pieces, weighted by their masking rates. */
-function maskedTargetEntropy(rows: number[][], specialIds: number[], tokenWeights?: Tensor): number {
+function maskedTargetEntropy(counts: Float64Array, tokenWeights?: Tensor): number {
   const w = tokenWeights?.dataSync() as Float32Array | undefined;
-  const special = new Set(specialIds);
-  const mass = new Map<number, number>();
-  for (const r of rows) for (const id of r) if (!special.has(id)) mass.set(id, (mass.get(id) ?? 0) + (w ? w[id] : 1));
-  const total = [...mass.values()].reduce((a, b) => a + b, 0);
-  let h = 0;
-  for (const m of mass.values()) if (m > 0) h -= (m / total) * Math.log(m / total);
-  return h;
+  const mass = counts.map((c, id) => c * (w ? w[id] : 1));
+  const total = mass.reduce((a, b) => a + b, 0);
+  return mass.reduce((h, m) => (m > 0 ? h - (m / total) * Math.log(m / total) : h), 0);
 }
 
 type ElectraInputs = { inputIds: Tensor; attentionMask?: Tensor; labels?: Tensor; originalIds: Tensor };
