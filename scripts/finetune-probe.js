@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -19,8 +19,13 @@
 //     language-model term through fine-tuning (Chronopoulou et al. 2019); --shift-positions N: each training
 //     row's tokens after [CLS] moved right by a random offset (the row's last within position N - 1), so that
 //     the short phrases train the position embeddings the long dev sentences use
+//   node scripts/finetune-probe.js scores MODEL FILE
+//     the dev sentences' class probabilities of a fine-tuned classifier the job saved (OUT/sst2-model) to FILE
+//   node scripts/finetune-probe.js bow DIR FILE
+//     the job's bag-of-words regression on DIR's vocabulary, its dev probabilities to FILE: beside `scores`,
+//     whether the bag of words knows what the BERT does not
 //   node scripts/finetune-probe.js ensemble FILE...
-//     dev accuracy of each saved fine-tuning and of the mean of their probabilities
+//     dev accuracy of each saved model and of the mean of their probabilities
 //   node scripts/finetune-probe.js spread DIR...
 //     how much the encoder's last hidden states at [CLS] and at the second word piece vary across 64 dev
 //     sentences (standard deviation per dimension, averaged): a collapsed encoder gives every sentence
@@ -35,13 +40,19 @@ const { F } = tb;
 const { accuracy } = tb.train;
 const { fromPretrained } = tb.models;
 // the job's own SST-2 encoding and fine-tuning setup (lib/recipes/scratch.ts), so a probe varies only what it names
-const { sst2Task, sst2FineTuning } = require('../dist/recipes/scratch');
+const { sst2Task, sst2FineTuning, trainBagOfWords, bagOfWordsFeatures } = require('../dist/recipes/scratch');
 const { loadFile } = require('../dist/safetensors');
 
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
 const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
+// SST-2's test sentences (GLUE gives them no labels), as rows of label -1
+const sst2Test = () => tb.datasets.readDelimited(path.join(DATA, 'sst2', 'test.tsv')).map((r) => ({ text: r.sentence, label: -1 }));
+const rowsOf = (split) => {
+  if (split !== 'dev' && split !== 'test') throw new RangeError(`--split must be dev or test, got ${split}`);
+  return split === 'dev' ? sst2('dev') : sst2Test();
+};
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [] } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -52,10 +63,22 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (rdrop !== undefined && !(rdrop >= 0)) throw new RangeError(`--rdrop must be a non-negative number, got ${rdrop}`);
   if (!(Number.isInteger(copies) && copies >= 2) || (copies !== 2 && rdrop === undefined)) throw new RangeError(`--copies takes an integer of at least 2, with --rdrop, got ${copies}`);
   if (shiftPositions !== undefined && !(Number.isInteger(shiftPositions) && shiftPositions >= 2 && shiftPositions <= 128)) throw new RangeError(`--shift-positions takes an integer in [2, 128] (the encoders' max_position_embeddings), got ${shiftPositions}`);
+  if (distillBow !== undefined && !(distillBow > 0)) throw new RangeError(`--distill-bow takes a positive weight, got ${distillBow}`);
+  if (distillBow !== undefined && rdrop === undefined) throw new RangeError('--distill-bow needs --rdrop: the student\'s logits are those of R-Drop\'s forward');
   if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
-  const task = sst2Task(tok, sst2('train'), sst2('dev'), 64);
+  // --pseudo-labels: SST-2's unlabelled test sentences join the training phrases, each labelled by the mean of
+  // the files' probabilities (written by `scores` and `bow` with --split test): self-training on in-domain
+  // sentences shaped like the dev set's, the labels from a teacher the job could have (its BERT and its baseline)
+  const pseudo = [];
+  if (pseudoLabels.length) {
+    const test = sst2Test();
+    const runs = pseudoLabels.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+    runs.forEach((r, k) => { if (r.positive.length !== test.length || r.gold.some((g) => g !== -1)) throw new Error(`--pseudo-labels: ${pseudoLabels[k]} does not hold the ${test.length} test sentences (write it with --split test)`); });
+    test.forEach((r, i) => pseudo.push({ text: r.text, label: runs.reduce((a, x) => a + x.positive[i], 0) / runs.length > 0.5 ? 1 : 0 }));
+  }
+  const task = sst2Task(tok, [...sst2('train'), ...pseudo], sst2('dev'), 64);
   const { devBatches, devGold } = task;
   // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
   tb.manualSeed(seed + 2);
@@ -78,9 +101,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (shiftPositions !== undefined) {
     // each training row's tokens after [CLS] moved right by a random offset, the padded row's last position
     // within N - 1: the short phrases train the position embeddings the long dev sentences use. Its own
-    // generator (an LCG, as the library's samplers): the libtorch one keeps the baseline's dropout draws.
-    let state = (seed * 2654435761 + 12345) >>> 0;
-    const rand = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    // generator, so that libtorch's keeps the baseline's dropout draws.
+    const rand = tb.distributed.seededRandom(seed * 2654435761 + 12345);
     toInputs = (b) => {
       const [B, T] = b.inputIds.shape;
       const pos = new BigInt64Array(B * T);
@@ -122,6 +144,27 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
   // --rdrop A: the job's R-Drop (tb.train.rDropLoss, the batch doubled in one forward); A = 0 is the doubled batch alone
   const taskLoss = async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies));
+  let distill;
+  if (distillBow !== undefined) {
+    // the job's bag-of-words regression as a teacher (Hinton et al. 2015, temperature 1): each copy's loss adds
+    // W x KL(teacher || student) on the training row, the teacher reading the row's word pieces (not [CLS], [SEP],
+    // padding) as the baseline does. The student's logits are taken from the one forward R-Drop makes.
+    const r = await trainBagOfWords(tok, sst2('train'));
+    const keepCols = tb.tensor(Float32Array.from({ length: tok.vocabSize }, (_, id) => (tok.allSpecialIds.has(id) ? 0 : 1)));
+    const [tw, tbias] = [r.w, r.b].map((t) => tb.keep(t.detach()));
+    let logitsOut;
+    const forward = m.forward.bind(m);
+    m.forward = async (x) => { const o = await forward(x); logitsOut = o.logits; return o; };
+    distill = async (inputs) => {
+      const loss = await tb.train.rDropLoss(m, inputs, rdrop, copies);
+      const [n] = inputs.inputIds.shape;
+      const teacher = tb.noGrad(() => F.linear(tb.zeros([n, tok.vocabSize]).scatter(1, inputs.inputIds, 1).mul(keepCols), tw, tbias).softmax(-1));
+      const t = tb.cat(Array(copies).fill(teacher), 0);
+      return loss.add(t.mul(t.clamp(1e-8).log().sub(logitsOut.logSoftmax(-1))).sum(-1).mean().mul(distillBow));
+    };
+    r.w.dispose();
+    r.b.dispose();
+  }
   let head;
   let mlm;
   if (auxMlm !== undefined) {
@@ -145,7 +188,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return F.crossEntropy(F.linear(t, word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
     };
   }
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
   if (head) Object.values(head).forEach((t) => t.dispose());
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
@@ -166,7 +209,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -189,30 +232,70 @@ async function spread(dirs) {
   }
 }
 
+// The dev sentences' probability of 'positive' and gold labels, in the file format `ensemble` reads.
+const writeProbs = (file, dir, positive, gold) => fs.writeFileSync(file, JSON.stringify({ dir, positive, gold }));
+
+async function scores(dir, file, split = 'dev') {
+  if (!file) throw new Error('scores: name the model folder and the file to write');
+  const rows = rowsOf(split);
+  const tok = await tb.BertTokenizer.fromPretrained(dir);
+  const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification' });
+  m.eval();
+  const { devBatches, devGold } = sst2Task(tok, [], rows, 64);
+  const positive = [];
+  for (const bt of devBatches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const l = (await tb.noGrad(() => m.forward({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }))).logits;
+      for (const v of await l.softmax(-1).select(1, 1).data()) positive.push(Number(v));
+    });
+    scope.dispose();
+  }
+  m.dispose();
+  writeProbs(file, dir, positive, devGold);
+  console.log(split === 'dev' ? `${dir}: dev accuracy ${(100 * accuracy(positive.map((p) => (p > 0.5 ? 1 : 0)), devGold)).toFixed(2)}%` : `${dir}: ${positive.length} ${split} sentences scored`);
+}
+
+async function bow(dir, file, split = 'dev') {
+  if (!file) throw new Error('bow: name the folder with the vocabulary and the file to write');
+  const tok = await tb.BertTokenizer.fromPretrained(dir);
+  const dev = rowsOf(split);
+  const r = await trainBagOfWords(tok, sst2('train'));
+  const positive = Array.from(tb.tidy(() => tb.noGrad(() => F.linear(bagOfWordsFeatures(tok, dev), r.w, r.b).softmax(-1).select(1, 1).dataSync())), Number);
+  r.w.dispose();
+  r.b.dispose();
+  const gold = dev.map((x) => x.label);
+  writeProbs(file, dir, positive, gold);
+  if (split !== 'dev') return console.log(`${dir}: ${positive.length} ${split} sentences scored by the bag of words`);
+  console.log(`${dir}: bag-of-words dev accuracy ${(100 * accuracy(positive.map((p) => (p > 0.5 ? 1 : 0)), gold)).toFixed(2)}%`);
+}
+
 function ensemble(files) {
-  if (!files.length) throw new Error('ensemble: name at least one file that --save-probs wrote');
+  if (!files.length) throw new Error('ensemble: name at least one file that --save-probs, scores or bow wrote');
   const runs = files.map((f) => JSON.parse(fs.readFileSync(f, 'utf8')));
   const gold = runs[0].gold;
   if (runs.some((r) => r.gold.length !== gold.length || r.gold.some((g, i) => g !== gold[i]))) throw new Error('ensemble: the files hold different dev sets');
   const acc = (p) => (100 * accuracy(p.map((x) => (x > 0.5 ? 1 : 0)), gold)).toFixed(2);
   runs.forEach((r, i) => console.log(`${files[i]}: ${acc(r.positive)}%`));
-  console.log(`mean of ${runs.length} fine-tunings' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
+  console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--save-probs FILE] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--save-probs FILE] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [] })
   : cmd === 'spread' ? spread(args)
+    : cmd === 'scores' ? scores(args[0], args[1], v.split)
+    : cmd === 'bow' ? bow(args[0], args[1], v.split)
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))
 ).catch((e) => { console.error(e.message); process.exit(1); });

@@ -2,6 +2,7 @@
 // and the masked-positions MLM loss.
 import * as tb from '../lib';
 import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer, AdamW } from '../lib/train';
+import { seededPermutation, seededRandom } from '../lib/distributed/sampler';
 import { sst2FullSentences } from '../lib/data/datasets';
 import { fromConfig, fromPretrained } from '../lib/models';
 import type { BertPreTrainedModel, BertInputs } from '../lib/models';
@@ -52,6 +53,24 @@ test('padding collator and length-grouped seeded batches', () => {
   expect(batchIndices(lengths, 8, { seed: 3, groupByLength: true })).toEqual(a1);
   expect(a1.flat().sort((x, y) => x - y)).toEqual(lengths.map((_, i) => i));
   expect(batchIndices(lengths, 8, { seed: 4 })).not.toEqual(batchIndices(lengths, 8, { seed: 3 }));
+});
+
+test('one seeded generator for the shuffles: Numerical Recipes\' LCG, the permutation a Fisher-Yates over it', () => {
+  const rnd = seededRandom(7);
+  // the recurrence in exact integers: s' = (1664525 s + 1013904223) mod 2^32, drawn as s' / 2^32
+  let s = 7n;
+  for (let i = 0; i < 5; i++) {
+    s = (1664525n * s + 1013904223n) % 2n ** 32n;
+    expect(rnd()).toBe(Number(s) / 2 ** 32);
+  }
+  expect(seededRandom(-1)()).toBe(seededRandom(2 ** 32 - 1)()); // seeds are taken modulo 2^32
+  const r = seededRandom(11);
+  const order = [0, 1, 2, 3, 4, 5];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  expect(seededPermutation(6, 11)).toEqual(order);
 });
 
 test('packed pre-training rows: lines joined by [SEP], cut into full [CLS] ... [SEP] rows, the rest kept', () => {

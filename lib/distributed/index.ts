@@ -3,6 +3,6 @@
 export * from './process-group';
 export { DistributedDataParallel } from './ddp';
 export type { DdpOptions, DdpModel } from './ddp';
-export { DistributedSampler, seededPermutation } from './sampler';
+export { DistributedSampler, seededPermutation, seededRandom } from './sampler';
 export { launch, LaunchError } from './launch';
 export type { LaunchOptions } from './launch';

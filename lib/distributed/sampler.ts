@@ -30,11 +30,20 @@ export class DistributedSampler {
   }
 }
 
-/** A permutation of 0..n-1 from a seeded LCG, identical on every rank (batchIndices and the sampler shuffle with it). */
+/**
+ * Uniform draws in [0, 1) from a 32-bit LCG (Numerical Recipes' constants) seeded by `seed`: the same
+ * sequence on every rank and platform, and apart from libtorch's generator, whose draws (dropout,
+ * masking) it leaves where they were.
+ */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+}
+
+/** A permutation of 0..n-1 from seededRandom, identical on every rank (batchIndices and the sampler shuffle with it). */
 export function seededPermutation(n: number, seed: number): number[] {
   const order = Array.from({ length: n }, (_, i) => i);
-  let s = seed >>> 0;
-  const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296;
+  const rnd = seededRandom(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     [order[i], order[j]] = [order[j], order[i]];

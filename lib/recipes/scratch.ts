@@ -165,9 +165,9 @@ export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed
 
 /**
  * Bag-of-words logistic regression on token presence (the classic baseline), trained with AdamW: its weights
- * [2, vocab] and bias [2].
+ * [2, vocab] and bias [2]. Exported for scripts/finetune-probe.js.
  */
-async function trainBagOfWords(tok: BertTokenizer, train: { text: string; label: number }[]): Promise<{ w: Tensor; b: Tensor }> {
+export async function trainBagOfWords(tok: BertTokenizer, train: { text: string; label: number }[]): Promise<{ w: Tensor; b: Tensor }> {
   const yTrain = train.map((r) => r.label);
   const w = tb.zeros([2, tok.vocabSize]).requiresGrad_();
   const b = tb.zeros([2]).requiresGrad_();
@@ -189,7 +189,8 @@ async function trainBagOfWords(tok: BertTokenizer, train: { text: string; label:
   return { w, b };
 }
 
-function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[]): Tensor {
+/** The regression's inputs: [rows, vocab], 1 where the row holds the word piece. */
+export function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[]): Tensor {
   const V = tok.vocabSize;
   const flat = new Float32Array(rows.length * V);
   rows.forEach((r, i) => {
@@ -348,7 +349,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   }
   bow ??= await bagOfWords(tok);
   const bowAccuracy = bagOfWordsAccuracy(tok, bow, dev);
-  log(`bag-of-words logistic regression trained in ${bow.seconds.toFixed(0)}s`);
+  log(`bag-of-words logistic regression trained in ${bow.seconds.toFixed(0)}s${o.selectiveMask ? ' (before pre-training: its weights chose the masks)' : ''}`);
   bow.w.dispose();
   bow.b.dispose();
 

@@ -2,7 +2,7 @@
 // DataCollatorForLanguageModeling semantics (15% of tokens; of those 80% [MASK], 10% random, 10% kept;
 // special tokens and padding never masked; labels -100 elsewhere). Random draws use libtorch's
 // generator, so manualSeed makes them reproducible.
-import { DistributedSampler, seededPermutation } from '../distributed/sampler';
+import { DistributedSampler, seededPermutation, seededRandom } from '../distributed/sampler';
 import * as tb from '../core';
 import { Tensor } from '../core';
 import { int64Rows } from '../tensor';
@@ -213,8 +213,7 @@ export function alignLabels(wordIds: (number | null)[], wordLabels: number[], la
  * (label 0, IsNext) or, half the time, with a random sentence of another document (label 1, NotNext).
  */
 export function nspPairs(docs: string[][], seed = 42): { a: string; b: string; label: 0 | 1 }[] {
-  let s = seed >>> 0;
-  const rnd = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const rnd = seededRandom(seed);
   const out: { a: string; b: string; label: 0 | 1 }[] = [];
   const usable = docs.map((d, i) => (d.length ? i : -1)).filter((i) => i >= 0);
   docs.forEach((doc, d) => {
