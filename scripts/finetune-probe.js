@@ -164,6 +164,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     };
     r.w.dispose();
     r.b.dispose();
+    distill.dispose = () => [tw, tbias, keepCols].forEach((t) => t.dispose());
   }
   let head;
   let mlm;
@@ -190,6 +191,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
   if (head) Object.values(head).forEach((t) => t.dispose());
+  distill?.dispose();
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
     tb.noGrad(() => params.forEach((p, i) => p.copy_(averaged[i])));
