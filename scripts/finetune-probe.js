@@ -40,7 +40,7 @@ const { F } = tb;
 const { accuracy } = tb.train;
 const { fromPretrained } = tb.models;
 // the job's own SST-2 encoding and fine-tuning setup (lib/recipes/scratch.ts), so a probe varies only what it names
-const { sst2Task, sst2FineTuning, trainBagOfWords, bagOfWordsFeatures } = require('../dist/recipes/scratch');
+const { sst2Task, sst2FineTuning, trainBagOfWords, bagOfWordsLogits } = require('../dist/recipes/scratch');
 const { loadFile } = require('../dist/safetensors');
 
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
@@ -51,6 +51,24 @@ const rowsOf = (split) => {
   if (split !== 'dev' && split !== 'test') throw new RangeError(`--split must be dev or test, got ${split}`);
   return split === 'dev' ? sst2('dev') : sst2Test();
 };
+
+// Each row's predicted class and probability of 'positive', batch by batch, from logits(inputs) without gradients.
+async function classify(batches, logits) {
+  const [pred, positive] = [[], []];
+  for (const bt of batches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const l = await tb.noGrad(() => logits({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }));
+      for (const v of await l.argmax(-1).data()) pred.push(Number(v));
+      for (const v of await l.softmax(-1).select(1, 1).data()) positive.push(Number(v));
+    });
+    scope.dispose();
+  }
+  return { pred, positive };
+}
+
+// { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
+const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
 async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [] } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
@@ -198,19 +216,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     averaged.forEach((t) => t.dispose());
   }
   m.eval();
-  const pred = [];
-  const probs = [];
-  for (const bt of devBatches) {
-    const scope = new tb.DisposeScope();
-    await scope.run(async () => {
-      const l = await tb.noGrad(() => logits({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }));
-      for (const v of await l.argmax(-1).data()) pred.push(Number(v));
-      for (const v of await l.softmax(-1).select(1, 1).data()) probs.push(Number(v));
-    });
-    scope.dispose();
-  }
+  const { pred, positive: probs } = await classify(devBatches, logits);
   m.dispose();
-  if (saveProbs) fs.writeFileSync(saveProbs, JSON.stringify({ dir, seed, positive: probs, gold: devGold }));
+  if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
   const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
@@ -234,8 +242,6 @@ async function spread(dirs) {
   }
 }
 
-// The dev sentences' probability of 'positive' and gold labels, in the file format `ensemble` reads.
-const writeProbs = (file, dir, positive, gold) => fs.writeFileSync(file, JSON.stringify({ dir, positive, gold }));
 
 async function scores(dir, file, split = 'dev') {
   if (!file) throw new Error('scores: name the model folder and the file to write');
@@ -244,17 +250,9 @@ async function scores(dir, file, split = 'dev') {
   const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification' });
   m.eval();
   const { devBatches, devGold } = sst2Task(tok, [], rows, 64);
-  const positive = [];
-  for (const bt of devBatches) {
-    const scope = new tb.DisposeScope();
-    await scope.run(async () => {
-      const l = (await tb.noGrad(() => m.forward({ inputIds: bt.inputIds, attentionMask: bt.attentionMask }))).logits;
-      for (const v of await l.softmax(-1).select(1, 1).data()) positive.push(Number(v));
-    });
-    scope.dispose();
-  }
+  const { positive } = await classify(devBatches, async (inputs) => (await m.forward(inputs)).logits);
   m.dispose();
-  writeProbs(file, dir, positive, devGold);
+  writeProbs(file, { dir, positive, gold: devGold });
   console.log(split === 'dev' ? `${dir}: dev accuracy ${(100 * accuracy(positive.map((p) => (p > 0.5 ? 1 : 0)), devGold)).toFixed(2)}%` : `${dir}: ${positive.length} ${split} sentences scored`);
 }
 
@@ -263,11 +261,11 @@ async function bow(dir, file, split = 'dev') {
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const dev = rowsOf(split);
   const r = await trainBagOfWords(tok, sst2('train'));
-  const positive = Array.from(tb.tidy(() => tb.noGrad(() => F.linear(bagOfWordsFeatures(tok, dev), r.w, r.b).softmax(-1).select(1, 1).dataSync())), Number);
+  const positive = Array.from(tb.tidy(() => bagOfWordsLogits(tok, r, dev).softmax(-1).select(1, 1).dataSync()), Number);
   r.w.dispose();
   r.b.dispose();
   const gold = dev.map((x) => x.label);
-  writeProbs(file, dir, positive, gold);
+  writeProbs(file, { dir, positive, gold });
   if (split !== 'dev') return console.log(`${dir}: ${positive.length} ${split} sentences scored by the bag of words`);
   console.log(`${dir}: bag-of-words dev accuracy ${(100 * accuracy(positive.map((p) => (p > 0.5 ? 1 : 0)), gold)).toFixed(2)}%`);
 }

@@ -190,7 +190,7 @@ export async function trainBagOfWords(tok: BertTokenizer, train: { text: string;
 }
 
 /** The regression's inputs: [rows, vocab], 1 where the row holds the word piece. */
-export function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[]): Tensor {
+function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[]): Tensor {
   const V = tok.vocabSize;
   const flat = new Float32Array(rows.length * V);
   rows.forEach((r, i) => {
@@ -199,8 +199,13 @@ export function bagOfWordsFeatures(tok: BertTokenizer, rows: { text: string }[])
   return tb.tensor(flat, { shape: [rows.length, V] });
 }
 
+/** The regression's logits [rows, 2] on the rows (scripts/finetune-probe.js reads them too). */
+export function bagOfWordsLogits(tok: BertTokenizer, bow: { w: Tensor; b: Tensor }, rows: { text: string }[]): Tensor {
+  return tb.noGrad(() => F.linear(bagOfWordsFeatures(tok, rows), bow.w, bow.b));
+}
+
 function bagOfWordsAccuracy(tok: BertTokenizer, bow: { w: Tensor; b: Tensor }, dev: { text: string; label: number }[]): number {
-  const pred = tb.tidy(() => tb.noGrad(() => Array.from(F.linear(bagOfWordsFeatures(tok, dev), bow.w, bow.b).argmax(1).dataSync() as BigInt64Array, Number)));
+  const pred = tb.tidy(() => Array.from(bagOfWordsLogits(tok, bow, dev).argmax(1).dataSync() as BigInt64Array, Number));
   return accuracy(pred, dev.map((r) => r.label));
 }
 
