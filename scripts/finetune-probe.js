@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -18,7 +18,11 @@
 //     DIR's pre-trained masked-LM head (trained on, the decoder tied to the word embeddings): an auxiliary
 //     language-model term through fine-tuning (Chronopoulou et al. 2019); --shift-positions N: each training
 //     row's tokens after [CLS] moved right by a random offset (the row's last within position N - 1), so that
-//     the short phrases train the position embeddings the long dev sentences use
+//     the short phrases train the position embeddings the long dev sentences use; --fgm EPS: adversarial
+//     training on the word embeddings (Miyato et al. 2017, fast-gradient form: a second pass of each batch on the
+//     embedding table moved by EPS along its gradient; twice the cost); --roots K: the training sentences (the
+//     phrases no other phrase contains) K times each; --inject-bow A: the bag-of-words regression's word-piece
+//     scores written into the word embeddings along one random direction before fine-tuning (largest move A)
 //   node scripts/finetune-probe.js scores MODEL FILE
 //     the dev sentences' class probabilities of a fine-tuned classifier the job saved (OUT/sst2-model) to FILE
 //   node scripts/finetune-probe.js bow DIR FILE
@@ -52,6 +56,19 @@ const rowsOf = (split) => {
   return split === 'dev' ? sst2('dev') : sst2Test();
 };
 
+// The rows whose text no other row contains: SST-2's phrases are the nodes of each training sentence's parse
+// tree, so these are the sentences (their sub-phrases are contained in them).
+function rootsOf(rows) {
+  const texts = new Set(rows.map((r) => r.text.trim()));
+  const inner = new Set();
+  for (const t of texts) {
+    const w = t.split(' ');
+    for (let i = 0; i < w.length; i++) for (let j = i + 1; j <= w.length; j++) if (j - i < w.length) { const sub = w.slice(i, j).join(' '); if (texts.has(sub)) inner.add(sub); }
+  }
+  const seen = new Set();
+  return rows.filter((r) => { const t = r.text.trim(); if (inner.has(t) || seen.has(t)) return false; seen.add(t); return true; });
+}
+
 // Each row's predicted class and probability of 'positive', batch by batch, from logits(inputs) without gradients.
 async function classify(batches, logits) {
   const [pred, positive] = [[], []];
@@ -70,7 +87,7 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [] } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -83,6 +100,10 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (shiftPositions !== undefined && !(Number.isInteger(shiftPositions) && shiftPositions >= 2 && shiftPositions <= 128)) throw new RangeError(`--shift-positions takes an integer in [2, 128] (the encoders' max_position_embeddings), got ${shiftPositions}`);
   if (distillBow !== undefined && !(distillBow > 0)) throw new RangeError(`--distill-bow takes a positive weight, got ${distillBow}`);
   if (distillBow !== undefined && rdrop === undefined) throw new RangeError('--distill-bow needs --rdrop: the student\'s logits are those of R-Drop\'s forward');
+  if (injectBow !== undefined && !(injectBow > 0)) throw new RangeError(`--inject-bow takes a positive scale, got ${injectBow}`);
+  if (!(Number.isInteger(roots) && roots >= 1)) throw new RangeError(`--roots takes a positive integer, got ${roots}`);
+  if (fgm !== undefined && !(fgm > 0)) throw new RangeError(`--fgm takes a positive radius, got ${fgm}`);
+  if (fgm !== undefined && (distillBow !== undefined || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow or --aux-mlm (each replaces the loss)');
   if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
@@ -96,13 +117,31 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     runs.forEach((r, k) => { if (r.positive.length !== test.length || r.gold.some((g) => g !== -1)) throw new Error(`--pseudo-labels: ${pseudoLabels[k]} does not hold the ${test.length} test sentences (write it with --split test)`); });
     test.forEach((r, i) => pseudo.push({ text: r.text, label: runs.reduce((a, x) => a + x.positive[i], 0) / runs.length > 0.5 ? 1 : 0 }));
   }
-  const task = sst2Task(tok, [...sst2('train'), ...pseudo], sst2('dev'), 64);
+  // --roots K: the training sentences (the phrases no other phrase contains, 6,885, shaped like the dev
+  // sentences: median 19 words against the phrases' 7) K times each instead of once
+  const train = sst2('train');
+  const extra = roots > 1 ? rootsOf(train).flatMap((r) => Array(roots - 1).fill(r)) : [];
+  const task = sst2Task(tok, [...train, ...extra, ...pseudo], sst2('dev'), 64);
   const { devBatches, devGold } = task;
   // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
   tb.manualSeed(seed + 2);
   const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config: { num_labels: 2, hidden_dropout_prob: dropout, attention_probs_dropout_prob: dropout } });
   const sd = m.stateDict();
   const [w, b] = [sd.get('classifier.weight'), sd.get('classifier.bias')];
+  if (injectBow !== undefined) {
+    // the job's bag-of-words regression written into the word embeddings before fine-tuning: each word piece's
+    // row moves along one random unit direction by A times its score (w_positive - w_negative) over the largest
+    // score, so that what the regression learned of rare words is in the encoder's input from the first step
+    const r = await trainBagOfWords(tok, sst2('train'));
+    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+    tb.tidy(() => tb.noGrad(() => {
+      const score = r.w.select(0, 1).sub(r.w.select(0, 0));
+      const u = tb.randn([word.shape[1]]);
+      word.add_(score.div(score.abs().max()).mul(injectBow).unsqueeze(1).mul(u.div(u.norm()).unsqueeze(0)));
+    }));
+    r.w.dispose();
+    r.b.dispose();
+  }
   const frozen = m.namedParameters().filter(([n]) => freeze.some((f) => n.startsWith(f)));
   if (freeze.length && !frozen.length) throw new RangeError(`--freeze ${freeze.join(', ')}: no parameter name starts so`);
   for (const [, p] of frozen) p.requiresGrad = false; // the optimizer skips parameters without a gradient
@@ -113,7 +152,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
   const { trainer, nextBatch, toInputs: plainInputs } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (1 + extra.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
   let toInputs = plainInputs;
   if (shiftPositions !== undefined) {
@@ -184,6 +223,30 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     r.b.dispose();
     distill.dispose = () => [tw, tbias, keepCols].forEach((t) => t.dispose());
   }
+  let adversarial;
+  if (fgm !== undefined) {
+    // adversarial training on the word embeddings (Miyato et al. 2017, in the fast-gradient form common for
+    // BERT): the batch's loss is back-propagated, the embedding table moved by fgm times its gradient over
+    // the gradient's norm (only the batch's word pieces have one), the loss of the same batch on the moved
+    // table back-propagated too, and the table restored before the optimizer steps on the sum of the two
+    // gradients. The embedding lookup keeps no copy of the table for its backward, so moving it is safe.
+    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+    let moved;
+    const step = trainer.optimizer.step.bind(trainer.optimizer);
+    trainer.optimizer.step = async (...a) => {
+      if (moved) tb.noGrad(() => word.sub_(moved));
+      moved?.dispose();
+      moved = undefined;
+      return step(...a);
+    };
+    adversarial = async (inputs) => {
+      await (await taskLoss(inputs)).backward();
+      const g = word.grad;
+      moved = tb.keep(tb.noGrad(() => g.mul(fgm / Math.max(g.norm().item(), 1e-12))));
+      tb.noGrad(() => word.add_(moved));
+      return taskLoss(inputs);
+    };
+  }
   let head;
   let mlm;
   if (auxMlm !== undefined) {
@@ -207,7 +270,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return F.crossEntropy(F.linear(t, word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
     };
   }
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
+  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : adversarial ? adversarial(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
   if (head) Object.values(head).forEach((t) => t.dispose());
   distill?.dispose();
   if (averaged) {
@@ -219,7 +282,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const { pred, positive: probs } = await classify(devBatches, logits);
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -280,19 +343,19 @@ function ensemble(files) {
   console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--save-probs FILE] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--save-probs FILE] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [] })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']) })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
     : cmd === 'bow' ? bow(args[0], args[1], v.split)
