@@ -98,7 +98,7 @@ program
   .option('--pretrain-batch <n>', 'pre-training batch (global: under --nproc each rank takes 1/n; default: 64)', integer)
   .option('--finetune-batch <n>', 'fine-tuning batch (global, as --pretrain-batch; default: 32)', integer)
   .option('--pretrain-seconds <n>', 'pre-training time budget: the schedule is fitted to the steps it holds (default: 540)', integer)
-  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control; default: 150)', integer)
+  .option('--finetune-seconds <n>', 'time budget of each fine-tuning (each copy of a soup, the control; default: 150); the model and its control side by side share twice this', integer)
   .option('--soup <n>', 'fine-tune n copies of the pre-trained BERT (different batch orders) and average their weights into the model reported and saved (a model soup; default: 1; did not help this job: docs/results.md)', integer)
   .option('--vocab-size <n>', 'WordPiece vocabulary learned by the job (default: 8000)', integer)
   .option('--hidden <n>', 'hidden size (default: 128)', integer)
@@ -108,6 +108,7 @@ program
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training (default: 1e-3, with --objective electra 3e-4)', number)
   .option('--finetune-lr <x>', 'peak learning rate of fine-tuning (default: 1e-4)', number)
   .option('--no-control', 'skip the control (the same BERT fine-tuned from random weights)')
+  .option('--no-parallel-control', 'fine-tune the control after the model, on all threads, instead of beside it in a second process (each on half the threads, within both budgets)')
   .option('--pack', 'pre-train on packed full-length rows of text (SST-2 sentences once each) instead of one row per line')
   .option('--word-vectors', 'start pre-training from co-occurrence word vectors of the corpus (PPMI + SVD): a lower masked-LM loss, not a better SST-2 score here (docs/results.md)')
   .option('--bag-of-words <w>', 'add w x a sentence-level term to the masked LM: the [CLS] vector predicts the row\'s bag of words (did not help: docs/results.md)', number, 0)
@@ -121,7 +122,7 @@ program
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
   .option('--pretrain-dropout <p>', 'hidden and attention dropout while pre-training (default: 0.1; fine-tuning keeps 0.1)', number)
   .option('--rdrop <a>', 'R-Drop in fine-tuning: each batch twice with different dropout, plus a times the symmetric KL of the two predictions (default: 1; 0: plain cross-entropy)', number)
-  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; parallelControl: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare')[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: some have defaults, so only the command line tells whether they were given.
@@ -130,7 +131,7 @@ program
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, selectiveMask: o.selectiveMask, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, wikitext: !!o.wikitext, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout, rDrop: o.rdrop });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, parallelControl: o.parallelControl, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, selectiveMask: o.selectiveMask, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, wikitext: !!o.wikitext, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout, rDrop: o.rdrop });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');

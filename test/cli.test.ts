@@ -154,3 +154,40 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(missing.stderr).toMatch(/main: pretrained must be a pre-trained model folder with config\.json and vocab\.txt \(an earlier run's OUT\/pretrained\), got .*nothing/);
   expect(require('fs').readdirSync(none2)).toEqual([]);
 }, 900000);
+
+test('main: the control fine-tunes in a second process beside the model, the same control as after it', () => {
+  const run = (...extra: string[]) => {
+    const out = tmpDir();
+    const r = cli('main', '--out', out, '--seed', '1', '--pretrain-steps', '4', '--finetune-steps', '8', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', ...extra);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const rows = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l: string) => JSON.parse(l));
+    return { r, rep: JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')), control: rows.filter((x) => x.type === 'train' && x.name === 'control') };
+  };
+  const side = run();
+  // both fine-tunings share the two budgets' sum, each process on half the threads
+  expect(side.r.stdout).toMatch(/R-Drop 1, the model and its control side by side \(\d+ threads each\) within 120s/);
+  expect(side.r.stdout).toContain('control: fine-tuning the same BERT from random weights, in a second process');
+  expect(side.rep.control).toMatchObject({ steps: 8, alongside: true });
+  expect(side.r.stdout).toMatch(/the same BERT without pre-training: \d+\.\d%/);
+  const after = run('--no-parallel-control');
+  expect(after.r.stdout).toMatch(/R-Drop 1, within 60s each/);
+  expect(after.rep.control).toMatchObject({ steps: 8, alongside: false });
+  // the worker rebuilt the same control: its weights, batches and dropout give the same losses (to float
+  // rounding: one thread against two); the control reads the encoder's config and vocabulary, not its weights
+  expect(side.control.length).toBeGreaterThan(0);
+  expect(side.control.map((x) => x.step)).toEqual(after.control.map((x) => x.step));
+  side.control.forEach((x, i) => expect(Math.abs(x.loss - after.control[i].loss)).toBeLessThan(1e-6));
+}, 300000);
+
+test('main: the control\'s worker answers a spec it cannot run with an error naming what was wrong, and exits', async () => {
+  const { fork } = await import('child_process');
+  const child = fork(path.join(__dirname, '..', 'lib', 'recipes', 'control-worker.ts'), [], { execArgv: ['-r', require.resolve('ts-node/register/transpile-only')], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const messages: { error?: string }[] = [];
+  child.on('message', (m: { error?: string }) => messages.push(m));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const missing = path.join(tmpDir(), 'no-tokenizer');
+  child.send({ data: DATA, tokenizer: missing, seqLen: 64, config: {}, initSeed: 3, fineTuning: { seed: 2, batch: 32, lr: 1e-4, steps: 1, seconds: 10, rDrop: 1, out: tmpDir() }, threads: 1 });
+  expect(await exited).toBe(0);
+  expect(messages).toHaveLength(1);
+  expect(messages[0].error).toContain(missing);
+}, 60000);

@@ -4,6 +4,7 @@
 // and TorchScript) and classify a few sentences.
 import * as fs from 'fs';
 import * as path from 'path';
+import { fork } from 'child_process';
 import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
@@ -12,7 +13,7 @@ import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches,
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
-import type { Example, Batch, TrainerOptions } from '../train';
+import type { Example, Batch, TrainerOptions, TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 import { checkCpuBf16 } from '../cpu';
 
@@ -93,6 +94,13 @@ export interface ScratchOptions {
   /** also fine-tune the same BERT from random weights with the same recipe: what pre-training buys (default true) */
   control?: boolean;
   /**
+   * Fine-tune the model and its control side by side, each in its own process on half the intra-op threads,
+   * within the sum of their two budgets (default true where it applies: one copy, no process group, at least 2
+   * threads, and the compiled worker beside this file). Small GEMMs scale poorly across threads, so two
+   * one-thread fine-tunings finish more steps than the same two run one after the other on two threads.
+   */
+  parallelControl?: boolean;
+  /**
    * Global batch sizes (default 64 for pre-training, 32 for fine-tuning). Under an initialised process group
    * (`main --nproc N`) each rank takes 1/N of every batch, so the recipe is the same at any world size.
    */
@@ -119,6 +127,8 @@ export interface ScratchReport {
   finetune: { steps: number; seconds: number; copies: number };
   /** accuracy: the averaged model's; copies: each fine-tuned copy's alone */
   dev: { accuracy: number; f1: number; copies: number[]; majority: number; bagOfWords: number; noPretraining?: number };
+  /** the control's fine-tuning, where it ran; alongside: beside the model's, in its own process */
+  control?: { steps: number; seconds: number; alongside: boolean };
   predictions: { text: string; label: string; score: number }[];
   savedTo: { hf: string; torchscript: string };
 }
@@ -161,6 +171,85 @@ export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed
   const nextBatch = (step: number) => padCollate(batches.at(step).map((i) => task.trainEx[i]), task.padId);
   const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
   return { trainer, nextBatch, toInputs };
+}
+
+/** One fine-tuning as the job runs it (the model's, a soup copy's, the control's): what sst2FineTuning needs beyond the model. */
+export interface JobFineTuning {
+  seed: number;
+  batch: number;
+  lr: number;
+  steps: number;
+  seconds: number;
+  rDrop: number;
+  bf16?: boolean;
+  /** the run's folder: the trainer appends its metrics to metrics.jsonl there */
+  out: string;
+  shard?: { rank: number; worldSize: number };
+}
+
+/** Fine-tunes m on the task as the job does, scoring dev accuracy every 500 steps. */
+export function jobFineTune(m: BertPreTrainedModel, task: Sst2Task, o: JobFineTuning, name: string, log: (s: string) => void): Promise<TrainResult> {
+  const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
+    seed: o.seed, batch: o.batch, lr: o.lr, steps: o.steps, seconds: o.seconds, shard: o.shard,
+    trainer: { name, loggingSteps: 100, evalSteps: 500, bf16: o.bf16, rDrop: o.rDrop, logFile: path.join(o.out, 'metrics.jsonl'), log },
+  });
+  return trainer.train(nextBatch, toInputs, async () => ({ accuracy: accuracy(await predictDev(m, task), task.devGold) }));
+}
+
+const predictDev = (m: BertPreTrainedModel, task: Sst2Task) => predictClasses(m, task.devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+
+/** What the control's worker process (control-worker.ts) is sent: everything it needs to rebuild the control. */
+export interface ControlSpec {
+  data: string;
+  /** the folder of the encoder's tokenizer: the vocabulary the model was fine-tuned with */
+  tokenizer: string;
+  seqLen: number;
+  /** the model's config (with its labels): the control is the same BERT from random weights */
+  config: Record<string, unknown>;
+  /** the seed of the control's weights (the job's seed + 3) */
+  initSeed: number;
+  fineTuning: JobFineTuning;
+  threads: number;
+}
+
+/** The control: the same BERT from random weights, fine-tuned on the task as the model; its dev accuracy. */
+export async function runControl(task: Sst2Task, config: Record<string, unknown>, initSeed: number, ft: JobFineTuning, log: (s: string) => void): Promise<{ accuracy: number; steps: number; seconds: number }> {
+  tb.manualSeed(initSeed);
+  const raw = fromConfig('BertForSequenceClassification', config);
+  try {
+    const r = await jobFineTune(raw, task, ft, 'control', log);
+    return { accuracy: accuracy(await predictDev(raw, task), task.devGold), steps: r.steps, seconds: r.seconds };
+  } finally {
+    raw.dispose();
+  }
+}
+
+/** runControl from a ControlSpec, in the worker process: the task rebuilt from the data and the tokenizer. */
+export async function runControlSpec(spec: ControlSpec, log: (s: string) => void): Promise<{ accuracy: number; steps: number; seconds: number }> {
+  tb.setNumThreads(spec.threads);
+  const tok = await BertTokenizer.fromPretrained(spec.tokenizer);
+  const task = sst2Task(tok, readSst2(path.join(spec.data, 'sst2', 'train.tsv')), readSst2(path.join(spec.data, 'sst2', 'dev.tsv')), spec.seqLen);
+  return runControl(task, spec.config, spec.initSeed, spec.fineTuning, log);
+}
+
+/**
+ * Runs the control in a worker process while the caller fine-tunes the model: resolves to its result, rejects
+ * with the worker's error. The worker is this folder's compiled control-worker.js; `stop()` ends it early.
+ */
+function controlAlongside(worker: string, spec: ControlSpec, log: (s: string) => void) {
+  const child = fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, OMP_NUM_THREADS: String(spec.threads), MKL_NUM_THREADS: String(spec.threads) } });
+  const result = new Promise<{ accuracy: number; steps: number; seconds: number }>((resolve, reject) => {
+    let done = false;
+    child.on('message', (msg: { log?: string; result?: { accuracy: number; steps: number; seconds: number }; error?: string }) => {
+      if (msg.log !== undefined) log(msg.log);
+      else if (msg.result) { done = true; resolve(msg.result); }
+      else if (msg.error !== undefined) { done = true; reject(new Error(`main: the control's fine-tuning failed: ${msg.error}`)); }
+    });
+    child.on('error', (e) => { if (!done) { done = true; reject(new Error(`main: the control's worker could not run: ${e.message}`)); } });
+    child.on('exit', (code, signal) => { if (!done) { done = true; reject(new Error(`main: the control's worker exited (${signal ?? `code ${code}`}) before reporting`)); } });
+  });
+  child.send(spec);
+  return { result, stop: () => { if (child.exitCode === null) child.kill(); } };
 }
 
 /**
@@ -299,33 +388,51 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   // each of six encoders (docs/results.md).
   const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
   const task = sst2Task(tok, train, dev, seqLen);
-  const { trainEx, devBatches, devGold } = task;
-  const predict = (m: BertPreTrainedModel) => predictClasses(m, devBatches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
+  const { trainEx, devGold } = task;
+  const predict = (m: BertPreTrainedModel) => predictDev(m, task);
   const [ftSteps, ftLr, ftSeconds] = [o.finetuneSteps ?? Math.ceil((epochs * trainEx.length) / ftBatch), o.finetuneLr ?? 1e-4, o.finetuneSeconds ?? 150];
-  log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}${rDrop ? `, R-Drop ${rDrop}` : ''}, within ${ftSeconds}s each`);
+  // The control beside the model, each on half the threads, within both budgets together (ScratchOptions.parallelControl).
+  const threads = tb.getNumThreads();
+  // the compiled worker beside the compiled job; beside the sources when they run under ts-node (the CLI's tests)
+  const worker = path.join(__dirname, `control-worker${path.extname(__filename)}`);
+  const runnable = fs.existsSync(worker) && (worker.endsWith('.js') || process.execArgv.some((a) => a.includes('ts-node')));
+  const alongside = o.control !== false && o.parallelControl !== false && copies === 1 && world === 1 && threads >= 2 && runnable;
+  if (o.parallelControl && !alongside && o.control !== false) log(`the control runs after the model: side by side needs one copy, no process group, 2 threads and a runnable ${worker}`);
+  const seconds = alongside ? 2 * ftSeconds : ftSeconds;
+  log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}${rDrop ? `, R-Drop ${rDrop}` : ''}, ${alongside ? `the model and its control side by side (${Math.floor(threads / 2)} threads each) within ${seconds}s` : `within ${ftSeconds}s each`}`);
   // `copy` varies the batch order and dropout of each copy of a soup; the head initialisation stays that of seed.
-  const fineTune = async (m: BertPreTrainedModel, name: string, copy = 0) => {
-    const { trainer, nextBatch, toInputs } = sst2FineTuning(m, task, {
-      seed: seed + 2 + 1000 * copy, batch: ftBatch, lr: ftLr, steps: ftSteps, seconds: ftSeconds, shard: world > 1 ? { rank, worldSize: world } : undefined,
-      trainer: { name, loggingSteps: 100, evalSteps: 500, bf16: o.bf16, rDrop, logFile: path.join(o.out, 'metrics.jsonl'), log },
-    });
-    return trainer.train(nextBatch, toInputs, async () => ({ accuracy: accuracy(await predict(m), devGold) }));
-  };
+  const ft = (copy: number): JobFineTuning => ({
+    seed: seed + 2 + 1000 * copy, batch: ftBatch, lr: ftLr, steps: ftSteps, seconds, rDrop, bf16: o.bf16, out: o.out, shard: world > 1 ? { rank, worldSize: world } : undefined,
+  });
   const members: BertPreTrainedModel[] = [];
   const copyAccuracy: number[] = [];
   const ftRes = { steps: 0, seconds: 0, copies };
-  for (let k = 0; k < copies; k++) {
-    tb.manualSeed(seed + 2); // every copy starts from the same head weights: their average stays in one basin
-    const m = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
-    if (k === 0) log(`fine-tuning from the pre-trained encoder (new weights: ${m.loadReport.missingKeys.join(', ')})${copies > 1 ? `, ${copies} copies to average` : ''}`);
-    const r = await fineTune(m, copies > 1 ? `finetune-${k + 1}` : 'finetune', k);
-    ftRes.steps = k === 0 ? r.steps : Math.min(ftRes.steps, r.steps);
-    ftRes.seconds += r.seconds;
-    members.push(m);
-    if (copies > 1) {
-      copyAccuracy.push(accuracy(await predict(m), devGold));
-      log(`copy ${k + 1} of ${copies} alone: dev accuracy ${(100 * copyAccuracy[k]).toFixed(2)}%`);
+  let side: ReturnType<typeof controlAlongside> | undefined;
+  try {
+    for (let k = 0; k < copies; k++) {
+      tb.manualSeed(seed + 2); // every copy starts from the same head weights: their average stays in one basin
+      const m = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
+      if (k === 0) log(`fine-tuning from the pre-trained encoder (new weights: ${m.loadReport.missingKeys.join(', ')})${copies > 1 ? `, ${copies} copies to average` : ''}`);
+      if (alongside) {
+        log('control: fine-tuning the same BERT from random weights, in a second process');
+        side = controlAlongside(worker, { data: o.data, tokenizer: mlmDir, seqLen, config: { ...m.config.fields, ...labels }, initSeed: seed + 3, fineTuning: ft(0), threads: Math.floor(threads / 2) }, log);
+        side.result.catch(() => {}); // awaited below; a failure while the model trains is reported there
+        tb.setNumThreads(Math.floor(threads / 2)); // equal shares: neither fine-tuning gets more of the machine
+      }
+      const r = await jobFineTune(m, task, ft(k), copies > 1 ? `finetune-${k + 1}` : 'finetune', log);
+      ftRes.steps = k === 0 ? r.steps : Math.min(ftRes.steps, r.steps);
+      ftRes.seconds += r.seconds;
+      members.push(m);
+      if (copies > 1) {
+        copyAccuracy.push(accuracy(await predict(m), devGold));
+        log(`copy ${k + 1} of ${copies} alone: dev accuracy ${(100 * copyAccuracy[k]).toFixed(2)}%`);
+      }
     }
+  } catch (e) {
+    side?.stop();
+    throw e;
+  } finally {
+    if (alongside) tb.setNumThreads(threads);
   }
   const cls = averageWeights(members);
   members.slice(1).forEach((m) => m.dispose());
@@ -334,14 +441,13 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   if (copies === 1) copyAccuracy.push(acc);
   else log(`the average of the ${copies} copies: dev accuracy ${(100 * acc).toFixed(2)}%`);
   // The control: the same architecture, vocabulary and fine-tuning (one copy's) from random weights.
+  let control: ScratchReport['control'];
   let noPretraining: number | undefined;
   if (o.control !== false) {
-    tb.manualSeed(seed + 3);
-    const raw = fromConfig('BertForSequenceClassification', { ...cls.config.fields, ...labels });
-    log('control: fine-tuning the same BERT from random weights');
-    await fineTune(raw, 'control');
-    noPretraining = accuracy(await predict(raw), devGold);
-    raw.dispose();
+    if (!side) log('control: fine-tuning the same BERT from random weights');
+    const r = side ? await side.result : await runControl(task, { ...cls.config.fields, ...labels }, seed + 3, ft(0), log);
+    noPretraining = r.accuracy;
+    control = { steps: r.steps, seconds: r.seconds, alongside: !!side };
   }
   const ones = dev.filter((r) => r.label === 1).length;
   const majority = Math.max(ones, dev.length - ones) / dev.length;
@@ -375,6 +481,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     pretrain: preReport,
     finetune: ftRes,
     dev: { accuracy: acc, f1: f1(pred, devGold), copies: copyAccuracy, majority, bagOfWords: bowAccuracy, noPretraining },
+    control,
     predictions,
     savedTo: { hf: hfDir, torchscript: ts },
   };
