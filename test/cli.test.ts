@@ -179,7 +179,7 @@ test('main: the control fine-tunes in a second process beside the model, the sam
   side.control.forEach((x, i) => expect(Math.abs(x.loss - after.control[i].loss)).toBeLessThan(1e-6));
 }, 300000);
 
-test('main: the control\'s worker answers a spec it cannot run with an error naming what was wrong, and exits', async () => {
+test('main: the control\'s worker answers a spec it cannot run with an error naming what was wrong, and stops when the job goes away', async () => {
   const { fork } = await import('child_process');
   const child = fork(path.join(__dirname, '..', 'lib', 'recipes', 'control-worker.ts'), [], { execArgv: ['-r', require.resolve('ts-node/register/transpile-only')], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   const messages: { error?: string }[] = [];
@@ -190,4 +190,13 @@ test('main: the control\'s worker answers a spec it cannot run with an error nam
   expect(await exited).toBe(0);
   expect(messages).toHaveLength(1);
   expect(messages[0].error).toContain(missing);
-}, 60000);
+  // the job gone before the answer (its channel closed mid-run): the worker stops instead of training for no one
+  const orphan = fork(path.join(__dirname, '..', 'lib', 'recipes', 'control-worker.ts'), [], { execArgv: ['-r', require.resolve('ts-node/register/transpile-only')], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const gone = new Promise<number | null>((resolve) => orphan.on('exit', (code) => resolve(code)));
+  const started = new Promise<void>((resolve) => orphan.on('message', () => resolve()));
+  const config = { vocab_size: 30522, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 1, intermediate_size: 32, num_labels: 2 };
+  orphan.send({ data: DATA, tokenizer: path.join(DATA, 'bert-base-uncased'), seqLen: 64, config, initSeed: 3, fineTuning: { seed: 2, batch: 32, lr: 1e-4, steps: 1000000, seconds: 600, rDrop: 1, out: tmpDir() }, threads: 1 });
+  await started; // its first log line: it is training
+  orphan.disconnect();
+  expect(await gone).toBe(1);
+}, 120000);

@@ -4,9 +4,17 @@
 import { runControlSpec, ControlSpec } from './scratch';
 
 const send = (msg: object) => new Promise<void>((resolve) => process.send!(msg, () => resolve()));
+let answered = false;
+// the job went away (killed, or failed in the model's fine-tuning) before the answer: no one reads the control
+process.on('disconnect', () => {
+  if (!answered) process.exit(1);
+});
 
 process.once('message', (spec: ControlSpec) => {
   runControlSpec(spec, (line) => void send({ log: line }))
     .then((result) => send({ result }), (e: Error) => send({ error: e.message }))
-    .finally(() => process.disconnect());
+    .finally(() => {
+      answered = true;
+      process.disconnect();
+    });
 });
