@@ -158,7 +158,9 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
 test('main: the control fine-tunes in a second process beside the model, the same control as after it', () => {
   const run = (...extra: string[]) => {
     const out = tmpDir();
-    const r = cli('main', '--out', out, '--seed', '1', '--pretrain-steps', '4', '--finetune-steps', '8', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', ...extra);
+    // two threads to share, whatever share of the cores the test runner gives this process (scripts/test.sh)
+    const r = spawnSync(process.execPath, ['-r', require.resolve('ts-node/register/transpile-only'), path.join(__dirname, '..', 'lib', 'cli.ts'), 'main', '--out', out, '--seed', '1', '--pretrain-steps', '4', '--finetune-steps', '8', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', ...extra],
+      { encoding: 'utf8', env: { ...process.env, TORCHBERT_DATA: DATA, OMP_NUM_THREADS: '2' } });
     expect([r.status, r.stderr]).toEqual([0, '']);
     const rows = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l: string) => JSON.parse(l));
     return { r, rep: JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')), control: rows.filter((x) => x.type === 'train' && x.name === 'control') };
