@@ -56,6 +56,20 @@ const rowsOf = (split) => {
   return split === 'dev' ? sst2('dev') : sst2Test();
 };
 
+// the encoder's word-embedding table, the parameter --aux-mlm ties its decoder to and --fgm, --inject-bow move
+const wordEmbeddings = (m) => m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+
+// the job's bag-of-words regression on SST-2's training split, handed to use and freed after it
+async function withBagOfWords(tok, use) {
+  const r = await trainBagOfWords(tok, sst2('train'));
+  try {
+    return await use(r);
+  } finally {
+    r.w.dispose();
+    r.b.dispose();
+  }
+}
+
 // The rows whose text no other row contains: SST-2's phrases are the nodes of each training sentence's parse
 // tree, so these are the sentences (their sub-phrases are contained in them).
 function rootsOf(rows) {
@@ -132,15 +146,12 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     // the job's bag-of-words regression written into the word embeddings before fine-tuning: each word piece's
     // row moves along one random unit direction by A times its score (w_positive - w_negative) over the largest
     // score, so that what the regression learned of rare words is in the encoder's input from the first step
-    const r = await trainBagOfWords(tok, sst2('train'));
-    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
-    tb.tidy(() => tb.noGrad(() => {
+    const word = wordEmbeddings(m);
+    await withBagOfWords(tok, (r) => tb.tidy(() => tb.noGrad(() => {
       const score = r.w.select(0, 1).sub(r.w.select(0, 0));
       const u = tb.randn([word.shape[1]]);
       word.add_(score.div(score.abs().max()).mul(injectBow).unsqueeze(1).mul(u.div(u.norm()).unsqueeze(0)));
-    }));
-    r.w.dispose();
-    r.b.dispose();
+    })));
   }
   const frozen = m.namedParameters().filter(([n]) => freeze.some((f) => n.startsWith(f)));
   if (freeze.length && !frozen.length) throw new RangeError(`--freeze ${freeze.join(', ')}: no parameter name starts so`);
@@ -206,9 +217,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     // the job's bag-of-words regression as a teacher (Hinton et al. 2015, temperature 1): each copy's loss adds
     // W x KL(teacher || student) on the training row, the teacher reading the row's word pieces (not [CLS], [SEP],
     // padding) as the baseline does. The student's logits are taken from the one forward R-Drop makes.
-    const r = await trainBagOfWords(tok, sst2('train'));
     const keepCols = tb.tensor(Float32Array.from({ length: tok.vocabSize }, (_, id) => (tok.allSpecialIds.has(id) ? 0 : 1)));
-    const [tw, tbias] = [r.w, r.b].map((t) => tb.keep(t.detach()));
+    const [tw, tbias] = await withBagOfWords(tok, (r) => [r.w, r.b].map((t) => tb.keep(t.detach())));
     let logitsOut;
     const forward = m.forward.bind(m);
     m.forward = async (x) => { const o = await forward(x); logitsOut = o.logits; return o; };
@@ -219,8 +229,6 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       const t = tb.cat(Array(copies).fill(teacher), 0);
       return loss.add(t.mul(t.clamp(1e-8).log().sub(logitsOut.logSoftmax(-1))).sum(-1).mean().mul(distillBow));
     };
-    r.w.dispose();
-    r.b.dispose();
     distill.dispose = () => [tw, tbias, keepCols].forEach((t) => t.dispose());
   }
   let adversarial;
@@ -230,7 +238,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     // the gradient's norm (only the batch's word pieces have one), the loss of the same batch on the moved
     // table back-propagated too, and the table restored before the optimizer steps on the sum of the two
     // gradients. The embedding lookup keeps no copy of the table for its backward, so moving it is safe.
-    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+    const word = wordEmbeddings(m);
     let moved;
     const step = trainer.optimizer.step.bind(trainer.optimizer);
     trainer.optimizer.step = async (...a) => {
@@ -258,7 +266,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     head = Object.fromEntries([...sdh].map(([k, t]) => [k.slice(P.length), tb.keep(t.requiresGrad_(true))]));
     const g = trainer.optimizer.paramGroups[0];
     trainer.optimizer.paramGroups.push({ ...g, params: Object.values(head) });
-    const word = m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
+    const word = wordEmbeddings(m);
     const specialIds = [...tok.allSpecialIds];
     const H = m.config.fields.hidden_size;
     mlm = async (inputs) => {
@@ -323,10 +331,7 @@ async function bow(dir, file, split = 'dev') {
   if (!file) throw new Error('bow: name the folder with the vocabulary and the file to write');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const dev = rowsOf(split);
-  const r = await trainBagOfWords(tok, sst2('train'));
-  const positive = Array.from(tb.tidy(() => bagOfWordsLogits(tok, r, dev).softmax(-1).select(1, 1).dataSync()), Number);
-  r.w.dispose();
-  r.b.dispose();
+  const positive = await withBagOfWords(tok, (r) => Array.from(tb.tidy(() => bagOfWordsLogits(tok, r, dev).softmax(-1).select(1, 1).dataSync()), Number));
   const gold = dev.map((x) => x.label);
   writeProbs(file, { dir, positive, gold });
   if (split !== 'dev') return console.log(`${dir}: ${positive.length} ${split} sentences scored by the bag of words`);

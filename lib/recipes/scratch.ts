@@ -212,8 +212,15 @@ export interface ControlSpec {
   threads: number;
 }
 
+/** What the control reports: its dev accuracy and the fine-tuning steps and seconds it ran. */
+export interface ControlResult {
+  accuracy: number;
+  steps: number;
+  seconds: number;
+}
+
 /** The control: the same BERT from random weights, fine-tuned on the task as the model; its dev accuracy. */
-export async function runControl(task: Sst2Task, config: Record<string, unknown>, initSeed: number, ft: JobFineTuning, log: (s: string) => void): Promise<{ accuracy: number; steps: number; seconds: number }> {
+export async function runControl(task: Sst2Task, config: Record<string, unknown>, initSeed: number, ft: JobFineTuning, log: (s: string) => void): Promise<ControlResult> {
   tb.manualSeed(initSeed);
   const raw = fromConfig('BertForSequenceClassification', config);
   try {
@@ -225,7 +232,7 @@ export async function runControl(task: Sst2Task, config: Record<string, unknown>
 }
 
 /** runControl from a ControlSpec, in the worker process: the task rebuilt from the data and the tokenizer. */
-export async function runControlSpec(spec: ControlSpec, log: (s: string) => void): Promise<{ accuracy: number; steps: number; seconds: number }> {
+export async function runControlSpec(spec: ControlSpec, log: (s: string) => void): Promise<ControlResult> {
   tb.setNumThreads(spec.threads);
   const tok = await BertTokenizer.fromPretrained(spec.tokenizer);
   const task = sst2Task(tok, readSst2(path.join(spec.data, 'sst2', 'train.tsv')), readSst2(path.join(spec.data, 'sst2', 'dev.tsv')), spec.seqLen);
@@ -238,9 +245,9 @@ export async function runControlSpec(spec: ControlSpec, log: (s: string) => void
  */
 function controlAlongside(worker: string, spec: ControlSpec, log: (s: string) => void) {
   const child = fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, OMP_NUM_THREADS: String(spec.threads), MKL_NUM_THREADS: String(spec.threads) } });
-  const result = new Promise<{ accuracy: number; steps: number; seconds: number }>((resolve, reject) => {
+  const result = new Promise<ControlResult>((resolve, reject) => {
     let done = false;
-    child.on('message', (msg: { log?: string; result?: { accuracy: number; steps: number; seconds: number }; error?: string }) => {
+    child.on('message', (msg: { log?: string; result?: ControlResult; error?: string }) => {
       if (msg.log !== undefined) log(msg.log);
       else if (msg.result) { done = true; resolve(msg.result); }
       else if (msg.error !== undefined) { done = true; reject(new Error(`main: the control's fine-tuning failed: ${msg.error}`)); }
@@ -389,7 +396,6 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const labels = { num_labels: 2, id2label: { 0: 'negative', 1: 'positive' }, label2id: { negative: 0, positive: 1 } };
   const task = sst2Task(tok, train, dev, seqLen);
   const { trainEx, devGold } = task;
-  const predict = (m: BertPreTrainedModel) => predictDev(m, task);
   const [ftSteps, ftLr, ftSeconds] = [o.finetuneSteps ?? Math.ceil((epochs * trainEx.length) / ftBatch), o.finetuneLr ?? 1e-4, o.finetuneSeconds ?? 150];
   // The control beside the model, each on half the threads, within both budgets together (ScratchOptions.parallelControl).
   const threads = tb.getNumThreads();
@@ -424,7 +430,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
       ftRes.seconds += r.seconds;
       members.push(m);
       if (copies > 1) {
-        copyAccuracy.push(accuracy(await predict(m), devGold));
+        copyAccuracy.push(accuracy(await predictDev(m, task), devGold));
         log(`copy ${k + 1} of ${copies} alone: dev accuracy ${(100 * copyAccuracy[k]).toFixed(2)}%`);
       }
     }
@@ -436,7 +442,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   }
   const cls = averageWeights(members);
   members.slice(1).forEach((m) => m.dispose());
-  const pred = await predict(cls);
+  const pred = await predictDev(cls, task);
   const acc = accuracy(pred, devGold);
   if (copies === 1) copyAccuracy.push(acc);
   else log(`the average of the ${copies} copies: dev accuracy ${(100 * acc).toFixed(2)}%`);
