@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -22,7 +22,13 @@
 //     training on the word embeddings (Miyato et al. 2017, fast-gradient form: a second pass of each batch on the
 //     embedding table moved by EPS along its gradient; twice the cost); --roots K: the training sentences (the
 //     phrases no other phrase contains) K times each; --inject-bow A: the bag-of-words regression's word-piece
-//     scores written into the word embeddings along one random direction before fine-tuning (largest move A)
+//     scores written into the word embeddings along one random direction before fine-tuning (largest move A);
+//     --token-mask P: a fresh share P of each training row's word pieces corrupted as the masked LM's are
+//   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
+//     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
+//     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
+//     the sentence's [CLS]; 10 epochs of the 6,885 sentences at 1e-4 by default; --save: the fine-tuned model
+//     and tokenizer to OUT, for `pooling` to fine-tune further
 //   node scripts/finetune-probe.js scores MODEL FILE
 //     the dev sentences' class probabilities of a fine-tuned classifier the job saved (OUT/sst2-model) to FILE
 //   node scripts/finetune-probe.js bow DIR FILE
@@ -101,7 +107,7 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -115,6 +121,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (distillBow !== undefined && !(distillBow > 0)) throw new RangeError(`--distill-bow takes a positive weight, got ${distillBow}`);
   if (distillBow !== undefined && rdrop === undefined) throw new RangeError('--distill-bow needs --rdrop: the student\'s logits are those of R-Drop\'s forward');
   if (injectBow !== undefined && !(injectBow > 0)) throw new RangeError(`--inject-bow takes a positive scale, got ${injectBow}`);
+  if (tokenMask !== undefined && !(tokenMask > 0 && tokenMask < 1)) throw new RangeError(`--token-mask takes a share in (0, 1), got ${tokenMask}`);
+  if (tokenMask !== undefined && shiftPositions !== undefined) throw new RangeError('--token-mask: not with --shift-positions (each replaces the inputs)');
   if (!(Number.isInteger(roots) && roots >= 1)) throw new RangeError(`--roots takes a positive integer, got ${roots}`);
   if (fgm !== undefined && !(fgm > 0)) throw new RangeError(`--fgm takes a positive radius, got ${fgm}`);
   if (fgm !== undefined && (distillBow !== undefined || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow or --aux-mlm (each replaces the loss)');
@@ -180,6 +188,12 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       }
       return { ...plainInputs(b), positionIds: tb.tensor(pos, { shape: [B, T] }) };
     };
+  }
+  if (tokenMask !== undefined) {
+    // word-piece dropout as augmentation: that share of each training row's word pieces corrupted as the
+    // masked LM's are (80% [MASK], 10% random, 10% kept), a fresh draw each step, so that no single word decides
+    const specialIds = [...tok.allSpecialIds];
+    toInputs = (b) => ({ ...plainInputs(b), inputIds: tb.train.maskTokens(b.inputIds, { mlmProbability: tokenMask, maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }).inputIds });
   }
   if (lrEmbeddings !== undefined) {
     // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
@@ -290,8 +304,92 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const { pred, positive: probs } = await classify(devBatches, logits);
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
+}
+
+// Span supervision in context: SST-2's training phrases are the nodes of its training sentences' parse trees,
+// so instead of each phrase alone, each sentence (a root, rootsOf) is encoded once and every phrase it contains
+// is scored in place: the mean of its word pieces' last hidden states through the model's own pooler and
+// classifier, the sentence itself through [CLS] as at test time. Loss: the sentence's cross-entropy plus W times
+// the mean over its phrases'. One epoch is the 6,885 sentences, not the 67k phrases.
+async function spans(dir, seed, { epochs = 10, lr = 1e-4, weight = 1, seqLen = 64, save } = {}) {
+  if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
+  if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
+  if (!(weight >= 0)) throw new RangeError(`--span-weight must be a non-negative number, got ${weight}`);
+  const tok = await tb.BertTokenizer.fromPretrained(dir);
+  const train = sst2('train');
+  const labelOf = new Map(train.map((r) => [r.text.trim(), r.label]));
+  const roots = rootsOf(train);
+  const pieces = new Map();
+  const piecesOf = (w) => {
+    if (!pieces.has(w)) pieces.set(w, tok.call(w).inputIds.slice(1, -1));
+    return pieces.get(w);
+  };
+  let mismatched = 0;
+  let total = 0;
+  const examples = roots.map((r, i) => {
+    const words = r.text.trim().split(' ');
+    const at = [1]; // each word's first position after [CLS]; at[k] for k = words.length is the end
+    for (const w of words) at.push(at.at(-1) + piecesOf(w).length);
+    const ids = [tok.clsTokenId, ...words.flatMap(piecesOf)].slice(0, seqLen - 1).concat(tok.sepTokenId);
+    const ref = tok.call(r.text, undefined, { truncation: true, maxLength: seqLen }).inputIds;
+    if (ids.length !== ref.length || ids.some((t, k) => t !== ref[k])) mismatched++;
+    const sp = [];
+    for (let a = 0; a < words.length; a++) {
+      for (let b = a + 1; b <= words.length; b++) {
+        if (b - a === words.length || at[b] > seqLen - 1) continue; // the whole sentence is read at [CLS]
+        const label = labelOf.get(words.slice(a, b).join(' '));
+        if (label !== undefined) sp.push([at[a], at[b], label]);
+      }
+    }
+    total += sp.length;
+    return { inputIds: ids, label: r.label, i, spans: sp };
+  });
+  console.log(`${roots.length} training sentences, ${total} phrases in them (${(total / roots.length).toFixed(1)} each); ${mismatched} encoded unlike the tokenizer's own`);
+  if (mismatched) throw new Error(`${mismatched} sentences' word pieces differ from the tokenizer's encoding`);
+  const { devBatches, devGold } = sst2Task(tok, [], sst2('dev'), seqLen);
+  tb.manualSeed(seed + 2);
+  const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config: { num_labels: 2 } });
+  const P = Object.fromEntries(m.namedParameters().filter(([n]) => n.startsWith('bert.pooler.') || n.startsWith('classifier.')));
+  tb.manualSeed(seed + 2);
+  const steps = Math.ceil((epochs * examples.length) / 32);
+  const trainer = new tb.train.Trainer(m, { learningRate: lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: steps, timeBudgetSec: 1200, name: 'spans', loggingSteps: 200, log: (l) => console.log(l) });
+  const batches = new tb.train.EpochBatches(examples.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
+  let rows;
+  const nextBatch = (step) => {
+    rows = batches.at(step).map((i) => examples[i]);
+    return tb.train.padCollate(rows, tok.padTokenId);
+  };
+  const toInputs = (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+  const loss = async (inputs) => {
+    const out = await m.forward({ ...inputs, outputHiddenStates: true });
+    const [B, T] = inputs.inputIds.shape;
+    const n = rows.reduce((k, r) => k + r.spans.length, 0);
+    if (!n || !weight) return out.loss;
+    const pool = new Float32Array(n * B * T);
+    const labels = new BigInt64Array(n);
+    let k = 0;
+    rows.forEach((r, bi) => r.spans.forEach(([a, b, y]) => {
+      for (let t = a; t < b; t++) pool[k * B * T + bi * T + t] = 1 / (b - a);
+      labels[k++] = BigInt(y);
+    }));
+    const h = out.hiddenStates.at(-1).reshape([B * T, -1]);
+    const rep = tb.tensor(pool, { shape: [n, B * T] }).matmul(h);
+    const pooled = F.linear(rep, P['bert.pooler.dense.weight'], P['bert.pooler.dense.bias']).tanh();
+    const logits = F.linear(F.dropout(pooled, 0.1, m.training), P['classifier.weight'], P['classifier.bias']);
+    return out.loss.add(F.crossEntropy(logits, tb.tensor(labels)).mul(weight));
+  };
+  const r = await trainer.train(nextBatch, toInputs, undefined, loss);
+  m.eval();
+  const { pred } = await classify(devBatches, async (inputs) => (await m.forward(inputs)).logits);
+  if (save) {
+    // for `pooling` to fine-tune on: the phrases alone after the spans in context
+    await m.savePretrained(save);
+    tok.savePretrained(save);
+  }
+  m.dispose();
+  console.log(`${dir} seed ${seed} spans (${epochs} epochs of ${examples.length} sentences, ${r.steps} steps in ${r.seconds.toFixed(0)}s, lr ${lr}, phrase weight ${weight}): dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
 async function spread(dirs) {
@@ -353,14 +451,15 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']) })
+  : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
     : cmd === 'bow' ? bow(args[0], args[1], v.split)
