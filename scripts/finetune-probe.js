@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -23,7 +23,10 @@
 //     embedding table moved by EPS along its gradient; twice the cost); --roots K: the training sentences (the
 //     phrases no other phrase contains) K times each; --inject-bow A: the bag-of-words regression's word-piece
 //     scores written into the word embeddings along one random direction before fine-tuning (largest move A);
-//     --token-mask P: a fresh share P of each training row's word pieces corrupted as the masked LM's are
+//     --token-mask P: a fresh share P of each training row's word pieces corrupted as the masked LM's are;
+//     --teacher MODEL: fine-tuned classifiers (saved by --save-model) as teachers, each R-Drop copy's loss adding
+//     W (--teacher-weight, 1) times KL(the teachers' mean probabilities || the student's) on the training row;
+//     --save-model OUT: the fine-tuned classifier and its tokenizer to OUT
 //   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
 //     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
 //     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
@@ -107,7 +110,7 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -119,13 +122,16 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (!(Number.isInteger(copies) && copies >= 2) || (copies !== 2 && rdrop === undefined)) throw new RangeError(`--copies takes an integer of at least 2, with --rdrop, got ${copies}`);
   if (shiftPositions !== undefined && !(Number.isInteger(shiftPositions) && shiftPositions >= 2 && shiftPositions <= 128)) throw new RangeError(`--shift-positions takes an integer in [2, 128] (the encoders' max_position_embeddings), got ${shiftPositions}`);
   if (distillBow !== undefined && !(distillBow > 0)) throw new RangeError(`--distill-bow takes a positive weight, got ${distillBow}`);
+  if (teachers.length && (distillBow !== undefined || rdrop === undefined)) throw new RangeError('--teacher needs --rdrop (the student\'s logits are those of R-Drop\'s forward) and not --distill-bow (one teacher at a time)');
+  if (!(teacherWeight > 0)) throw new RangeError(`--teacher-weight takes a positive weight, got ${teacherWeight}`);
   if (distillBow !== undefined && rdrop === undefined) throw new RangeError('--distill-bow needs --rdrop: the student\'s logits are those of R-Drop\'s forward');
   if (injectBow !== undefined && !(injectBow > 0)) throw new RangeError(`--inject-bow takes a positive scale, got ${injectBow}`);
   if (tokenMask !== undefined && !(tokenMask > 0 && tokenMask < 1)) throw new RangeError(`--token-mask takes a share in (0, 1), got ${tokenMask}`);
   if (tokenMask !== undefined && shiftPositions !== undefined) throw new RangeError('--token-mask: not with --shift-positions (each replaces the inputs)');
   if (!(Number.isInteger(roots) && roots >= 1)) throw new RangeError(`--roots takes a positive integer, got ${roots}`);
   if (fgm !== undefined && !(fgm > 0)) throw new RangeError(`--fgm takes a positive radius, got ${fgm}`);
-  if (fgm !== undefined && (distillBow !== undefined || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow or --aux-mlm (each replaces the loss)');
+  if (fgm !== undefined && (distillBow !== undefined || teachers.length || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow, --teacher or --aux-mlm (each replaces the loss)');
+  if (teachers.length && tokenMask !== undefined) throw new RangeError('--teacher: not with --token-mask (the teachers score the uncorrupted rows)');
   if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
   if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
@@ -226,24 +232,65 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
   // --rdrop A: the job's R-Drop (tb.train.rDropLoss, the batch doubled in one forward); A = 0 is the doubled batch alone
   const taskLoss = async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies));
-  let distill;
+  // a teacher's class probabilities [n, 2] for a training batch, and the weight of KL(teacher || student)
+  let teacher;
+  let teacherW;
+  const cleanup = [];
   if (distillBow !== undefined) {
-    // the job's bag-of-words regression as a teacher (Hinton et al. 2015, temperature 1): each copy's loss adds
-    // W x KL(teacher || student) on the training row, the teacher reading the row's word pieces (not [CLS], [SEP],
-    // padding) as the baseline does. The student's logits are taken from the one forward R-Drop makes.
+    // the job's bag-of-words regression as a teacher (Hinton et al. 2015, temperature 1), reading the row's word
+    // pieces (not [CLS], [SEP], padding) as the baseline does
     const keepCols = tb.tensor(Float32Array.from({ length: tok.vocabSize }, (_, id) => (tok.allSpecialIds.has(id) ? 0 : 1)));
     const [tw, tbias] = await withBagOfWords(tok, (r) => [r.w, r.b].map((t) => tb.keep(t.detach())));
+    cleanup.push(tw, tbias, keepCols);
+    teacher = (inputs) => tb.noGrad(() => F.linear(tb.zeros([inputs.inputIds.shape[0], tok.vocabSize]).scatter(1, inputs.inputIds, 1).mul(keepCols), tw, tbias).softmax(-1));
+    teacherW = distillBow;
+  }
+  if (teachers.length) {
+    // fine-tuned classifiers (--save-model) as teachers, the mean of their probabilities on each training row,
+    // computed once before training and looked up by the row's word pieces (self-distillation from an
+    // ensemble: Furlanello et al. 2018)
+    const sum = new Map();
+    const order = tb.train.batchIndices(task.trainEx.map((e) => e.inputIds.length), 256, { shuffle: false });
+    const key = (ids) => ids.join(',');
+    for (const t of teachers) {
+      const tm = await fromPretrained(t, { kind: 'BertForSequenceClassification' });
+      tm.eval();
+      for (const idx of order) {
+        const scope = new tb.DisposeScope(); // each batch's tensors freed as it is scored
+        const { positive: p } = await scope.run(() => classify([tb.train.padCollate(idx.map((i) => task.trainEx[i]), task.padId)], async (x) => (await tm.forward(x)).logits));
+        scope.dispose();
+        idx.forEach((i, k) => { const kk = key(task.trainEx[i].inputIds); const v = sum.get(kk) ?? [0, 0]; sum.set(kk, [v[0] + p[k], v[1] + 1]); });
+      }
+      tm.dispose();
+    }
+    teacher = (inputs) => {
+      const [B, T] = inputs.inputIds.shape;
+      const ids = inputs.inputIds.dataSync();
+      const pos = new Float32Array(2 * B);
+      for (let r = 0; r < B; r++) {
+        const row = [];
+        for (let t = 0; t < T; t++) { const v = Number(ids[r * T + t]); if (t > 0 && v === task.padId) break; row.push(v); }
+        const v = sum.get(key(row));
+        if (!v) throw new Error('--teacher: a training row the teachers did not score');
+        pos[2 * r + 1] = v[0] / v[1];
+        pos[2 * r] = 1 - pos[2 * r + 1];
+      }
+      return tb.tensor(pos, { shape: [B, 2] });
+    };
+    teacherW = teacherWeight;
+  }
+  let distill;
+  if (teacher) {
+    // each R-Drop copy's loss adds W x KL(teacher || student); the student's logits are taken from R-Drop's one forward
     let logitsOut;
     const forward = m.forward.bind(m);
     m.forward = async (x) => { const o = await forward(x); logitsOut = o.logits; return o; };
     distill = async (inputs) => {
       const loss = await tb.train.rDropLoss(m, inputs, rdrop, copies);
-      const [n] = inputs.inputIds.shape;
-      const teacher = tb.noGrad(() => F.linear(tb.zeros([n, tok.vocabSize]).scatter(1, inputs.inputIds, 1).mul(keepCols), tw, tbias).softmax(-1));
-      const t = tb.cat(Array(copies).fill(teacher), 0);
-      return loss.add(t.mul(t.clamp(1e-8).log().sub(logitsOut.logSoftmax(-1))).sum(-1).mean().mul(distillBow));
+      const t = tb.cat(Array(copies).fill(teacher(inputs)), 0);
+      return loss.add(t.mul(t.clamp(1e-8).log().sub(logitsOut.logSoftmax(-1))).sum(-1).mean().mul(teacherW));
     };
-    distill.dispose = () => [tw, tbias, keepCols].forEach((t) => t.dispose());
+    distill.dispose = () => cleanup.forEach((t) => t.dispose());
   }
   let adversarial;
   if (fgm !== undefined) {
@@ -302,9 +349,13 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.eval();
   const { pred, positive: probs } = await classify(devBatches, logits);
+  if (saveModel) {
+    await m.savePretrained(saveModel);
+    tok.savePretrained(saveModel);
+  }
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -451,14 +502,14 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'] })
   : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
