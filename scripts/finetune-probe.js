@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--save-model OUT] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -26,7 +26,8 @@
 //     --token-mask P: a fresh share P of each training row's word pieces corrupted as the masked LM's are;
 //     --teacher MODEL: fine-tuned classifiers (saved by --save-model) as teachers, each R-Drop copy's loss adding
 //     W (--teacher-weight, 1) times KL(the teachers' mean probabilities || the student's) on the training row;
-//     --save-model OUT: the fine-tuned classifier and its tokenizer to OUT
+//     --save-model OUT: the fine-tuned classifier and its tokenizer to OUT; --rt-polarity: the Rotten Tomatoes
+//     snippets that are not SST-2 training rows and overlap no dev sentence join the training rows (rtSupplement)
 //   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
 //     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
 //     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
@@ -34,7 +35,7 @@
 //     and tokenizer to OUT, for `pooling` to fine-tune further
 //   node scripts/finetune-probe.js scores MODEL FILE
 //     the dev sentences' class probabilities of a fine-tuned classifier the job saved (OUT/sst2-model) to FILE
-//   node scripts/finetune-probe.js bow DIR FILE
+//   node scripts/finetune-probe.js bow DIR FILE [--rt-polarity]
 //     the job's bag-of-words regression on DIR's vocabulary, its dev probabilities to FILE: beside `scores`,
 //     whether the bag of words knows what the BERT does not
 //   node scripts/finetune-probe.js ensemble FILE...
@@ -65,12 +66,34 @@ const rowsOf = (split) => {
   return split === 'dev' ? sst2('dev') : sst2Test();
 };
 
+// --rt-polarity: the Rotten Tomatoes polarity snippets (Pang and Lee 2005, what SST was built from) that are not
+// already SST-2 training rows and that hold no dev sentence, sit in none, and share no four words in a row
+// with one (compared on letters and digits: the two spell punctuation differently), with their RT labels
+function rtSupplement() {
+  const flat = (t) => t.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const grams = (t) => {
+    const w = t.toLowerCase().match(/[a-z0-9]+/g) ?? [];
+    return w.slice(3).map((_, i) => w.slice(i, i + 4).join(' '));
+  };
+  const trainLabel = new Map(sst2('train').map((r) => [flat(r.text), r.label]));
+  const dev = sst2('dev');
+  const devFlat = dev.map((r) => flat(r.text));
+  const devGrams = new Set(dev.flatMap((r) => grams(r.text)));
+  const rt = tb.datasets.readRtPolarity(path.join(DATA, 'rt-polarity'));
+  const known = rt.filter((r) => trainLabel.has(flat(r.text)));
+  console.log(`Rotten Tomatoes: ${known.length} of its ${rt.length} snippets are SST-2 training rows, labelled alike in ${known.filter((r) => trainLabel.get(flat(r.text)) === r.label).length}`);
+  return rt.filter((r) => {
+    const f = flat(r.text);
+    return !trainLabel.has(f) && !devFlat.some((d) => d.includes(f) || f.includes(d)) && !grams(r.text).some((g) => devGrams.has(g));
+  });
+}
+
 // the encoder's word-embedding table, the parameter --aux-mlm ties its decoder to and --fgm, --inject-bow move
 const wordEmbeddings = (m) => m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
 
-// the job's bag-of-words regression on SST-2's training split, handed to use and freed after it
-async function withBagOfWords(tok, use) {
-  const r = await trainBagOfWords(tok, sst2('train'));
+// the job's bag-of-words regression on SST-2's training split (and on extra rows), handed to use and freed after it
+async function withBagOfWords(tok, use, extra = []) {
+  const r = await trainBagOfWords(tok, [...sst2('train'), ...extra]);
   try {
     return await use(r);
   } finally {
@@ -79,17 +102,12 @@ async function withBagOfWords(tok, use) {
   }
 }
 
-// The rows whose text no other row contains: SST-2's phrases are the nodes of each training sentence's parse
-// tree, so these are the sentences (their sub-phrases are contained in them).
+// The training rows that are whole sentences (tb.datasets.sst2FullSentences: the rows no other row contains),
+// each once, in their order in the split.
 function rootsOf(rows) {
-  const texts = new Set(rows.map((r) => r.text.trim()));
-  const inner = new Set();
-  for (const t of texts) {
-    const w = t.split(' ');
-    for (let i = 0; i < w.length; i++) for (let j = i + 1; j <= w.length; j++) if (j - i < w.length) { const sub = w.slice(i, j).join(' '); if (texts.has(sub)) inner.add(sub); }
-  }
-  const seen = new Set();
-  return rows.filter((r) => { const t = r.text.trim(); if (inner.has(t) || seen.has(t)) return false; seen.add(t); return true; });
+  const flat = (t) => t.trim().replace(/\s+/g, ' ');
+  const full = new Set(tb.datasets.sst2FullSentences(rows.map((r) => r.text)));
+  return rows.filter((r) => full.delete(flat(r.text)));
 }
 
 // Each row's predicted class and probability of 'positive', batch by batch, from logits(inputs) without gradients.
@@ -110,7 +128,7 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false } = {}) {
   if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
@@ -149,7 +167,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   // sentences: median 19 words against the phrases' 7) K times each instead of once
   const train = sst2('train');
   const extra = roots > 1 ? rootsOf(train).flatMap((r) => Array(roots - 1).fill(r)) : [];
-  const task = sst2Task(tok, [...train, ...extra, ...pseudo], sst2('dev'), 64);
+  const rt = rtPolarity ? rtSupplement() : [];
+  const task = sst2Task(tok, [...train, ...extra, ...pseudo, ...rt], sst2('dev'), 64);
   const { devBatches, devGold } = task;
   // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
   tb.manualSeed(seed + 2);
@@ -176,9 +195,14 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     const mask = inputs.attentionMask.unsqueeze(-1).float();
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
-  const { trainer, nextBatch, toInputs: plainInputs } = sst2FineTuning(m, task, {
+  const { trainer, nextBatch: collate, toInputs: plainInputs, rows } = sst2FineTuning(m, task, {
     seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (1 + extra.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
+  let stepRows; // the rows of the batch being trained on (indices into task.trainEx), for --teacher
+  const nextBatch = (step) => {
+    stepRows = rows(step);
+    return collate(step);
+  };
   let toInputs = plainInputs;
   if (shiftPositions !== undefined) {
     // each training row's tokens after [CLS] moved right by a random offset, the padded row's last position
@@ -247,11 +271,10 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   if (teachers.length) {
     // fine-tuned classifiers (--save-model) as teachers, the mean of their probabilities on each training row,
-    // computed once before training and looked up by the row's word pieces (self-distillation from an
-    // ensemble: Furlanello et al. 2018)
-    const sum = new Map();
+    // computed once before training and looked up by the step's rows (self-distillation from an ensemble:
+    // Furlanello et al. 2018)
+    const positive = new Float32Array(task.trainEx.length);
     const order = tb.train.batchIndices(task.trainEx.map((e) => e.inputIds.length), 256, { shuffle: false });
-    const key = (ids) => ids.join(',');
     for (const t of teachers) {
       const tm = await fromPretrained(t, { kind: 'BertForSequenceClassification' });
       tm.eval();
@@ -259,24 +282,11 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
         const scope = new tb.DisposeScope(); // each batch's tensors freed as it is scored
         const { positive: p } = await scope.run(() => classify([tb.train.padCollate(idx.map((i) => task.trainEx[i]), task.padId)], async (x) => (await tm.forward(x)).logits));
         scope.dispose();
-        idx.forEach((i, k) => { const kk = key(task.trainEx[i].inputIds); const v = sum.get(kk) ?? [0, 0]; sum.set(kk, [v[0] + p[k], v[1] + 1]); });
+        idx.forEach((i, k) => { positive[i] += p[k] / teachers.length; });
       }
       tm.dispose();
     }
-    teacher = (inputs) => {
-      const [B, T] = inputs.inputIds.shape;
-      const ids = inputs.inputIds.dataSync();
-      const pos = new Float32Array(2 * B);
-      for (let r = 0; r < B; r++) {
-        const row = [];
-        for (let t = 0; t < T; t++) { const v = Number(ids[r * T + t]); if (t > 0 && v === task.padId) break; row.push(v); }
-        const v = sum.get(key(row));
-        if (!v) throw new Error('--teacher: a training row the teachers did not score');
-        pos[2 * r + 1] = v[0] / v[1];
-        pos[2 * r] = 1 - pos[2 * r + 1];
-      }
-      return tb.tensor(pos, { shape: [B, 2] });
-    };
+    teacher = () => tb.tensor(Float32Array.from(stepRows.flatMap((i) => [1 - positive[i], positive[i]])), { shape: [stepRows.length, 2] });
     teacherW = teacherWeight;
   }
   let distill;
@@ -355,7 +365,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`, rt.length && `${rt.length} Rotten Tomatoes snippets`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -403,16 +413,15 @@ async function spans(dir, seed, { epochs = 10, lr = 1e-4, weight = 1, seqLen = 6
   tb.manualSeed(seed + 2);
   const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config: { num_labels: 2 } });
   const P = Object.fromEntries(m.namedParameters().filter(([n]) => n.startsWith('bert.pooler.') || n.startsWith('classifier.')));
-  tb.manualSeed(seed + 2);
-  const steps = Math.ceil((epochs * examples.length) / 32);
-  const trainer = new tb.train.Trainer(m, { learningRate: lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: steps, timeBudgetSec: 1200, name: 'spans', loggingSteps: 200, log: (l) => console.log(l) });
-  const batches = new tb.train.EpochBatches(examples.map((e) => e.inputIds.length), 32, { seed: seed + 2, groupByLength: true });
+  // the job's fine-tuning settings over the sentences, its time budget wide enough not to bind
+  const { trainer, nextBatch: collate, toInputs, rows: rowsAt } = sst2FineTuning(m, { trainEx: examples, padId: tok.padTokenId }, {
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil((epochs * examples.length) / 32), seconds: 1200, trainer: { name: 'spans', loggingSteps: 200, log: (l) => console.log(l) },
+  });
   let rows;
   const nextBatch = (step) => {
-    rows = batches.at(step).map((i) => examples[i]);
-    return tb.train.padCollate(rows, tok.padTokenId);
+    rows = rowsAt(step).map((i) => examples[i]);
+    return collate(step);
   };
-  const toInputs = (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
   const loss = async (inputs) => {
     const out = await m.forward({ ...inputs, outputHiddenStates: true });
     const [B, T] = inputs.inputIds.shape;
@@ -476,11 +485,13 @@ async function scores(dir, file, split = 'dev') {
   console.log(split === 'dev' ? `${dir}: dev accuracy ${(100 * accuracy(positive.map((p) => (p > 0.5 ? 1 : 0)), devGold)).toFixed(2)}%` : `${dir}: ${positive.length} ${split} sentences scored`);
 }
 
-async function bow(dir, file, split = 'dev') {
+async function bow(dir, file, split = 'dev', rtPolarity = false) {
   if (!file) throw new Error('bow: name the folder with the vocabulary and the file to write');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   const dev = rowsOf(split);
-  const positive = await withBagOfWords(tok, (r) => Array.from(tb.tidy(() => bagOfWordsLogits(tok, r, dev).softmax(-1).select(1, 1).dataSync()), Number));
+  const extra = rtPolarity ? rtSupplement() : [];
+  if (extra.length) console.log(`${extra.length} Rotten Tomatoes snippets join the training rows`);
+  const positive = await withBagOfWords(tok, (r) => Array.from(tb.tidy(() => bagOfWordsLogits(tok, r, dev).softmax(-1).select(1, 1).dataSync()), Number), extra);
   const gold = dev.map((x) => x.label);
   writeProbs(file, { dir, positive, gold });
   if (split !== 'dev') return console.log(`${dir}: ${positive.length} ${split} sentences scored by the bag of words`);
@@ -497,23 +508,23 @@ function ensemble(files) {
   console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--save-probs FILE] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'] })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'] })
   : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
-    : cmd === 'bow' ? bow(args[0], args[1], v.split)
+    : cmd === 'bow' ? bow(args[0], args[1], v.split, !!v['rt-polarity'])
     : cmd === 'ensemble' ? Promise.resolve().then(() => ensemble(args))
     : Promise.reject(new Error(USAGE))
 ).catch((e) => { console.error(e.message); process.exit(1); });

@@ -164,13 +164,15 @@ export function sst2Task(tok: BertTokenizer, train: { text: string; label: numbe
  * fitted to `seconds`, batches of similar length drawn by `seed` (which also seeds dropout) and, under a process
  * group, sharded over the ranks. `trainer` adds or overrides Trainer options (name, logging, evaluation).
  */
-export function sst2FineTuning(m: BertPreTrainedModel, task: Sst2Task, o: { seed: number; batch: number; lr: number; steps: number; seconds: number; shard?: { rank: number; worldSize: number }; trainer?: Partial<TrainerOptions> }) {
+export function sst2FineTuning(m: BertPreTrainedModel, task: Pick<Sst2Task, 'trainEx' | 'padId'>, o: { seed: number; batch: number; lr: number; steps: number; seconds: number; shard?: { rank: number; worldSize: number }; trainer?: Partial<TrainerOptions> }) {
   tb.manualSeed(o.seed); // the same dropout draws and batches for a model and its control
   const batches = new EpochBatches(task.trainEx.map((e) => e.inputIds.length), o.batch / (o.shard?.worldSize ?? 1), { seed: o.seed, groupByLength: true, ...o.shard });
   const trainer = new Trainer(m, { learningRate: o.lr, weightDecay: 0.01, warmupRatio: 0.06, maxSteps: o.steps, timeBudgetSec: o.seconds, fitScheduleToTimeBudget: true, ...o.trainer });
   const nextBatch = (step: number) => padCollate(batches.at(step).map((i) => task.trainEx[i]), task.padId);
   const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
-  return { trainer, nextBatch, toInputs };
+  // step's rows (indices into task.trainEx), for a loss that reads more of each row than the batch carries
+  const rows = (step: number) => batches.at(step);
+  return { trainer, nextBatch, toInputs, rows };
 }
 
 /** One fine-tuning as the job runs it (the model's, a soup copy's, the control's): what sst2FineTuning needs beyond the model. */
@@ -244,6 +246,9 @@ export async function runControlSpec(spec: ControlSpec, log: (s: string) => void
  * with the worker's error. The worker is this folder's compiled control-worker.js; `stop()` ends it early.
  */
 function controlAlongside(worker: string, spec: ControlSpec, log: (s: string) => void) {
+  // The thread count goes twice: in the env, which the OpenMP and MKL runtimes read as the addon loads (before
+  // any of the worker's code runs), and in the spec, whose setNumThreads (runControlSpec) is the count libtorch
+  // itself uses for intra-op work.
   const child = fork(worker, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, OMP_NUM_THREADS: String(spec.threads), MKL_NUM_THREADS: String(spec.threads) } });
   const result = new Promise<ControlResult>((resolve, reject) => {
     let done = false;
@@ -403,7 +408,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   const worker = path.join(__dirname, `control-worker${path.extname(__filename)}`);
   const runnable = fs.existsSync(worker) && (worker.endsWith('.js') || process.execArgv.some((a) => a.includes('ts-node')));
   const alongside = o.control !== false && o.parallelControl !== false && copies === 1 && world === 1 && threads >= 2 && runnable;
-  if (o.parallelControl && !alongside && o.control !== false) log(`the control runs after the model: side by side needs one copy, no process group, 2 threads and a runnable ${worker}`);
+  if (o.parallelControl !== false && !alongside && o.control !== false) log(`the control runs after the model: side by side needs one copy, no process group, 2 threads and a runnable ${worker}`);
   const seconds = alongside ? 2 * ftSeconds : ftSeconds;
   log(`fine-tuning: ${ftSteps} steps of ${ftBatch} (${Number(((ftSteps * ftBatch) / trainEx.length).toPrecision(2))} epochs of SST-2's ${trainEx.length} phrases) at peak lr ${ftLr.toExponential()}${rDrop ? `, R-Drop ${rDrop}` : ''}, ${alongside ? `the model and its control side by side (${Math.floor(threads / 2)} threads each) within ${seconds}s` : `within ${ftSeconds}s each`}`);
   // `copy` varies the batch order and dropout of each copy of a soup; the head initialisation stays that of seed.
@@ -419,7 +424,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
       tb.manualSeed(seed + 2); // every copy starts from the same head weights: their average stays in one basin
       const m = await fromPretrained(mlmDir, { kind: 'BertForSequenceClassification', config: labels });
       if (k === 0) log(`fine-tuning from the pre-trained encoder (new weights: ${m.loadReport.missingKeys.join(', ')})${copies > 1 ? `, ${copies} copies to average` : ''}`);
-      if (alongside) {
+      if (alongside && k === 0) {
         log('control: fine-tuning the same BERT from random weights, in a second process');
         side = controlAlongside(worker, { data: o.data, tokenizer: mlmDir, seqLen, config: { ...m.config.fields, ...labels }, initSeed: seed + 3, fineTuning: ft(0), threads: Math.floor(threads / 2) }, log);
         side.result.catch(() => {}); // awaited below; a failure while the model trains is reported there
