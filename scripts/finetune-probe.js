@@ -196,7 +196,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
   const { trainer, nextBatch: collate, toInputs: plainInputs, rows } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (1 + extra.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
   });
   let stepRows; // the rows of the batch being trained on (indices into task.trainEx), for --teacher
   const nextBatch = (step) => {
