@@ -67,25 +67,15 @@ const rowsOf = (split) => {
 };
 
 // --rt-polarity: the Rotten Tomatoes polarity snippets (Pang and Lee 2005, what SST was built from) that are not
-// already SST-2 training rows and that hold no dev sentence, sit in none, and share no four words in a row
-// with one (compared on letters and digits: the two spell punctuation differently), with their RT labels
+// already SST-2 training rows and overlap no dev sentence (tb.datasets.rtPolarityOutside), with their RT labels
 function rtSupplement() {
   const flat = (t) => t.toLowerCase().replace(/[^a-z0-9]/g, '');
-  const grams = (t) => {
-    const w = t.toLowerCase().match(/[a-z0-9]+/g) ?? [];
-    return w.slice(3).map((_, i) => w.slice(i, i + 4).join(' '));
-  };
-  const trainLabel = new Map(sst2('train').map((r) => [flat(r.text), r.label]));
-  const dev = sst2('dev');
-  const devFlat = dev.map((r) => flat(r.text));
-  const devGrams = new Set(dev.flatMap((r) => grams(r.text)));
+  const train = sst2('train');
+  const trainLabel = new Map(train.map((r) => [flat(r.text), r.label]));
   const rt = tb.datasets.readRtPolarity(path.join(DATA, 'rt-polarity'));
   const known = rt.filter((r) => trainLabel.has(flat(r.text)));
   console.log(`Rotten Tomatoes: ${known.length} of its ${rt.length} snippets are SST-2 training rows, labelled alike in ${known.filter((r) => trainLabel.get(flat(r.text)) === r.label).length}`);
-  return rt.filter((r) => {
-    const f = flat(r.text);
-    return !trainLabel.has(f) && !devFlat.some((d) => d.includes(f) || f.includes(d)) && !grams(r.text).some((g) => devGrams.has(g));
-  });
+  return tb.datasets.rtPolarityOutside(rt, train.map((r) => r.text), sst2('dev').map((r) => r.text));
 }
 
 // the encoder's word-embedding table, the parameter --aux-mlm ties its decoder to and --fgm, --inject-bow move

@@ -115,7 +115,7 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   expect(noBatch.stderr).toMatch(/main: pretrainBatch must be a positive integer, got 0/);
   const noText = cli('main', '--out', none, '--extra-text', 'conll,imdb');
   expect(noText.status).not.toBe(0);
-  expect(noText.stderr).toMatch(/main: extraText takes 'conll' and 'shakespeare', got "imdb"/);
+  expect(noText.stderr).toMatch(/main: extraText takes 'conll', 'shakespeare' and 'rt', got "imdb"/);
   const noShare = cli('main', '--out', none, '--selective-mask', '1.5');
   expect(noShare.status).not.toBe(0);
   expect(noShare.stderr).toMatch(/main: selectiveMask must be a share in \[0, 1\], got 1\.5/);

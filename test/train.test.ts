@@ -3,7 +3,7 @@
 import * as tb from '../lib';
 import { padCollate, packSequences, maskTokens, batchIndices, accuracy, f1, mcc, Trainer, AdamW } from '../lib/train';
 import { seededPermutation, seededRandom } from '../lib/distributed/sampler';
-import { sst2FullSentences } from '../lib/data/datasets';
+import { sst2FullSentences, rtPolarityOutside, sstSpelling } from '../lib/data/datasets';
 import { fromConfig, fromPretrained } from '../lib/models';
 import type { BertPreTrainedModel, BertInputs } from '../lib/models';
 
@@ -91,6 +91,20 @@ test('packed pre-training rows: lines joined by [SEP], cut into full [CLS] ... [
 test('SST-2 sentences from its phrases: rows inside a longer row (on word boundaries) are dropped', () => {
   const rows = ['a gripping film ', 'gripping', 'a gripping film , beautifully acted', 'beautifully acted', 'film ,', 'dull', 'grip', 'dull  and long'];
   expect(sst2FullSentences(rows).sort()).toEqual(['a gripping film , beautifully acted', 'dull and long', 'grip']);
+});
+
+test('Rotten Tomatoes snippets outside SST-2: known rows and any overlap with held-out sentences are dropped', () => {
+  const rt = ['it\'s a gem .', 'a dull , dull film', 'the best film of the year , and more', 'film of the', 'so funny it hurts', 'the cast is good but slow'].map((text, i) => ({ text, label: i % 2 }));
+  const kept = rtPolarityOutside(rt, ['it \'s a gem'], ['The best film of the year', 'the cast is good and so on']);
+  // known (spelt differently); holds a held-out sentence; sits in one; shares 'the cast is good'
+  expect(kept).toEqual([rt[1], rt[4]]);
+  expect(rtPolarityOutside(rt, [], [])).toEqual(rt);
+});
+
+test('sstSpelling writes Rotten Tomatoes the Penn Treebank way SST does', () => {
+  expect(sstSpelling('he doesn\'t , can\'t and won\'t')).toBe("he does n't , ca n't and wo n't");
+  expect(sstSpelling('i cannot say " yes " or " no "')).toBe("i can not say `` yes '' or `` no ''");
+  expect(sstSpelling("it's the director's cut")).toBe("it's the director's cut");
 });
 
 test('metrics equal their definitions', () => {

@@ -78,6 +78,41 @@ export function readRtPolarity(dir: string): TextExample[] {
   return [...pos, ...neg];
 }
 
+/**
+ * The Rotten Tomatoes snippets (RT is what SST was built from) that are none of `known`'s texts and that
+ * overlap none of `heldOut`'s: hold one, sit in one, or share four words in a row with one. Compared on
+ * lowercase letters and digits, since the two spell punctuation differently; the four-word test catches what
+ * that misses (a dev sentence RT spells with an HTML entity, `can&#8217 ; t`).
+ */
+export function rtPolarityOutside(rt: TextExample[], known: string[], heldOut: string[]): TextExample[] {
+  const flat = (t: string) => t.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const grams = (t: string) => {
+    const w = t.toLowerCase().match(/[a-z0-9]+/g) ?? [];
+    return w.slice(3).map((_, i) => w.slice(i, i + 4).join(' '));
+  };
+  const knownFlat = new Set(known.map(flat));
+  const heldFlat = heldOut.map(flat);
+  const heldGrams = new Set(heldOut.flatMap(grams));
+  return rt.filter((r) => {
+    const f = flat(r.text);
+    return !knownFlat.has(f) && !heldFlat.some((d) => d.includes(f) || f.includes(d)) && !grams(r.text).some((g) => heldGrams.has(g));
+  });
+}
+
+/**
+ * Rotten Tomatoes' raw spelling in SST's Penn Treebank one, where a BERT tokenizer reads them differently:
+ * contractions split before n't (`doesn't` -> `does n't`, `can't` -> `ca n't`), `cannot` -> `can not`, and
+ * straight double quotes as opening `` and closing '' in turn. (The other differences, `it's` against `it 's`
+ * or `. . .` against `...`, tokenize alike.)
+ */
+export function sstSpelling(text: string): string {
+  let quotes = 0;
+  return text
+    .replace(/(\w)n't\b/g, "$1 n't")
+    .replace(/\bcannot\b/g, 'can not')
+    .replace(/"/g, () => (quotes++ % 2 ? "''" : '``'));
+}
+
 /** CoNLL-2003: `token POS chunk NER` lines, blank lines between sentences, -DOCSTART- skipped. */
 export function readConll(file: string, scheme: 'iob1' | 'iob2' = 'iob2'): TokenExample[] {
   const out: TokenExample[] = [];

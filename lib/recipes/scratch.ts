@@ -9,7 +9,7 @@ import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { pretrain } from './pretrain';
-import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches, sst2FullSentences } from '../data/datasets';
+import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches, sst2FullSentences, readRtPolarity, rtPolarityOutside, sstSpelling } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
 import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, AdamW, averageWeights } from '../train';
@@ -65,9 +65,11 @@ export interface ScratchOptions {
   maskProbability?: number;
   /**
    * More unlabelled text for the vocabulary and pre-training, from the data folder: 'conll' (CoNLL-2003's
-   * Reuters sentences, all three files), 'shakespeare' (tiny Shakespeare's speeches).
+   * Reuters sentences, all three files), 'shakespeare' (tiny Shakespeare's speeches), 'rt' (the Rotten
+   * Tomatoes snippets that are not SST-2 training rows or test sentences and overlap no dev sentence,
+   * datasets.rtPolarityOutside, spelt as SST is; in-domain: SST's sentences come from RT).
    */
-  extraText?: ('conll' | 'shakespeare')[];
+  extraText?: ('conll' | 'shakespeare' | 'rt')[];
   /**
    * Add WikiText-2's test and valid articles to the text the vocabulary and pre-training read (default false:
    * SST-2's own sentences alone, task-adaptive pre-training; with WikiText-2 until 5 December, 0.6 points
@@ -340,8 +342,8 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     }
   }
   if (o.selectiveMask !== undefined && !(o.selectiveMask >= 0 && o.selectiveMask <= 1)) throw new RangeError(`main: selectiveMask must be a share in [0, 1], got ${o.selectiveMask}`);
-  const unknown = (o.extraText ?? []).filter((t) => !['conll', 'shakespeare'].includes(t));
-  if (unknown.length) throw new RangeError(`main: extraText takes 'conll' and 'shakespeare', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
+  const unknown = (o.extraText ?? []).filter((t) => !['conll', 'shakespeare', 'rt'].includes(t));
+  if (unknown.length) throw new RangeError(`main: extraText takes 'conll', 'shakespeare' and 'rt', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
   if (o.bf16) checkCpuBf16('main --bf16'); // before anything is written
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
@@ -370,7 +372,9 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const wiki = !o.wikitext ? [] : [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
     const extra = (o.extraText ?? []).flatMap((t) => t === 'conll'
       ? ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(path.join(o.data, 'conll2003', f)).map((e) => e.tokens.join(' ')))
-      : readShakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
+      : t === 'rt'
+        ? rtPolarityOutside(readRtPolarity(path.join(o.data, 'rt-polarity')), [...train.map((r) => r.text), ...test], dev.map((r) => r.text)).map((r) => sstSpelling(r.text))
+        : readShakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
     const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki, ...extra];
     if (extra.length) log(`extra text: ${extra.length} lines (${o.extraText!.join(', ')})`);
     const [steps, seconds] = [o.pretrainSteps ?? 10000, o.pretrainSeconds ?? 540];
