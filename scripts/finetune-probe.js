@@ -58,7 +58,12 @@ const { sst2Task, sst2FineTuning, trainBagOfWords, bagOfWordsLogits } = require(
 const { loadFile } = require('../dist/safetensors');
 
 const DATA = process.env.TORCHBERT_DATA || path.join(__dirname, '..', '..', 'shared', 'data');
-const sst2 = (split) => tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`));
+// each split read once per run (rows are never mutated: callers spread or map them)
+const splits = new Map();
+const sst2 = (split) => {
+  if (!splits.has(split)) splits.set(split, tb.datasets.readSst2(path.join(DATA, 'sst2', `${split}.tsv`)));
+  return splits.get(split);
+};
 // SST-2's test sentences (GLUE gives them no labels), as rows of label -1
 const sst2Test = () => tb.datasets.readDelimited(path.join(DATA, 'sst2', 'test.tsv')).map((r) => ({ text: r.sentence, label: -1 }));
 const rowsOf = (split) => {
@@ -95,9 +100,8 @@ async function withBagOfWords(tok, use, extra = []) {
 // The training rows that are whole sentences (tb.datasets.sst2FullSentences: the rows no other row contains),
 // each once, in their order in the split.
 function rootsOf(rows) {
-  const flat = (t) => t.trim().replace(/\s+/g, ' ');
   const full = new Set(tb.datasets.sst2FullSentences(rows.map((r) => r.text)));
-  return rows.filter((r) => full.delete(flat(r.text)));
+  return rows.filter((r) => full.delete(tb.datasets.singleSpaced(r.text)));
 }
 
 // Each row's predicted class and probability of 'positive', batch by batch, from logits(inputs) without gradients.

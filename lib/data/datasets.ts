@@ -26,13 +26,16 @@ export function readLines(file: string, encoding: 'utf8' | 'latin1' = 'utf8'): s
   return lines;
 }
 
+/** Text trimmed, with each run of whitespace one space: the form sst2FullSentences returns rows in. */
+export const singleSpaced = (t: string): string => t.trim().replace(/\s+/g, ' ');
+
 /**
  * SST-2's training rows are the phrases of its sentences' parse trees: the rows no other row contains
  * (on word boundaries), i.e. the sentences, each once. A phrase is looked for only in the kept rows that
  * hold its rarest word.
  */
 export function sst2FullSentences(texts: string[]): string[] {
-  const byLength = [...new Set(texts.map((t) => t.trim().replace(/\s+/g, ' ')))].filter((t) => t).sort((a, b) => b.length - a.length);
+  const byLength = [...new Set(texts.map(singleSpaced))].filter((t) => t).sort((a, b) => b.length - a.length);
   const kept: string[] = [];
   const holding = new Map<string, number[]>(); // word -> indices of the kept rows that contain it
   for (const t of byLength) {
