@@ -5,6 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BertTokenizer } from '../lib/tokenizer';
 import { fromConfig } from '../lib/models';
+import { readDelimited, readRtPolarity, readSst2, rtPolarityOutside } from '../lib/data/datasets';
 import { DATA, residentKbOf, serveProcess, tmpDir } from './helpers';
 
 const cli = (...args: string[]) =>
@@ -72,14 +73,19 @@ test('serve --low-memory pages the word embeddings in by rows: one request leave
 test('main: the end-to-end job runs through with tiny budgets and saves what it reports', () => {
   const out = tmpDir();
   const r = cli('main', '--out', out, '--pretrain-steps', '4', '--finetune-steps', '4', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', '--soup', '2',
-    '--whole-word-mask', '--bag-of-words', '0.5', '--extra-text', 'conll,shakespeare');
+    '--whole-word-mask', '--bag-of-words', '0.5', '--extra-text', 'conll,shakespeare,rt');
   expect([r.status, r.stderr]).toEqual([0, '']);
   // the extra text joins the corpus: CoNLL's sentences (runs of token lines) and Shakespeare's speeches of over 20 characters
   const conll = ['eng.train', 'eng.testa', 'eng.testb'].map((f) => fs.readFileSync(path.join(DATA, 'conll2003', f), 'utf8').split(/\n\s*\n/)
     .filter((b: string) => b.split('\n').some((l) => l.trim() && !l.startsWith('-DOCSTART-'))).length).reduce((a, b) => a + b);
   const speeches = fs.readFileSync(path.join(DATA, 'tinyshakespeare', 'input.txt'), 'utf8').split(/\n\s*\n/)
     .filter((b: string) => b.trim().split('\n').slice(1).join(' ').trim().length > 20).length;
-  expect(r.stdout).toContain(`extra text: ${conll + speeches} lines (conll, shakespeare)`);
+  // and RT's snippets outside SST-2's training and test rows and its dev set (the filter has its own test in train.test.ts)
+  const sst2Texts = (f: string) => readSst2(path.join(DATA, 'sst2', f)).map((e) => e.text);
+  const testTexts = readDelimited(path.join(DATA, 'sst2', 'test.tsv')).map((row) => row.sentence);
+  const rt = rtPolarityOutside(readRtPolarity(path.join(DATA, 'rt-polarity')), [...sst2Texts('train.tsv'), ...testTexts], sst2Texts('dev.tsv')).length;
+  expect(rt).toBeGreaterThan(1000);
+  expect(r.stdout).toContain(`extra text: ${conll + speeches + rt} lines (conll, shakespeare, rt)`);
   // the budget not given is the recipe's default, the same from the CLI as from fromScratch()
   expect(r.stdout).toContain('pre-training: at most 4 steps of 64 within 540s');
   // R-Drop is the fine-tuning's default
@@ -93,7 +99,7 @@ test('main: the end-to-end job runs through with tiny budgets and saves what it 
   // the vocabulary and pre-training read SST-2's training phrases and test sentences (and the extra text); with
   // --wikitext, WikiText-2's test and valid lines of over 20 characters that are not headings too
   const rows = (f: string) => fs.readFileSync(path.join(DATA, 'sst2', f), 'utf8').trim().split('\n').length - 1;
-  expect(r.stdout).toContain(`learned from ${rows('train.tsv') + rows('test.tsv') + conll + speeches} lines`);
+  expect(r.stdout).toContain(`learned from ${rows('train.tsv') + rows('test.tsv') + conll + speeches + rt} lines`);
   const wiki = ['test.txt', 'valid.txt'].flatMap((f) => fs.readFileSync(path.join(DATA, 'wikitext-2', f), 'utf8').split('\n')).filter((l: string) => l.trim().length > 20 && !l.trim().startsWith('=')).length;
   const withWiki = cli('main', '--out', tmpDir(), '--wikitext', '--pretrain-steps', '2', '--finetune-steps', '2', '--hidden', '32', '--layers', '1', '--finetune-seconds', '60', '--no-control');
   expect([withWiki.status, withWiki.stderr]).toEqual([0, '']);
