@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { LOW_MEMORY_OPTIONS, SERVE_PRIMITIVE_CACHE, asFlags } from './serve/defaults';
 import { hasBf16Units } from './cpu';
 import type { CpuInfo } from './cpu';
+import type { ExtraText } from './recipes/scratch';
 
 // Numeric options are checked where they are parsed: `--lr abc` is an error naming the option.
 function integer(v: string): number {
@@ -122,7 +123,7 @@ program
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
   .option('--pretrain-dropout <p>', 'hidden and attention dropout while pre-training (default: 0.1; fine-tuning keeps 0.1)', number)
   .option('--rdrop <a>', 'R-Drop in fine-tuning: each batch twice with different dropout, plus a times the symmetric KL of the two predictions (default: 1; 0: plain cross-entropy)', number)
-  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; parallelControl: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ('conll' | 'shakespeare' | 'rt')[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; parallelControl: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ExtraText[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: some have defaults, so only the command line tells whether they were given.

@@ -74,7 +74,7 @@ const rowsOf = (split) => {
 // --rt-polarity: the Rotten Tomatoes polarity snippets (Pang and Lee 2005, what SST was built from) that are not
 // already SST-2 training rows and overlap no dev sentence (tb.datasets.rtPolarityOutside), with their RT labels
 function rtSupplement() {
-  const flat = (t) => t.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const flat = tb.datasets.lettersAndDigits;
   const train = sst2('train');
   const trainLabel = new Map(train.map((r) => [flat(r.text), r.label]));
   const rt = tb.datasets.readRtPolarity(path.join(DATA, 'rt-polarity'));

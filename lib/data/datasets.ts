@@ -81,6 +81,9 @@ export function readRtPolarity(dir: string): TextExample[] {
   return [...pos, ...neg];
 }
 
+/** Text as its lowercase letters and digits alone: how RT and SST, which spell punctuation differently, are matched. */
+export const lettersAndDigits = (t: string): string => t.toLowerCase().replace(/[^a-z0-9]/g, '');
+
 /**
  * The Rotten Tomatoes snippets (RT is what SST was built from) that are none of `known`'s texts and that
  * overlap none of `heldOut`'s: hold one, sit in one, or share four words in a row with one. Compared on
@@ -88,7 +91,7 @@ export function readRtPolarity(dir: string): TextExample[] {
  * that misses (a dev sentence RT spells with an HTML entity, `can&#8217 ; t`).
  */
 export function rtPolarityOutside(rt: TextExample[], known: string[], heldOut: string[]): TextExample[] {
-  const flat = (t: string) => t.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const flat = lettersAndDigits;
   const grams = (t: string) => {
     const w = t.toLowerCase().match(/[a-z0-9]+/g) ?? [];
     return w.slice(3).map((_, i) => w.slice(i, i + 4).join(' '));

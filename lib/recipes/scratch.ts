@@ -17,6 +17,18 @@ import type { Example, Batch, TrainerOptions, TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 import { checkCpuBf16 } from '../cpu';
 
+/**
+ * The unlabelled texts `ScratchOptions.extraText` names, each read from the data folder; `sst2` is SST-2's text
+ * by split, which the in-domain source keeps apart from.
+ */
+const extraTexts = {
+  conll: (data: string) => ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(path.join(data, 'conll2003', f)).map((e) => e.tokens.join(' '))),
+  shakespeare: (data: string) => readShakespeareSpeeches(path.join(data, 'tinyshakespeare', 'input.txt')),
+  rt: (data: string, sst2: { train: string[]; test: string[]; dev: string[] }) =>
+    rtPolarityOutside(readRtPolarity(path.join(data, 'rt-polarity')), [...sst2.train, ...sst2.test], sst2.dev).map((r) => sstSpelling(r.text)),
+};
+export type ExtraText = keyof typeof extraTexts;
+
 export interface ScratchOptions {
   data: string;
   out: string;
@@ -69,7 +81,7 @@ export interface ScratchOptions {
    * Tomatoes snippets that are not SST-2 training rows or test sentences and overlap no dev sentence,
    * datasets.rtPolarityOutside, spelt as SST is; in-domain: SST's sentences come from RT).
    */
-  extraText?: ('conll' | 'shakespeare' | 'rt')[];
+  extraText?: ExtraText[];
   /**
    * Add WikiText-2's test and valid articles to the text the vocabulary and pre-training read (default false:
    * SST-2's own sentences alone, task-adaptive pre-training; with WikiText-2 until 5 December, 0.6 points
@@ -342,8 +354,9 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     }
   }
   if (o.selectiveMask !== undefined && !(o.selectiveMask >= 0 && o.selectiveMask <= 1)) throw new RangeError(`main: selectiveMask must be a share in [0, 1], got ${o.selectiveMask}`);
-  const unknown = (o.extraText ?? []).filter((t) => !['conll', 'shakespeare', 'rt'].includes(t));
-  if (unknown.length) throw new RangeError(`main: extraText takes 'conll', 'shakespeare' and 'rt', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
+  const names = Object.keys(extraTexts);
+  const unknown = (o.extraText ?? []).filter((t) => !names.includes(t));
+  if (unknown.length) throw new RangeError(`main: extraText takes ${names.slice(0, -1).map((t) => `'${t}'`).join(', ')} and '${names.at(-1)}', got ${unknown.map((t) => JSON.stringify(t)).join(', ')}`);
   if (o.bf16) checkCpuBf16('main --bf16'); // before anything is written
   const seqLen = o.seqLen ?? 64;
   const seed = o.seed ?? 0;
@@ -370,11 +383,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     // valid articles too; never the dev sentences scored below.
     const test = readDelimited(path.join(o.data, 'sst2', 'test.tsv')).map((r) => r.sentence);
     const wiki = !o.wikitext ? [] : [...readLines(path.join(o.data, 'wikitext-2', 'test.txt')), ...readLines(path.join(o.data, 'wikitext-2', 'valid.txt'))].filter((l) => l.trim().length > 20 && !l.trim().startsWith('='));
-    const extra = (o.extraText ?? []).flatMap((t) => t === 'conll'
-      ? ['eng.train', 'eng.testa', 'eng.testb'].flatMap((f) => readConll(path.join(o.data, 'conll2003', f)).map((e) => e.tokens.join(' ')))
-      : t === 'rt'
-        ? rtPolarityOutside(readRtPolarity(path.join(o.data, 'rt-polarity')), [...train.map((r) => r.text), ...test], dev.map((r) => r.text)).map((r) => sstSpelling(r.text))
-        : readShakespeareSpeeches(path.join(o.data, 'tinyshakespeare', 'input.txt')));
+    const extra = (o.extraText ?? []).flatMap((t) => extraTexts[t](o.data, { train: train.map((r) => r.text), test, dev: dev.map((r) => r.text) }));
     const corpus = [...(o.pack ? sst2FullSentences(train.map((r) => r.text)) : train.map((r) => r.text)), ...test, ...wiki, ...extra];
     if (extra.length) log(`extra text: ${extra.length} lines (${o.extraText!.join(', ')})`);
     const [steps, seconds] = [o.pretrainSteps ?? 10000, o.pretrainSeconds ?? 540];
