@@ -66,8 +66,8 @@ export interface CpuCacheStats {
 
 /** One GEMM shape torchbert::linear has timed (native/linear.cc). */
 export interface LinearTuningEntry {
-  /** forward and grad_input: torchbert::linear (training, timed over its first calls); inference: prepack()'s plan */
-  pass: 'forward' | 'grad_input' | 'inference';
+  /** forward, grad_input and grad_weight: torchbert::linear (training, timed over its first calls); inference: prepack()'s plan */
+  pass: 'forward' | 'grad_input' | 'grad_weight' | 'inference';
   /** rows (batch x tokens): rounded up to a power of two (training), or the row bucket 1, 4, ..., 4096 (inference) */
   rows: number;
   /** output and input features */
@@ -151,7 +151,7 @@ export interface Binding {
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
   cudaSynchronize(): void;
-  buildInfo(): { torchVersion: string; parallelInfo: string; computeThread: boolean; config: string; cxx11Abi: boolean; napiVersion: number };
+  buildInfo(): { torchVersion: string; parallelInfo: string; computeThread: boolean; config: string; cxx11Abi: boolean; napiVersion: number; onednnGradMatmul: boolean };
   opHandle(name: string): number;
   callOp(op: number, ...args: Arg[]): unknown;
   callOpInplace(op: number, ...args: Arg[]): void;

@@ -121,8 +121,8 @@ Napi::Value AttentionTuning(const Napi::CallbackInfo& info) {
     o.Set("keyLength", double(tk));
     o.Set("choice", e.choice < 0 ? env.Null() : Napi::String::New(env, e.choice == 1 ? "math" : "sdpa"));
     // picoseconds per (query, key, channel) product
-    o.Set("sdpaPs", e.trials[0] ? Napi::Value(Napi::Number::New(env, e.best[0] * 1e12)) : env.Null());
-    o.Set("mathPs", e.trials[1] ? Napi::Value(Napi::Number::New(env, e.best[1] * 1e12)) : env.Null());
+    o.Set("sdpaPs", e.trials[0] > 0 ? Napi::Value(Napi::Number::New(env, e.best[0] * 1e12)) : env.Null());
+    o.Set("mathPs", e.trials[1] > 0 ? Napi::Value(Napi::Number::New(env, e.best[1] * 1e12)) : env.Null());
     out.Set(i++, o);
   }
   return out;

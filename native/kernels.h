@@ -12,6 +12,9 @@ namespace torchbert {
 // torchbert::linear (linear.cc) and linearTuning()'s rows for it.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b);
 Napi::Value LinearTuning(const Napi::CallbackInfo& info);
+// Whether torchbert::linear's gradients can run on oneDNN's matmul here (not where it is missing or needs
+// ISA this CPU, or an ONEDNN_MAX_CPU_ISA cap, lacks: then grad_weight stays on ATen).
+bool OneDnnGradMatmul();
 // torchbert::dropout (dropout.cc).
 at::Tensor Dropout(const at::Tensor& input, double p, bool train);
 // mkldnn::_linear_pointwise: oneDNN's GEMM with an optional fused post-op (attr "gelu", algorithm "none" or "tanh").

@@ -1,18 +1,26 @@
 // torchbert::linear, the trainable fp32 linear layer.
 //
-// torchbert::linear(input, weight, bias?) is torch.linear whose fp32 CPU GEMMs (the forward product
-// and grad_input = grad_output @ weight) run on whichever of libtorch's BLAS (MKL here) and oneDNN
-// (mkldnn::_linear_pointwise) is faster for that shape on this machine, as cuDNN's benchmark mode picks
-// convolution algorithms: the first calls of each shape alternate between the two and time them, then
-// the faster is kept: which is faster varies with the machine and even with its load (docs/benchmarks.md),
-// so neither is a safe fixed choice. grad_weight
-// stays on ATen's mm (faster for that product in every measurement). Anything else (CUDA, other dtypes,
-// autocast, no oneDNN) runs torch.linear itself, so the op is always safe to call.
+// torchbert::linear(input, weight, bias?) is torch.linear whose three fp32 CPU GEMMs (the forward
+// product, grad_input = grad_output @ weight, grad_weight = grad_output^T @ input) each run on whichever
+// of libtorch's BLAS (MKL here) and oneDNN is faster for that shape on this machine, as cuDNN's benchmark
+// mode picks convolution algorithms: the first calls of each shape alternate between the two and time
+// them, then the faster is kept. Which is faster varies with the machine and even with its load
+// (docs/benchmarks.md): MKL runs its AVX2 code on AMD CPUs, so on a Zen 5, whose AVX-512 units are full
+// width, oneDNN is about twice as fast on all three; on a Zen 2 or Zen 4 the two are close. Anything
+// else (CUDA, other dtypes, autocast, no oneDNN) runs torch.linear itself, so the op is always safe to call.
+// The forward runs mkldnn::_linear_pointwise (bias fused); the two gradients run ATen's internal
+// at::native::mkldnn_matmul, which reads the transposed operands in place where _linear_pointwise would
+// need a transposed copy of the weight or of both operands. It is exported by libtorch_cpu but not in
+// its public headers, so it is looked up at run time and checked once against at::mm: where it is
+// missing, disagrees or refuses the CPU (it needs AVX-512 or AVX-NE-CONVERT, so on an AVX2 CPU or under
+// ONEDNN_MAX_CPU_ISA=AVX2), grad_input falls back to _linear_pointwise and grad_weight stays on ATen.
 // TORCHBERT_ONEDNN_LINEAR=0 always uses ATen, =1 always oneDNN (for comparison).
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
+
+#include <dlfcn.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -49,6 +57,39 @@ at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::opt
   return torchbert::OneDnnLinear(x, w, b, "none", "");
 }
 
+// at::native::mkldnn_matmul(mat1, mat2, result, beta, alpha): result = beta * result + alpha * mat1 @ mat2,
+// 2-D operands in any strides. Null where this libtorch lacks it or its fp32 product disagrees with at::mm.
+using MatmulFn = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, float, float);
+MatmulFn OneDnnMatmul() {
+  static const MatmulFn fn = []() -> MatmulFn {
+    auto f = reinterpret_cast<MatmulFn>(dlsym(RTLD_DEFAULT, "_ZN2at6native13mkldnn_matmulERKNS_6TensorES3_S3_ff"));
+    if (!f || !at::hasMKLDNN()) return nullptr;
+    try {
+      at::NoGradGuard no_grad;
+      // Fixed values, not randn: the check must not move the global generator that seeds training.
+      at::Tensor a = at::arange(35, at::kFloat).reshape({5, 7}).sin(), b = at::arange(15, at::kFloat).reshape({5, 3}).cos();
+      at::Tensor out = at::empty({7, 3});
+      f(a.t(), b, out, 0, 1);  // a transposed view, as grad_weight passes it
+      return at::allclose(out, at::mm(a.t(), b), 1e-4, 1e-5) ? f : nullptr;
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+  }();
+  return fn;
+}
+
+at::Tensor OneDnnMm(MatmulFn mm, const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  try {
+    mm(a, b, out, 0, 1);
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, "torchbert::linear (oneDNN matmul): ", e.what());
+  }
+  return out;
+}
+
 // 'auto' (tune per shape), 'aten' or 'onednn', from TORCHBERT_ONEDNN_LINEAR.
 enum class Mode { Auto, Aten, OneDnn };
 Mode LinearMode() {
@@ -65,7 +106,7 @@ Mode LinearMode() {
 // measure faster (online_choice.h).
 class Tuner {
  public:
-  enum Pass { kForward = 0, kGradInput = 1 };
+  enum Pass { kForward = 0, kGradInput = 1, kGradWeight = 2 };
   using Key = std::tuple<int, int64_t, int64_t, int64_t>;
 
   // Runs f(use_onednn) with the backend to use now.
@@ -104,8 +145,22 @@ at::Tensor Forward(const at::Tensor& x, const at::Tensor& w, const std::optional
 
 at::Tensor GradInput(const at::Tensor& gy, const at::Tensor& w) {
   return Tuner::Get().Run(Tuner::kGradInput, gy.numel() / gy.size(-1), w.size(1), w.size(0), [&](bool onednn) {
-    return onednn ? OneDnnLinear(gy, w.t().contiguous(), std::nullopt) : at::matmul(gy, w);
+    if (!onednn) return at::matmul(gy, w);
+    if (MatmulFn mm = OneDnnMatmul()) {
+      std::vector<int64_t> shape = gy.sizes().vec();
+      shape.back() = w.size(1);
+      return OneDnnMm(mm, gy.reshape({-1, gy.size(-1)}), w).view(shape);
+    }
+    return OneDnnLinear(gy, w.t().contiguous(), std::nullopt);
   });
+}
+
+// gy2 [rows, N], x2 [rows, K] -> [N, K]
+at::Tensor GradWeight(const at::Tensor& gy2, const at::Tensor& x2) {
+  MatmulFn mm = OneDnnMatmul();
+  if (!mm) return gy2.t().mm(x2);
+  return Tuner::Get().Run(Tuner::kGradWeight, gy2.size(0), gy2.size(1), x2.size(1),
+                          [&](bool onednn) { return onednn ? OneDnnMm(mm, gy2.t(), x2) : gy2.t().mm(x2); });
 }
 
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
@@ -123,7 +178,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     at::Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) gx = GradInput(gy, w);
     at::Tensor gy2 = gy.reshape({-1, gy.size(-1)});
-    if (ctx->needs_input_grad(1)) gw = gy2.t().mm(x.reshape({-1, x.size(-1)}));
+    if (ctx->needs_input_grad(1)) gw = GradWeight(gy2, x.reshape({-1, x.size(-1)}));
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy2.sum(0);
     return {gx, gw, gb};
   }
@@ -141,6 +196,8 @@ bool UseOneDnn(const at::Tensor& x, const at::Tensor& w, const std::optional<at:
 
 }  // namespace
 
+bool OneDnnGradMatmul() { return OneDnnMatmul() != nullptr; }
+
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
   if (!UseOneDnn(x, w, b)) return at::linear(x, w, b);
   return LinearFunction::apply(x.contiguous(), w.contiguous(), b);
@@ -153,7 +210,7 @@ Napi::Value LinearTuning(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < rows.size(); i++) {
     const auto& r = rows[i];
     Napi::Object o = Napi::Object::New(env);
-    o.Set("pass", r[0] == 0 ? "forward" : "grad_input");
+    o.Set("pass", r[0] == 0 ? "forward" : r[0] == 1 ? "grad_input" : "grad_weight");
     o.Set("rows", r[1]);
     o.Set("n", r[2]);
     o.Set("k", r[3]);

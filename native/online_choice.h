@@ -1,6 +1,7 @@
 // A choice between two implementations of one computation, made on the running machine from its first
 // calls (as cuDNN's benchmark mode picks convolution algorithms): per key (a shape bucket), the first
-// calls alternate between the two and time them, then the one with the better best time is kept. Used by
+// calls alternate between the two and time them (after one untimed call of each), then the one with the
+// better best time is kept. Used by
 // torchbert::linear's GEMMs (linear.cc) and torchbert::attention (attention.cc).
 #pragma once
 #include <ATen/ATen.h>
@@ -36,13 +37,15 @@ class OnlineChoice {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = entries_[key];
     const int i = second ? 1 : 0;
-    e.best[i] = e.trials[i]++ == 0 ? per : std::min(e.best[i], per);
+    const int trial = e.trials[i]++;
+    if (trial < 0) return out;  // a candidate's first call (its setup, cold caches) is not timed
+    e.best[i] = trial == 0 ? per : std::min(e.best[i], per);
     if (e.choice < 0 && e.trials[0] >= kTrials && e.trials[1] >= kTrials) e.choice = e.best[1] < e.best[0] ? 1 : 0;
     return out;
   }
 
   struct Entry {
-    int trials[2] = {0, 0};
+    int trials[2] = {-1, -1};  // from -1: the first call of each is a warm-up
     double best[2] = {0, 0};  // seconds per unit of work
     int choice = -1;          // -1 still on trial
   };

@@ -14,6 +14,7 @@
 
 #include "compute.h"
 #include "errors.h"
+#include "kernels.h"
 #include "tensor.h"
 
 namespace torchbert {
@@ -124,6 +125,9 @@ static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   o.Set("config", at::show_config());
   o.Set("cxx11Abi", Napi::Boolean::New(env, _GLIBCXX_USE_CXX11_ABI));
   o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
+  bool grad_matmul = false;
+  RunOnComputeThread([&] { grad_matmul = OneDnnGradMatmul(); });
+  o.Set("onednnGradMatmul", Napi::Boolean::New(env, grad_matmul));
   return o;
 }
 

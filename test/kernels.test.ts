@@ -42,21 +42,34 @@ describe('torchbert::linear', () => {
       return { y, gx: x.grad!, gw: w.grad!, gb: b?.grad };
     };
     const a = await run(aten);
-    const m = await run(ours);
-    expect(m.y.shape).toEqual(a.y.shape);
-    expect(rel(m.y, a.y)).toBeLessThan(1e-5);
-    expect(rel(m.gx, a.gx)).toBeLessThan(1e-5);
-    expect(rel(m.gw, a.gw)).toBeLessThan(1e-5);
-    if (withBias) expect(rel(m.gb!, a.gb!)).toBeLessThan(1e-5);
-    else expect(m.gb).toBeUndefined();
+    // Eight calls: each GEMM's trials alternate the two backends (one untimed call and three timed of
+    // each), so both run the forward, grad_input and grad_weight here.
+    for (let i = 0; i < 8; i++) {
+      const m = await run(ours);
+      expect(m.y.shape).toEqual(a.y.shape);
+      expect(rel(m.y, a.y)).toBeLessThan(1e-5);
+      expect(rel(m.gx, a.gx)).toBeLessThan(1e-5);
+      expect(rel(m.gw, a.gw)).toBeLessThan(1e-5);
+      if (withBias) expect(rel(m.gb!, a.gb!)).toBeLessThan(1e-5);
+      else expect(m.gb).toBeUndefined();
+    }
+    const rows = x0.numel / x0.size(-1);
+    const bucket = 2 ** Math.ceil(Math.log2(rows));
+    // grad_weight is timed where oneDNN's matmul runs (AVX-512 or AVX-NE-CONVERT CPUs); elsewhere it is ATen's mm.
+    const passes = tb.info().onednnGradMatmul ? ['forward', 'grad_input', 'grad_weight'] : ['forward', 'grad_input'];
+    if (!tb.info().onednnGradMatmul) expect(tb.linearTuning().some((r) => r.pass === 'grad_weight')).toBe(false);
+    for (const pass of passes) {
+      const row = tb.linearTuning().find((r) => r.pass === pass && r.rows === bucket && r.n === (pass === 'grad_input' ? x0.size(-1) : out) && r.k === (pass === 'grad_input' ? out : x0.size(-1)));
+      expect(['aten', 'onednn']).toContain(row?.choice);
+    }
   });
 
   test('each shape is timed on both backends over its first calls, then the faster one is kept', () => {
     const x = tb.randn([300, 72]);
     const w = tb.randn([56, 72]);
     const want = aten.t(x._handle, w._handle, null);
-    // 300 rows tune as 512; six calls give each backend its three trials.
-    for (let i = 0; i < 7; i++) expect(rel(tb.noGrad(() => ours.t(x._handle, w._handle, null)), want)).toBeLessThan(1e-5);
+    // 300 rows tune as 512; eight calls give each backend an untimed first call and three timed ones.
+    for (let i = 0; i < 8; i++) expect(rel(tb.noGrad(() => ours.t(x._handle, w._handle, null)), want)).toBeLessThan(1e-5);
     const row = tb.linearTuning().find((r) => r.pass === 'forward' && r.rows === 512 && r.n === 56 && r.k === 72)!;
     expect(row).toBeDefined();
     expect(['aten', 'onednn']).toContain(row.choice);
@@ -454,7 +467,7 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(bad.stderr).toMatch(/TORCHBERT_PREPACKED must be auto, torchbert, onednn, aten; got 'fast'/);
   });
 
-  test('under an ISA cap (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on an AVX2 CPU) the plan is measured again under its own key, prepack still equals the float model, and bf16 is refused where the cap hides the units', () => {
+  test('under an ISA cap (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on an AVX2 CPU) the plan is measured again under its own key, prepack still equals the float model, bf16 is refused where the cap hides the units, and torchbert::linear's gradients stay on ATen', () => {
     const file = path.join(tmpDir(), 'plan.json');
     const code = `
       const tb = require(${JSON.stringify(path.resolve(__dirname, '..'))});
@@ -467,7 +480,7 @@ describe('torchbert::linear_prepacked and its plan', () => {
       let bf16 = 'loaded';
       try { fromConfig('BertModel', ${JSON.stringify(cfg)}).to({ dtype: 'bfloat16' }).prepack(); } catch (e) { bf16 = e.message; }
       console.log(JSON.stringify({ rel: a.sub(b).abs().max().item() / a.abs().max().item(),
-        cap: c.onednnIsaCap, usable: c.bf16, hardware: c.flags.includes('avx512_bf16') || c.flags.includes('amx_bf16'), bf16 }));`;
+        cap: c.onednnIsaCap, usable: c.bf16, hardware: c.flags.includes('avx512_bf16') || c.flags.includes('amx_bf16'), bf16, gradMatmul: tb.info().onednnGradMatmul }));`;
     const run = (env: Record<string, string>) => {
       const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, TORCHBERT_TUNING_CACHE: file, ...env } });
       expect(r.stderr).not.toMatch(/Error/);
@@ -484,7 +497,10 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(free.cap).toBeNull();
     expect(capped.cap).toBe('AVX2');
     expect(capped.usable).toBe(false);
+    // oneDNN's matmul (torchbert::linear's grad-weight candidate) needs AVX-512: under the cap the gradients stay on ATen.
+    expect(capped.gradMatmul).toBe(false);
     if (capped.hardware) {
+      expect(free.gradMatmul).toBe(true);
       expect(free.usable).toBe(true);
       expect(free.bf16).toBe('loaded');
       expect(capped.bf16).toMatch(/has bf16 units, but ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN from using them.*lift the cap/);
