@@ -10,8 +10,13 @@
 // a forward, and the two take turns per shape.
 // Every product runs async, on the compute thread with the intra-op threads (sync ops on the main thread
 // run on one).
+// With training, torchbert::linear's forward + backward (its three GEMMs) per shape of the bert-base step
+// and of the main job's small BERT, in two child processes pinned to one backend each
+// (TORCHBERT_ONEDNN_LINEAR=0: libtorch's BLAS; =1: oneDNN, the gradients on its matmul where
+// tb.info().onednnGradMatmul), so the ratio is what the tuner chooses between.
 // Usage: node bench/gemm.js [--reps 7] [--only training|inference] [--rows 1,24,96,400,2048]
 'use strict';
+const { spawnSync } = require('child_process');
 const tb = require('../dist');
 const { op } = require('../dist/tensor');
 const { arg, median, now, matmulPeak } = require('./common');
@@ -31,7 +36,36 @@ const time = async (f) => {
   return median(ts);
 };
 
+// rows x in -> out: the bert-base step's three (16 x 128 rows) and the main job's (64 x 14 rows; the masked-LM
+// decoder on its ~15% masked rows)
+const LINEAR_SHAPES = [[2048, 768, 768], [2048, 768, 3072], [2048, 3072, 768], [896, 128, 512], [896, 512, 128], [134, 128, 8000]];
+
+/** In a child: ms per forward + backward of torchbert::linear per shape, median of REPS after a warm-up. */
+async function linearChild() {
+  const lin = op('torchbert::linear');
+  const out = [];
+  for (const [M, K, N] of LINEAR_SHAPES) {
+    const x = tb.randn([M, K]).requiresGrad_(true);
+    const w = tb.randn([N, K]).mul_(0.02).requiresGrad_(true);
+    const b = tb.zeros([N]).requiresGrad_(true);
+    const gy = tb.randn([M, N]);
+    const ms = await time(async () => {
+      const y = await lin.tAsync(x, w, b);
+      await y.backward(gy);
+      for (const t of [x, w, b]) {
+        const g = t.grad;
+        t.grad = null;
+        g.dispose();
+      }
+      return y;
+    });
+    out.push(ms);
+  }
+  console.log(JSON.stringify({ onednnGradMatmul: tb.info().onednnGradMatmul, ms: out }));
+}
+
 (async () => {
+if (process.argv.includes('--linear-child')) return linearChild();
 
 const ONLY = arg('--only', null);
 const M = 2048;
@@ -60,6 +94,17 @@ if (ONLY !== 'inference') await tb.noGrad(async () => {
 });
 console.log(`GFLOP/s, median of ${REPS}; 2048^2 matmul probe ${(await matmulPeak(tb)).toFixed(0)} GFLOP/s, ${tb.getNumThreads()} threads`);
 if (rows.length) console.table(rows);
+
+if (ONLY !== 'inference') {
+  const child = (mode) => {
+    const r = spawnSync(process.execPath, [__filename, '--linear-child', '--reps', String(REPS)], { encoding: 'utf8', env: { ...process.env, TORCHBERT_ONEDNN_LINEAR: mode } });
+    if (r.status !== 0) throw new Error(`linear child (TORCHBERT_ONEDNN_LINEAR=${mode}) failed: ${r.stderr.slice(-2000)}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop());
+  };
+  const [blas, dnn] = [child('0'), child('1')];
+  console.log(`torchbert::linear forward + backward, ms (median of ${REPS}); oneDNN's gradients on its matmul: ${dnn.onednnGradMatmul}`);
+  console.table(LINEAR_SHAPES.map(([M, K, N], i) => ({ shape: `${M}x${K} -> ${N}`, blasMs: +blas.ms[i].toFixed(3), onednnMs: +dnn.ms[i].toFixed(3), onednnSpeedup: +(blas.ms[i] / dnn.ms[i]).toFixed(2) })));
+}
 
 if (ONLY !== 'training') {
   const reorder = op('mkldnn::_reorder_linear_weight');
