@@ -244,9 +244,9 @@ export function info(): Record<string, unknown> {
     parallel: b.parallelInfo.trim(),
     // async jobs run on one compute thread (TORCHBERT_COMPUTE_THREAD=0: on libuv's pool)
     computeThread: b.computeThread,
-    // compiled shapes oneDNN and ideep keep (64 unless exported or set: a server's changing batch shapes otherwise fill 1,024 each)
     // whether torchbert::linear's grad-weight GEMM may run on oneDNN (its matmul needs AVX-512 or AVX-NE-CONVERT here; else ATen's)
     onednnGradMatmul: b.onednnGradMatmul,
+    // compiled shapes oneDNN and ideep keep (64 unless exported or set: a server's changing batch shapes otherwise fill 1,024 each)
     primitiveCaches: { onednn: Number(process.env.ONEDNN_PRIMITIVE_CACHE_CAPACITY), ideep: Number(process.env.LRU_CACHE_CAPACITY) },
     cpu: cpuInfo(),
     // prepack()'s GEMM per shape and row count, as measured on this machine (the tuning cache)
