@@ -467,7 +467,7 @@ describe('torchbert::linear_prepacked and its plan', () => {
     expect(bad.stderr).toMatch(/TORCHBERT_PREPACKED must be auto, torchbert, onednn, aten; got 'fast'/);
   });
 
-  test('under an ISA cap (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on an AVX2 CPU) the plan is measured again under its own key, prepack still equals the float model, bf16 is refused where the cap hides the units, and torchbert::linear's gradients stay on ATen', () => {
+  test('under an ISA cap (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on an AVX2 CPU) the plan is measured again under its own key, prepack still equals the float model, bf16 is refused where the cap hides the units, and the gradients of torchbert::linear stay on ATen', () => {
     const file = path.join(tmpDir(), 'plan.json');
     const code = `
       const tb = require(${JSON.stringify(path.resolve(__dirname, '..'))});
