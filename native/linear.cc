@@ -37,17 +37,25 @@
 
 namespace torchbert {
 
+namespace {
+// Runs f; oneDNN's own exceptions (dnnl::error and the like) become libtorch's error type, named by `what`.
+template <class F>
+void AsTorchError(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, what, ": ", e.what());
+  }
+}
+}  // namespace
+
 at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b, const std::string& attr,
                         const std::string& algorithm) {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
   torch::jit::Stack stack{x, w, b, c10::IValue(attr), c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue(algorithm)};
-  try {
-    op.callBoxed(&stack);
-  } catch (const c10::Error&) {
-    throw;
-  } catch (const std::exception& e) {  // dnnl::error and the like: give it libtorch's error type
-    TORCH_CHECK(false, "torchbert::linear (oneDNN): ", e.what());
-  }
+  AsTorchError("torchbert::linear (oneDNN)", [&] { op.callBoxed(&stack); });
   return stack.back().toTensor();
 }
 
@@ -80,13 +88,7 @@ MatmulFn OneDnnMatmul() {
 
 at::Tensor OneDnnMm(MatmulFn mm, const at::Tensor& a, const at::Tensor& b) {
   at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
-  try {
-    mm(a, b, out, 0, 1);
-  } catch (const c10::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    TORCH_CHECK(false, "torchbert::linear (oneDNN matmul): ", e.what());
-  }
+  AsTorchError("torchbert::linear (oneDNN matmul)", [&] { mm(a, b, out, 0, 1); });
   return out;
 }
 
