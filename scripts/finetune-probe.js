@@ -2,11 +2,13 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
-//     ('mean', dropout 0.1 as HF's head), and prints dev accuracy; --epochs: that many epochs, the schedule
+//     ('mean', dropout 0.1 as HF's head) or, 'prompt', on DIR's pre-trained masked-LM head scoring 'bad' and
+//     'good' at the [MASK] of 'it was [MASK] .' put before each sentence (prompt-based fine-tuning, Gao et
+//     al. 2021: the head pre-training trained is kept, not replaced by a new classifier), and prints dev accuracy; --epochs: that many epochs, the schedule
 //     over all of them; --dropout: BERT's hidden and attention dropout (0.1); --freeze: parameters whose
 //     names start with PREFIX keep their pre-trained values; --lr-embeddings: the peak rate of
 //     bert.embeddings.* (the other parameters keep --lr); --save-probs: the dev sentences' class
@@ -86,6 +88,21 @@ function rtSupplement() {
 // the encoder's word-embedding table, the parameter --aux-mlm ties its decoder to and --fgm, --inject-bow move
 const wordEmbeddings = (m) => m.namedParameters().find(([n]) => n === 'bert.embeddings.word_embeddings.weight')[1];
 
+// DIR's pre-trained masked-LM head (HF's BertLMPredictionHead: the transform and the decoder's bias; the decoder
+// is tied to the word embeddings), as tensors to train
+async function loadLmHead(dir, what) {
+  const file = path.join(dir, 'model.safetensors');
+  const P = 'cls.predictions.';
+  const sd = await loadFile(file, { only: new Set(['transform.dense.weight', 'transform.dense.bias', 'transform.LayerNorm.weight', 'transform.LayerNorm.bias', 'bias'].map((k) => P + k)) });
+  if (sd.size !== 5) throw new Error(`${what}: ${file} has no complete masked-LM head (found ${[...sd.keys()].join(', ') || 'none of it'})`);
+  return Object.fromEntries([...sd].map(([k, t]) => [k.slice(P.length), tb.keep(t.requiresGrad_(true))]));
+}
+
+// prompt mode's template (LM-BFF's for SST-2, Gao et al. 2021, before the sentence so that truncation never
+// cuts it) and label words, negative then positive
+const PROMPT = 'it was [MASK] .';
+const LABEL_WORDS = ['bad', 'good'];
+
 // the job's bag-of-words regression on SST-2's training split (and on extra rows), handed to use and freed after it
 async function withBagOfWords(tok, use, extra = []) {
   const r = await trainBagOfWords(tok, [...sst2('train'), ...extra]);
@@ -123,7 +140,8 @@ async function classify(batches, logits) {
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
 async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false } = {}) {
-  if (!['cls', 'mean'].includes(mode)) throw new TypeError(`pooling must be 'cls' or 'mean', got ${mode}`);
+  if (!['cls', 'mean', 'prompt'].includes(mode)) throw new TypeError(`pooling must be 'cls', 'mean' or 'prompt', got ${mode}`);
+  if (mode === 'prompt' && (auxMlm !== undefined || tokenMask !== undefined || distillBow !== undefined || teachers.length || injectBow !== undefined)) throw new RangeError('prompt: not with --aux-mlm, --token-mask (one [MASK] a row), --distill-bow, --teacher or --inject-bow');
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
   if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
@@ -145,7 +163,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (fgm !== undefined && (distillBow !== undefined || teachers.length || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow, --teacher or --aux-mlm (each replaces the loss)');
   if (teachers.length && tokenMask !== undefined) throw new RangeError('--teacher: not with --token-mask (the teachers score the uncorrupted rows)');
   if (auxMlm !== undefined && !(auxMlm > 0)) throw new RangeError(`--aux-mlm must be a positive number, got ${auxMlm}`);
-  if (rdrop !== undefined && (mode !== 'cls' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) with plain cross-entropy');
+  if (rdrop !== undefined && (mode === 'mean' || labelSmoothing)) throw new RangeError('--rdrop: the library\'s R-Drop loss reads the model\'s own head (cls) or the prompt\'s, with plain cross-entropy');
   const tok = await tb.BertTokenizer.fromPretrained(dir);
   // --pseudo-labels: SST-2's unlabelled test sentences join the training phrases, each labelled by the mean of
   // the files' probabilities (written by `scores` and `bow` with --split test): self-training on in-domain
@@ -162,7 +180,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const train = sst2('train');
   const extra = roots > 1 ? rootsOf(train).flatMap((r) => Array(roots - 1).fill(r)) : [];
   const rt = rtPolarity ? rtSupplement() : [];
-  const task = sst2Task(tok, [...train, ...extra, ...pseudo, ...rt], sst2('dev'), 64);
+  // prompt: every row, training and dev, read as the template followed by the sentence
+  const prompted = (rows) => (mode === 'prompt' ? rows.map((r) => ({ ...r, text: `${PROMPT} ${r.text}` })) : rows);
+  const task = sst2Task(tok, prompted([...train, ...extra, ...pseudo, ...rt]), prompted(sst2('dev')), 64);
   const { devBatches, devGold } = task;
   // the job's seeding (lib/recipes/scratch.ts): head weights from seed + 2, then batches and dropout
   tb.manualSeed(seed + 2);
@@ -183,8 +203,22 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const frozen = m.namedParameters().filter(([n]) => freeze.some((f) => n.startsWith(f)));
   if (freeze.length && !frozen.length) throw new RangeError(`--freeze ${freeze.join(', ')}: no parameter name starts so`);
   for (const [, p] of frozen) p.requiresGrad = false; // the optimizer skips parameters without a gradient
+  const head = mode === 'prompt' || auxMlm !== undefined ? await loadLmHead(dir, mode === 'prompt' ? 'prompt' : '--aux-mlm') : undefined;
+  const H = m.config.fields.hidden_size;
+  const lmTransform = (h) => F.layerNorm(F.gelu(F.linear(h, head['transform.dense.weight'], head['transform.dense.bias'])), [H], head['transform.LayerNorm.weight'], head['transform.LayerNorm.bias'], m.config.fields.layer_norm_eps);
+  const missing = LABEL_WORDS.filter((t) => tok.tokenToId(t) === tok.unkTokenId);
+  if (mode === 'prompt' && missing.length) throw new Error(`prompt: ${missing.join(', ')} not in ${dir}'s vocabulary`);
+  const labelIds = tb.tensor(LABEL_WORDS.map((t) => tok.tokenToId(t)), { dtype: 'int64' });
+  const words = mode === 'prompt' ? wordEmbeddings(m) : undefined;
   const logits = async (inputs) => {
     if (mode === 'cls') return (await m.forward(inputs)).logits;
+    if (mode === 'prompt') {
+      // prompt-based fine-tuning: the masked LM's scores of the two label words at the template's [MASK], through
+      // the pre-trained head and the tied word embeddings (the classifier and pooler go unused)
+      const h = (await m.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, outputHiddenStates: true })).hiddenStates.at(-1);
+      const t = lmTransform(h.index([inputs.inputIds.eq(tok.maskTokenId)]));
+      return F.linear(t, words.indexSelect(0, labelIds), head.bias.indexSelect(0, labelIds));
+    }
     const h = (await m.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, outputHiddenStates: true })).hiddenStates.at(-1);
     const mask = inputs.attentionMask.unsqueeze(-1).float();
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
@@ -232,6 +266,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     }
     if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
   }
+  // the masked-LM head trains beside the encoder at its rate (after --lr-embeddings' split, which reads the
+  // groups by the encoder's names; before --ema, which averages the prompt's head too)
+  if (head) trainer.optimizer.paramGroups.push({ ...trainer.optimizer.paramGroups[0], params: Object.values(head) });
   let averaged;
   if (ema !== undefined) {
     // an exponential moving average of the weights after each optimizer step (warmed up as TF's
@@ -249,7 +286,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   const ce = (l, y) => F.crossEntropy(l, y, { labelSmoothing });
   // --rdrop A: the job's R-Drop (tb.train.rDropLoss, the batch doubled in one forward); A = 0 is the doubled batch alone
-  const taskLoss = async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(m, inputs, rdrop, copies));
+  // prompt: R-Drop through the prompt's logits (a stand-in with the model's forward signature)
+  const rDropModel = mode === 'prompt' ? { forward: async (x) => ({ logits: await logits(x) }) } : m;
+  const taskLoss = async (inputs) => (rdrop === undefined ? ce(await logits(inputs), inputs.labels) : tb.train.rDropLoss(rDropModel, inputs, rdrop, copies));
   // a teacher's class probabilities [n, 2] for a training batch, and the weight of KL(teacher || student)
   let teacher;
   let teacherW;
@@ -320,31 +359,19 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return taskLoss(inputs);
     };
   }
-  let head;
   let mlm;
   if (auxMlm !== undefined) {
-    // the pre-trained masked-LM head (HF's BertLMPredictionHead), trained beside the classifier at its rate
-    const file = path.join(dir, 'model.safetensors');
-    const P = 'cls.predictions.';
-    const sdh = await loadFile(file, { only: new Set(['transform.dense.weight', 'transform.dense.bias', 'transform.LayerNorm.weight', 'transform.LayerNorm.bias', 'bias'].map((k) => P + k)) });
-    if (sdh.size !== 5) throw new Error(`--aux-mlm: ${file} has no complete masked-LM head (found ${[...sdh.keys()].join(', ') || 'none of it'})`);
-    head = Object.fromEntries([...sdh].map(([k, t]) => [k.slice(P.length), tb.keep(t.requiresGrad_(true))]));
-    const g = trainer.optimizer.paramGroups[0];
-    trainer.optimizer.paramGroups.push({ ...g, params: Object.values(head) });
     const word = wordEmbeddings(m);
     const specialIds = [...tok.allSpecialIds];
-    const H = m.config.fields.hidden_size;
     mlm = async (inputs) => {
       const { inputIds, labels } = tb.train.maskTokens(inputs.inputIds, { maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId });
       const h = (await m.forward({ inputIds, attentionMask: inputs.attentionMask, outputHiddenStates: true })).hiddenStates.at(-1);
       const sel = labels.ne(-100);
-      const t = F.layerNorm(F.gelu(F.linear(h.index([sel]), head['transform.dense.weight'], head['transform.dense.bias'])), [H], head['transform.LayerNorm.weight'], head['transform.LayerNorm.bias'], m.config.fields.layer_norm_eps);
       // summed over the masked positions and divided by their count: a batch of short phrases may have none
-      return F.crossEntropy(F.linear(t, word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
+      return F.crossEntropy(F.linear(lmTransform(h.index([sel])), word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
     };
   }
   await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : adversarial ? adversarial(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
-  if (head) Object.values(head).forEach((t) => t.dispose());
   distill?.dispose();
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
@@ -353,6 +380,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.eval();
   const { pred, positive: probs } = await classify(devBatches, logits);
+  if (head) Object.values(head).forEach((t) => t.dispose());
+  labelIds.dispose();
   if (saveModel) {
     await m.savePretrained(saveModel);
     tok.savePretrained(saveModel);
@@ -502,7 +531,7 @@ function ensemble(files) {
   console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
