@@ -206,10 +206,14 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   const head = mode === 'prompt' || auxMlm !== undefined ? await loadLmHead(dir, mode === 'prompt' ? 'prompt' : '--aux-mlm') : undefined;
   const H = m.config.fields.hidden_size;
   const lmTransform = (h) => F.layerNorm(F.gelu(F.linear(h, head['transform.dense.weight'], head['transform.dense.bias'])), [H], head['transform.LayerNorm.weight'], head['transform.LayerNorm.bias'], m.config.fields.layer_norm_eps);
-  const missing = LABEL_WORDS.filter((t) => tok.tokenToId(t) === tok.unkTokenId);
-  if (mode === 'prompt' && missing.length) throw new Error(`prompt: ${missing.join(', ')} not in ${dir}'s vocabulary`);
-  const labelIds = tb.tensor(LABEL_WORDS.map((t) => tok.tokenToId(t)), { dtype: 'int64' });
-  const words = mode === 'prompt' ? wordEmbeddings(m) : undefined;
+  let labelIds;
+  let words;
+  if (mode === 'prompt') {
+    const missing = LABEL_WORDS.filter((t) => tok.tokenToId(t) === tok.unkTokenId);
+    if (missing.length) throw new Error(`prompt: ${missing.join(', ')} not in ${dir}'s vocabulary`);
+    labelIds = tb.tensor(LABEL_WORDS.map((t) => tok.tokenToId(t)), { dtype: 'int64' });
+    words = wordEmbeddings(m);
+  }
   const logits = async (inputs) => {
     if (mode === 'cls') return (await m.forward(inputs)).logits;
     if (mode === 'prompt') {
@@ -381,7 +385,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   m.eval();
   const { pred, positive: probs } = await classify(devBatches, logits);
   if (head) Object.values(head).forEach((t) => t.dispose());
-  labelIds.dispose();
+  labelIds?.dispose();
   if (saveModel) {
     await m.savePretrained(saveModel);
     tok.savePretrained(saveModel);
