@@ -3,7 +3,7 @@
     {
       "target_name": "torchbert",
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).map(f => 'native/' + f).join(' ')\")"
+        "<!@(node scripts/unity-sources.js)"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

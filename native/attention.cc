@@ -25,11 +25,11 @@ namespace torchbert {
 
 namespace {
 
-enum class Mode { Auto, Sdpa, Math };
+enum class AttnMode { Auto, Sdpa, Math };
 const char* const kModeNames[] = {"auto", "sdpa", "math"};
 // The mode named `name` ("" is auto), or -1.
 int ParseMode(const std::string& name) {
-  if (name.empty()) return int(Mode::Auto);
+  if (name.empty()) return int(AttnMode::Auto);
   for (int i = 0; i < 3; i++)
     if (name == kModeNames[i]) return i;
   return -1;
@@ -41,11 +41,11 @@ std::atomic<int>& ModeSetting() {
     const int m = ParseMode(env ? env : "");
     if (m >= 0) return m;
     TORCH_WARN("TORCHBERT_ATTENTION must be auto, sdpa or math, got '", env, "': measuring (auto)");
-    return int(Mode::Auto);
+    return int(AttnMode::Auto);
   }();
   return mode;
 }
-Mode AttentionMode() { return Mode(ModeSetting().load(std::memory_order_relaxed)); }
+AttnMode AttentionMode() { return AttnMode(ModeSetting().load(std::memory_order_relaxed)); }
 
 at::Tensor Math(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask) {
   at::Tensor s = at::matmul(q, k.transpose(-2, -1));  // [..., Tq, Tk]
@@ -74,10 +74,10 @@ OnlineChoice<Key>& Choice() {
 at::Tensor Attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask) {
   TORCH_CHECK(q.dim() >= 3 && k.dim() == q.dim() && v.dim() == q.dim(), "torchbert::attention: q, k and v must be [..., T, d] of one rank, got ",
               q.sizes(), ", ", k.sizes(), ", ", v.sizes());
-  const Mode mode = AttentionMode();
+  const AttnMode mode = AttentionMode();
   const bool grad = c10::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (grad || mode == Mode::Sdpa || !q.device().is_cpu()) return at::scaled_dot_product_attention(q, k, v, mask);
-  if (mode == Mode::Math) return Math(q, k, v, mask);
+  if (grad || mode == AttnMode::Sdpa || !q.device().is_cpu()) return at::scaled_dot_product_attention(q, k, v, mask);
+  if (mode == AttnMode::Math) return Math(q, k, v, mask);
   const int64_t tq = q.size(-2), tk = k.size(-2), d = q.size(-1);
   const int64_t bh = q.numel() / std::max<int64_t>(1, tq * d);
   const Key key(static_cast<int>(q.scalar_type()), Pow2(bh), Pow2(tq), Pow2(tk));

@@ -61,10 +61,6 @@ at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::opt
 
 namespace {
 
-at::Tensor OneDnnLinear(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
-  return torchbert::OneDnnLinear(x, w, b, "none", "");
-}
-
 // at::native::mkldnn_matmul(mat1, mat2, result, beta, alpha): result = beta * result + alpha * mat1 @ mat2,
 // 2-D operands in any strides. Null where this libtorch lacks it or its fp32 product disagrees with at::mm.
 using MatmulFn = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, float, float);
@@ -93,13 +89,13 @@ at::Tensor OneDnnMm(MatmulFn mm, const at::Tensor& a, const at::Tensor& b) {
 }
 
 // 'auto' (tune per shape), 'aten' or 'onednn', from TORCHBERT_ONEDNN_LINEAR.
-enum class Mode { Auto, Aten, OneDnn };
-Mode LinearMode() {
-  static const Mode mode = [] {
+enum class LinearPath { Auto, Aten, OneDnn };
+LinearPath LinearMode() {
+  static const LinearPath mode = [] {
     const char* env = std::getenv("TORCHBERT_ONEDNN_LINEAR");
-    if (env && std::string(env) == "0") return Mode::Aten;
-    if (env && std::string(env) == "1") return Mode::OneDnn;
-    return Mode::Auto;
+    if (env && std::string(env) == "0") return LinearPath::Aten;
+    if (env && std::string(env) == "1") return LinearPath::OneDnn;
+    return LinearPath::Auto;
   }();
   return mode;
 }
@@ -114,8 +110,8 @@ class Tuner {
   // Runs f(use_onednn) with the backend to use now.
   template <class F>
   at::Tensor Run(Pass pass, int64_t m, int64_t n, int64_t k, F&& f) {
-    Mode mode = LinearMode();
-    if (mode != Mode::Auto) return f(mode == Mode::OneDnn);
+    LinearPath mode = LinearMode();
+    if (mode != LinearPath::Auto) return f(mode == LinearPath::OneDnn);
     int64_t rows = 1;
     while (rows < m) rows <<= 1;
     return choice_.Run(Key(static_cast<int>(pass), rows, n, k), double(m) * n * k, std::forward<F>(f));
@@ -142,7 +138,7 @@ class Tuner {
 
 at::Tensor Forward(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
   return Tuner::Get().Run(Tuner::kForward, x.numel() / x.size(-1), w.size(0), w.size(1),
-                          [&](bool onednn) { return onednn ? OneDnnLinear(x, w, b) : at::linear(x, w, b); });
+                          [&](bool onednn) { return onednn ? OneDnnLinear(x, w, b, "none", "") : at::linear(x, w, b); });
 }
 
 at::Tensor GradInput(const at::Tensor& gy, const at::Tensor& w) {
@@ -153,7 +149,7 @@ at::Tensor GradInput(const at::Tensor& gy, const at::Tensor& w) {
       shape.back() = w.size(1);
       return OneDnnMm(mm, gy.reshape({-1, gy.size(-1)}), w).view(shape);
     }
-    return OneDnnLinear(gy, w.t().contiguous(), std::nullopt);
+    return OneDnnLinear(gy, w.t().contiguous(), std::nullopt, "none", "");
   });
 }
 
@@ -187,7 +183,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
 };
 
 bool UseOneDnn(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
-  static const bool available = LinearMode() != Mode::Aten && at::hasMKLDNN() &&
+  static const bool available = LinearMode() != LinearPath::Aten && at::hasMKLDNN() &&
                                 c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""}).has_value();
   auto cpu_f32 = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided; };
   // Shapes torch.linear would reject or broadcast go to torch.linear too, for its errors and semantics.

@@ -27,9 +27,13 @@ venv=${TORCHBERT_CUDA_VENV:-$HOME/.cache/torchbert/venv-cu130}
 cuda_torch=$(ls -d "$venv"/lib/python3*/site-packages/torch 2>/dev/null | head -1 || true)
 NCCL=$([ -n "$cuda_torch" ] && LIBTORCH=$cuda_torch node scripts/find-libtorch.js --nccl || true)
 if [ -n "$NCCL" ]; then echo "check-libtorch-api: the NCCL path too (its headers from $venv)"; else echo "check-libtorch-api: the NCCL path is not checked (no CUDA venv with the NCCL headers; scripts/check-cuda.sh makes one)"; fi
+# In as many unity batches as cores (as CMake's unity build): each batch parses the headers once.
+batches=$(mktemp -d); trap 'rm -rf "$batches"' EXIT
+n=$(nproc); i=0
+for f in native/*.cc; do echo "#include \"$PWD/$f\"" >> "$batches/batch$((i % n)).cc"; i=$((i + 1)); done
 export INC NAPI NODE_INC NCCL
-ls native/*.cc | xargs -P "$(nproc)" -I{} sh -c \
+ls "$batches"/*.cc | xargs -P "$n" -I{} sh -c \
   'g++ -fsyntax-only -std=gnu++20 -fopenmp -D_GLIBCXX_USE_CXX11_ABI=1 -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_CPP_EXCEPTIONS_ALL \
      -DNODE_ADDON_API_DISABLE_DEPRECATED -DUSE_C10D_GLOO -DUSE_DISTRIBUTED -DTORCHBERT_HAVE_GLOO $NCCL \
-     -I"$NODE_INC" -I"$NAPI" -isystem "$INC" -isystem "$INC/torch/csrc/api/include" {} && echo "ok {}"'
+     -I"$NODE_INC" -I"$NAPI" -isystem "$INC" -isystem "$INC/torch/csrc/api/include" {} && sed "s|.*/native/|  ok native/|; s|\"||" {}'
 echo "check-libtorch-api: native/ compiles against torch $VERSION's headers"

@@ -197,6 +197,12 @@ describe('npm pack, then install with no compiler', () => {
     const log = inst.stdout + inst.stderr;
     expect([inst.status, log]).toEqual([0, expect.stringContaining('torchbert: using the prebuilt addon prebuilds/linux-x64/torchbert.torch-2.13.0-cpu.napi8.node')]);
     expect(fs.existsSync(path.join(pkg, 'build'))).toBe(false);
+    // A source build from the installed package (cmake-js or node-gyp) runs these scripts when it configures.
+    for (const f of ['CMakeLists.txt', 'binding.gyp']) {
+      const scripts = [...fs.readFileSync(path.join(ROOT, f), 'utf8').matchAll(/scripts\/[\w-]+\.js/g)].map((m) => m[0]);
+      expect(scripts.length).toBeGreaterThan(0);
+      for (const s of scripts) expect([f, s, fs.existsSync(path.join(pkg, s))]).toEqual([f, s, true]);
+    }
     const run = forwardInApp();
     expect(run.stderr).toBe('');
     const out = JSON.parse(run.stdout.trim());
