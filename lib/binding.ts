@@ -249,15 +249,18 @@ function load(): Binding {
     throw new LibtorchNotFoundError((e as Error).message);
   }
   loadInfo.libtorch = lt;
-  // An explicit TORCHBERT_ADDON, then a source build, then the prebuild for the libtorch found.
-  const built = [process.env.TORCHBERT_ADDON && path.resolve(process.env.TORCHBERT_ADDON), path.join(root, 'build', 'Release', 'torchbert.node')]
-    .filter((f): f is string => !!f && fs.existsSync(f));
+  // An explicit TORCHBERT_ADDON (that one or an error, never another in its place), else a source build,
+  // then the prebuild for the libtorch found.
+  const explicit = process.env.TORCHBERT_ADDON ? path.resolve(process.env.TORCHBERT_ADDON) : null;
+  if (explicit && !fs.existsSync(explicit)) throw new LibtorchNotFoundError(`TORCHBERT_ADDON is ${explicit}, which does not exist (unset it to load the build or the prebuild that matches the libtorch found)`);
+  const built = (explicit ? [explicit] : [path.join(root, 'build', 'Release', 'torchbert.node')]).filter((f) => fs.existsSync(f));
   let chosen: { file: string; prebuilt: boolean } | null = null;
   let refused: string | null = null;
   for (const f of built) {
     const meta = locator.addonMeta(f); // node-gyp builds write none: trusted as built for the libtorch found
     if (meta && lt && (meta.torch !== lt.version || meta.flavour !== lt.flavour)) {
       refused ??= mismatch(`the addon ${f}`, [meta], lt);
+      if (explicit) throw new LibtorchNotFoundError(refused);
       continue;
     }
     chosen = { file: f, prebuilt: false };

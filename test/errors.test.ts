@@ -32,6 +32,33 @@ test('every native entry point survives wrong types, shapes, disposed tensors an
   expect(summary.kinds.TorchError).toBeGreaterThan(0);
 });
 
+test('TORCHBERT_ADDON loads that addon or fails naming it, never another in its place', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-addon-'));
+  const load = (addon: string) =>
+    spawnSync(process.execPath, ['-e', "require('./dist'); console.log(require('./dist/binding').loadInfo.addon)"], {
+      cwd: path.join(__dirname, '..'), env: { ...process.env, TORCHBERT_ADDON: addon }, encoding: 'utf8',
+    });
+  try {
+    const missing = load(path.join(dir, 'none.node'));
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toContain(`TORCHBERT_ADDON is ${path.join(dir, 'none.node')}, which does not exist`);
+    // A copy of the build whose record says another libtorch: refused with the mismatch message.
+    const built = require('../lib/binding').loadInfo.addon as string;
+    const meta = JSON.parse(fs.readFileSync(built.replace(/\.node$/, '.json'), 'utf8'));
+    fs.copyFileSync(built, path.join(dir, 'other.node'));
+    fs.writeFileSync(path.join(dir, 'other.json'), JSON.stringify({ ...meta, torch: '2.12.0' }));
+    const other = load(path.join(dir, 'other.node'));
+    expect(other.status).not.toBe(0);
+    expect(other.stderr).toContain(`the addon ${path.join(dir, 'other.node')} was built for libtorch 2.12.0 (cpu)`);
+    // The same copy with its own record loads, and is the one loaded.
+    fs.writeFileSync(path.join(dir, 'other.json'), JSON.stringify(meta));
+    const ok = load(path.join(dir, 'other.node'));
+    expect([ok.status, ok.stdout.trim()]).toEqual([0, path.join(dir, 'other.node')]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe('error types', () => {
   test('shape and dtype mismatches are TorchErrors with libtorch messages', () => {
     const a = tb.ones([2, 3]);
