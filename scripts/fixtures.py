@@ -908,6 +908,8 @@ def main(argv):
         with multiprocessing.get_context('spawn').Pool(workers) as pool:
             for _ in pool.imap_unordered(generate, tests):
                 pass
+            pool.close()  # the workers exit on their own, so they release what they hold
+            pool.join()
     else:
         for item in tests:
             generate(item)
