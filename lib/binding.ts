@@ -253,18 +253,15 @@ function load(): Binding {
   // then the prebuild for the libtorch found.
   const explicit = process.env.TORCHBERT_ADDON ? path.resolve(process.env.TORCHBERT_ADDON) : null;
   if (explicit && !fs.existsSync(explicit)) throw new LibtorchNotFoundError(`TORCHBERT_ADDON is ${explicit}, which does not exist (unset it to load the build or the prebuild that matches the libtorch found)`);
-  const built = (explicit ? [explicit] : [path.join(root, 'build', 'Release', 'torchbert.node')]).filter((f) => fs.existsSync(f));
+  const built = explicit ?? path.join(root, 'build', 'Release', 'torchbert.node');
   let chosen: { file: string; prebuilt: boolean } | null = null;
   let refused: string | null = null;
-  for (const f of built) {
-    const meta = locator.addonMeta(f); // node-gyp builds write none: trusted as built for the libtorch found
+  if (fs.existsSync(built)) {
+    const meta = locator.addonMeta(built); // node-gyp builds write none: trusted as built for the libtorch found
     if (meta && lt && (meta.torch !== lt.version || meta.flavour !== lt.flavour)) {
-      refused ??= mismatch(`the addon ${f}`, [meta], lt);
+      refused = mismatch(`the addon ${built}`, [meta], lt);
       if (explicit) throw new LibtorchNotFoundError(refused);
-      continue;
-    }
-    chosen = { file: f, prebuilt: false };
-    break;
+    } else chosen = { file: built, prebuilt: false };
   }
   if (!chosen && lt) {
     const pre = locator.selectPrebuild(root, lt);
