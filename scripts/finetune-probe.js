@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -29,7 +29,8 @@
 //     --teacher MODEL: fine-tuned classifiers (saved by --save-model) as teachers, each R-Drop copy's loss adding
 //     W (--teacher-weight, 1) times KL(the teachers' mean probabilities || the student's) on the training row;
 //     --save-model OUT: the fine-tuned classifier and its tokenizer to OUT; --rt-polarity: the Rotten Tomatoes
-//     snippets that are not SST-2 training rows and overlap no dev sentence join the training rows (rtSupplement)
+//     snippets that are not SST-2 training rows and overlap no dev sentence join the training rows (rtSupplement);
+//     --l2sp C: L2-SP, each step pulling every pre-trained parameter back toward its starting value by lr x C of the distance
 //   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
 //     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
 //     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
@@ -139,10 +140,11 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp } = {}) {
   if (!['cls', 'mean', 'prompt'].includes(mode)) throw new TypeError(`pooling must be 'cls', 'mean' or 'prompt', got ${mode}`);
   if (mode === 'prompt' && (auxMlm !== undefined || tokenMask !== undefined || distillBow !== undefined || teachers.length || injectBow !== undefined)) throw new RangeError('prompt: not with --aux-mlm, --token-mask (one [MASK] a row), --distill-bow, --teacher or --inject-bow');
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
+  if (l2sp !== undefined && !(l2sp > 0)) throw new RangeError(`--l2sp takes a positive strength, got ${l2sp}`);
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
   if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
@@ -285,6 +287,20 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       const r = await step(...a);
       const d = Math.min(ema, (1 + ++n) / (10 + n));
       tb.noGrad(() => params.forEach((p, i) => averaged[i].mul_(d).add_(p, 1 - d)));
+      return r;
+    };
+  }
+  if (l2sp !== undefined) {
+    // L2-SP (Li et al. 2018) in AdamW's decoupled form: after each step every pre-trained parameter moves back
+    // toward its value before fine-tuning by lr x C of the distance (AdamW's own decay pulls toward zero); the
+    // new pooler and classifier are not pulled
+    const named = m.namedParameters().filter(([n]) => !n.startsWith('bert.pooler.') && !n.startsWith('classifier.'));
+    const start = tb.noGrad(() => named.map(([, p]) => tb.keep(p.detach().clone())));
+    const step = trainer.optimizer.step.bind(trainer.optimizer);
+    trainer.optimizer.step = async (...a) => {
+      const r = await step(...a);
+      const c = trainer.optimizer.paramGroups[0].lr * l2sp;
+      tb.noGrad(() => named.forEach(([, p], i) => p.sub_(p.sub(start[i]).mul(c))));
       return r;
     };
   }
@@ -540,14 +556,14 @@ let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, l2sp: { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'] })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'], l2sp: v.l2sp === undefined ? undefined : Number(v.l2sp) })
   : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)

@@ -325,6 +325,8 @@ def tokenizer_cases():
         'zwj': 'family 👩\u200d👩\u200d👧 and 🏳️\u200d🌈 flag', 'rtl': 'שלום עולם مرحبا بالعالم', 'fullwidth': 'ＡＢＣ１２３！？　ｘｙｚ',
         'controls': 'a\u0085b\u200bc\u00add\ufeffe\u2028f', 'cjk': '日本語の文章と中文句子, 한국어 문장',
     }
+    # a long text mixing them (41,400 UTF-16 units), which torchbert normalizes in pieces cut at spaces
+    edges['long_mixed'] = ' '.join([edges[k] for k in ('combining', 'zwj', 'rtl', 'fullwidth', 'controls', 'cjk')] + ['the résumé\tof a café\n']) * 300
     edge_out = {}
     for name, text in edges.items():
         for tname in ('uncased', 'cased', 'multilingual'):

@@ -126,6 +126,8 @@ describe('pairs, truncation, overflow, padding, decoding, edge inputs', () => {
       zwj: 'family 👩\u200d👩\u200d👧 and 🏳️\u200d🌈 flag', rtl: 'שלום עולם مرحبا بالعالم', fullwidth: 'ＡＢＣ１２３！？　ｘｙｚ',
       controls: 'a\u0085b\u200bc\u00add\ufeffe\u2028f', cjk: '日本語の文章と中文句子, 한국어 문장',
     };
+    // a long text mixing them, which the pipeline normalizes in pieces cut at spaces (scripts/fixtures.py builds the same)
+    edges.long_mixed = [...['combining', 'zwj', 'rtl', 'fullwidth', 'controls', 'cjk'].map((k) => edges[k]), 'the résumé\tof a café\n'].join(' ').repeat(300);
     for (const [name, text] of Object.entries(edges)) {
       for (const tname of ['uncased', 'cased', 'multilingual']) {
         const r = tokenizers[tname].call(text, undefined, { returnOffsetsMapping: true, returnSpecialTokensMask: true });

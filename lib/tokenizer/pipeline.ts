@@ -30,6 +30,9 @@ export interface RawEncoding {
   special: boolean[];
 }
 
+/** Length (UTF-16 units) past which encode() normalizes a text in pieces. */
+const SEGMENT_PIECE = 4096;
+
 /**
  * A normalized string with, per UTF-16 unit, the span of the original text it came from. When the
  * alignment is the identity (printable ASCII, the common case), the arrays are omitted and unit i of
@@ -291,6 +294,15 @@ export class BertPipeline {
     const special: boolean[] = [];
     let word = 0;
     const segment = (a: number, b: number) => {
+      // A long text is normalized in pieces cut at ASCII spaces (which split words before and after
+      // normalization, so the tokens are the same): each piece takes the printable-ASCII fast path on its
+      // own, where one accented letter would otherwise send the whole text down the per-character path.
+      if (b - a > 2 * SEGMENT_PIECE) {
+        for (let cut = input.indexOf(' ', a + SEGMENT_PIECE); cut >= 0 && cut < b - SEGMENT_PIECE; cut = input.indexOf(' ', a + SEGMENT_PIECE)) {
+          segment(a, cut);
+          a = cut;
+        }
+      }
       if (a >= b) return;
       const norm = this.normalize(input, a, b);
       const t = norm.text;
