@@ -300,11 +300,11 @@ export class BertPipeline {
       // A long text is normalized in pieces cut at ASCII spaces (which split words before and after
       // normalization, so the tokens are the same): each piece takes the printable-ASCII fast path on its
       // own, where one accented letter would otherwise send the whole text down the per-character path.
-      if (b - a > 2 * SEGMENT_PIECE) {
-        for (let cut = input.indexOf(' ', a + SEGMENT_PIECE); cut >= 0 && cut < b - SEGMENT_PIECE; cut = input.indexOf(' ', a + SEGMENT_PIECE)) {
-          segment(a, cut);
-          a = cut;
-        }
+      while (b - a > 2 * SEGMENT_PIECE) {
+        const cut = input.indexOf(' ', a + SEGMENT_PIECE);
+        if (cut < 0 || cut >= b - SEGMENT_PIECE) break;
+        segment(a, cut);
+        a = cut;
       }
       if (a >= b) return;
       const norm = this.normalize(input, a, b);
