@@ -179,7 +179,7 @@ program
 
 program
   .command('finetune')
-  .description('fine-tune a model folder or Hub name: text classification (TSV/CSV/JSONL with text and label), NER (CoNLL files) or extractive QA (SQuAD JSON or JSONL)')
+  .description('fine-tune a model folder or Hub name: text or sentence-pair classification and regression (TSV/CSV/JSONL with text, optionally text_pair, and label; GLUE\'s sentence1/sentence2 too), NER (CoNLL files) or extractive QA (SQuAD JSON or JSONL)')
   .argument('<model>', 'model folder or Hub name')
   .requiredOption('--train <file>', 'training file')
   .requiredOption('--dev <file>', 'dev file (evaluated during training; the best model is kept)')
@@ -201,6 +201,10 @@ program
   .option('--group-by-length', 'batch examples of similar length together (HF group_by_length)')
   .option('--save-steps <n>', 'write a checkpoint every n steps into the output folder', integer)
   .option('--resume <checkpoint>', 'continue from a checkpoint folder of an earlier run with the same options')
+  .option('--text-column <name>', 'classification: the text column (default: text, sentence or sentence1)')
+  .option('--text-pair-column <name>', 'classification: the second text of a sentence pair (default: text_pair or sentence2 where the file has one)')
+  .option('--label-column <name>', 'classification: the label column (default: label)')
+  .option('--problem-type <t>', 'classification: regression or single_label_classification (default: regression where every label is a number and some have a fraction, as run_glue)')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2 (default: iob2)')
   .option('--bf16', 'bfloat16 mixed precision (autocast)')
   .option('--fp16', 'float16 mixed precision with loss scaling (CUDA)')
@@ -214,6 +218,7 @@ program
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
       seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume, rDrop: num('rdrop'),
+      textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn, problemType: o.problemType as 'regression' | 'single_label_classification' | undefined,
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
@@ -251,38 +256,63 @@ program
 
 program
   .command('predict')
-  .description('classify sentences with a sequence-classification model folder (config.json, model.safetensors, tokenizer files)')
+  .description('classify sentences or sentence pairs with a sequence-classification model folder (config.json, model.safetensors, tokenizer files); a regression model prints its value')
   .argument('<model>', 'model folder or Hub name')
   .argument('<texts...>', 'sentences to classify')
-  .action(async (model: string, texts: string[]) => {
+  .option('--text-pair <texts...>', "each text's second sentence, for a model fine-tuned on sentence pairs (as many as the texts)")
+  .action(async (model: string, texts: string[], o: { textPair?: string[] }) => {
+    if (o.textPair && o.textPair.length !== texts.length) throw new Error(`--text-pair: ${o.textPair.length} second sentences for ${texts.length} texts`);
     const { pipeline } = await import('./pipelines');
     await using clf = await pipeline('text-classification', model);
-    const best = (await clf.call(texts)) as import('./pipelines').LabelScore[];
-    texts.forEach((t, i) => console.log(`${best[i].label.padEnd(10)} ${best[i].score.toFixed(3)}  ${t}`));
+    const best = (await clf.call(o.textPair ? texts.map((text, i) => ({ text, textPair: o.textPair![i] })) : texts)) as import('./pipelines').LabelScore[];
+    texts.forEach((t, i) => console.log(`${best[i].label.padEnd(10)} ${best[i].score.toFixed(3)}  ${o.textPair ? `${t} | ${o.textPair[i]}` : t}`));
   });
 
 program
   .command('eval')
-  .description('accuracy and F1 of a sequence-classification model on SST-2 dev (or any SST-2-format TSV)')
+  .description('a sequence-classification model on a labelled file: accuracy, F1 and MCC, or Pearson, Spearman and MSE for a regression model (default file: SST-2 dev)')
   .argument('<model>', 'model folder or Hub name')
-  .option('--file <tsv>', 'sentence<TAB>label file', `${process.env.TORCHBERT_DATA ?? '../shared/data'}/sst2/dev.tsv`)
+  .option('--file <file>', 'labelled TSV/CSV/JSONL, as finetune reads them', `${process.env.TORCHBERT_DATA ?? '../shared/data'}/sst2/dev.tsv`)
+  .option('--text-column <name>', 'the text column (default: text, sentence or sentence1)')
+  .option('--text-pair-column <name>', 'the second text of a sentence pair (default: text_pair or sentence2 where the file has one)')
+  .option('--label-column <name>', 'the label column (default: label)')
   .option('--quantize <q>', 'int8: evaluate the int8 dynamically quantised model')
-  .action(async (model: string, o: { file: string; quantize?: 'int8' }) => {
+  .action(async (model: string, o: { file: string; quantize?: 'int8'; textColumn?: string; textPairColumn?: string; labelColumn?: string }) => {
     const { BertTokenizer } = await import('./tokenizer');
     const { fromPretrained } = await import('./models/bert');
-    const { readSst2 } = await import('./data/datasets');
-    const { predictClasses, padCollate, accuracy, f1 } = await import('./train');
+    const { readLabelled, encodeLabelled } = await import('./recipes/finetune');
+    const { predictClasses, predictLogits, padCollate, accuracy, f1, mcc, pearson, spearman, meanSquaredError } = await import('./train');
+    const rows = readLabelled(o.file, o);
+    if (!rows.length) throw new Error(`${o.file}: no examples`);
     const tok = await BertTokenizer.fromPretrained(model);
     const m = await fromPretrained(model, { kind: 'BertForSequenceClassification', quantize: o.quantize });
-    const rows = readSst2(o.file);
-    const maxLength = m.config.fields.max_position_embeddings;
+    const c = m.config.fields;
+    if (c.problem_type === 'multi_label_classification') throw new Error(`${model}: a multi-label model; eval scores one label or one value per example`);
+    const examples = encodeLabelled(tok, rows, c.max_position_embeddings);
+    const pairs = rows[0].textPair !== undefined;
     const batches = [];
-    for (let i = 0; i < rows.length; i += 64) {
-      batches.push(padCollate(rows.slice(i, i + 64).map((r) => ({ inputIds: tok.call(r.text, undefined, { truncation: true, maxLength }).inputIds as number[] })), tok.padTokenId));
+    for (let i = 0; i < examples.length; i += 64) batches.push(padCollate(examples.slice(i, i + 64), tok.padTokenId));
+    const features = (b: import('./train').Batch) => (pairs ? { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds } : { inputIds: b.inputIds, attentionMask: b.attentionMask });
+    const head = { file: o.file, ...(o.quantize ? { quantize: o.quantize } : {}), examples: rows.length };
+    if (c.problem_type === 'regression' || c.num_labels === 1) {
+      const gold = rows.map((r, i) => {
+        const v = Number(r.label);
+        if (r.label.trim() === '' || !Number.isFinite(v)) throw new Error(`${o.file}: example ${i + 1}: a regression model needs a number as the label, got '${r.label}'`);
+        return v;
+      });
+      const pred = (await predictLogits(m, batches, features)).map((r) => r[0]);
+      console.log(JSON.stringify({ ...head, pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) }));
+      return;
     }
-    const pred = await predictClasses(m, batches, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask }));
-    const gold = rows.map((r) => r.label);
-    console.log(JSON.stringify({ file: o.file, ...(o.quantize ? { quantize: o.quantize } : {}), examples: rows.length, accuracy: accuracy(pred, gold), f1: f1(pred, gold) }));
+    // a label the model names (its label2id), else a class index as SST-2's 0 and 1 are
+    const label2id = new Map(Object.entries(c.label2id ?? {}).map(([k, v]) => [k, Number(v)]));
+    const gold = rows.map((r, i) => {
+      const id = label2id.get(r.label) ?? (/^\d+$/.test(r.label) && Number(r.label) < c.num_labels! ? Number(r.label) : undefined);
+      if (id === undefined) throw new Error(`${o.file}: example ${i + 1}: label '${r.label}' is none of the model's (${[...label2id.keys()].join(', ')}) nor a class index below ${c.num_labels}`);
+      return id;
+    });
+    const pred = await predictClasses(m, batches, features);
+    console.log(JSON.stringify({ ...head, accuracy: accuracy(pred, gold), f1: c.num_labels === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) }));
   });
 
 program

@@ -880,6 +880,67 @@ print(json.dumps([[max(compute_exact(g, p) for g in gs), max(compute_f1(g, p) fo
     dump('train-metrics.json', res)
 
 
+@section
+def seq_cls():
+    """What `torchbert finetune` adds for GLUE-style tasks: BertForSequenceClassification's loss and gradients
+    for each problem type transformers infers or is told (regression with one output, regression with two,
+    multi-label); scipy's Pearson and Spearman correlations, ties and a constant input included; and HF's
+    encodings of SST-2 sentence pairs, truncated or not."""
+    import math
+    import torch
+    import transformers
+    import scipy.stats
+    from safetensors.torch import save_file
+    torch.set_num_threads(2)
+    root = os.path.join(OUT, 'seq-cls')
+    os.makedirs(root, exist_ok=True)
+    g = torch.Generator().manual_seed(1)
+    B, T = 4, 10
+    ids = torch.randint(5, 1000, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[2, 7:] = 0
+    ids[mask == 0] = 0
+    tt = torch.zeros(B, T, dtype=torch.long)
+    tt[:, 5:] = 1
+    problems = {
+        # num_labels 1 and no problem_type: transformers infers regression (and writes it into the config)
+        'regression-1': ({'num_labels': 1}, torch.randn(B, generator=g)),
+        'regression-2': ({'num_labels': 2, 'problem_type': 'regression'}, torch.randn(B, 2, generator=g)),
+        'multi-label-3': ({'num_labels': 3, 'problem_type': 'multi_label_classification'}, (torch.rand(B, 3, generator=g) > 0.5).float()),
+    }
+    res = {'inputs': {'input_ids': ids.tolist(), 'attention_mask': mask.tolist(), 'token_type_ids': tt.tolist()}, 'problems': {}}
+    for name, (over, labels) in problems.items():
+        torch.manual_seed(0)
+        model = transformers.BertForSequenceClassification(transformers.BertConfig(**dict(TINY, **over), attn_implementation='eager')).eval()
+        d = os.path.join(root, name)
+        model.save_pretrained(d)
+        out = model(ids, attention_mask=mask, token_type_ids=tt, labels=labels)
+        out.loss.backward()
+        save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, os.path.join(d, 'grads.safetensors'))
+        res['problems'][name] = {'labels': labels.tolist(), 'logits': out.logits.tolist(), 'loss': out.loss.item(), 'problem_type': model.config.problem_type}
+    # Correlations as GLUE's STS-B reports them (scipy.stats.pearsonr / spearmanr; NaN, here null, where an input is constant).
+    x = torch.randn(60, generator=g)
+    series = {
+        'noisy': (x, x + 0.5 * torch.randn(60, generator=g)),
+        'negative': (x, -x ** 3),
+        'ties': (torch.randint(0, 4, (60,), generator=g).float(), torch.randint(0, 5, (60,), generator=g).float()),
+        'short': (torch.tensor([1.0, 2.0, 3.5]), torch.tensor([2.0, 1.0, 4.0])),
+        'constant': (x[:10], torch.full((10,), 2.5)),
+    }
+    num = lambda v: None if math.isnan(v) else v
+    res['correlations'] = {k: {'x': a.tolist(), 'y': b.tolist(), 'pearson': num(float(scipy.stats.pearsonr(a.double().numpy(), b.double().numpy())[0])),
+                               'spearmanr': num(float(scipy.stats.spearmanr(a.double().numpy(), b.double().numpy())[0]))} for k, (a, b) in series.items()}
+    # Sentence pairs: consecutive SST-2 dev sentences through the uncased vocabulary, cut to 24 tokens (longest_first) and not cut.
+    tok = transformers.BertTokenizer.from_pretrained(os.path.join(DATA, 'bert-base-uncased'))
+    dev = read_sst2(os.path.join(DATA, 'sst2', 'dev.tsv'))[:41]
+    pairs = [[a, b] for a, b in zip(dev, dev[1:])]
+    res['pairs'] = {'pairs': pairs}
+    for L in (24, 128):
+        enc = tok([a for a, _ in pairs], [b for _, b in pairs], truncation=True, max_length=L)
+        res['pairs'][str(L)] = {'input_ids': enc['input_ids'], 'token_type_ids': enc['token_type_ids']}
+    dump('seq-cls.json', res)
+
+
 def main(argv):
     force = '--force' in argv
     # Benchmark weights (hundreds of MB, a minute to export) are made only when named.

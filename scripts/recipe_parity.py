@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Recipe parity: `torchbert finetune` against Hugging Face's Trainer on the same model, data and
-hyperparameters, several seeds each: SST-2 classification (accuracy) and CoNLL-2003 NER (seqeval entity
-F1), both from all-MiniLM-L6-v2. Prints a markdown table (mean, standard deviation, training loss by
+hyperparameters, several seeds each: SST-2 classification (accuracy), CoNLL-2003 NER (seqeval entity F1)
+and two sentence-pair tasks built from SST-2's labelled sentences, consecutive sentences paired (the data
+folder holds no GLUE pair task): `pairs`, how many of the two are positive, 0, 1 or 2 (three classes,
+accuracy), and `pair-regression`, the mean of their two labels, 0, 0.5 or 1 (Pearson's r); all from
+all-MiniLM-L6-v2. Prints a markdown table (mean, standard deviation, training loss by
 quarter of the run, seconds) and writes every run's numbers to <out>/parity.json.
 
-Usage: python3 scripts/recipe_parity.py [--seeds 1 2 3] [--sst2-train 8000] [--conll-train 4000] [--epochs 1]
+Usage: python3 scripts/recipe_parity.py [--seeds 1 2 3] [--sst2-train 8000] [--conll-train 4000] [--pairs-train 3000] [--epochs 1]
+       [--tasks sst2 conll pairs pair-regression]
 Needs: the pinned reference (requirements-dev.txt) plus accelerate and seqeval (requirements-parity.txt),
 and the built CLI (npm run build)."""
 import argparse
@@ -52,6 +56,19 @@ def read_conll(path):
     return out
 
 
+def read_pairs(path, regression):
+    """Consecutive SST-2 rows paired: (sentence, sentence), how many are positive or the mean of the two labels.
+    (Whether the two share a sentiment, an XOR of the labels, stayed at chance for both sides in one epoch.)"""
+    rows = read_sst2(path)
+    return [((a, b), (ya + yb) / 2 if regression else ya + yb) for (a, ya), (b, yb) in zip(rows[0::2], rows[1::2])]
+
+
+def write_pairs(rows, path):
+    with open(path, 'w', encoding='utf-8') as f:
+        for (a, b), y in rows:
+            f.write(json.dumps({'text': a, 'text_pair': b, 'label': y}) + '\n')
+
+
 def iob2(tags):
     res = []
     for i, t in enumerate(tags):
@@ -85,6 +102,12 @@ def hf_run(task, seed, train, dev, epochs, out):
         enc = lambda rows: [dict(tok(t, truncation=True, max_length=HP['max_length']), labels=y) for t, y in rows]
         collator = DataCollatorWithPadding(tok)
         labels = None
+    elif task in ('pairs', 'pair-regression'):
+        # run_glue's way: num_labels 1 makes the model a regression (MSE on float labels)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1 if task == 'pair-regression' else 3)
+        enc = lambda rows: [dict(tok(a, b, truncation=True, max_length=HP['max_length']), labels=y) for (a, b), y in rows]
+        collator = DataCollatorWithPadding(tok)
+        labels = None
     else:
         labels = sorted({t for _, tags in train + dev for t in tags})
         lid = {l: i for i, l in enumerate(labels)}
@@ -111,8 +134,11 @@ def hf_run(task, seed, train, dev, epochs, out):
     pred = trainer.predict(enc(dev))
     steps = trainer.state.global_step
     losses = [(h['step'], h['loss']) for h in trainer.state.log_history if 'loss' in h]
-    if task == 'sst2':
+    if task in ('sst2', 'pairs'):
         metric = float((pred.predictions.argmax(-1) == np.array([y for _, y in dev])).mean())
+    elif task == 'pair-regression':
+        import scipy.stats
+        metric = float(scipy.stats.pearsonr(pred.predictions[:, 0].astype('float64'), np.array([y for _, y in dev], dtype='float64'))[0])
     else:
         from seqeval.metrics import f1_score
         p = pred.predictions.argmax(-1)
@@ -126,12 +152,14 @@ def hf_run(task, seed, train, dev, epochs, out):
 
 def torchbert_run(task, seed, train_file, dev_file, limit, epochs, out):
     steps = None
-    cmd = [os.environ.get('NODE', 'node'), os.path.join(ROOT, 'dist', 'cli.js'), 'finetune', minilm_dir(), '--task', 'classification' if task == 'sst2' else 'ner',
+    cmd = [os.environ.get('NODE', 'node'), os.path.join(ROOT, 'dist', 'cli.js'), 'finetune', minilm_dir(), '--task', 'ner' if task == 'conll' else 'classification',
            '--train', train_file, '--dev', dev_file, '--limit', str(limit), '--epochs', str(epochs), '--lr', str(HP['lr']), '--batch-size', str(HP['batch']),
            '--warmup-ratio', str(HP['warmup']), '--weight-decay', str(HP['weight_decay']), '--max-length', str(HP['max_length']), '--seed', str(seed), '--out', out]
     # Evaluate once, at the end, as the HF run does (so the model reported is the last one, not the best).
     steps = -(-limit // HP['batch']) * epochs
     cmd += ['--eval-steps', str(steps)]
+    if task == 'pair-regression':
+        cmd += ['--problem-type', 'regression']
     t0 = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
@@ -139,7 +167,7 @@ def torchbert_run(task, seed, train_file, dev_file, limit, epochs, out):
     seconds = time.time() - t0
     rep = json.load(open(os.path.join(out, 'report.json')))
     losses = [(x['step'], x['loss']) for x in map(json.loads, open(os.path.join(out, 'metrics.jsonl'))) if x.get('type') == 'train']
-    metric = rep['dev']['accuracy'] if task == 'sst2' else rep['dev']['f1']
+    metric = rep['dev']['f1' if task == 'conll' else 'pearson' if task == 'pair-regression' else 'accuracy']
     return {'metric': metric, 'steps': rep['steps'], 'seconds': round(seconds, 1), 'loss_quarters': quarters(losses, rep['steps'])}
 
 
@@ -148,6 +176,7 @@ def main():
     ap.add_argument('--seeds', type=int, nargs='+', default=[1, 2, 3])
     ap.add_argument('--sst2-train', type=int, default=8000)
     ap.add_argument('--conll-train', type=int, default=4000)
+    ap.add_argument('--pairs-train', type=int, default=3000)
     ap.add_argument('--epochs', type=int, default=1)
     ap.add_argument('--tasks', nargs='+', default=['sst2', 'conll'])
     ap.add_argument('--out', default=os.path.join(ROOT, 'runs', 'parity'))
@@ -155,6 +184,12 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     files = {'sst2': (os.path.join(DATA, 'sst2', 'train.tsv'), os.path.join(DATA, 'sst2', 'dev.tsv'), read_sst2, a.sst2_train),
              'conll': (os.path.join(DATA, 'conll2003', 'eng.train'), os.path.join(DATA, 'conll2003', 'eng.testa'), read_conll, a.conll_train)}
+    for task in ('pairs', 'pair-regression'):
+        rows = {split: read_pairs(os.path.join(DATA, 'sst2', f'{split}.tsv'), task == 'pair-regression') for split in ('train', 'dev')}
+        paths = [os.path.join(a.out, f'{task}-{split}.jsonl') for split in ('train', 'dev')]
+        write_pairs(rows['train'], paths[0])
+        write_pairs(rows['dev'], paths[1])
+        files[task] = (paths[0], paths[1], lambda path, rows=rows, paths=paths: rows['train' if path == paths[0] else 'dev'], a.pairs_train)
     # Runs already in <out>/parity.json (same task, side, seed) are kept: adding seeds runs only the new ones.
     saved = os.path.join(a.out, 'parity.json')
     results = json.load(open(saved))['results'] if os.path.exists(saved) else {}
@@ -169,7 +204,7 @@ def main():
                 r = hf_run(task, seed, train, dev, a.epochs, out) if side == 'hf' else torchbert_run(task, seed, train_file, dev_file, limit, a.epochs, out)
                 results.setdefault(task, {}).setdefault(side, []).append({'seed': seed, **r})
                 print(json.dumps({'task': task, 'side': side, 'seed': seed, **r}), flush=True)
-                json.dump({'hyperparameters': HP, 'epochs': a.epochs, 'train': {'sst2': a.sst2_train, 'conll': a.conll_train}, 'results': results},
+                json.dump({'hyperparameters': HP, 'epochs': a.epochs, 'train': {'sst2': a.sst2_train, 'conll': a.conll_train, 'pairs': a.pairs_train}, 'results': results},
                           open(os.path.join(a.out, 'parity.json'), 'w'), indent=1)
     print('\n| task | metric | side | seeds | mean | std | per seed | train loss by quarter (mean over seeds) |')
     print('|---|---|---|---|---|---|---|---|')
@@ -177,7 +212,8 @@ def main():
         for side, runs in sides.items():
             m = [r['metric'] for r in runs]
             q = [round(statistics.mean(r['loss_quarters'][i] for r in runs), 3) for i in range(4)]
-            print(f"| {task} | {'accuracy' if task == 'sst2' else 'entity F1'} | {side} | {len(m)} | {100 * statistics.mean(m):.2f} | "
+            name = {'sst2': 'accuracy', 'pairs': 'accuracy', 'conll': 'entity F1', 'pair-regression': "Pearson's r"}[task]
+            print(f"| {task} | {name} | {side} | {len(m)} | {100 * statistics.mean(m):.2f} | "
                   f"{100 * (statistics.stdev(m) if len(m) > 1 else 0):.2f} | {', '.join(f'{100 * x:.2f}' for x in m)} | {q} |")
 
 

@@ -143,6 +143,17 @@ describe('Trainer: early stopping, best model, curves', () => {
     expect((svg.match(/<polyline/g) ?? []).length).toBe(2); // the loss and the accuracy
     expect(() => new Trainer(model, { maxSteps: 5, earlyStoppingPatience: 2 })).toThrow(/need metricForBestModel/);
   });
+  test('an evaluation that gives NaN (a correlation of constant predictions) is never the best model', async () => {
+    const model = fromConfig('BertForSequenceClassification', { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 16, num_labels: 1 });
+    const batch = padCollate([{ inputIds: [1, 5, 7, 2], target: 0.5 }, { inputIds: [1, 9, 2], target: -1 }], 0);
+    const scores = [NaN, 0.2, NaN, 0.1];
+    let k = 0;
+    const trainer = new Trainer(model, { maxSteps: 8, learningRate: 1e-2, evalSteps: 2, metricForBestModel: 'pearson', loadBestModelAtEnd: true, earlyStoppingPatience: 2, log: () => {} });
+    const res = await trainer.train(() => batch, (b) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels }), async () => ({ pearson: scores[k++] }));
+    expect(res.best).toEqual({ step: 4, metric: 'pearson', value: 0.2 });
+    expect(res.stoppedEarly).toBe(true); // the NaN at step 6 and the 0.1 at step 8 are two without improvement
+    expect(batch.labels!.dtype).toBe('float32');
+  });
 
   test('a failing evaluation keeps the trained steps: a complete checkpoint is written and the error names it', async () => {
     tb.manualSeed(0);

@@ -1,7 +1,8 @@
-// Fine-tuning recipes behind `torchbert finetune`: sequence classification from SST-2-style TSV, CSV or
-// JSONL files, and NER on CoNLL-2003-style files (first sub-token labelled, entity F1 with seqeval's
-// semantics). Both use the Trainer with AdamW(lr 2e-5, eps 1e-8) and a linear warmup schedule by default,
-// evaluate on the dev file, keep the best model by the dev metric and save it with its tokenizer.
+// Fine-tuning recipes behind `torchbert finetune`: sequence classification and regression of single texts or
+// sentence pairs (as HF's run_glue reads them) from SST-2-style TSV, CSV or JSONL files; NER on CoNLL-2003-style
+// files (first sub-token labelled, entity F1 with seqeval's semantics); extractive QA. All use the Trainer
+// with AdamW(lr 2e-5, eps 1e-8) and a linear warmup schedule by default, evaluate on the dev file, keep the
+// best model by the dev metric and save it with its tokenizer.
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tb from '../core';
@@ -9,7 +10,7 @@ import { Tensor } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
 import { fromPretrained } from '../models/bert';
-import { Trainer, predictClasses, padCollate, batchIndices, EpochBatches, accuracy, f1, alignLabels, entityScores } from '../train';
+import { Trainer, predictClasses, predictLogits, padCollate, batchIndices, EpochBatches, accuracy, f1, mcc, pearson, spearman, meanSquaredError, alignLabels, entityScores } from '../train';
 import type { Example, Batch, TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -18,7 +19,7 @@ function shard(): { rank: number; worldSize: number } {
   return dist.isInitialized() ? { rank: dist.getRank(), worldSize: dist.getWorldSize() } : { rank: 0, worldSize: 1 };
 }
 
-export interface FinetuneOptions {
+export interface FinetuneOptions extends ColumnOptions {
   /** model folder or Hub name */
   model: string;
   train: string;
@@ -51,6 +52,8 @@ export interface FinetuneOptions {
   fp16?: boolean;
   /** R-Drop's weight (TrainerOptions.rDrop; classification and NER; default 0) */
   rDrop?: number;
+  /** classification: regression or classes (default: regression where the labels are real numbers, as run_glue) */
+  problemType?: 'regression' | 'single_label_classification';
   log?: (s: string) => void;
 }
 
@@ -65,22 +68,75 @@ export interface FinetuneReport {
   savedTo: string;
 }
 
-/** Text and integer label rows from SST-2 TSV (sentence, label), any CSV/TSV with text and label columns, or JSONL. */
-function readLabelled(file: string): { text: string; label: string }[] {
+/** A labelled row: one text or a sentence pair, and its label as written in the file. */
+export interface LabelledRow {
+  text: string;
+  textPair?: string;
+  label: string;
+}
+
+/** Which columns hold the texts and the label (HF run_glue's names are found without them). */
+export interface ColumnOptions {
+  /** default: text, sentence or sentence1, the first the file has */
+  textColumn?: string;
+  /** the second text of a sentence pair; default: text_pair or sentence2 where the file has one, else single texts */
+  textPairColumn?: string;
+  /** default: label */
+  labelColumn?: string;
+}
+
+/**
+ * Labelled rows from SST-2's TSV (sentence, label), any CSV or TSV with a header, or JSONL: a text column and
+ * a label column, and for sentence-pair tasks (MRPC, QNLI, RTE, STS-B...) a second text column. Every error
+ * names the file, and the row or column that is wrong.
+ */
+export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRow[] {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
-  if (file.endsWith('.jsonl')) {
-    return readJsonl<Record<string, unknown>>(file).map((r, i) => {
-      const text = r.text ?? r.sentence;
-      if (typeof text !== 'string' || r.label === undefined) throw new Error(`${file}:${i + 1}: expected {"text": ..., "label": ...}`);
-      return { text, label: String(r.label) };
-    });
+  const jsonl = file.endsWith('.jsonl');
+  const first = jsonl ? '' : fs.readFileSync(file, 'utf8').split('\n', 1)[0];
+  if (!jsonl && !cols.textColumn && !cols.textPairColumn && !cols.labelColumn && /^sentence\tlabel/.test(first)) {
+    return readSst2(file).map((r) => ({ text: r.text, label: String(r.label) }));
   }
-  const first = fs.readFileSync(file, 'utf8').split('\n', 1)[0];
-  if (/^sentence\tlabel/.test(first)) return readSst2(file).map((r) => ({ text: r.text, label: String(r.label) }));
-  return readDelimited(file).map((r, i) => {
-    const text = r.text ?? r.sentence;
-    if (text === undefined || r.label === undefined) throw new Error(`${file}: row ${i + 1} lacks a 'text' (or 'sentence') and a 'label' column`);
-    return { text, label: r.label };
+  const rows: Record<string, unknown>[] = jsonl ? readJsonl<Record<string, unknown>>(file) : readDelimited(file);
+  if (!rows.length) return [];
+  const where = (i: number) => (jsonl ? `${file}:${i + 1}` : `${file}: row ${i + 1}`);
+  const names = new Set(rows.flatMap((r) => Object.keys(r)));
+  const pick = (given: string | undefined, defaults: string[], what: string, required: boolean): string | undefined => {
+    if (given !== undefined) {
+      if (!names.has(given)) throw new Error(`${file}: no column '${given}' for ${what} (columns: ${[...names].join(', ')})`);
+      return given;
+    }
+    const found = defaults.find((d) => names.has(d));
+    if (!found && required) throw new Error(`${file}: no column for ${what}: name it ${defaults.map((d) => `'${d}'`).join(' or ')}, or choose it with the column options (columns: ${[...names].join(', ')})`);
+    return found;
+  };
+  const textCol = pick(cols.textColumn, ['text', 'sentence', 'sentence1'], 'the text', true)!;
+  const pairCol = pick(cols.textPairColumn, ['text_pair', 'sentence2'], 'the second text', false);
+  const labelCol = pick(cols.labelColumn, ['label'], 'the label', true)!;
+  return rows.map((r, i) => {
+    const text = r[textCol], pair = pairCol === undefined ? undefined : r[pairCol], label = r[labelCol];
+    if (typeof text !== 'string') throw new Error(`${where(i)}: '${textCol}' must be a string, got ${JSON.stringify(text) ?? 'nothing'}`);
+    if (pairCol !== undefined && typeof pair !== 'string') throw new Error(`${where(i)}: '${pairCol}' must be a string, got ${JSON.stringify(pair) ?? 'nothing'}`);
+    if (label === undefined || label === null || label === '' || typeof label === 'object') throw new Error(`${where(i)}: '${labelCol}' must be a label (a string or a number), got ${JSON.stringify(label) ?? 'nothing'}`);
+    return pairCol === undefined ? { text, label: String(label) } : { text, textPair: pair as string, label: String(label) };
+  });
+}
+
+const NUMBER = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
+/**
+ * What the labels ask for, as HF's run_glue decides for files: regression where every label is a number and
+ * some are written with a fraction or exponent (a float column), classes otherwise.
+ */
+export function inferProblemType(rows: LabelledRow[]): 'regression' | 'single_label_classification' {
+  return rows.length > 0 && rows.every((r) => NUMBER.test(r.label)) && rows.some((r) => /[.eE]/.test(r.label)) ? 'regression' : 'single_label_classification';
+}
+
+/** Token ids (and token type ids for pairs) as HF's tokenizer(text, text_pair, truncation=True, max_length) gives them. */
+export function encodeLabelled(tok: BertTokenizer, rows: LabelledRow[], maxLength: number): Example[] {
+  return rows.map((r) => {
+    const e = tok.call(r.text, r.textPair ?? null, { truncation: true, maxLength });
+    return r.textPair === undefined ? { inputIds: e.inputIds as number[] } : { inputIds: e.inputIds as number[], tokenTypeIds: e.tokenTypeIds as number[] };
   });
 }
 
@@ -92,39 +148,68 @@ function stepsFor(n: number, o: FinetuneOptions): number {
 export async function finetuneClassification(o: FinetuneOptions): Promise<FinetuneReport> {
   const log = o.log ?? ((s: string) => console.log(s));
   tb.manualSeed(o.seed ?? 42);
-  let train = readLabelled(o.train);
+  let train = readLabelled(o.train, o);
   if (o.limit) train = train.slice(0, o.limit);
-  const dev = readLabelled(o.dev);
+  const dev = readLabelled(o.dev, o);
   if (!train.length) throw new Error(`${o.train}: no training examples`);
   if (!dev.length) throw new Error(`${o.dev}: no dev examples`);
-  const labels = [...new Set(train.map((r) => r.label))].sort();
-  if (labels.length < 2) throw new Error(`${o.train}: every example has the label '${labels[0]}'; classification needs at least two`);
-  const id = new Map(labels.map((l, i) => [l, i]));
-  const unknown = dev.find((r) => !id.has(r.label));
-  if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
+  if ((train[0].textPair === undefined) !== (dev[0].textPair === undefined)) {
+    throw new Error(`${train[0].textPair === undefined ? o.dev : o.train} has sentence pairs and ${train[0].textPair === undefined ? o.train : o.dev} single texts: give both files the same columns`);
+  }
+  if (o.problemType !== undefined && !['regression', 'single_label_classification'].includes(o.problemType)) {
+    throw new RangeError(`problem type must be regression or single_label_classification, got '${o.problemType}'`);
+  }
+  const regression = (o.problemType ?? inferProblemType(train)) === 'regression';
+  let config: Record<string, unknown>;
+  let label: (r: LabelledRow, file: string, i: number) => Partial<Example>;
+  let labels: string[] = [];
+  if (regression) {
+    if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; a regression has none (leave --rdrop out)');
+    label = (r, file, i) => {
+      if (!NUMBER.test(r.label)) throw new Error(`${file}: example ${i + 1}: regression needs a number as the label, got '${r.label}'`);
+      return { target: Number(r.label) };
+    };
+    config = { num_labels: 1, problem_type: 'regression', id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 } };
+  } else {
+    labels = [...new Set(train.map((r) => r.label))].sort();
+    if (labels.length < 2) throw new Error(`${o.train}: every example has the label '${labels[0]}'; classification needs at least two`);
+    const id = new Map(labels.map((l, i) => [l, i]));
+    const unknown = dev.find((r) => !id.has(r.label));
+    if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
+    label = (r) => ({ label: id.get(r.label)! });
+    config = { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) };
+  }
+  const trainLabels = train.map((r, i) => label(r, o.train, i));
+  const devLabels = dev.map((r, i) => label(r, o.dev, i));
   const tok = await BertTokenizer.fromPretrained(o.model);
-  const model = await fromPretrained(o.model, {
-    kind: 'BertForSequenceClassification',
-    config: { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) },
-  });
+  const model = await fromPretrained(o.model, { kind: 'BertForSequenceClassification', config });
   const maxLength = Math.min(o.maxLength ?? 128, model.config.fields.max_position_embeddings);
-  const enc = (rows: { text: string; label: string }[]): Example[] => rows.map((r) => ({ inputIds: tok.call(r.text, undefined, { truncation: true, maxLength }).inputIds as number[], label: id.get(r.label)! }));
-  const trainEx = enc(train);
-  const devEx = enc(dev);
+  const trainEx: Example[] = encodeLabelled(tok, train, maxLength).map((e, i) => ({ ...e, ...trainLabels[i] }));
+  const devEx: Example[] = encodeLabelled(tok, dev, maxLength).map((e, i) => ({ ...e, ...devLabels[i] }));
+  const pairs = train[0].textPair !== undefined;
   const bs = o.batchSize ?? 32;
   const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
-  const gold = devOrder.flat().map((i) => devEx[i].label!);
-  const toInputs = (b: Batch) => ({ inputIds: b.inputIds, attentionMask: b.attentionMask, labels: b.labels });
+  // single texts keep the model's default token types (all zeros), as before pairs were read
+  const features = (b: Batch) => (pairs ? { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds } : { inputIds: b.inputIds, attentionMask: b.attentionMask });
+  const toInputs = (b: Batch) => ({ ...features(b), labels: b.labels });
   // Data-parallel: each rank predicts its share of the dev batches; the metrics come from all of them.
-  const evaluate = async () => {
-    const pred = (await dist.shardedMap(devBatches, (b) => predictClasses(model, [b], (x) => ({ inputIds: x.inputIds, attentionMask: x.attentionMask })))).flat();
-    return { accuracy: accuracy(pred, gold), f1: labels.length === 2 ? f1(pred, gold) : f1(pred, gold, 'macro') };
-  };
+  const evaluate = regression
+    ? async () => {
+      const gold = devOrder.flat().map((i) => devEx[i].target!);
+      const pred = (await dist.shardedMap(devBatches, async (b) => (await predictLogits(model, [b], features)).map((r) => r[0]))).flat();
+      return { pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) };
+    }
+    : async () => {
+      const gold = devOrder.flat().map((i) => devEx[i].label!);
+      const pred = (await dist.shardedMap(devBatches, (b) => predictClasses(model, [b], features))).flat();
+      return { accuracy: accuracy(pred, gold), f1: labels.length === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) };
+    };
   const maxSteps = stepsFor(trainEx.length, o);
-  log(`finetune: ${trainEx.length} training and ${devEx.length} dev examples, labels ${labels.join(', ')}, ${maxSteps} steps of ${bs}`);
-  const res = await runTrainer(model, o, maxSteps, 'accuracy', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
+  const what = `${pairs ? 'sentence pairs' : 'texts'}, ${regression ? 'regression' : `labels ${labels.join(', ')}`}`;
+  log(`finetune: ${trainEx.length} training and ${devEx.length} dev examples (${what}), ${maxSteps} steps of ${bs}`);
+  const res = await runTrainer(model, o, maxSteps, regression ? 'pearson' : 'accuracy', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
   const final = await evaluate();
   if (shard().rank === 0) {
     await model.savePretrained(o.out);
@@ -223,6 +308,8 @@ async function runTrainer(
   next: (step: number) => Batch, toInputs: (b: Batch) => import('../models/bert').BertInputs, evaluate: () => Promise<Record<string, number>>, log: (s: string) => void,
 ): Promise<TrainResult> {
   fs.mkdirSync(o.out, { recursive: true });
+  // the Trainer appends to its log (a resumed run continues it); a new run into an old folder starts it afresh
+  if (!o.resumeFrom && shard().rank === 0) fs.rmSync(path.join(o.out, 'metrics.jsonl'), { force: true });
   const trainer = new Trainer(model, {
     name: 'finetune', learningRate: o.learningRate ?? 2e-5, adamEpsilon: 1e-8, weightDecay: o.weightDecay ?? 0.01, warmupRatio: o.warmupRatio ?? 0.1,
     maxSteps, timeBudgetSec: o.timeBudgetSec, loggingSteps: Math.max(1, Math.min(50, Math.floor(maxSteps / 20))),

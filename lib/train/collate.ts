@@ -11,6 +11,8 @@ export interface Example {
   inputIds: number[];
   tokenTypeIds?: number[];
   label?: number;
+  /** a regression target (float32 labels) in place of a class label */
+  target?: number;
   labels?: number[];
 }
 
@@ -59,6 +61,7 @@ export function padCollate(examples: Example[], padId = 0, padToMultipleOf?: num
   };
   if (examples[0].labels) batch.labels = int64Rows(examples.map((e) => e.labels!), T, -100);
   else if (examples[0].label !== undefined) batch.labels = tb.tensor(BigInt64Array.from(examples, (e) => BigInt(e.label!)));
+  else if (examples[0].target !== undefined) batch.labels = tb.tensor(Float32Array.from(examples, (e) => e.target!));
   return batch;
 }
 

@@ -1,5 +1,5 @@
 // Classification metrics: accuracy, F1 (binary and macro) and Matthews correlation, as scikit-learn
-// defines them.
+// defines them; regression's correlations as scipy's.
 
 export function accuracy(pred: number[], gold: number[]): number {
   if (pred.length !== gold.length) throw new RangeError(`accuracy: ${pred.length} predictions for ${gold.length} labels`);
@@ -33,6 +33,53 @@ export function mcc(pred: number[], gold: number[]): number {
   const num = c * n - t.reduce((a, tk, i) => a + tk * p[i], 0);
   const den = Math.sqrt((n * n - p.reduce((a, x) => a + x * x, 0)) * (n * n - t.reduce((a, x) => a + x * x, 0)));
   return den === 0 ? 0 : num / den;
+}
+
+// ---------- regression: what GLUE's STS-B reports (scipy.stats.pearsonr / spearmanr), and the MSE ----------
+
+function checkPaired(name: string, x: number[], y: number[]): void {
+  if (x.length !== y.length) throw new RangeError(`${name}: ${x.length} predictions for ${y.length} targets`);
+  if (x.length < 2) throw new RangeError(`${name}: needs at least 2 pairs, got ${x.length}`);
+}
+
+/** Pearson's correlation coefficient; NaN where either series is constant (as scipy returns). */
+export function pearson(x: number[], y: number[]): number {
+  checkPaired('pearson', x, y);
+  const n = x.length;
+  const mx = x.reduce((a, v) => a + v, 0) / n, my = y.reduce((a, v) => a + v, 0) / n;
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = x[i] - mx, dy = y[i] - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
+  }
+  if (sxx === 0 || syy === 0) return NaN;
+  return Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy)));
+}
+
+/** Ranks from 1, ties given the mean of the ranks they span (scipy.stats.rankdata's 'average'). */
+function ranks(v: number[]): number[] {
+  const order = v.map((_, i) => i).sort((a, b) => v[a] - v[b]);
+  const r = new Array<number>(v.length);
+  for (let i = 0; i < order.length;) {
+    let j = i;
+    while (j + 1 < order.length && v[order[j + 1]] === v[order[i]]) j++;
+    for (let k = i; k <= j; k++) r[order[k]] = (i + j) / 2 + 1;
+    i = j + 1;
+  }
+  return r;
+}
+
+/** Spearman's rank correlation: Pearson's on average ranks. */
+export function spearman(x: number[], y: number[]): number {
+  checkPaired('spearman', x, y);
+  return pearson(ranks(x), ranks(y));
+}
+
+export function meanSquaredError(pred: number[], gold: number[]): number {
+  if (pred.length !== gold.length) throw new RangeError(`meanSquaredError: ${pred.length} predictions for ${gold.length} targets`);
+  return pred.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / Math.max(1, gold.length);
 }
 
 // ---------- NER: entity-level scores with seqeval's semantics ----------

@@ -408,7 +408,8 @@ export class Trainer {
     if (typeof v !== 'number') throw new Error(`${o.name}: evaluation returned no '${o.metricForBestModel}' (it gave ${Object.keys(metrics).join(', ')})`);
     const greater = o.greaterIsBetter ?? !o.metricForBestModel.includes('loss');
     const margin = o.earlyStoppingThreshold ?? 0;
-    const better = !result.best || (greater ? v > result.best.value + margin : v < result.best.value - margin);
+    // NaN (a correlation of constant predictions) is never the best, and any number beats it
+    const better = !Number.isNaN(v) && (!result.best || Number.isNaN(result.best.value) || (greater ? v > result.best.value + margin : v < result.best.value - margin));
     if (better) {
       result.best = { step, metric: o.metricForBestModel, value: v };
       this.#stale = 0;
@@ -440,4 +441,21 @@ export async function predictClasses(model: BertPreTrainedModel, batches: Batch[
     scope.dispose();
   }
   return preds;
+}
+
+/** Each row's logits (a regression model's predicted values), batch by batch in eval mode. */
+export async function predictLogits(model: BertPreTrainedModel, batches: Batch[], toInputs: (b: Batch) => BertInputs): Promise<number[][]> {
+  model.eval();
+  const rows: number[][] = [];
+  for (const b of batches) {
+    const scope = new tb.DisposeScope();
+    await scope.run(async () => {
+      const logits = (await tb.noGrad(() => model.forward(toInputs(b)))).logits as Tensor;
+      const [n, k] = logits.shape;
+      const v = (await logits.float().data()) as Float32Array;
+      for (let i = 0; i < n; i++) rows.push(Array.from(v.subarray(i * k, (i + 1) * k)));
+    });
+    scope.dispose();
+  }
+  return rows;
 }
