@@ -204,6 +204,7 @@ program
   .option('--text-column <name>', 'classification: the text column (default: text, sentence or sentence1)')
   .option('--text-pair-column <name>', 'classification: the second text of a sentence pair (default: text_pair or sentence2 where the file has one)')
   .option('--label-column <name>', 'classification: the label column (default: label)')
+  .option('--ignore-mismatched-sizes', "start the head afresh where the checkpoint's has another size (another label count), as HF's ignore_mismatched_sizes")
   .option('--problem-type <t>', 'classification: regression or single_label_classification (default: regression where every label is a number and some have a fraction, as run_glue)')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2 (default: iob2)')
   .option('--bf16', 'bfloat16 mixed precision (autocast)')
@@ -218,7 +219,7 @@ program
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
       seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume, rDrop: num('rdrop'),
-      textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn, problemType: o.problemType as 'regression' | 'single_label_classification' | undefined,
+      textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn, problemType: o.problemType as 'regression' | 'single_label_classification' | undefined, ignoreMismatchedSizes: !!o.ignoreMismatchedSizes,
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })

@@ -918,6 +918,10 @@ def seq_cls():
         out.loss.backward()
         save_file({n: p.grad.contiguous() for n, p in model.named_parameters() if p.grad is not None}, os.path.join(d, 'grads.safetensors'))
         res['problems'][name] = {'labels': labels.tolist(), 'logits': out.logits.tolist(), 'loss': out.loss.item(), 'problem_type': model.config.problem_type}
+    # A 3-label checkpoint loaded for 2 labels: what ignore_mismatched_sizes leaves to a fresh initialisation.
+    _, info = transformers.BertForSequenceClassification.from_pretrained(os.path.join(root, 'multi-label-3'), num_labels=2, problem_type=None,
+                                                                          ignore_mismatched_sizes=True, output_loading_info=True)
+    res['mismatched'] = sorted([k, list(a), list(b)] for k, a, b in info['mismatched_keys'])
     # Correlations as GLUE's STS-B reports them (scipy.stats.pearsonr / spearmanr; NaN, here null, where an input is constant).
     x = torch.randn(60, generator=g)
     series = {

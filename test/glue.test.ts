@@ -41,6 +41,20 @@ describe.each(Object.keys(fx.problems))('BertForSequenceClassification, %s, equa
   });
 });
 
+test("a checkpoint's head of another size: an error naming it, or with ignoreMismatchedSizes HF's mismatched keys started afresh, the rest loaded", async () => {
+  const dir = path.join(FIXTURES, 'seq-cls', 'multi-label-3');
+  const config = { num_labels: 2, problem_type: null, id2label: { 0: 'a', 1: 'b' } };
+  await expect(fromPretrained(dir, { kind: 'BertForSequenceClassification', config })).rejects.toThrow(/size mismatch for classifier\.(weight|bias): checkpoint has \[3(,32)?\], model has \[2(,32)?\] \(ignoreMismatchedSizes: true/);
+  const m = await fromPretrained(dir, { kind: 'BertForSequenceClassification', config, ignoreMismatchedSizes: true });
+  expect(m.loadReport.mismatchedKeys.map((k) => [k.key, k.checkpoint, k.model]).sort()).toEqual(fx.mismatched);
+  expect([m.loadReport.missingKeys, m.loadReport.unexpectedKeys]).toEqual([[], []]);
+  const saved = loadFileSync(path.join(dir, 'model.safetensors'));
+  const ours = new Map(m.namedParameters());
+  expect(maxAbsDiff(ours.get('bert.encoder.layer.1.output.dense.weight')!.toArraySync(), saved.get('bert.encoder.layer.1.output.dense.weight')!.toArraySync())).toBe(0);
+  const w = ours.get('classifier.weight')!;
+  expect([w.shape, Math.abs((w.std().item() as number) - 0.02) < 0.01, ours.get('classifier.bias')!.abs().max().item()]).toEqual([[2, 32], true, 0]);
+});
+
 test('Pearson and Spearman correlations equal scipy (ties averaged; NaN for a constant input); MSE', () => {
   for (const [name, c] of Object.entries<any>(fx.correlations)) {
     for (const [f, key] of [[pearson, 'pearson'], [spearman, 'spearmanr']] as const) {
@@ -177,6 +191,12 @@ describe('finetune and eval on sentence pairs and regression', () => {
       expect([r.status, r.stderr]).toEqual([1, expect.stringContaining(message)]);
       expect(fs.existsSync(out)).toBe(false);
     }
+    // a 3-label classifier fine-tuned for 2 labels: refused by name, or its head started afresh on request
+    const three = path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification');
+    const refused = cli(['finetune', three, '--train', files.train, '--dev', files.dev, '--out', path.join(dir, 'r'), '--max-steps', '2']);
+    expect([refused.status, refused.stderr]).toEqual([1, expect.stringContaining('size mismatch for classifier.bias: checkpoint has [3], model has [2]')]);
+    const fresh = cli(['finetune', three, '--train', files.train, '--dev', files.dev, '--out', path.join(dir, 'f'), '--max-steps', '2', '--ignore-mismatched-sizes']);
+    expect([fresh.status, fresh.stderr]).toEqual([0, '']);
     const words = path.join(dir, 'words.csv');
     fs.writeFileSync(words, 'text,label\na,pos\nb,0.5\n');
     const r = run(words, words, path.join(dir, 'w'), ['--problem-type', 'regression']);

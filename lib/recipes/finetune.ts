@@ -52,6 +52,8 @@ export interface FinetuneOptions extends ColumnOptions {
   fp16?: boolean;
   /** R-Drop's weight (TrainerOptions.rDrop; classification and NER; default 0) */
   rDrop?: number;
+  /** start the head afresh where the checkpoint's has another size (another label count), as HF's ignore_mismatched_sizes */
+  ignoreMismatchedSizes?: boolean;
   /** classification: regression or classes (default: regression where the labels are real numbers, as run_glue) */
   problemType?: 'regression' | 'single_label_classification';
   log?: (s: string) => void;
@@ -182,7 +184,7 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   const trainLabels = train.map((r, i) => label(r, o.train, i));
   const devLabels = dev.map((r, i) => label(r, o.dev, i));
   const tok = await BertTokenizer.fromPretrained(o.model);
-  const model = await fromPretrained(o.model, { kind: 'BertForSequenceClassification', config });
+  const model = await fromPretrained(o.model, { kind: 'BertForSequenceClassification', config, ignoreMismatchedSizes: o.ignoreMismatchedSizes });
   const maxLength = Math.min(o.maxLength ?? 128, model.config.fields.max_position_embeddings);
   const trainEx: Example[] = encodeLabelled(tok, train, maxLength).map((e, i) => ({ ...e, ...trainLabels[i] }));
   const devEx: Example[] = encodeLabelled(tok, dev, maxLength).map((e, i) => ({ ...e, ...devLabels[i] }));
@@ -250,6 +252,7 @@ export async function finetuneNer(o: FinetuneOptions & { scheme?: 'iob1' | 'iob2
   const model = await fromPretrained(o.model, {
     kind: 'BertForTokenClassification',
     config: { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) },
+    ignoreMismatchedSizes: o.ignoreMismatchedSizes,
   });
   const maxLength = Math.min(o.maxLength ?? 128, model.config.fields.max_position_embeddings);
   const enc = (s: { tokens: string[]; tags: string[] }) => {

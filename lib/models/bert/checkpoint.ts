@@ -33,6 +33,12 @@ export interface FromPretrainedOptions extends HubOptions {
   device?: string;
   dtype?: DType;
   config?: Partial<BertConfigFields>;
+  /**
+   * weights whose shape differs from the checkpoint's (a classifier for another label count) start from a fresh
+   * initialisation and are listed in loadReport.mismatchedKeys, as HF's ignore_mismatched_sizes; default false
+   * (an error naming the weight)
+   */
+  ignoreMismatchedSizes?: boolean;
   /** an int8 inference copy (quantizeDynamic), the float weights freed */
   quantize?: 'int8';
   /** a prepacked inference copy (prepack; its options, or true), each float weight freed once packed */
@@ -83,7 +89,7 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
   const model = new BertPreTrainedModel(arch, config, module);
   let report: LoadReport;
   try {
-    report = model.loadStateDict(state, { assign: true });
+    report = model.loadStateDict(state, { assign: true, ignoreMismatchedSizes: opts.ignoreMismatchedSizes });
   } catch (e) {
     module.dispose();
     throw e;
@@ -92,9 +98,10 @@ export async function fromPretrained(dirOrName: string, opts: FromPretrainedOpti
     // An inference copy is made next: the checkpoint's blocks would sit in the CPU cache beside both models.
     if (opts.quantize || opts.prepack) tb.cpuCache.emptyCache();
   }
-  if (report.missingKeys.length) {
+  const fresh = [...report.missingKeys, ...report.mismatchedKeys.map((m) => m.key)];
+  if (fresh.length) {
     const params = new Map(model.module.namedParameters());
-    initWeights(params, report.missingKeys, config.fields.initializer_range, config.fields.pad_token_id);
+    initWeights(params, fresh, config.fields.initializer_range, config.fields.pad_token_id);
     for (const p of params.values()) p.dispose();
   }
   if (opts.device || opts.dtype) model.to({ device: opts.device, dtype: opts.dtype });

@@ -50,6 +50,8 @@ export interface BertOutput {
 export interface LoadReport {
   missingKeys: string[];
   unexpectedKeys: string[];
+  /** weights left at their fresh initialisation because the checkpoint's have another shape (ignoreMismatchedSizes) */
+  mismatchedKeys: { key: string; checkpoint: number[]; model: number[] }[];
 }
 
 const TIED = ['cls.predictions.decoder.weight', 'cls.predictions.decoder.bias'];
@@ -203,7 +205,7 @@ export class BertPreTrainedModel {
    * Copies tensors into the parameters by name, accepting HF checkpoints with or without the `bert.`
    * prefix and old `gamma`/`beta` LayerNorm names. Reports missing and unexpected keys as HF does.
    */
-  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean; assign?: boolean } = {}): LoadReport {
+  loadStateDict(state: Map<string, Tensor>, opts: { strict?: boolean; assign?: boolean; ignoreMismatchedSizes?: boolean } = {}): LoadReport {
     const params = new Map(this.module.namedParameters());
     const base = this.kind !== 'BertModel';
     const rename = (k: string) => {
@@ -213,6 +215,7 @@ export class BertPreTrainedModel {
       return n;
     };
     const unexpected: string[] = [];
+    const mismatched: LoadReport['mismatchedKeys'] = [];
     const loaded = new Set<string>();
     tb.noGrad(() => {
       for (const [k, t] of state) {
@@ -224,7 +227,12 @@ export class BertPreTrainedModel {
           continue;
         }
         if (p.shape.join() !== t.shape.join()) {
-          const msg = `size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}]`;
+          // HF's ignore_mismatched_sizes: a head of another size (another label count) starts afresh
+          if (opts.ignoreMismatchedSizes) {
+            mismatched.push({ key: n, checkpoint: t.shape, model: p.shape });
+            continue;
+          }
+          const msg = `size mismatch for ${n}: checkpoint has [${t.shape}], model has [${p.shape}] (ignoreMismatchedSizes: true, finetune --ignore-mismatched-sizes, starts such weights afresh)`;
           for (const q of params.values()) q.dispose();
           throw new RangeError(msg);
         }
@@ -241,11 +249,11 @@ export class BertPreTrainedModel {
       }
     });
     if (opts.assign) this.#retie();
-    const missing = [...params.keys()].filter((n) => !loaded.has(n));
+    const missing = [...params.keys()].filter((n) => !loaded.has(n) && !mismatched.some((m) => m.key === n));
     // the handles namedParameters() made; the module keeps its tensors
     for (const p of params.values()) p.dispose();
     if (opts.strict && (missing.length || unexpected.length)) throw new Error(`loadStateDict: missing keys ${JSON.stringify(missing)}, unexpected keys ${JSON.stringify(unexpected)}`);
-    return { missingKeys: missing, unexpectedKeys: unexpected };
+    return { missingKeys: missing, unexpectedKeys: unexpected, mismatchedKeys: mismatched };
   }
 
   /** Runs forward (and the loss when labels are given) with the TorchScript module on the compute thread. */
