@@ -281,8 +281,8 @@ program
   .action(async (model: string, o: { file: string; quantize?: 'int8'; textColumn?: string; textPairColumn?: string; labelColumn?: string }) => {
     const { BertTokenizer } = await import('./tokenizer');
     const { fromPretrained } = await import('./models/bert');
-    const { readLabelled, encodeLabelled } = await import('./recipes/finetune');
-    const { predictClasses, predictLogits, padCollate, accuracy, f1, mcc, pearson, spearman, meanSquaredError } = await import('./train');
+    const { readLabelled, encodeLabelled, regressionTarget, classificationFeatures, regressionMetrics, classMetrics } = await import('./recipes/finetune');
+    const { predictClasses, predictLogits, padCollate } = await import('./train');
     const rows = readLabelled(o.file, o);
     if (!rows.length) throw new Error(`${o.file}: no examples`);
     const tok = await BertTokenizer.fromPretrained(model);
@@ -293,16 +293,12 @@ program
     const pairs = rows[0].textPair !== undefined;
     const batches = [];
     for (let i = 0; i < examples.length; i += 64) batches.push(padCollate(examples.slice(i, i + 64), tok.padTokenId));
-    const features = (b: import('./train').Batch) => (pairs ? { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds } : { inputIds: b.inputIds, attentionMask: b.attentionMask });
+    const features = classificationFeatures(pairs);
     const head = { file: o.file, ...(o.quantize ? { quantize: o.quantize } : {}), examples: rows.length };
     if (c.problem_type === 'regression' || c.num_labels === 1) {
-      const gold = rows.map((r, i) => {
-        const v = Number(r.label);
-        if (r.label.trim() === '' || !Number.isFinite(v)) throw new Error(`${o.file}: example ${i + 1}: a regression model needs a number as the label, got '${r.label}'`);
-        return v;
-      });
+      const gold = rows.map((r, i) => regressionTarget(r.label, o.file, i));
       const pred = (await predictLogits(m, batches, features)).map((r) => r[0]);
-      console.log(JSON.stringify({ ...head, pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) }));
+      console.log(JSON.stringify({ ...head, ...regressionMetrics(pred, gold) }));
       return;
     }
     // a label the model names (its label2id), else a class index as SST-2's 0 and 1 are
@@ -313,7 +309,7 @@ program
       return id;
     });
     const pred = await predictClasses(m, batches, features);
-    console.log(JSON.stringify({ ...head, accuracy: accuracy(pred, gold), f1: c.num_labels === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) }));
+    console.log(JSON.stringify({ ...head, ...classMetrics(pred, gold, c.num_labels!) }));
   });
 
 program

@@ -134,6 +134,23 @@ export function inferProblemType(rows: LabelledRow[]): 'regression' | 'single_la
   return rows.length > 0 && rows.every((r) => NUMBER.test(r.label)) && rows.some((r) => /[.eE]/.test(r.label)) ? 'regression' : 'single_label_classification';
 }
 
+/** A regression label as a number; the error names the file, the example and the label. */
+export function regressionTarget(label: string, file: string, i: number): number {
+  if (!NUMBER.test(label)) throw new Error(`${file}: example ${i + 1}: regression needs a number as the label, got '${label}'`);
+  return Number(label);
+}
+
+/** The model's inputs of a batch: token types only for sentence pairs (single texts keep the model's zeros). */
+export function classificationFeatures(pairs: boolean): (b: Batch) => import('../models/bert').BertInputs {
+  return (b) => (pairs ? { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds } : { inputIds: b.inputIds, attentionMask: b.attentionMask });
+}
+
+/** GLUE's STS-B metrics and the MSE. */
+export const regressionMetrics = (pred: number[], gold: number[]) => ({ pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) });
+
+/** Accuracy, F1 (binary with two classes, macro otherwise) and MCC. */
+export const classMetrics = (pred: number[], gold: number[], numLabels: number) => ({ accuracy: accuracy(pred, gold), f1: numLabels === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) });
+
 /** Token ids (and token type ids for pairs) as HF's tokenizer(text, text_pair, truncation=True, max_length) gives them. */
 export function encodeLabelled(tok: BertTokenizer, rows: LabelledRow[], maxLength: number): Example[] {
   return rows.map((r) => {
@@ -167,10 +184,7 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   let labels: string[] = [];
   if (regression) {
     if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; a regression has none (leave --rdrop out)');
-    label = (r, file, i) => {
-      if (!NUMBER.test(r.label)) throw new Error(`${file}: example ${i + 1}: regression needs a number as the label, got '${r.label}'`);
-      return { target: Number(r.label) };
-    };
+    label = (r, file, i) => ({ target: regressionTarget(r.label, file, i) });
     config = { num_labels: 1, problem_type: 'regression', id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 } };
   } else {
     labels = [...new Set(train.map((r) => r.label))].sort();
@@ -193,20 +207,19 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   const batches = new EpochBatches(trainEx.map((e) => e.inputIds.length), bs, { seed: o.seed ?? 42, groupByLength: o.groupByLength, ...shard() });
   const devOrder = batchIndices(devEx.map((e) => e.inputIds.length), 64, { shuffle: false });
   const devBatches = devOrder.map((idx) => padCollate(idx.map((i) => devEx[i]), tok.padTokenId));
-  // single texts keep the model's default token types (all zeros), as before pairs were read
-  const features = (b: Batch) => (pairs ? { inputIds: b.inputIds, attentionMask: b.attentionMask, tokenTypeIds: b.tokenTypeIds } : { inputIds: b.inputIds, attentionMask: b.attentionMask });
+  const features = classificationFeatures(pairs);
   const toInputs = (b: Batch) => ({ ...features(b), labels: b.labels });
   // Data-parallel: each rank predicts its share of the dev batches; the metrics come from all of them.
   const evaluate = regression
     ? async () => {
       const gold = devOrder.flat().map((i) => devEx[i].target!);
       const pred = (await dist.shardedMap(devBatches, async (b) => (await predictLogits(model, [b], features)).map((r) => r[0]))).flat();
-      return { pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) };
+      return regressionMetrics(pred, gold);
     }
     : async () => {
       const gold = devOrder.flat().map((i) => devEx[i].label!);
       const pred = (await dist.shardedMap(devBatches, (b) => predictClasses(model, [b], features))).flat();
-      return { accuracy: accuracy(pred, gold), f1: labels.length === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) };
+      return classMetrics(pred, gold, labels.length);
     };
   const maxSteps = stepsFor(trainEx.length, o);
   const what = `${pairs ? 'sentence pairs' : 'texts'}, ${regression ? 'regression' : `labels ${labels.join(', ')}`}`;
