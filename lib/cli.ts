@@ -179,7 +179,7 @@ program
 
 program
   .command('finetune')
-  .description('fine-tune a model folder or Hub name: text or sentence-pair classification and regression (TSV/CSV/JSONL with text, optionally text_pair, and label; GLUE\'s sentence1/sentence2 too), NER (CoNLL files) or extractive QA (SQuAD JSON or JSONL)')
+  .description('fine-tune a model folder or Hub name: text or sentence-pair classification, multi-label classification and regression (TSV/CSV/JSONL with text, optionally text_pair, and label, a list of labels in JSONL for multi-label; GLUE\'s sentence1/sentence2 too), NER (CoNLL files) or extractive QA (SQuAD JSON or JSONL)')
   .argument('<model>', 'model folder or Hub name')
   .requiredOption('--train <file>', 'training file')
   .requiredOption('--dev <file>', 'dev file (evaluated during training; the best model is kept)')
@@ -205,7 +205,7 @@ program
   .option('--text-pair-column <name>', 'classification: the second text of a sentence pair (default: text_pair or sentence2 where the file has one)')
   .option('--label-column <name>', 'classification: the label column (default: label)')
   .option('--ignore-mismatched-sizes', "start the head afresh where the checkpoint's has another size (another label count), as HF's ignore_mismatched_sizes")
-  .option('--problem-type <t>', 'classification: regression or single_label_classification (default: regression where every label is a number and some have a fraction, as run_glue)')
+  .option('--problem-type <t>', 'classification: regression, single_label_classification or multi_label_classification (default: multi-label where the labels are lists, regression where every label is a number and some have a fraction, as run_classification and run_glue)')
   .option('--scheme <s>', 'NER tag scheme of the files: iob1 or iob2 (default: iob2)')
   .option('--bf16', 'bfloat16 mixed precision (autocast)')
   .option('--fp16', 'float16 mixed precision with loss scaling (CUDA)')
@@ -219,7 +219,7 @@ program
       model, train: o.train!, dev: o.dev!, out: o.out!, epochs: num('epochs'), maxSteps: num('maxSteps'), learningRate: num('lr'), batchSize: num('batchSize'), maxLength: num('maxLength'),
       evalSteps: num('evalSteps'), patience: num('patience'), timeBudgetSec: num('seconds'), limit: num('limit'), bf16: !!o.bf16, fp16: !!o.fp16,
       seed: num('seed'), weightDecay: num('weightDecay'), warmupRatio: num('warmupRatio'), groupByLength: !!o.groupByLength, saveSteps: num('saveSteps'), resumeFrom: o.resume, rDrop: num('rdrop'),
-      textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn, problemType: o.problemType as 'regression' | 'single_label_classification' | undefined, ignoreMismatchedSizes: !!o.ignoreMismatchedSizes,
+      textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn, problemType: o.problemType as import('./models/config').ProblemType | undefined, ignoreMismatchedSizes: !!o.ignoreMismatchedSizes,
     };
     if (!['classification', 'ner', 'qa'].includes(o.task!)) throw new Error(`--task must be classification, ner or qa, got '${o.task}'`);
     const r = o.task === 'ner' ? await finetuneNer({ ...opts, scheme: o.scheme as 'iob1' | 'iob2' })
@@ -257,38 +257,66 @@ program
 
 program
   .command('predict')
-  .description('classify sentences or sentence pairs with a sequence-classification model folder (config.json, model.safetensors, tokenizer files); a regression model prints its value')
+  .description('classify sentences or sentence pairs with a sequence-classification model folder (config.json, model.safetensors, tokenizer files); a regression model prints its value, a multi-label model every label whose probability passes --threshold (texts that start with - go after --)')
   .argument('<model>', 'model folder or Hub name')
-  .argument('<texts...>', 'sentences to classify')
+  .argument('[texts...]', 'sentences to classify (or --file)')
   .option('--text-pair <texts...>', "each text's second sentence, for a model fine-tuned on sentence pairs (as many as the texts)")
-  .action(async (model: string, texts: string[], o: { textPair?: string[] }) => {
+  .option('--file <file>', 'the texts from a file instead, one a line (- for standard input), or JSONL with text and, for pairs, text_pair')
+  .option('--json', 'one JSON object a line: the text (and text_pair), then label and score, or for a multi-label model the labels that pass')
+  .option('--threshold <p>', 'multi-label models: the probability a label must pass (default: 0.5)', number)
+  .action(async (model: string, texts: string[], o: { textPair?: string[]; file?: string; json?: boolean; threshold?: number }) => {
+    if (o.file !== undefined && (texts.length || o.textPair)) throw new Error('--file: give the texts (and pairs) either in the file or as arguments, not both');
+    if (o.file === undefined && !texts.length) throw new Error('no texts: give them as arguments or with --file');
     if (o.textPair && o.textPair.length !== texts.length) throw new Error(`--text-pair: ${o.textPair.length} second sentences for ${texts.length} texts`);
+    if (o.threshold !== undefined && !(o.threshold > 0 && o.threshold < 1)) throw new RangeError(`--threshold must be a probability in (0, 1), got ${o.threshold}`);
+    const { readTexts } = await import('./data/datasets');
+    const rows = o.file !== undefined ? readTexts(o.file) : texts.map((text, i) => (o.textPair ? { text, textPair: o.textPair[i] } : { text }));
+    if (!rows.length) throw new Error(`${o.file === '-' ? 'standard input' : o.file}: no texts`);
     const { pipeline } = await import('./pipelines');
     await using clf = await pipeline('text-classification', model);
-    const best = (await clf.call(o.textPair ? texts.map((text, i) => ({ text, textPair: o.textPair![i] })) : texts)) as import('./pipelines').LabelScore[];
-    texts.forEach((t, i) => console.log(`${best[i].label.padEnd(10)} ${best[i].score.toFixed(3)}  ${o.textPair ? `${t} | ${o.textPair[i]}` : t}`));
+    const multi = clf.model.config.fields.problem_type === 'multi_label_classification';
+    if (o.threshold !== undefined && !multi) throw new Error(`--threshold: ${model} is not a multi-label model`);
+    const shown = (r: { text: string; textPair?: string }) => (r.textPair === undefined ? r.text : `${r.text} | ${r.textPair}`);
+    const json = (r: { text: string; textPair?: string }) => ({ text: r.text, ...(r.textPair === undefined ? {} : { text_pair: r.textPair }) });
+    // in chunks, so that a long file is printed as it is classified and never held whole as results
+    for (let i = 0; i < rows.length; i += 256) {
+      const chunk = rows.slice(i, i + 256);
+      if (multi) {
+        // every label's sigmoid, as HF's pipeline gives them with top_k=None; those past the threshold are the row's labels
+        const all = (await clf.call(chunk, { topK: null })) as import('./pipelines').LabelScore[][];
+        all.forEach((ls, k) => {
+          const on = ls.filter((l) => l.score > (o.threshold ?? 0.5));
+          console.log(o.json ? JSON.stringify({ ...json(chunk[k]), labels: on }) : `${on.length ? on.map((l) => `${l.label} ${l.score.toFixed(3)}`).join(', ') : '(none)'}  ${shown(chunk[k])}`);
+        });
+      } else {
+        const best = (await clf.call(chunk)) as import('./pipelines').LabelScore[];
+        best.forEach((b, k) => console.log(o.json ? JSON.stringify({ ...json(chunk[k]), ...b }) : `${b.label.padEnd(10)} ${b.score.toFixed(3)}  ${shown(chunk[k])}`));
+      }
+    }
   });
 
 program
   .command('eval')
-  .description('a sequence-classification model on a labelled file: accuracy, F1 and MCC, or Pearson, Spearman and MSE for a regression model (default file: SST-2 dev)')
+  .description('a sequence-classification model on a labelled file: accuracy, F1 and MCC, Pearson, Spearman and MSE for a regression model, micro and macro F1, subset accuracy and Hamming loss for a multi-label one (default file: SST-2 dev)')
   .argument('<model>', 'model folder or Hub name')
   .option('--file <file>', 'labelled TSV/CSV/JSONL, as finetune reads them', `${process.env.TORCHBERT_DATA ?? '../shared/data'}/sst2/dev.tsv`)
   .option('--text-column <name>', 'the text column (default: text, sentence or sentence1)')
   .option('--text-pair-column <name>', 'the second text of a sentence pair (default: text_pair or sentence2 where the file has one)')
   .option('--label-column <name>', 'the label column (default: label)')
   .option('--quantize <q>', 'int8: evaluate the int8 dynamically quantised model')
-  .action(async (model: string, o: { file: string; quantize?: 'int8'; textColumn?: string; textPairColumn?: string; labelColumn?: string }) => {
+  .option('--threshold <p>', 'multi-label models: the probability a label must pass (default: 0.5)', number)
+  .action(async (model: string, o: { file: string; quantize?: 'int8'; textColumn?: string; textPairColumn?: string; labelColumn?: string; threshold?: number }) => {
     const { BertTokenizer } = await import('./tokenizer');
     const { fromPretrained } = await import('./models/bert');
-    const { readLabelled, encodeLabelled, regressionTarget, classificationFeatures, regressionMetrics, classMetrics } = await import('./recipes/finetune');
+    const { readLabelled, encodeLabelled, regressionTarget, multiHot, multiLabelDecisions, classificationFeatures, regressionMetrics, classMetrics, multiLabelMetrics } = await import('./recipes/finetune');
     const { predictClasses, predictLogits, padCollate } = await import('./train');
     const rows = readLabelled(o.file, o);
     if (!rows.length) throw new Error(`${o.file}: no examples`);
     const tok = await BertTokenizer.fromPretrained(model);
     const m = await fromPretrained(model, { kind: 'BertForSequenceClassification', quantize: o.quantize });
     const c = m.config.fields;
-    if (c.problem_type === 'multi_label_classification') throw new Error(`${model}: a multi-label model; eval scores one label or one value per example`);
+    const multi = c.problem_type === 'multi_label_classification';
+    if (o.threshold !== undefined && !(multi && o.threshold > 0 && o.threshold < 1)) throw new RangeError(multi ? `--threshold must be a probability in (0, 1), got ${o.threshold}` : `--threshold: ${model} is not a multi-label model`);
     const examples = encodeLabelled(tok, rows, c.max_position_embeddings);
     const pairs = rows[0].textPair !== undefined;
     const batches = [];
@@ -301,9 +329,16 @@ program
       console.log(JSON.stringify({ ...head, ...regressionMetrics(pred, gold) }));
       return;
     }
-    // a label the model names (its label2id), else a class index as SST-2's 0 and 1 are
     const label2id = new Map(Object.entries(c.label2id ?? {}).map(([k, v]) => [k, Number(v)]));
+    if (multi) {
+      const gold = rows.map((r, i) => multiHot(r.label, label2id, o.file, i));
+      const pred = multiLabelDecisions(await predictLogits(m, batches, features), o.threshold);
+      console.log(JSON.stringify({ ...head, ...multiLabelMetrics(pred, gold) }));
+      return;
+    }
+    // a label the model names (its label2id), else a class index as SST-2's 0 and 1 are
     const gold = rows.map((r, i) => {
+      if (typeof r.label !== 'string') throw new Error(`${o.file}: example ${i + 1}: a list of labels, and ${model} is not a multi-label model`);
       const id = label2id.get(r.label) ?? (/^\d+$/.test(r.label) && Number(r.label) < c.num_labels! ? Number(r.label) : undefined);
       if (id === undefined) throw new Error(`${o.file}: example ${i + 1}: label '${r.label}' is none of the model's (${[...label2id.keys()].join(', ')}) nor a class index below ${c.num_labels}`);
       return id;

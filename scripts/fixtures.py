@@ -148,19 +148,25 @@ def read_sst2(path):
     return [l.split('\t')[ti] for l in lines]
 
 
-def read_conll_sentences(path):
+def read_conll_tagged(path):
+    """CoNLL-2003 sentences as lists of (word, tag as in the file), split on blank lines and -DOCSTART-."""
     out, cur = [], []
     for line in read_lines(path):
         l = line.strip()
         if not l or l.startswith('-DOCSTART-'):
             if cur:
-                out.append(' '.join(cur))
+                out.append(cur)
             cur = []
             continue
-        cur.append(l.split()[0])
+        c = l.split()
+        cur.append((c[0], c[-1]))
     if cur:
-        out.append(' '.join(cur))
+        out.append(cur)
     return out
+
+
+def read_conll_sentences(path):
+    return [' '.join(w for w, _ in s) for s in read_conll_tagged(path)]
 
 
 def parity_corpora():
@@ -822,19 +828,7 @@ def train_metrics():
     import transformers
     from seqeval.metrics import f1_score, precision_score, recall_score, classification_report
     from seqeval.metrics.sequence_labeling import get_entities
-    raw = []
-    cur = []
-    for line in read_lines(os.path.join(DATA, 'conll2003', 'eng.testa')):
-        l = line.strip()
-        if not l or l.startswith('-DOCSTART-'):
-            if cur:
-                raw.append(cur)
-            cur = []
-            continue
-        c = l.split()
-        cur.append((c[0], c[-1]))
-    if cur:
-        raw.append(cur)
+    raw = read_conll_tagged(os.path.join(DATA, 'conll2003', 'eng.testa'))
     gold1 = [[t for _, t in s] for s in raw]
 
     def iob2(tags):
@@ -944,6 +938,34 @@ def seq_cls():
         res['pairs'][str(L)] = {'input_ids': enc['input_ids'], 'token_type_ids': enc['token_type_ids']}
     dump('seq-cls.json', res)
 
+
+
+@section
+def multi_label():
+    """Multi-label scores as HF's run_classification computes them (scikit-learn's f1_score of multi-hot rows,
+    micro; macro, subset accuracy and Hamming loss beside it), on noisy predictions of CoNLL-2003 dev sentences'
+    entity types (which of LOC, MISC, ORG, PER a sentence mentions) and on edge cases."""
+    import random
+    import warnings
+    from sklearn.metrics import f1_score, accuracy_score, hamming_loss
+    types = ['LOC', 'MISC', 'ORG', 'PER']
+    gold = [[int(any(t.endswith('-' + k) for _, t in s)) for k in types] for s in read_conll_tagged(os.path.join(DATA, 'conll2003', 'eng.testa'))[:300]]
+    rng = random.Random(3)
+    noisy = [[1 - v if rng.random() < 0.15 else v for v in r] for r in gold]
+    cases = {
+        'conll-types': (gold, noisy),
+        'all-negative': (gold[:40], [[0] * 4 for _ in gold[:40]]),
+        # the last class never true nor predicted: scikit-learn scores its F1 0 (with a warning)
+        'silent-class': ([[1, 0, 0], [0, 1, 0], [1, 1, 0]], [[1, 0, 0], [1, 1, 0], [0, 1, 0]]),
+        'one-row': ([[0, 1]], [[0, 1]]),
+    }
+    res = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        for k, (g, p) in cases.items():
+            res[k] = {'gold': g, 'pred': p, 'f1_micro': f1_score(g, p, average='micro'), 'f1_macro': f1_score(g, p, average='macro'),
+                      'subset_accuracy': accuracy_score(g, p), 'hamming_loss': hamming_loss(g, p)}
+    dump('multi-label.json', res)
 
 def main(argv):
     force = '--force' in argv

@@ -3,12 +3,13 @@
 hyperparameters, several seeds each: SST-2 classification (accuracy), CoNLL-2003 NER (seqeval entity F1)
 and two sentence-pair tasks built from SST-2's labelled sentences, consecutive sentences paired (the data
 folder holds no GLUE pair task): `pairs`, how many of the two are positive, 0, 1 or 2 (three classes,
-accuracy), and `pair-regression`, the mean of their two labels, 0, 0.5 or 1 (Pearson's r); all from
-all-MiniLM-L6-v2. Prints a markdown table (mean, standard deviation, training loss by
+accuracy), and `pair-regression`, the mean of their two labels, 0, 0.5 or 1 (Pearson's r); and a multi-label
+task built from CoNLL-2003, `entity-types`: which of LOC, MISC, ORG, PER a sentence mentions (a list of labels;
+micro F1 of the sigmoid decisions, run_classification's metric); all from all-MiniLM-L6-v2. Prints a markdown table (mean, standard deviation, training loss by
 quarter of the run, seconds) and writes every run's numbers to <out>/parity.json.
 
-Usage: python3 scripts/recipe_parity.py [--seeds 1 2 3] [--sst2-train 8000] [--conll-train 4000] [--pairs-train 3000] [--epochs 1]
-       [--tasks sst2 conll pairs pair-regression]
+Usage: python3 scripts/recipe_parity.py [--seeds 1 2 3] [--sst2-train 8000] [--conll-train 4000] [--pairs-train 3000] [--types-train 4000]
+       [--epochs 1] [--tasks sst2 conll pairs pair-regression entity-types]
 Needs: the pinned reference (requirements-dev.txt) plus accelerate and seqeval (requirements-parity.txt),
 and the built CLI (npm run build)."""
 import argparse
@@ -69,6 +70,17 @@ def write_pairs(rows, path):
             f.write(json.dumps({'text': a, 'text_pair': b, 'label': y}) + '\n')
 
 
+def read_types(path):
+    """CoNLL-2003 sentences as text and the sorted entity types they mention (none for many)."""
+    return [(' '.join(words), sorted({t[2:] for t in tags if t != 'O'})) for words, tags in read_conll(path)]
+
+
+def write_labelled(rows, path):
+    with open(path, 'w', encoding='utf-8') as f:
+        for text, y in rows:
+            f.write(json.dumps({'text': text, 'label': y}) + '\n')
+
+
 def iob2(tags):
     res = []
     for i, t in enumerate(tags):
@@ -108,6 +120,13 @@ def hf_run(task, seed, train, dev, epochs, out):
         enc = lambda rows: [dict(tok(a, b, truncation=True, max_length=HP['max_length']), labels=y) for (a, b), y in rows]
         collator = DataCollatorWithPadding(tok)
         labels = None
+    elif task == 'entity-types':
+        # run_classification's multi-label path: the label list sorted, multi-hot float targets, BCE
+        labels = sorted({l for _, ys in train + dev for l in ys})
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels), problem_type='multi_label_classification')
+        hot = lambda ys: [float(l in ys) for l in labels]
+        enc = lambda rows: [dict(tok(t, truncation=True, max_length=HP['max_length']), labels=hot(y)) for t, y in rows]
+        collator = DataCollatorWithPadding(tok)
     else:
         labels = sorted({t for _, tags in train + dev for t in tags})
         lid = {l: i for i, l in enumerate(labels)}
@@ -136,6 +155,9 @@ def hf_run(task, seed, train, dev, epochs, out):
     losses = [(h['step'], h['loss']) for h in trainer.state.log_history if 'loss' in h]
     if task in ('sst2', 'pairs'):
         metric = float((pred.predictions.argmax(-1) == np.array([y for _, y in dev])).mean())
+    elif task == 'entity-types':
+        from sklearn.metrics import f1_score
+        metric = float(f1_score(pred.label_ids.astype(int), (pred.predictions > 0).astype(int), average='micro'))
     elif task == 'pair-regression':
         import scipy.stats
         metric = float(scipy.stats.pearsonr(pred.predictions[:, 0].astype('float64'), np.array([y for _, y in dev], dtype='float64'))[0])
@@ -167,7 +189,7 @@ def torchbert_run(task, seed, train_file, dev_file, limit, epochs, out):
     seconds = time.time() - t0
     rep = json.load(open(os.path.join(out, 'report.json')))
     losses = [(x['step'], x['loss']) for x in map(json.loads, open(os.path.join(out, 'metrics.jsonl'))) if x.get('type') == 'train']
-    metric = rep['dev']['f1' if task == 'conll' else 'pearson' if task == 'pair-regression' else 'accuracy']
+    metric = rep['dev']['f1' if task == 'conll' else 'pearson' if task == 'pair-regression' else 'f1_micro' if task == 'entity-types' else 'accuracy']
     return {'metric': metric, 'steps': rep['steps'], 'seconds': round(seconds, 1), 'loss_quarters': quarters(losses, rep['steps'])}
 
 
@@ -177,6 +199,7 @@ def main():
     ap.add_argument('--sst2-train', type=int, default=8000)
     ap.add_argument('--conll-train', type=int, default=4000)
     ap.add_argument('--pairs-train', type=int, default=3000)
+    ap.add_argument('--types-train', type=int, default=4000)
     ap.add_argument('--epochs', type=int, default=1)
     ap.add_argument('--tasks', nargs='+', default=['sst2', 'conll'])
     ap.add_argument('--out', default=os.path.join(ROOT, 'runs', 'parity'))
@@ -190,6 +213,11 @@ def main():
         write_pairs(rows['train'], paths[0])
         write_pairs(rows['dev'], paths[1])
         files[task] = (paths[0], paths[1], lambda path, rows=rows, paths=paths: rows['train' if path == paths[0] else 'dev'], a.pairs_train)
+    types = {split: read_types(os.path.join(DATA, 'conll2003', f)) for split, f in (('train', 'eng.train'), ('dev', 'eng.testa'))}
+    paths = [os.path.join(a.out, f'entity-types-{split}.jsonl') for split in ('train', 'dev')]
+    write_labelled(types['train'], paths[0])
+    write_labelled(types['dev'], paths[1])
+    files['entity-types'] = (paths[0], paths[1], lambda path: types['train' if path == paths[0] else 'dev'], a.types_train)
     # Runs already in <out>/parity.json (same task, side, seed) are kept: adding seeds runs only the new ones.
     saved = os.path.join(a.out, 'parity.json')
     results = json.load(open(saved))['results'] if os.path.exists(saved) else {}
@@ -204,7 +232,7 @@ def main():
                 r = hf_run(task, seed, train, dev, a.epochs, out) if side == 'hf' else torchbert_run(task, seed, train_file, dev_file, limit, a.epochs, out)
                 results.setdefault(task, {}).setdefault(side, []).append({'seed': seed, **r})
                 print(json.dumps({'task': task, 'side': side, 'seed': seed, **r}), flush=True)
-                json.dump({'hyperparameters': HP, 'epochs': a.epochs, 'train': {'sst2': a.sst2_train, 'conll': a.conll_train, 'pairs': a.pairs_train}, 'results': results},
+                json.dump({'hyperparameters': HP, 'epochs': a.epochs, 'train': {'sst2': a.sst2_train, 'conll': a.conll_train, 'pairs': a.pairs_train, 'entity-types': a.types_train}, 'results': results},
                           open(os.path.join(a.out, 'parity.json'), 'w'), indent=1)
     print('\n| task | metric | side | seeds | mean | std | per seed | train loss by quarter (mean over seeds) |')
     print('|---|---|---|---|---|---|---|---|')
@@ -212,7 +240,7 @@ def main():
         for side, runs in sides.items():
             m = [r['metric'] for r in runs]
             q = [round(statistics.mean(r['loss_quarters'][i] for r in runs), 3) for i in range(4)]
-            name = {'sst2': 'accuracy', 'pairs': 'accuracy', 'conll': 'entity F1', 'pair-regression': "Pearson's r"}[task]
+            name = {'sst2': 'accuracy', 'pairs': 'accuracy', 'conll': 'entity F1', 'pair-regression': "Pearson's r", 'entity-types': 'micro F1'}[task]
             print(f"| {task} | {name} | {side} | {len(m)} | {100 * statistics.mean(m):.2f} | "
                   f"{100 * (statistics.stdev(m) if len(m) > 1 else 0):.2f} | {', '.join(f'{100 * x:.2f}' for x in m)} | {q} |")
 

@@ -11,7 +11,7 @@ import { loadFileSync } from '../lib/safetensors';
 import { BertTokenizer } from '../lib/tokenizer';
 import { pearson, spearman, meanSquaredError } from '../lib/train';
 import { readLabelled, inferProblemType, encodeLabelled } from '../lib/recipes/finetune';
-import { FIXTURES, DATA, ROOT, fixture, maxAbsDiff, tmpDir, flat } from './helpers';
+import { FIXTURES, DATA, ROOT, fixture, maxAbsDiff, tmpDir, tmpFile, flat } from './helpers';
 
 const fx = fixture('seq-cls.json');
 const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT });
@@ -81,19 +81,14 @@ test("sentence pairs encode as HF's tokenizer(text, text_pair, truncation=True, 
 });
 
 describe('labelled files', () => {
-  const write = (name: string, body: string) => {
-    const f = path.join(tmpDir(), name);
-    fs.writeFileSync(f, body);
-    return f;
-  };
   test("GLUE's sentence1/sentence2, text/text_pair in JSONL, chosen columns; SST-2's TSV as before", () => {
-    expect(readLabelled(write('a.tsv', 'idx\tsentence1\tsentence2\tlabel\n0\tA cat.\tA dog.\t1\n'))).toEqual([{ text: 'A cat.', textPair: 'A dog.', label: '1' }]);
-    expect(readLabelled(write('a.jsonl', '{"text": "x", "text_pair": "y", "label": 0.25}\n\n{"text": "z", "text_pair": "w", "label": 3}\n'))).toEqual([
+    expect(readLabelled(tmpFile('a.tsv', 'idx\tsentence1\tsentence2\tlabel\n0\tA cat.\tA dog.\t1\n'))).toEqual([{ text: 'A cat.', textPair: 'A dog.', label: '1' }]);
+    expect(readLabelled(tmpFile('a.jsonl', '{"text": "x", "text_pair": "y", "label": 0.25}\n\n{"text": "z", "text_pair": "w", "label": 3}\n'))).toEqual([
       { text: 'x', textPair: 'y', label: '0.25' }, { text: 'z', textPair: 'w', label: '3' }]);
-    const qnli = write('q.csv', 'question,sentence,label\nWho?,Jane did.,entailment\n');
+    const qnli = tmpFile('q.csv', 'question,sentence,label\nWho?,Jane did.,entailment\n');
     expect(readLabelled(qnli)).toEqual([{ text: 'Jane did.', label: 'entailment' }]);
     expect(readLabelled(qnli, { textColumn: 'question', textPairColumn: 'sentence' })).toEqual([{ text: 'Who?', textPair: 'Jane did.', label: 'entailment' }]);
-    expect(readLabelled(write('m.tsv', 'Quality\t#1 String\t#2 String\n1\tHe left.\tHe went.\n'), { labelColumn: 'Quality', textColumn: '#1 String', textPairColumn: '#2 String' }))
+    expect(readLabelled(tmpFile('m.tsv', 'Quality\t#1 String\t#2 String\n1\tHe left.\tHe went.\n'), { labelColumn: 'Quality', textColumn: '#1 String', textPairColumn: '#2 String' }))
       .toEqual([{ text: 'He left.', textPair: 'He went.', label: '1' }]);
     const sst = readLabelled(path.join(DATA, 'sst2', 'dev.tsv'));
     expect(sst).toHaveLength(872);
@@ -106,12 +101,12 @@ describe('labelled files', () => {
     expect(inferProblemType(rows(['0.5', 'pos']))).toBe('single_label_classification');
   });
   test('errors name the file, the row and the column', () => {
-    const f = write('b.csv', 'text,label\na,1\n');
+    const f = tmpFile('b.csv', 'text,label\na,1\n');
     expect(() => readLabelled(f, { labelColumn: 'score' })).toThrow(`${f}: no column 'score' for the label (columns: text, label)`);
-    expect(() => readLabelled(write('c.csv', 'body,label\na,1\n'))).toThrow(/c\.csv: no column for the text: name it 'text' or 'sentence' or 'sentence1', or choose it with the column options \(columns: body, label\)/);
-    expect(() => readLabelled(write('d.jsonl', '{"text": "a", "label": 1}\n{"text": 5, "label": 1}\n'))).toThrow(/d\.jsonl:2: 'text' must be a string, got 5/);
-    expect(() => readLabelled(write('e.jsonl', '{"text": "a", "text_pair": "b", "label": 1}\n{"text": "a", "label": 1}\n'))).toThrow(/e\.jsonl:2: 'text_pair' must be a string, got nothing/);
-    expect(() => readLabelled(write('g.jsonl', '{"text": "a", "label": null}\n'))).toThrow(/g\.jsonl:1: 'label' must be a label \(a string or a number\), got null/);
+    expect(() => readLabelled(tmpFile('c.csv', 'body,label\na,1\n'))).toThrow(/c\.csv: no column for the text: name it 'text' or 'sentence' or 'sentence1', or choose it with the column options \(columns: body, label\)/);
+    expect(() => readLabelled(tmpFile('d.jsonl', '{"text": "a", "label": 1}\n{"text": 5, "label": 1}\n'))).toThrow(/d\.jsonl:2: 'text' must be a string, got 5/);
+    expect(() => readLabelled(tmpFile('e.jsonl', '{"text": "a", "text_pair": "b", "label": 1}\n{"text": "a", "label": 1}\n'))).toThrow(/e\.jsonl:2: 'text_pair' must be a string, got nothing/);
+    expect(() => readLabelled(tmpFile('g.jsonl', '{"text": "a", "label": null}\n'))).toThrow(/g\.jsonl:1: 'label' must be a label \(a string or a number\), got null/);
   });
 });
 
@@ -151,6 +146,17 @@ describe('finetune and eval on sentence pairs and regression', () => {
     const all = cli(['predict', out, ...dev.map(([a]) => a[0]), '--text-pair', ...dev.map(([, b]) => b[0])]);
     const predicted = all.stdout.trim().split('\n').map((l) => Number(l.split(' ')[0]));
     expect(predicted.filter((y, i) => y === Number(dev[i][0][1] === dev[i][1][1])).length / dev.length).toBe(ev.accuracy);
+    // the same pairs from a JSONL file, printed as JSON lines; single texts from standard input, one a line
+    const pairFile = tmpFile('pairs.jsonl', dev.map(([a, b]) => JSON.stringify({ text: a[0], text_pair: b[0] }) + '\n').join(''));
+    const js = cli(['predict', out, '--file', pairFile, '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(js.map((j) => [j.text, j.text_pair, Number(j.label)])).toEqual(dev.map(([a, b], i) => [a[0], b[0], predicted[i]]));
+    const lines = ['a fine film', '-- a dull one', 'bright'];
+    const piped = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli.js'), 'predict', out, '--file', '-'], { encoding: 'utf8', cwd: ROOT, input: `${lines.join('\r\n')}\n\n` });
+    expect([piped.status, piped.stderr]).toEqual([0, '']);
+    expect(piped.stdout.trim().split('\n').map((l) => l.replace(/^[01] +0\.\d{3}  /, ''))).toEqual(lines);
+    expect(cli(['predict', out, 'a', '--file', pairFile]).stderr).toContain('--file: give the texts (and pairs) either in the file or as arguments, not both');
+    expect(cli(['predict', out]).stderr).toContain('no texts: give them as arguments or with --file');
+    expect(cli(['predict', out, '--file', tmpFile('bad.jsonl', '{"text": "a", "text_pair": "b"}\n{"text": "c"}\n')]).stderr).toMatch(/bad\.jsonl: row 2: no 'text_pair' where the first row has one/);
   });
 
   test('regression from a real-valued label column: one output, MSE loss, Pearson and Spearman; eval agrees; its loss falls', () => {
@@ -182,7 +188,7 @@ describe('finetune and eval on sentence pairs and regression', () => {
   test('bad combinations are refused before training, naming what is wrong; nothing is written', () => {
     const cases: [string[], string][] = [
       [[files.trainReg, files.devReg, '--label-column', 'score', '--rdrop', '1'], 'R-Drop compares two predicted class distributions; a regression has none'],
-      [[files.train, files.dev, '--problem-type', 'regresion'], "problem type must be regression or single_label_classification, got 'regresion'"],
+      [[files.train, files.dev, '--problem-type', 'regresion'], "problem type must be regression, single_label_classification or multi_label_classification, got 'regresion'"],
       [[files.train, path.join(DATA, 'sst2', 'dev.tsv')], `${files.train} has sentence pairs and ${path.join(DATA, 'sst2', 'dev.tsv')} single texts`],
     ];
     for (const [[train, dev, ...extra], message] of cases) {

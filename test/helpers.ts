@@ -41,6 +41,13 @@ export function tmpDir(prefix = 'torchbert-test-'): string {
   return fs.mkdtempSync(path.join(require('os').tmpdir(), prefix));
 }
 
+/** A file named `name` holding `body`, in a fresh temporary folder; its path. */
+export function tmpFile(name: string, body: string): string {
+  const f = path.join(tmpDir(), name);
+  fs.writeFileSync(f, body);
+  return f;
+}
+
 /**
  * Mean-pooled last hidden states (sentence-transformers' pooling) of `sentences` in batches of 50, each
  * batch in its own dispose scope; fn gets the [n, H] embeddings and the batch's offset.

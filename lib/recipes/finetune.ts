@@ -1,5 +1,6 @@
-// Fine-tuning recipes behind `torchbert finetune`: sequence classification and regression of single texts or
-// sentence pairs (as HF's run_glue reads them) from SST-2-style TSV, CSV or JSONL files; NER on CoNLL-2003-style
+// Fine-tuning recipes behind `torchbert finetune`: sequence classification, multi-label classification and
+// regression of single texts or sentence pairs (as HF's run_glue and run_classification read them) from
+// SST-2-style TSV, CSV or JSONL files; NER on CoNLL-2003-style
 // files (first sub-token labelled, entity F1 with seqeval's semantics); extractive QA. All use the Trainer
 // with AdamW(lr 2e-5, eps 1e-8) and a linear warmup schedule by default, evaluate on the dev file, keep the
 // best model by the dev metric and save it with its tokenizer.
@@ -10,7 +11,8 @@ import { Tensor } from '../core';
 import { BertTokenizer } from '../tokenizer';
 import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
 import { fromPretrained } from '../models/bert';
-import { Trainer, predictClasses, predictLogits, padCollate, batchIndices, EpochBatches, accuracy, f1, mcc, pearson, spearman, meanSquaredError, alignLabels, entityScores } from '../train';
+import { Trainer, predictClasses, predictLogits, padCollate, batchIndices, EpochBatches, accuracy, f1, mcc, pearson, spearman, meanSquaredError, multiLabelScores, alignLabels, entityScores } from '../train';
+import type { ProblemType } from '../models/config';
 import type { Example, Batch, TrainResult } from '../train';
 import * as dist from '../distributed/process-group';
 
@@ -54,8 +56,11 @@ export interface FinetuneOptions extends ColumnOptions {
   rDrop?: number;
   /** start the head afresh where the checkpoint's has another size (another label count), as HF's ignore_mismatched_sizes */
   ignoreMismatchedSizes?: boolean;
-  /** classification: regression or classes (default: regression where the labels are real numbers, as run_glue) */
-  problemType?: 'regression' | 'single_label_classification';
+  /**
+   * classification: regression, one class a row, or multi-label (default: multi-label where the labels are
+   * lists, regression where they are real numbers, as run_classification and run_glue decide)
+   */
+  problemType?: ProblemType;
   log?: (s: string) => void;
 }
 
@@ -70,11 +75,11 @@ export interface FinetuneReport {
   savedTo: string;
 }
 
-/** A labelled row: one text or a sentence pair, and its label as written in the file. */
+/** A labelled row: one text or a sentence pair, and its label as written in the file (a list for multi-label). */
 export interface LabelledRow {
   text: string;
   textPair?: string;
-  label: string;
+  label: string | string[];
 }
 
 /** Which columns hold the texts and the label (HF run_glue's names are found without them). */
@@ -89,8 +94,9 @@ export interface ColumnOptions {
 
 /**
  * Labelled rows from SST-2's TSV (sentence, label), any CSV or TSV with a header, or JSONL: a text column and
- * a label column, and for sentence-pair tasks (MRPC, QNLI, RTE, STS-B...) a second text column. Every error
- * names the file, and the row or column that is wrong.
+ * a label column, and for sentence-pair tasks (MRPC, QNLI, RTE, STS-B...) a second text column. A JSONL label
+ * may be a list of labels (multi-label, as run_classification reads a list column); a file holds lists or
+ * single labels, not both. Every error names the file, and the row or column that is wrong.
  */
 export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRow[] {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
@@ -115,30 +121,61 @@ export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRo
   const textCol = pick(cols.textColumn, ['text', 'sentence', 'sentence1'], 'the text', true)!;
   const pairCol = pick(cols.textPairColumn, ['text_pair', 'sentence2'], 'the second text', false);
   const labelCol = pick(cols.labelColumn, ['label'], 'the label', true)!;
+  const lists = Array.isArray(rows[0][labelCol]);
   return rows.map((r, i) => {
     const text = r[textCol], pair = pairCol === undefined ? undefined : r[pairCol], label = r[labelCol];
     if (typeof text !== 'string') throw new Error(`${where(i)}: '${textCol}' must be a string, got ${JSON.stringify(text) ?? 'nothing'}`);
     if (pairCol !== undefined && typeof pair !== 'string') throw new Error(`${where(i)}: '${pairCol}' must be a string, got ${JSON.stringify(pair) ?? 'nothing'}`);
-    if (label === undefined || label === null || label === '' || typeof label === 'object') throw new Error(`${where(i)}: '${labelCol}' must be a label (a string or a number), got ${JSON.stringify(label) ?? 'nothing'}`);
-    return pairCol === undefined ? { text, label: String(label) } : { text, textPair: pair as string, label: String(label) };
+    let value: string | string[];
+    if (Array.isArray(label)) {
+      if (!lists) throw new Error(`${where(i)}: '${labelCol}' is a list where the first row has one label: a file holds one label a row or lists (multi-label), not both`);
+      if (label.some((l) => (typeof l !== 'string' || l === '') && typeof l !== 'number')) throw new Error(`${where(i)}: '${labelCol}' must list labels (strings or numbers), got ${JSON.stringify(label)}`);
+      value = [...new Set(label.map(String))];
+    } else {
+      if (label === undefined || label === null || label === '' || typeof label === 'object') throw new Error(`${where(i)}: '${labelCol}' must be a label (a string or a number${lists ? ', or a list of them as the first row has' : ''}), got ${JSON.stringify(label) ?? 'nothing'}`);
+      if (lists) throw new Error(`${where(i)}: '${labelCol}' is one label where the first row has a list: a file holds one label a row or lists (multi-label), not both`);
+      value = String(label);
+    }
+    return pairCol === undefined ? { text, label: value } : { text, textPair: pair as string, label: value };
   });
 }
 
 const NUMBER = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
 
 /**
- * What the labels ask for, as HF's run_glue decides for files: regression where every label is a number and
- * some are written with a fraction or exponent (a float column), classes otherwise.
+ * What the labels ask for, as HF's run_classification and run_glue decide for files: multi-label where the
+ * labels are lists, regression where every label is a number and some are written with a fraction or exponent
+ * (a float column), one class a row otherwise.
  */
-export function inferProblemType(rows: LabelledRow[]): 'regression' | 'single_label_classification' {
-  return rows.length > 0 && rows.every((r) => NUMBER.test(r.label)) && rows.some((r) => /[.eE]/.test(r.label)) ? 'regression' : 'single_label_classification';
+export function inferProblemType(rows: LabelledRow[]): ProblemType {
+  if (rows.length && Array.isArray(rows[0].label)) return 'multi_label_classification';
+  const single = rows as (LabelledRow & { label: string })[];
+  return single.length > 0 && single.every((r) => NUMBER.test(r.label)) && single.some((r) => /[.eE]/.test(r.label)) ? 'regression' : 'single_label_classification';
 }
 
 /** A regression label as a number; the error names the file, the example and the label. */
-export function regressionTarget(label: string, file: string, i: number): number {
-  if (!NUMBER.test(label)) throw new Error(`${file}: example ${i + 1}: regression needs a number as the label, got '${label}'`);
+export function regressionTarget(label: string | string[], file: string, i: number): number {
+  if (typeof label !== 'string' || !NUMBER.test(label)) throw new Error(`${file}: example ${i + 1}: regression needs a number as the label, got ${typeof label === 'string' ? `'${label}'` : 'a list'}`);
   return Number(label);
 }
+
+/** A row's labels as 0/1 per class of label2id; the error names the file, the example and a label the model lacks. */
+export function multiHot(label: string | string[], label2id: Map<string, number>, file: string, i: number): number[] {
+  if (typeof label === 'string') throw new Error(`${file}: example ${i + 1}: multi-label classification reads each row's labels as a list (JSONL: "label": ["a", "b"]), got '${label}'`);
+  const v = new Array<number>(label2id.size).fill(0);
+  for (const l of label) {
+    const id = label2id.get(l);
+    if (id === undefined) throw new Error(`${file}: example ${i + 1}: label '${l}' is none of ${[...label2id.keys()].join(', ')}`);
+    v[id] = 1;
+  }
+  return v;
+}
+
+/** Multi-label decisions from logits: a class is predicted where its sigmoid passes the threshold (0.5: logit > 0, as run_classification). */
+export const multiLabelDecisions = (logits: number[][], threshold = 0.5) => {
+  const cut = Math.log(threshold / (1 - threshold));
+  return logits.map((r) => r.map((v) => (v > cut ? 1 : 0)));
+};
 
 /** The model's inputs of a batch: token types only for sentence pairs (single texts keep the model's zeros). */
 export function classificationFeatures(pairs: boolean): (b: Batch) => import('../models/bert').BertInputs {
@@ -147,6 +184,12 @@ export function classificationFeatures(pairs: boolean): (b: Batch) => import('..
 
 /** GLUE's STS-B metrics and the MSE. */
 export const regressionMetrics = (pred: number[], gold: number[]) => ({ pearson: pearson(pred, gold), spearmanr: spearman(pred, gold), mse: meanSquaredError(pred, gold) });
+
+/** Micro F1 (run_classification's multi-label metric), macro F1, subset accuracy and Hamming loss. */
+export const multiLabelMetrics = (pred: number[][], gold: number[][]) => {
+  const s = multiLabelScores(pred, gold);
+  return { f1_micro: s.microF1, f1_macro: s.macroF1, subset_accuracy: s.subsetAccuracy, hamming_loss: s.hammingLoss };
+};
 
 /** Accuracy, F1 (binary with two classes, macro otherwise) and MCC. */
 export const classMetrics = (pred: number[], gold: number[], numLabels: number) => ({ accuracy: accuracy(pred, gold), f1: numLabels === 2 ? f1(pred, gold) : f1(pred, gold, 'macro'), mcc: mcc(pred, gold) });
@@ -175,25 +218,44 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   if ((train[0].textPair === undefined) !== (dev[0].textPair === undefined)) {
     throw new Error(`${train[0].textPair === undefined ? o.dev : o.train} has sentence pairs and ${train[0].textPair === undefined ? o.train : o.dev} single texts: give both files the same columns`);
   }
-  if (o.problemType !== undefined && !['regression', 'single_label_classification'].includes(o.problemType)) {
-    throw new RangeError(`problem type must be regression or single_label_classification, got '${o.problemType}'`);
+  if (o.problemType !== undefined && !['regression', 'single_label_classification', 'multi_label_classification'].includes(o.problemType)) {
+    throw new RangeError(`problem type must be regression, single_label_classification or multi_label_classification, got '${o.problemType}'`);
   }
-  const regression = (o.problemType ?? inferProblemType(train)) === 'regression';
+  const lists = Array.isArray(train[0].label);
+  if (lists !== Array.isArray(dev[0].label)) throw new Error(`${lists ? o.train : o.dev} lists labels (multi-label) and ${lists ? o.dev : o.train} has one a row: give both files the same kind`);
+  const problem = o.problemType ?? inferProblemType(train);
+  if (lists !== (problem === 'multi_label_classification')) {
+    throw new Error(lists ? `${o.train}: the labels are lists (multi-label); ${problem} needs one label a row` : `${o.train}: multi-label classification reads each row's labels as a list (JSONL: "label": ["a", "b"])`);
+  }
+  const regression = problem === 'regression';
+  const multi = problem === 'multi_label_classification';
   let config: Record<string, unknown>;
   let label: (r: LabelledRow, file: string, i: number) => Partial<Example>;
   let labels: string[] = [];
+  const named = (ls: string[]) => ({ id2label: Object.fromEntries(ls.map((l, i) => [String(i), l])), label2id: Object.fromEntries(ls.map((l, i) => [l, i])) });
   if (regression) {
     if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; a regression has none (leave --rdrop out)');
     label = (r, file, i) => ({ target: regressionTarget(r.label, file, i) });
     config = { num_labels: 1, problem_type: 'regression', id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 } };
+  } else if (multi) {
+    if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; multi-label classification makes a yes or no per class (leave --rdrop out)');
+    // as run_classification: the classes of both files, sorted; a class only the dev file has is logged
+    const inTrain = new Set(train.flatMap((r) => r.label as string[]));
+    const devOnly = [...new Set(dev.flatMap((r) => r.label as string[]))].filter((l) => !inTrain.has(l));
+    labels = [...inTrain, ...devOnly].sort();
+    if (labels.length < 2) throw new Error(`${o.train}: ${labels.length ? `only the label '${labels[0]}' occurs` : 'no row has a label'}; multi-label classification needs at least two`);
+    if (devOnly.length) log(`finetune: ${o.dev} has labels ${o.train} lacks (${devOnly.join(', ')}); the model has them, never seen positive in training`);
+    const id = new Map(labels.map((l, i) => [l, i]));
+    label = (r, file, i) => ({ targets: multiHot(r.label, id, file, i) });
+    config = { num_labels: labels.length, problem_type: 'multi_label_classification', ...named(labels) };
   } else {
-    labels = [...new Set(train.map((r) => r.label))].sort();
+    labels = [...new Set(train.map((r) => r.label as string))].sort();
     if (labels.length < 2) throw new Error(`${o.train}: every example has the label '${labels[0]}'; classification needs at least two`);
     const id = new Map(labels.map((l, i) => [l, i]));
-    const unknown = dev.find((r) => !id.has(r.label));
+    const unknown = dev.find((r) => !id.has(r.label as string));
     if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
-    label = (r) => ({ label: id.get(r.label)! });
-    config = { num_labels: labels.length, id2label: Object.fromEntries(labels.map((l, i) => [String(i), l])), label2id: Object.fromEntries(labels.map((l, i) => [l, i])) };
+    label = (r) => ({ label: id.get(r.label as string)! });
+    config = { num_labels: labels.length, ...named(labels) };
   }
   const trainLabels = train.map((r, i) => label(r, o.train, i));
   const devLabels = dev.map((r, i) => label(r, o.dev, i));
@@ -216,15 +278,20 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
       const pred = (await dist.shardedMap(devBatches, async (b) => (await predictLogits(model, [b], features)).map((r) => r[0]))).flat();
       return regressionMetrics(pred, gold);
     }
+    : multi ? async () => {
+      const gold = devOrder.flat().map((i) => devEx[i].targets!);
+      const pred = multiLabelDecisions((await dist.shardedMap(devBatches, (b) => predictLogits(model, [b], features))).flat());
+      return multiLabelMetrics(pred, gold);
+    }
     : async () => {
       const gold = devOrder.flat().map((i) => devEx[i].label!);
       const pred = (await dist.shardedMap(devBatches, (b) => predictClasses(model, [b], features))).flat();
       return classMetrics(pred, gold, labels.length);
     };
   const maxSteps = stepsFor(trainEx.length, o);
-  const what = `${pairs ? 'sentence pairs' : 'texts'}, ${regression ? 'regression' : `labels ${labels.join(', ')}`}`;
+  const what = `${pairs ? 'sentence pairs' : 'texts'}, ${regression ? 'regression' : `${multi ? 'multi-label, ' : ''}labels ${labels.join(', ')}`}`;
   log(`finetune: ${trainEx.length} training and ${devEx.length} dev examples (${what}), ${maxSteps} steps of ${bs}`);
-  const res = await runTrainer(model, o, maxSteps, regression ? 'pearson' : 'accuracy', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
+  const res = await runTrainer(model, o, maxSteps, regression ? 'pearson' : multi ? 'f1_micro' : 'accuracy', (s) => padCollate(batches.at(s).map((i) => trainEx[i]), tok.padTokenId), toInputs, evaluate, log);
   const final = await evaluate();
   if (shard().rank === 0) {
     await model.savePretrained(o.out);

@@ -13,6 +13,8 @@ export interface Example {
   label?: number;
   /** a regression target (float32 labels) in place of a class label */
   target?: number;
+  /** multi-label targets, 0 or 1 per class (float32 labels [batch, classes]) */
+  targets?: number[];
   labels?: number[];
 }
 
@@ -62,6 +64,7 @@ export function padCollate(examples: Example[], padId = 0, padToMultipleOf?: num
   if (examples[0].labels) batch.labels = int64Rows(examples.map((e) => e.labels!), T, -100);
   else if (examples[0].label !== undefined) batch.labels = tb.tensor(BigInt64Array.from(examples, (e) => BigInt(e.label!)));
   else if (examples[0].target !== undefined) batch.labels = tb.tensor(Float32Array.from(examples, (e) => e.target!));
+  else if (examples[0].targets) batch.labels = tb.tensor(Float32Array.from(examples.flatMap((e) => e.targets!)), { shape: [examples.length, examples[0].targets.length] });
   return batch;
 }
 

@@ -82,6 +82,48 @@ export function meanSquaredError(pred: number[], gold: number[]): number {
   return pred.reduce((a, p, i) => a + (p - gold[i]) ** 2, 0) / Math.max(1, gold.length);
 }
 
+// ---------- multi-label: scikit-learn's scores of multi-hot rows ----------
+
+export interface MultiLabelScores {
+  /** F1 over every (row, class) decision pooled: what HF's run_classification reports */
+  microF1: number;
+  /** the unweighted mean of each class's F1 (0 for a class never true nor predicted, as scikit-learn) */
+  macroF1: number;
+  /** rows whose every class is right (scikit-learn's accuracy_score of multi-hot rows) */
+  subsetAccuracy: number;
+  /** the share of (row, class) decisions that are wrong */
+  hammingLoss: number;
+}
+
+/** Scores of multi-hot predictions (0 or 1 per class) against multi-hot labels, rows of one width. */
+export function multiLabelScores(pred: number[][], gold: number[][]): MultiLabelScores {
+  if (pred.length !== gold.length) throw new RangeError(`multiLabelScores: ${pred.length} predictions for ${gold.length} labels`);
+  const k = gold[0]?.length ?? 0;
+  if ([...pred, ...gold].some((r) => r.length !== k)) throw new RangeError(`multiLabelScores: every row needs ${k} classes`);
+  const tp = new Array<number>(k).fill(0), fp = new Array<number>(k).fill(0), fn = new Array<number>(k).fill(0);
+  let exact = 0;
+  pred.forEach((p, i) => {
+    let same = true;
+    for (let c = 0; c < k; c++) {
+      const y = gold[i][c] === 1, yhat = p[c] === 1;
+      if (y && yhat) tp[c]++;
+      else if (yhat) fp[c]++;
+      else if (y) fn[c]++;
+      if (y !== yhat) same = false;
+    }
+    if (same) exact++;
+  });
+  const f = (t: number, p: number, n: number) => (t === 0 ? 0 : (2 * t) / (2 * t + p + n));
+  const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+  const n = Math.max(1, gold.length);
+  return {
+    microF1: f(sum(tp), sum(fp), sum(fn)),
+    macroF1: k ? tp.reduce((a, t, c) => a + f(t, fp[c], fn[c]), 0) / k : 0,
+    subsetAccuracy: exact / n,
+    hammingLoss: (sum(fp) + sum(fn)) / (n * Math.max(1, k)),
+  };
+}
+
 // ---------- NER: entity-level scores with seqeval's semantics ----------
 
 export interface Entity {
