@@ -261,7 +261,7 @@ program
   .argument('<model>', 'model folder or Hub name')
   .argument('[texts...]', 'sentences to classify (or --file)')
   .option('--text-pair <texts...>', "each text's second sentence, for a model fine-tuned on sentence pairs (as many as the texts)")
-  .option('--file <file>', 'the texts from a file instead, one a line (- for standard input), or JSONL with text and, for pairs, text_pair')
+  .option('--file <file>', 'the texts from a file instead: CSV, TSV or JSONL with the columns finetune reads (labels unused), else one a line (- for standard input)')
   .option('--json', 'one JSON object a line: the text (and text_pair), then label and score, or for a multi-label model the labels that pass')
   .option('--threshold <p>', 'multi-label models: the probability a label must pass (default: 0.5)', number)
   .action(async (model: string, texts: string[], o: { textPair?: string[]; file?: string; json?: boolean; threshold?: number }) => {
@@ -269,7 +269,7 @@ program
     if (o.file === undefined && !texts.length) throw new Error('no texts: give them as arguments or with --file');
     if (o.textPair && o.textPair.length !== texts.length) throw new Error(`--text-pair: ${o.textPair.length} second sentences for ${texts.length} texts`);
     if (o.threshold !== undefined && !(o.threshold > 0 && o.threshold < 1)) throw new RangeError(`--threshold must be a probability in (0, 1), got ${o.threshold}`);
-    const { readTexts } = await import('./data/datasets');
+    const { readTexts } = await import('./recipes/finetune');
     const rows = o.file !== undefined ? readTexts(o.file) : texts.map((text, i) => (o.textPair ? { text, textPair: o.textPair[i] } : { text }));
     if (!rows.length) throw new Error(`${o.file === '-' ? 'standard input' : o.file}: no texts`);
     const { pipeline } = await import('./pipelines');

@@ -156,7 +156,11 @@ describe('finetune and eval on sentence pairs and regression', () => {
     expect(piped.stdout.trim().split('\n').map((l) => l.replace(/^[01] +0\.\d{3}  /, ''))).toEqual(lines);
     expect(cli(['predict', out, 'a', '--file', pairFile]).stderr).toContain('--file: give the texts (and pairs) either in the file or as arguments, not both');
     expect(cli(['predict', out]).stderr).toContain('no texts: give them as arguments or with --file');
-    expect(cli(['predict', out, '--file', tmpFile('bad.jsonl', '{"text": "a", "text_pair": "b"}\n{"text": "c"}\n')]).stderr).toMatch(/bad\.jsonl: row 2: no 'text_pair' where the first row has one/);
+    expect(cli(['predict', out, '--file', tmpFile('bad.jsonl', '{"text": "a", "text_pair": "b"}\n{"text": "c"}\n')]).stderr).toMatch(/bad\.jsonl:2: 'text_pair' must be a string, got nothing/);
+    // a CSV or TSV is read by its columns as finetune reads it (quoted fields, labels unused), not line by line
+    const csv = cli(['predict', out, '--file', tmpFile('texts.csv', 'text,label\n"a fine film, truly",1\nbright,0\n')]);
+    expect([csv.status, csv.stderr]).toEqual([0, '']);
+    expect(csv.stdout.trim().split('\n').map((l) => l.replace(/^[01] +0\.\d{3}  /, ''))).toEqual(['a fine film, truly', 'bright']);
   });
 
   test('regression from a real-valued label column: one output, MSE loss, Pearson and Spearman; eval agrees; its loss falls', () => {

@@ -188,25 +188,6 @@ export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
   });
 }
 
-/**
- * Texts to classify: a text file, one a line (blank lines skipped; '-' reads standard input), or JSONL whose
- * objects hold `text` and, for sentence pairs, `text_pair` (every row, or none). Errors name the file and line.
- */
-export function readTexts(file: string): { text: string; textPair?: string }[] {
-  if (!file.endsWith('.jsonl')) {
-    const body = file === '-' ? fs.readFileSync(0, 'utf8') : read(file);
-    return body.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim()).map((text) => ({ text }));
-  }
-  const rows = readJsonl<Record<string, unknown>>(file);
-  const pairs = rows.length > 0 && 'text_pair' in rows[0];
-  return rows.map((r, i) => {
-    if (typeof r.text !== 'string') throw new Error(`${file}: row ${i + 1}: 'text' must be a string, got ${JSON.stringify(r.text) ?? 'nothing'}`);
-    if (pairs !== (r.text_pair !== undefined)) throw new Error(`${file}: row ${i + 1}: ${pairs ? "no 'text_pair' where the first row has one" : "a 'text_pair' where the first row has none"}`);
-    if (pairs && typeof r.text_pair !== 'string') throw new Error(`${file}: row ${i + 1}: 'text_pair' must be a string, got ${JSON.stringify(r.text_pair)}`);
-    return pairs ? { text: r.text, textPair: r.text_pair as string } : { text: r.text };
-  });
-}
-
 /** The line sets the tokenizer parity test compares (same rules as scripts/fixtures.py). */
 export function parityCorpora(dataDir: string): Record<string, string[]> {
   const d = (...p: string[]) => path.join(dataDir, ...p);

@@ -9,7 +9,7 @@ import * as path from 'path';
 import * as tb from '../core';
 import { Tensor } from '../core';
 import { BertTokenizer } from '../tokenizer';
-import { readSst2, readDelimited, readJsonl, readConll } from '../data/datasets';
+import { readSst2, readDelimited, readJsonl, readConll, readLines } from '../data/datasets';
 import { fromPretrained } from '../models/bert';
 import { Trainer, predictClasses, predictLogits, padCollate, batchIndices, EpochBatches, accuracy, f1, mcc, pearson, spearman, meanSquaredError, multiLabelScores, alignLabels, entityScores } from '../train';
 import type { ProblemType } from '../models/config';
@@ -99,6 +99,20 @@ export interface ColumnOptions {
  * single labels, not both. Every error names the file, and the row or column that is wrong.
  */
 export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRow[] {
+  return readTable(file, cols, true) as LabelledRow[];
+}
+
+/**
+ * Texts to classify: a CSV, TSV or JSONL file read as readLabelled reads it (the text columns; a label column is
+ * not needed and not read), or any other file one text a line (blank lines skipped; '-' reads standard input).
+ */
+export function readTexts(file: string): { text: string; textPair?: string }[] {
+  if (file !== '-' && /\.(jsonl|csv|tsv)$/.test(file)) return readTable(file, {}, false).map(({ text, textPair }) => (textPair === undefined ? { text } : { text, textPair }));
+  const body = file === '-' ? fs.readFileSync(0, 'utf8') : readLines(file).join('\n');
+  return body.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim()).map((text) => ({ text }));
+}
+
+function readTable(file: string, cols: ColumnOptions, labelled: boolean): (Omit<LabelledRow, 'label'> & { label?: LabelledRow['label'] })[] {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const jsonl = file.endsWith('.jsonl');
   const first = jsonl ? '' : fs.readFileSync(file, 'utf8').split('\n', 1)[0];
@@ -120,12 +134,13 @@ export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRo
   };
   const textCol = pick(cols.textColumn, ['text', 'sentence', 'sentence1'], 'the text', true)!;
   const pairCol = pick(cols.textPairColumn, ['text_pair', 'sentence2'], 'the second text', false);
-  const labelCol = pick(cols.labelColumn, ['label'], 'the label', true)!;
-  const lists = Array.isArray(rows[0][labelCol]);
+  const labelCol = pick(cols.labelColumn, ['label'], 'the label', labelled);
+  const lists = labelCol !== undefined && Array.isArray(rows[0][labelCol]);
   return rows.map((r, i) => {
-    const text = r[textCol], pair = pairCol === undefined ? undefined : r[pairCol], label = r[labelCol];
+    const text = r[textCol], pair = pairCol === undefined ? undefined : r[pairCol], label = labelCol === undefined ? undefined : r[labelCol];
     if (typeof text !== 'string') throw new Error(`${where(i)}: '${textCol}' must be a string, got ${JSON.stringify(text) ?? 'nothing'}`);
     if (pairCol !== undefined && typeof pair !== 'string') throw new Error(`${where(i)}: '${pairCol}' must be a string, got ${JSON.stringify(pair) ?? 'nothing'}`);
+    if (!labelled) return pairCol === undefined ? { text } : { text, textPair: pair as string };
     let value: string | string[];
     if (Array.isArray(label)) {
       if (!lists) throw new Error(`${where(i)}: '${labelCol}' is a list where the first row has one label: a file holds one label a row or lists (multi-label), not both`);
