@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--save-model OUT] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -30,7 +30,11 @@
 //     W (--teacher-weight, 1) times KL(the teachers' mean probabilities || the student's) on the training row;
 //     --save-model OUT: the fine-tuned classifier and its tokenizer to OUT; --rt-polarity: the Rotten Tomatoes
 //     snippets that are not SST-2 training rows and overlap no dev sentence join the training rows (rtSupplement);
-//     --l2sp C: L2-SP, each step pulling every pre-trained parameter back toward its starting value by lr x C of the distance
+//     --l2sp C: L2-SP, each step pulling every pre-trained parameter back toward its starting value by lr x C of the distance;
+//     --layer-decay D: layer-wise rate decay, the head at --lr and each layer below D times the one above, the
+//     embeddings last; --swa S: score the mean of the weights after every 10th step past share S of the steps
+//     (tail SWA); --mixup A: mixup of the pooled [CLS] vectors and labels, lambda ~ Beta(A, A), inside R-Drop;
+//     --schedule NAME: the rate's schedule after the warmup (the Trainer's names; linear by default)
 //   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
 //     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
 //     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
@@ -140,11 +144,17 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp, layerDecay, swa, mixup, schedule } = {}) {
   if (!['cls', 'mean', 'prompt'].includes(mode)) throw new TypeError(`pooling must be 'cls', 'mean' or 'prompt', got ${mode}`);
   if (mode === 'prompt' && (auxMlm !== undefined || tokenMask !== undefined || distillBow !== undefined || teachers.length || injectBow !== undefined)) throw new RangeError('prompt: not with --aux-mlm, --token-mask (one [MASK] a row), --distill-bow, --teacher or --inject-bow');
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
   if (l2sp !== undefined && !(l2sp > 0)) throw new RangeError(`--l2sp takes a positive strength, got ${l2sp}`);
+  if (layerDecay !== undefined && !(layerDecay > 0 && layerDecay <= 1)) throw new RangeError(`--layer-decay takes a factor in (0, 1], got ${layerDecay}`);
+  if (layerDecay !== undefined && (lrEmbeddings !== undefined || mode === 'prompt' || auxMlm !== undefined)) throw new RangeError('--layer-decay: not with --lr-embeddings (each sets the embeddings\' rate), prompt or --aux-mlm (the masked-LM head has no depth among the layers)');
+  if (swa !== undefined && !(swa >= 0 && swa < 1)) throw new RangeError(`--swa takes the share of the steps before averaging starts, in [0, 1), got ${swa}`);
+  if (swa !== undefined && ema !== undefined) throw new RangeError('--swa: not with --ema (each replaces the weights scored)');
+  if (mixup !== undefined && !(mixup > 0)) throw new RangeError(`--mixup takes a positive Beta parameter, got ${mixup}`);
+  if (mixup !== undefined && (mode !== 'cls' || rdrop === undefined || copies !== 2 || fgm !== undefined || teachers.length || distillBow !== undefined || auxMlm !== undefined)) throw new RangeError('--mixup: cls only, with --rdrop over 2 copies (it replaces R-Drop\'s loss), not with --fgm, --teacher, --distill-bow or --aux-mlm');
   if (!(lr > 0)) throw new RangeError(`--lr must be a positive number, got ${lr}`);
   if (lrEmbeddings !== undefined && !(lrEmbeddings > 0)) throw new RangeError(`--lr-embeddings must be a positive number, got ${lrEmbeddings}`);
   if (!(dropout >= 0 && dropout < 1)) throw new RangeError(`--dropout must be in [0, 1), got ${dropout}`);
@@ -230,7 +240,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
   const { trainer, nextBatch: collate, toInputs: plainInputs, rows } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {} },
+    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {}, ...(schedule && { schedule }) },
   });
   let stepRows; // the rows of the batch being trained on (indices into task.trainEx), for --teacher
   const nextBatch = (step) => {
@@ -272,6 +282,25 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     }
     if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
   }
+  if (layerDecay !== undefined) {
+    // layer-wise rate decay (ELECTRA's fine-tuning, Clark et al. 2020): the pooler and classifier at --lr, each
+    // layer below one factor D lower, the embeddings below the first layer; each weight-decay group split by depth
+    const L = m.config.fields.num_hidden_layers;
+    const depth = (n) => {
+      if (n.startsWith('bert.embeddings.')) return 0;
+      const layer = /^bert\.encoder\.layer\.(\d+)\./.exec(n);
+      return layer ? Number(layer[1]) + 1 : L + 1;
+    };
+    const names = tb.train.weightDecayGroups(m.namedParameters().map(([n]) => [n, n]), 0).map((g) => g.params);
+    const groups = trainer.optimizer.paramGroups;
+    for (const [gi, g] of groups.splice(0, groups.length).entries()) {
+      for (let d = 0; d <= L + 1; d++) {
+        const params = g.params.filter((_, i) => depth(names[gi][i]) === d);
+        const rate = lr * layerDecay ** (L + 1 - d);
+        if (params.length) groups.push({ ...g, params, lr: rate, initialLr: rate });
+      }
+    }
+  }
   // the masked-LM head trains beside the encoder at its rate (after --lr-embeddings' split, which reads the
   // groups by the encoder's names; before --ema, which averages the prompt's head too)
   if (head) trainer.optimizer.paramGroups.push({ ...trainer.optimizer.paramGroups[0], params: Object.values(head) });
@@ -287,6 +316,27 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       const r = await step(...a);
       const d = Math.min(ema, (1 + ++n) / (10 + n));
       tb.noGrad(() => params.forEach((p, i) => averaged[i].mul_(d).add_(p, 1 - d)));
+      return r;
+    };
+  }
+  let swaCount = 0;
+  if (swa !== undefined) {
+    // stochastic weight averaging in its tail form (Izmailov et al. 2018, on the job's decaying schedule): the
+    // equal-weight mean of the weights after every 10th optimizer step past that share of the planned steps (after
+    // every step it ran past the probe's time budget, which then cut the schedule), scored instead of the last weights
+    const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
+    const start = Math.floor(swa * Math.ceil(epochs * task.trainEx.length / 32));
+    const step = trainer.optimizer.step.bind(trainer.optimizer);
+    let k = 0;
+    trainer.optimizer.step = async (...a) => {
+      const r = await step(...a);
+      if (++k > start && (k - start) % 10 === 0) {
+        swaCount++;
+        tb.noGrad(() => {
+          if (!averaged) averaged = params.map((p) => tb.keep(p.detach().clone()));
+          else params.forEach((p, i) => averaged[i].mul_(1 - 1 / swaCount).add_(p, 1 / swaCount));
+        });
+      }
       return r;
     };
   }
@@ -355,6 +405,49 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     };
     distill.dispose = () => cleanup.forEach((t) => t.dispose());
   }
+  let mixed;
+  if (mixup !== undefined) {
+    // mixup on the pooled [CLS] vector (Sun et al. 2020, "Mixup-Transformer"), inside R-Drop: the batch twice with
+    // different dropout, in each copy the pooler's outputs mixed with those of a permutation of the rows by
+    // lambda ~ Beta(a, a) (one lambda and permutation a batch, the same for both copies), the cross-entropy
+    // against the labels mixed the same way, plus R-Drop's symmetric KL between the copies. lambda and the
+    // permutation come from their own generator, so libtorch's keeps the baseline's dropout draws.
+    const rand = tb.distributed.seededRandom(seed * 2654435761 + 777);
+    const normal = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+    const gamma = (a) => {
+      if (a < 1) return gamma(a + 1) * rand() ** (1 / a);
+      const d = a - 1 / 3;
+      const c = 1 / Math.sqrt(9 * d);
+      for (;;) { // Marsaglia and Tsang (2000)
+        let x;
+        let v;
+        do { x = normal(); v = 1 + c * x; } while (v <= 0);
+        v = v * v * v;
+        const u = rand();
+        if (u < 1 - 0.0331 * x ** 4 || Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+      }
+    };
+    const [pw, pb] = [sd.get('bert.pooler.dense.weight'), sd.get('bert.pooler.dense.bias')];
+    mixed = async (inputs) => {
+      const y = inputs.labels;
+      const n = y.shape[0];
+      const g1 = gamma(mixup);
+      const lam = g1 / (g1 + gamma(mixup));
+      const perm = Array.from({ length: n }, (_, i) => i);
+      for (let i = n - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+      const idx = tb.tensor(perm, { dtype: 'int64' });
+      const twice = (t) => tb.cat([t, t], 0);
+      const out = await m.forward({ inputIds: twice(inputs.inputIds), attentionMask: twice(inputs.attentionMask), outputHiddenStates: true });
+      const pooled = F.linear(out.hiddenStates.at(-1).select(1, 0), pw, pb).tanh();
+      const logp = [0, 1].map((k) => {
+        const p = pooled.narrow(0, k * n, n);
+        return F.linear(F.dropout(p.mul(lam).add(p.indexSelect(0, idx).mul(1 - lam)), 0.1, true), w, b).logSoftmax(-1);
+      });
+      const yp = y.indexSelect(0, idx);
+      const ce = logp.map((l) => F.nllLoss(l, y).mul(lam).add(F.nllLoss(l, yp).mul(1 - lam))).reduce((a, c) => a.add(c)).div(2);
+      return ce.add(logp[0].exp().sub(logp[1].exp()).mul(logp[0].sub(logp[1])).sum(-1).div(2).mean().mul(rdrop));
+    };
+  }
   let adversarial;
   if (fgm !== undefined) {
     // adversarial training on the word embeddings (Miyato et al. 2017, in the fast-gradient form common for
@@ -391,8 +484,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return F.crossEntropy(F.linear(lmTransform(h.index([sel])), word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
     };
   }
-  await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (distill ? distill(inputs) : adversarial ? adversarial(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
+  const run = await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (mixed ? mixed(inputs) : distill ? distill(inputs) : adversarial ? adversarial(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
   distill?.dispose();
+  if (swa !== undefined && !swaCount) throw new Error(`--swa ${swa}: training stopped at step ${run.steps}, before averaging started`);
   if (averaged) {
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
     tb.noGrad(() => params.forEach((p, i) => p.copy_(averaged[i])));
@@ -408,8 +502,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`, rt.length && `${rt.length} Rotten Tomatoes snippets`].filter(Boolean).join(', ');
-  console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`, rt.length && `${rt.length} Rotten Tomatoes snippets`, layerDecay !== undefined && `layer decay ${layerDecay}`, swa !== undefined && `SWA of ${swaCount} snapshots`, mixup !== undefined && `mixup ${mixup}`, schedule && `${schedule} schedule`].filter(Boolean).join(', ');
+  console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}, ${run.steps} steps in ${run.seconds.toFixed(0)} s: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
 // Span supervision in context: SST-2's training phrases are the nodes of its training sentences' parse trees,
@@ -551,19 +645,19 @@ function ensemble(files) {
   console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, l2sp: { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, l2sp: { type: 'string' }, 'layer-decay': { type: 'string' }, swa: { type: 'string' }, mixup: { type: 'string' }, schedule: { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'], l2sp: v.l2sp === undefined ? undefined : Number(v.l2sp) })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'], l2sp: v.l2sp === undefined ? undefined : Number(v.l2sp), layerDecay: v['layer-decay'] === undefined ? undefined : Number(v['layer-decay']), swa: v.swa === undefined ? undefined : Number(v.swa), mixup: v.mixup === undefined ? undefined : Number(v.mixup), schedule: v.schedule })
   : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
