@@ -225,13 +225,16 @@ describe('the pretrain and finetune commands', () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     expect(Object.values(cfg.id2label)).toEqual(expect.arrayContaining(['O', 'B-PER', 'I-PER', 'B-LOC', 'I-MISC']));
   });
-  test('finetune: a dev label missing from training is a clear error', () => {
+  test('finetune: a dev label missing from training joins the labels, logged, as run_classification adds it', () => {
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'train.csv'), 'text,label\na,pos\nb,neg\n');
-    fs.writeFileSync(path.join(dir, 'dev.csv'), 'text,label\nc,meh\n');
-    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification'), '--train', path.join(dir, 'train.csv'), '--dev', path.join(dir, 'dev.csv'), '--out', path.join(dir, 'o')]);
-    expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/label 'meh' does not occur in .*train\.csv \(labels: neg, pos\)/);
+    fs.writeFileSync(path.join(dir, 'dev.csv'), 'text,label\nc,meh\nd,pos\n');
+    const out = path.join(dir, 'o');
+    const r = cli(['finetune', path.join(FIXTURES, 'pipelines', 'tiny-BertForSequenceClassification'), '--train', path.join(dir, 'train.csv'), '--dev', path.join(dir, 'dev.csv'), '--out', out, '--max-steps', '2']);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/dev\.csv has labels .*train\.csv lacks \(meh\); the model has them, though no training row does/);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).id2label).toEqual({ 0: 'meh', 1: 'neg', 2: 'pos' });
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).examples).toEqual({ train: 2, dev: 2 });
   });
   test('finetune: bad files and options are refused before training, naming the file, line or option', () => {
     const dir = tmpDir();

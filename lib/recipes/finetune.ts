@@ -247,6 +247,14 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   let config: Record<string, unknown>;
   let label: (r: LabelledRow, file: string, i: number) => Partial<Example>;
   let labels: string[] = [];
+  // as run_classification: the classes of both files, sorted; a class only the dev file has is kept (the model
+  // gets an output for it, never trained toward) and logged
+  const classesOf = (inTrain: string[], inDev: string[]) => {
+    const seen = new Set(inTrain);
+    const devOnly = [...new Set(inDev)].filter((l) => !seen.has(l));
+    if (devOnly.length) log(`finetune: ${o.dev} has labels ${o.train} lacks (${devOnly.join(', ')}); the model has them, though no training row does`);
+    return [...seen, ...devOnly].sort();
+  };
   const named = (ls: string[]) => ({ id2label: Object.fromEntries(ls.map((l, i) => [String(i), l])), label2id: Object.fromEntries(ls.map((l, i) => [l, i])) });
   if (regression) {
     if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; a regression has none (leave --rdrop out)');
@@ -254,21 +262,15 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
     config = { num_labels: 1, problem_type: 'regression', id2label: { 0: 'LABEL_0' }, label2id: { LABEL_0: 0 } };
   } else if (multi) {
     if (o.rDrop) throw new RangeError('R-Drop compares two predicted class distributions; multi-label classification makes a yes or no per class (leave --rdrop out)');
-    // as run_classification: the classes of both files, sorted; a class only the dev file has is logged
-    const inTrain = new Set(train.flatMap((r) => r.label as string[]));
-    const devOnly = [...new Set(dev.flatMap((r) => r.label as string[]))].filter((l) => !inTrain.has(l));
-    labels = [...inTrain, ...devOnly].sort();
+    labels = classesOf(train.flatMap((r) => r.label as string[]), dev.flatMap((r) => r.label as string[]));
     if (labels.length < 2) throw new Error(`${o.train}: ${labels.length ? `only the label '${labels[0]}' occurs` : 'no row has a label'}; multi-label classification needs at least two`);
-    if (devOnly.length) log(`finetune: ${o.dev} has labels ${o.train} lacks (${devOnly.join(', ')}); the model has them, never seen positive in training`);
     const id = new Map(labels.map((l, i) => [l, i]));
     label = (r, file, i) => ({ targets: multiHot(r.label, id, file, i) });
     config = { num_labels: labels.length, problem_type: 'multi_label_classification', ...named(labels) };
   } else {
-    labels = [...new Set(train.map((r) => r.label as string))].sort();
+    labels = classesOf(train.map((r) => r.label as string), dev.map((r) => r.label as string));
     if (labels.length < 2) throw new Error(`${o.train}: every example has the label '${labels[0]}'; classification needs at least two`);
     const id = new Map(labels.map((l, i) => [l, i]));
-    const unknown = dev.find((r) => !id.has(r.label as string));
-    if (unknown) throw new Error(`${o.dev}: label '${unknown.label}' does not occur in ${o.train} (labels: ${labels.join(', ')})`);
     label = (r) => ({ label: id.get(r.label as string)! });
     config = { num_labels: labels.length, ...named(labels) };
   }
