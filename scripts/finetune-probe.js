@@ -144,6 +144,21 @@ async function classify(batches, logits) {
 // { dir, seed?, positive, gold }: the sentences' probability of 'positive' and gold labels, the format `ensemble` reads.
 const writeProbs = (file, run) => fs.writeFileSync(file, JSON.stringify(run));
 
+// Each of the Trainer's weight-decay groups split by the tier tierOf(name) gives each parameter, tier k at peak
+// rate rates[k] (empty parts dropped); the schedule, built when training starts, scales each group's own peak.
+// The groups are weightDecayGroups(namedParameters()): the same call over the names gives each parameter's name
+// by position (each namedParameters() call makes new tensor handles, so not by identity).
+function splitByRate(m, trainer, rates, tierOf) {
+  const names = tb.train.weightDecayGroups(m.namedParameters().map(([n]) => [n, n]), 0).map((g) => g.params);
+  const groups = trainer.optimizer.paramGroups;
+  for (const [gi, g] of groups.splice(0, groups.length).entries()) {
+    rates.forEach((rate, k) => {
+      const params = g.params.filter((_, i) => tierOf(names[gi][i]) === k);
+      if (params.length) groups.push({ ...g, params, lr: rate, initialLr: rate });
+    });
+  }
+}
+
 async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp, layerDecay, swa, mixup, schedule } = {}) {
   if (!['cls', 'mean', 'prompt'].includes(mode)) throw new TypeError(`pooling must be 'cls', 'mean' or 'prompt', got ${mode}`);
   if (mode === 'prompt' && (auxMlm !== undefined || tokenMask !== undefined || distillBow !== undefined || teachers.length || injectBow !== undefined)) throw new RangeError('prompt: not with --aux-mlm, --token-mask (one [MASK] a row), --distill-bow, --teacher or --inject-bow');
@@ -239,8 +254,9 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     const mask = inputs.attentionMask.unsqueeze(-1).float();
     return F.linear(F.dropout(h.mul(mask).sum(1).div(mask.sum(1)), 0.1, m.training), w, b);
   };
+  const plannedSteps = Math.ceil(epochs * task.trainEx.length / 32);
   const { trainer, nextBatch: collate, toInputs: plainInputs, rows } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: Math.ceil(epochs * task.trainEx.length / 32), seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {}, ...(schedule && { schedule }) },
+    seed: seed + 2, batch: 32, lr, steps: plannedSteps, seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {}, ...(schedule && { schedule }) },
   });
   let stepRows; // the rows of the batch being trained on (indices into task.trainEx), for --teacher
   const nextBatch = (step) => {
@@ -270,36 +286,19 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     toInputs = (b) => ({ ...plainInputs(b), inputIds: tb.train.maskTokens(b.inputIds, { mlmProbability: tokenMask, maskTokenId: tok.maskTokenId, vocabSize: tok.vocabSize, specialIds, padId: tok.padTokenId }).inputIds });
   }
   if (lrEmbeddings !== undefined) {
-    // split each weight-decay group in two; the schedule (built when train starts) scales each group's own peak
-    // the Trainer's groups are weightDecayGroups(namedParameters()): the same call over the names gives each
-    // parameter's name by position (each namedParameters() call makes new tensor handles, so not by identity)
-    const names = tb.train.weightDecayGroups(m.namedParameters().map(([n]) => [n, n]), 0).map((g) => g.params);
-    const groups = trainer.optimizer.paramGroups;
-    for (const [gi, g] of groups.splice(0, groups.length).entries()) {
-      const emb = (i) => names[gi][i].startsWith('bert.embeddings.');
-      groups.push({ ...g, params: g.params.filter((_, i) => !emb(i)) });
-      groups.push({ ...g, params: g.params.filter((_, i) => emb(i)), lr: lrEmbeddings, initialLr: lrEmbeddings });
-    }
-    if (groups.filter((_, i) => i % 2).every((g) => !g.params.length)) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
+    if (!m.namedParameters().some(([n]) => n.startsWith('bert.embeddings.'))) throw new Error('--lr-embeddings: no bert.embeddings.* parameter found');
+    splitByRate(m, trainer, [lr, lrEmbeddings], (n) => (n.startsWith('bert.embeddings.') ? 1 : 0));
   }
   if (layerDecay !== undefined) {
     // layer-wise rate decay (ELECTRA's fine-tuning, Clark et al. 2020): the pooler and classifier at --lr, each
-    // layer below one factor D lower, the embeddings below the first layer; each weight-decay group split by depth
+    // layer below one factor D lower, the embeddings below the first layer
     const L = m.config.fields.num_hidden_layers;
     const depth = (n) => {
       if (n.startsWith('bert.embeddings.')) return 0;
       const layer = /^bert\.encoder\.layer\.(\d+)\./.exec(n);
       return layer ? Number(layer[1]) + 1 : L + 1;
     };
-    const names = tb.train.weightDecayGroups(m.namedParameters().map(([n]) => [n, n]), 0).map((g) => g.params);
-    const groups = trainer.optimizer.paramGroups;
-    for (const [gi, g] of groups.splice(0, groups.length).entries()) {
-      for (let d = 0; d <= L + 1; d++) {
-        const params = g.params.filter((_, i) => depth(names[gi][i]) === d);
-        const rate = lr * layerDecay ** (L + 1 - d);
-        if (params.length) groups.push({ ...g, params, lr: rate, initialLr: rate });
-      }
-    }
+    splitByRate(m, trainer, Array.from({ length: L + 2 }, (_, d) => lr * layerDecay ** (L + 1 - d)), depth);
   }
   // the masked-LM head trains beside the encoder at its rate (after --lr-embeddings' split, which reads the
   // groups by the encoder's names; before --ema, which averages the prompt's head too)
@@ -325,7 +324,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
     // equal-weight mean of the weights after every 10th optimizer step past that share of the planned steps (after
     // every step it ran past the probe's time budget, which then cut the schedule), scored instead of the last weights
     const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
-    const start = Math.floor(swa * Math.ceil(epochs * task.trainEx.length / 32));
+    const start = Math.floor(swa * plannedSteps);
     const step = trainer.optimizer.step.bind(trainer.optimizer);
     let k = 0;
     trainer.optimizer.step = async (...a) => {

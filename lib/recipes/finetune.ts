@@ -108,8 +108,8 @@ export function readLabelled(file: string, cols: ColumnOptions = {}): LabelledRo
  */
 export function readTexts(file: string): { text: string; textPair?: string }[] {
   if (file !== '-' && /\.(jsonl|csv|tsv)$/.test(file)) return readTable(file, {}, false).map(({ text, textPair }) => (textPair === undefined ? { text } : { text, textPair }));
-  const body = file === '-' ? fs.readFileSync(0, 'utf8') : readLines(file).join('\n');
-  return body.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim()).map((text) => ({ text }));
+  const lines = file === '-' ? fs.readFileSync(0, 'utf8').split('\n') : readLines(file);
+  return lines.map((l) => l.replace(/\r$/, '')).filter((l) => l.trim()).map((text) => ({ text }));
 }
 
 function readTable(file: string, cols: ColumnOptions, labelled: boolean): (Omit<LabelledRow, 'label'> & { label?: LabelledRow['label'] })[] {
@@ -248,7 +248,7 @@ export async function finetuneClassification(o: FinetuneOptions): Promise<Finetu
   let label: (r: LabelledRow, file: string, i: number) => Partial<Example>;
   let labels: string[] = [];
   // as run_classification: the classes of both files, sorted; a class only the dev file has is kept (the model
-  // gets an output for it, never trained toward) and logged
+  // gets an output for it that no training row is labelled with) and logged
   const classesOf = (inTrain: string[], inDev: string[]) => {
     const seen = new Set(inTrain);
     const devOnly = [...new Set(inDev)].filter((l) => !seen.has(l));
