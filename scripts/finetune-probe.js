@@ -2,7 +2,7 @@
 // Issue 20's fine-tuning probes on an encoder the main job pre-trained (OUT/pretrained), without
 // pre-training again. Measurements for docs/results.md, not part of the library.
 //
-//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--save-model OUT] [--save-probs FILE]
+//   node scripts/finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--sam RHO] [--save-model OUT] [--save-probs FILE]
 //     fine-tunes DIR by the job's first recipe (one epoch of SST-2, AdamW lr 4e-4, 6% warmup, batch 32, the
 //     seed's head weights and batches; the job's since 5 December is --epochs 2 --lr 1e-4) with the
 //     classifier on HF's pooler ([CLS], 'cls') or on the mean of the last hidden states over the real tokens
@@ -34,7 +34,9 @@
 //     --layer-decay D: layer-wise rate decay, the head at --lr and each layer below D times the one above, the
 //     embeddings last; --swa S: score the mean of the weights after every 10th step past share S of the steps
 //     (tail SWA); --mixup A: mixup of the pooled [CLS] vectors and labels, lambda ~ Beta(A, A), inside R-Drop;
-//     --schedule NAME: the rate's schedule after the warmup (the Trainer's names; linear by default)
+//     --schedule NAME: the rate's schedule after the warmup (the Trainer's names; linear by default);
+//     --sam RHO: sharpness-aware minimisation (Foret et al. 2021): each step's gradient taken at the weights moved
+//     RHO along the batch's gradient (over all parameters' norm), then applied at the weights; about 2.7 times the time
 //   node scripts/finetune-probe.js spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT]
 //     fine-tunes DIR on the training sentences with every phrase they contain scored in place (the mean of its
 //     word pieces' last hidden states through the model's pooler and classifier, weight W, default 1) beside
@@ -159,7 +161,7 @@ function splitByRate(m, trainer, rates, tierOf) {
   }
 }
 
-async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp, layerDecay, swa, mixup, schedule } = {}) {
+async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, dropout = 0.1, freeze = [], saveProbs, labelSmoothing = 0, ema, rdrop, copies = 2, auxMlm, shiftPositions, distillBow, pseudoLabels = [], fgm, roots = 1, injectBow, tokenMask, teachers = [], teacherWeight = 1, saveModel, rtPolarity = false, l2sp, layerDecay, swa, mixup, schedule, sam } = {}) {
   if (!['cls', 'mean', 'prompt'].includes(mode)) throw new TypeError(`pooling must be 'cls', 'mean' or 'prompt', got ${mode}`);
   if (mode === 'prompt' && (auxMlm !== undefined || tokenMask !== undefined || distillBow !== undefined || teachers.length || injectBow !== undefined)) throw new RangeError('prompt: not with --aux-mlm, --token-mask (one [MASK] a row), --distill-bow, --teacher or --inject-bow');
   if (!(epochs > 0)) throw new RangeError(`--epochs must be a positive number, got ${epochs}`);
@@ -186,6 +188,8 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   if (tokenMask !== undefined && !(tokenMask > 0 && tokenMask < 1)) throw new RangeError(`--token-mask takes a share in (0, 1), got ${tokenMask}`);
   if (tokenMask !== undefined && shiftPositions !== undefined) throw new RangeError('--token-mask: not with --shift-positions (each replaces the inputs)');
   if (!(Number.isInteger(roots) && roots >= 1)) throw new RangeError(`--roots takes a positive integer, got ${roots}`);
+  if (sam !== undefined && !(sam > 0)) throw new RangeError(`--sam takes a positive radius, got ${sam}`);
+  if (sam !== undefined && (fgm !== undefined || mixup !== undefined || distillBow !== undefined || teachers.length || auxMlm !== undefined)) throw new RangeError('--sam: not with --fgm, --mixup, --distill-bow, --teacher or --aux-mlm');
   if (fgm !== undefined && !(fgm > 0)) throw new RangeError(`--fgm takes a positive radius, got ${fgm}`);
   if (fgm !== undefined && (distillBow !== undefined || teachers.length || auxMlm !== undefined)) throw new RangeError('--fgm: not with --distill-bow, --teacher or --aux-mlm (each replaces the loss)');
   if (teachers.length && tokenMask !== undefined) throw new RangeError('--teacher: not with --token-mask (the teachers score the uncorrupted rows)');
@@ -256,7 +260,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   };
   const plannedSteps = Math.ceil(epochs * task.trainEx.length / 32);
   const { trainer, nextBatch: collate, toInputs: plainInputs, rows } = sst2FineTuning(m, task, {
-    seed: seed + 2, batch: 32, lr, steps: plannedSteps, seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {}, ...(schedule && { schedule }) },
+    seed: seed + 2, batch: 32, lr, steps: plannedSteps, seconds: 120 * epochs * (copies / 2) * (auxMlm === undefined ? 1 : 1.5) * (fgm === undefined ? 1 : 2) * (sam === undefined ? 1 : 3) * (task.trainEx.length / train.length), trainer: { name: 'probe', loggingSteps: 500, log: () => {}, ...(schedule && { schedule }) },
   });
   let stepRows; // the rows of the batch being trained on (indices into task.trainEx), for --teacher
   const nextBatch = (step) => {
@@ -471,6 +475,32 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return taskLoss(inputs);
     };
   }
+  let sharp;
+  if (sam !== undefined) {
+    // SAM: the batch's loss back-propagated, every trained parameter moved by sam times its gradient over the
+    // norm of all of them, the gradient of the same batch's loss there taken instead (the first zeroed), and the
+    // parameters moved back before the optimizer steps on it, as --fgm moves the embedding table
+    const params = trainer.optimizer.paramGroups.flatMap((g) => g.params);
+    let moved;
+    const step = trainer.optimizer.step.bind(trainer.optimizer);
+    trainer.optimizer.step = async (...a) => {
+      if (moved) tb.noGrad(() => params.forEach((p, i) => moved[i] && p.sub_(moved[i])));
+      moved?.forEach((t) => t?.dispose());
+      moved = undefined;
+      return step(...a);
+    };
+    sharp = async (inputs) => {
+      await (await taskLoss(inputs)).backward();
+      moved = tb.noGrad(() => {
+        const grads = params.map((p) => p.grad);
+        const norm = tb.stack(grads.filter(Boolean).map((g) => g.norm())).norm().item();
+        return grads.map((g) => g && tb.keep(g.mul(sam / Math.max(norm, 1e-12))));
+      });
+      tb.noGrad(() => params.forEach((p, i) => moved[i] && p.add_(moved[i])));
+      trainer.optimizer.zeroGrad();
+      return taskLoss(inputs);
+    };
+  }
   let mlm;
   if (auxMlm !== undefined) {
     const word = wordEmbeddings(m);
@@ -483,7 +513,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
       return F.crossEntropy(F.linear(lmTransform(h.index([sel])), word, head.bias), labels.index([sel]), { reduction: 'sum' }).div(sel.sum().clamp(1).float());
     };
   }
-  const run = await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (mixed ? mixed(inputs) : distill ? distill(inputs) : adversarial ? adversarial(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
+  const run = await trainer.train(nextBatch, toInputs, undefined, async (inputs) => (mixed ? mixed(inputs) : distill ? distill(inputs) : adversarial ? adversarial(inputs) : sharp ? sharp(inputs) : mlm ? (await taskLoss(inputs)).add((await mlm(inputs)).mul(auxMlm)) : taskLoss(inputs)));
   distill?.dispose();
   if (swa !== undefined && !swaCount) throw new Error(`--swa ${swa}: training stopped at step ${run.steps}, before averaging started`);
   if (averaged) {
@@ -501,7 +531,7 @@ async function pooling(dir, seed, mode, { epochs = 1, lr = 4e-4, lrEmbeddings, d
   }
   m.dispose();
   if (saveProbs) writeProbs(saveProbs, { dir, seed, positive: probs, gold: devGold });
-  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`, rt.length && `${rt.length} Rotten Tomatoes snippets`, layerDecay !== undefined && `layer decay ${layerDecay}`, swa !== undefined && `SWA of ${swaCount} snapshots`, mixup !== undefined && `mixup ${mixup}`, schedule && `${schedule} schedule`].filter(Boolean).join(', ');
+  const variant = [epochs !== 1 && `${epochs} epochs`, lr !== 4e-4 && `lr ${lr}`, lrEmbeddings !== undefined && `embeddings lr ${lrEmbeddings}`, dropout !== 0.1 && `dropout ${dropout}`, freeze.length && `frozen ${freeze.join(', ')}`, labelSmoothing && `label smoothing ${labelSmoothing}`, ema !== undefined && `EMA ${ema}`, rdrop !== undefined && `R-Drop ${rdrop}${copies !== 2 ? ` over ${copies} copies` : ''}`, auxMlm !== undefined && `masked LM ${auxMlm}`, shiftPositions !== undefined && `positions shifted within ${shiftPositions}`, distillBow !== undefined && `bag-of-words teacher ${distillBow}`, pseudo.length && `${pseudo.length} test sentences labelled by ${pseudoLabels.length} models`, fgm !== undefined && `adversarial embeddings ${fgm}`, roots > 1 && `training sentences x${roots}`, injectBow !== undefined && `bag of words in the embeddings ${injectBow}`, tokenMask !== undefined && `word pieces masked ${tokenMask}`, teachers.length && `${teachers.length} fine-tuned teacher${teachers.length > 1 ? 's' : ''} ${teacherWeight}`, rt.length && `${rt.length} Rotten Tomatoes snippets`, layerDecay !== undefined && `layer decay ${layerDecay}`, swa !== undefined && `SWA of ${swaCount} snapshots`, mixup !== undefined && `mixup ${mixup}`, schedule && `${schedule} schedule`, sam !== undefined && `SAM ${sam}`].filter(Boolean).join(', ');
   console.log(`${dir} seed ${seed} ${mode}${variant ? ` (${variant})` : ''}, ${run.steps} steps in ${run.seconds.toFixed(0)} s: dev accuracy ${(100 * accuracy(pred, devGold)).toFixed(2)}%`);
 }
 
@@ -644,19 +674,19 @@ function ensemble(files) {
   console.log(`mean of the ${runs.length} models' probabilities: ${acc(gold.map((_, i) => runs.reduce((s, r) => s + r.positive[i], 0) / runs.length))}%`);
 }
 
-const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
+const USAGE = 'usage: finetune-probe.js pooling DIR SEED cls|mean|prompt [--epochs N] [--lr X] [--lr-embeddings X] [--dropout X] [--freeze PREFIX]... [--label-smoothing X] [--ema D] [--rdrop A [--copies K]] [--aux-mlm W] [--shift-positions N] [--distill-bow W] [--pseudo-labels FILE]... [--fgm EPS] [--roots K] [--inject-bow A] [--token-mask P] [--teacher MODEL... [--teacher-weight W]] [--rt-polarity] [--l2sp C] [--layer-decay D] [--swa S] [--mixup A] [--schedule NAME] [--sam RHO] [--save-model OUT] [--save-probs FILE] | spans DIR SEED [--epochs N] [--lr X] [--span-weight W] [--save OUT] | scores MODEL FILE [--split dev|test] | bow DIR FILE [--split dev|test] [--rt-polarity] | spread DIR... | ensemble FILE...';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
-    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, l2sp: { type: 'string' }, 'layer-decay': { type: 'string' }, swa: { type: 'string' }, mixup: { type: 'string' }, schedule: { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
+    options: { epochs: { type: 'string' }, lr: { type: 'string' }, 'lr-embeddings': { type: 'string' }, 'save-probs': { type: 'string' }, dropout: { type: 'string' }, 'label-smoothing': { type: 'string' }, ema: { type: 'string' }, rdrop: { type: 'string' }, copies: { type: 'string' }, 'aux-mlm': { type: 'string' }, 'shift-positions': { type: 'string' }, 'distill-bow': { type: 'string' }, split: { type: 'string' }, 'pseudo-labels': { type: 'string', multiple: true }, fgm: { type: 'string' }, roots: { type: 'string' }, 'inject-bow': { type: 'string' }, 'token-mask': { type: 'string' }, teacher: { type: 'string', multiple: true }, 'teacher-weight': { type: 'string' }, 'save-model': { type: 'string' }, 'rt-polarity': { type: 'boolean' }, l2sp: { type: 'string' }, 'layer-decay': { type: 'string' }, swa: { type: 'string' }, mixup: { type: 'string' }, schedule: { type: 'string' }, sam: { type: 'string' }, 'span-weight': { type: 'string' }, save: { type: 'string' }, freeze: { type: 'string', multiple: true } },
   });
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(1);
 }
 const { positionals: [cmd, ...args], values: v } = parsed;
-(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'], l2sp: v.l2sp === undefined ? undefined : Number(v.l2sp), layerDecay: v['layer-decay'] === undefined ? undefined : Number(v['layer-decay']), swa: v.swa === undefined ? undefined : Number(v.swa), mixup: v.mixup === undefined ? undefined : Number(v.mixup), schedule: v.schedule })
+(cmd === 'pooling' ? pooling(args[0], Number(args[1] ?? 0), args[2] ?? 'cls', { epochs: Number(v.epochs ?? 1), lr: Number(v.lr ?? 4e-4), lrEmbeddings: v['lr-embeddings'] === undefined ? undefined : Number(v['lr-embeddings']), saveProbs: v['save-probs'], dropout: Number(v.dropout ?? 0.1), freeze: v.freeze ?? [], labelSmoothing: Number(v['label-smoothing'] ?? 0), ema: v.ema === undefined ? undefined : Number(v.ema), rdrop: v.rdrop === undefined ? undefined : Number(v.rdrop), copies: Number(v.copies ?? 2), auxMlm: v['aux-mlm'] === undefined ? undefined : Number(v['aux-mlm']), shiftPositions: v['shift-positions'] === undefined ? undefined : Number(v['shift-positions']), distillBow: v['distill-bow'] === undefined ? undefined : Number(v['distill-bow']), pseudoLabels: v['pseudo-labels'] ?? [], fgm: v.fgm === undefined ? undefined : Number(v.fgm), roots: Number(v.roots ?? 1), injectBow: v['inject-bow'] === undefined ? undefined : Number(v['inject-bow']), tokenMask: v['token-mask'] === undefined ? undefined : Number(v['token-mask']), teachers: v.teacher ?? [], teacherWeight: Number(v['teacher-weight'] ?? 1), saveModel: v['save-model'], rtPolarity: !!v['rt-polarity'], l2sp: v.l2sp === undefined ? undefined : Number(v.l2sp), layerDecay: v['layer-decay'] === undefined ? undefined : Number(v['layer-decay']), swa: v.swa === undefined ? undefined : Number(v.swa), mixup: v.mixup === undefined ? undefined : Number(v.mixup), schedule: v.schedule, sam: v.sam === undefined ? undefined : Number(v.sam) })
   : cmd === 'spans' ? spans(args[0], Number(args[1] ?? 0), { epochs: Number(v.epochs ?? 10), lr: Number(v.lr ?? 1e-4), weight: Number(v['span-weight'] ?? 1), save: v.save })
   : cmd === 'spread' ? spread(args)
     : cmd === 'scores' ? scores(args[0], args[1], v.split)
