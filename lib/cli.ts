@@ -104,6 +104,7 @@ program
   .option('--vocab-size <n>', 'WordPiece vocabulary learned by the job (default: 8000)', integer)
   .option('--hidden <n>', 'hidden size (default: 128)', integer)
   .option('--layers <n>', 'encoder layers (default: 2)', integer)
+  .option('--heads <n>', 'attention heads, dividing the hidden size (default: hidden / 64)', integer)
   .option('--seed <n>', 'seed of the weights, masking, dropout and batch order', integer, 0)
   .addOption(new Option('--objective <o>', 'pre-training objective: masked LM or ELECTRA replaced-token detection').choices(['mlm', 'electra']).default('mlm'))
   .option('--pretrain-lr <x>', 'peak learning rate of pre-training (default: 1e-3, with --objective electra 3e-4)', number)
@@ -123,16 +124,16 @@ program
   .option('--bf16', 'bfloat16 mixed precision (autocast) in every training phase, on CPUs with bf16 units')
   .option('--pretrain-dropout <p>', 'hidden and attention dropout while pre-training (default: 0.1; fine-tuning keeps 0.1)', number)
   .option('--rdrop <a>', 'R-Drop in fine-tuning: each batch twice with different dropout, plus a times the symmetric KL of the two predictions (default: 1; 0: plain cross-entropy)', number)
-  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; parallelControl: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ExtraText[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
+  .action(async (o: { data: string; rdrop?: number; out: string; pretrainDropout?: number; pretrainSteps?: number; finetuneSteps?: number; finetuneEpochs?: number; pretrainSeconds?: number; finetuneSeconds?: number; vocabSize?: number; hidden?: number; layers?: number; heads?: number; seed: number; objective: 'mlm' | 'electra'; pretrainLr?: number; finetuneLr?: number; soup?: number; control: boolean; parallelControl: boolean; pack?: boolean; wordVectors?: boolean; bagOfWords: number; selectiveMask?: number; wholeWordMask?: boolean; extraText?: ExtraText[]; wikitext?: boolean; maskProb?: number; nproc: number; pretrained?: string; pretrainBatch?: number; finetuneBatch?: number; bf16?: boolean }, cmd: Command) => {
     const started = Date.now();
     if (o.pretrained !== undefined) {
       // Refused here by their flags' names: some have defaults, so only the command line tells whether they were given.
-      const given = ['pretrainDropout', 'vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'selectiveMask', 'wholeWordMask', 'extraText', 'maskProb', 'wikitext'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      const given = ['pretrainDropout', 'vocabSize', 'hidden', 'layers', 'heads', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'objective', 'pack', 'wordVectors', 'bagOfWords', 'selectiveMask', 'wholeWordMask', 'extraText', 'maskProb', 'wikitext'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
       if (given.length) throw new RangeError(`main: --pretrained reuses an encoder, so ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} do not apply`);
     }
     if (await dataParallel(o.nproc)) return;
     const { fromScratch } = await import('./recipes/scratch');
-    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, parallelControl: o.parallelControl, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, selectiveMask: o.selectiveMask, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, wikitext: !!o.wikitext, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout, rDrop: o.rdrop });
+    const r = await fromScratch({ data: o.data, out: o.out, pretrainSteps: o.pretrainSteps, finetuneSteps: o.finetuneSteps, finetuneEpochs: o.finetuneEpochs, pretrainSeconds: o.pretrainSeconds, finetuneSeconds: o.finetuneSeconds, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, seed: o.seed, objective: o.objective, pretrainLr: o.pretrainLr, finetuneLr: o.finetuneLr, soup: o.soup, control: o.control, parallelControl: o.parallelControl, pack: !!o.pack, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, selectiveMask: o.selectiveMask, wholeWordMask: !!o.wholeWordMask, extraText: o.extraText, wikitext: !!o.wikitext, maskProbability: o.maskProb, pretrained: o.pretrained, pretrainBatch: o.pretrainBatch, finetuneBatch: o.finetuneBatch, bf16: !!o.bf16, pretrainDropout: o.pretrainDropout, rDrop: o.rdrop });
     if (!(await leaveGroup()) || !r) return;
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     console.log('');
@@ -154,6 +155,7 @@ program
   .option('--vocab-size <n>', 'WordPiece vocabulary size (default: 8000)', integer)
   .option('--hidden <n>', 'hidden size (default: 128)', integer)
   .option('--layers <n>', 'encoder layers (default: 2)', integer)
+  .option('--heads <n>', 'attention heads, dividing the hidden size (default: hidden / 64)', integer)
   .option('--steps <n>', 'optimizer steps of batch 64 (default: 6000)', integer)
   .option('--seconds <n>', 'time budget: the schedule is fitted to the steps it holds (default: 480)', integer)
   .option('--seq-len <n>', 'tokens per passage (default: 64)', integer)
@@ -168,12 +170,12 @@ program
   .option('--nproc <n>', 'data-parallel over n local processes (cores / n threads each); the batch is per process', integer, 1)
   .option('--bf16', 'bfloat16 mixed precision (autocast), on CPUs with bf16 units')
   .option('--dropout <p>', 'hidden and attention dropout while pre-training (default: 0.1); the saved config keeps 0.1 for fine-tuning', number)
-  .action(async (files: string[], o: { dropout?: number; out: string; vocabSize?: number; hidden?: number; layers?: number; steps?: number; seconds?: number; seqLen?: number; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords?: number; maskProb?: number; lr?: number; nproc: number; bf16?: boolean }) => {
+  .action(async (files: string[], o: { dropout?: number; out: string; vocabSize?: number; hidden?: number; layers?: number; heads?: number; steps?: number; seconds?: number; seqLen?: number; wholeWordMask?: boolean; pack?: boolean; objective: 'mlm' | 'electra'; seed: number; wordVectors?: boolean; bagOfWords?: number; maskProb?: number; lr?: number; nproc: number; bf16?: boolean }) => {
     if (await dataParallel(o.nproc)) return;
     const { pretrain } = await import('./recipes/pretrain');
     const { readLines } = await import('./data/datasets');
     const corpus = files.flatMap((f) => readLines(f)).map((l) => l.trim()).filter((l) => l.length > 20 && !l.startsWith('='));
-    const r = await pretrain({ corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, steps: o.steps, seconds: o.seconds, seqLen: o.seqLen, wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, maskProbability: o.maskProb, learningRate: o.lr, bf16: !!o.bf16, dropout: o.dropout });
+    const r = await pretrain({ corpus, out: o.out, vocabSize: o.vocabSize, hidden: o.hidden, layers: o.layers, heads: o.heads, steps: o.steps, seconds: o.seconds, seqLen: o.seqLen, wholeWordMask: !!o.wholeWordMask, pack: !!o.pack, objective: o.objective, seed: o.seed, wordVectors: !!o.wordVectors, bagOfWords: o.bagOfWords, maskProbability: o.maskProb, learningRate: o.lr, bf16: !!o.bf16, dropout: o.dropout });
     if (await leaveGroup()) console.log(`saved: ${r.dir}`);
   });
 

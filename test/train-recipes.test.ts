@@ -531,6 +531,23 @@ test('dropout: pre-training at 0 runs the model without dropout (two training-mo
   expect(fs.existsSync(out)).toBe(false);
 });
 
+test('pretrain: heads sets the saved config\'s attention heads; a count that does not divide hidden is refused before writing anything', async () => {
+  const { pretrain } = await import('../lib/recipes/pretrain');
+  const corpus = fs.readFileSync(path.join(DATA, 'sst2', 'dev.tsv'), 'utf8').split('\n').slice(1, 200).map((l) => l.split('\t')[0]);
+  const out = tmpDir();
+  const r = await pretrain({ corpus, out, vocabSize: 300, hidden: 32, layers: 1, heads: 4, steps: 2, seconds: 600, seqLen: 32, batchSize: 4, seed: 5, log: () => {} });
+  r.model.dispose();
+  expect(JSON.parse(fs.readFileSync(path.join(out, 'pretrained', 'config.json'), 'utf8')).num_attention_heads).toBe(4);
+  const bad = path.join(tmpDir(), 'run');
+  for (const h of [3, 0, 1.5]) {
+    await expect(pretrain({ corpus, out: bad, hidden: 32, heads: h, log: () => {} })).rejects.toThrow(`pretrain: heads must be a positive integer that divides hidden (32), got ${h}`);
+  }
+  const c = cli(['main', '--heads', '3', '--out', bad]);
+  expect(c.status).not.toBe(0);
+  expect(c.stderr).toContain('main: heads must be a positive integer that divides hidden (128), got 3');
+  expect(fs.existsSync(bad)).toBe(false);
+});
+
 test('pretrain refuses a masking share outside (0, 1) before writing anything, as a function and as a command', async () => {
   const { pretrain } = await import('../lib/recipes/pretrain');
   const out = path.join(tmpDir(), 'run');

@@ -21,6 +21,8 @@ export interface PretrainOptions {
   vocabSize?: number;
   hidden?: number;
   layers?: number;
+  /** attention heads (default hidden / 64, as BERT and its miniatures; at least 1); must divide hidden */
+  heads?: number;
   steps?: number;
   seconds?: number;
   seqLen?: number;
@@ -89,6 +91,13 @@ export interface PretrainResult {
   unigramLoss?: number;
 }
 
+/** The attention heads of a BERT of hidden size H: `heads`, or H / 64 as BERT and its miniatures (at least 1); refused unless they divide H. */
+export function attentionHeads(who: string, hidden: number, heads?: number): number {
+  const h = heads ?? Math.max(1, Math.floor(hidden / 64));
+  if (!(Number.isInteger(h) && h >= 1 && hidden % h === 0)) throw new RangeError(`${who}: heads must be a positive integer that divides hidden (${hidden}), got ${heads}`);
+  return h;
+}
+
 export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   // every rank learns the same vocabulary (deterministic); rank 0 logs and writes what is saved
   const main = !dist.isInitialized() || dist.getRank() === 0;
@@ -106,6 +115,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const sm = o.selectiveMask;
   if (sm && !(sm.share > 0 && sm.share <= 1)) throw new RangeError(`pretrain: selectiveMask.share must be in (0, 1], got ${sm.share}`);
   if (sm && (electra || o.wholeWordMask)) throw new TypeError(`pretrain: selectiveMask goes with the masked LM on word pieces, not ${electra ? "'electra'" : 'wholeWordMask'}`);
+  const H = o.hidden ?? 128;
+  const heads = attentionHeads('pretrain', H, o.heads);
   if (o.bf16) checkCpuBf16('pretrain --bf16'); // before the vocabulary is written
   const seqLen = o.seqLen ?? 64;
   if (o.seed !== undefined) tb.manualSeed(o.seed);
@@ -114,12 +125,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   if (main) tok.savePretrained(path.join(o.out, 'tokenizer'));
   log(`vocabulary: ${tok.vocabSize} WordPiece tokens learned from ${o.corpus.length} lines in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
 
-  const H = o.hidden ?? 128;
-  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: Math.max(1, H / 64), intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId, hidden_dropout_prob: dropout, attention_probs_dropout_prob: dropout };
+  const config = { vocab_size: tok.vocabSize, hidden_size: H, num_hidden_layers: o.layers ?? 2, num_attention_heads: heads, intermediate_size: 4 * H, max_position_embeddings: 128, pad_token_id: tok.padTokenId, hidden_dropout_prob: dropout, attention_probs_dropout_prob: dropout };
   const G = o.generatorHidden ?? Math.max(32, H / 2);
   // ELECTRA: the generator is a smaller masked LM; the encoder kept is the discriminator's.
   const mlm = electra
-    ? fromConfig('BertForMaskedLM', { ...config, hidden_size: G, num_attention_heads: Math.max(1, G / 64), intermediate_size: 4 * G })
+    ? fromConfig('BertForMaskedLM', { ...config, hidden_size: G, num_attention_heads: attentionHeads('pretrain', G), intermediate_size: 4 * G })
     : fromConfig('BertForMaskedLM', config);
   const disc = electra ? fromConfig('BertForTokenClassification', { ...config, num_labels: 1 }) : null;
   const ids = o.pack

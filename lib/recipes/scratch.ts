@@ -8,7 +8,7 @@ import { fork } from 'child_process';
 import * as tb from '../core';
 import { Tensor, F } from '../core';
 import { BertTokenizer } from '../tokenizer';
-import { pretrain } from './pretrain';
+import { pretrain, attentionHeads } from './pretrain';
 import { readSst2, readLines, readDelimited, readConll, readShakespeareSpeeches, sst2FullSentences, readRtPolarity, rtPolarityOutside, sstSpelling } from '../data/datasets';
 import { fromPretrained, fromConfig } from '../models/bert';
 import type { BertPreTrainedModel } from '../models/bert';
@@ -37,6 +37,8 @@ export interface ScratchOptions {
   /** the BERT's hidden size and encoder layers (default 128 and 2, BERT-Tiny's shape) */
   hidden?: number;
   layers?: number;
+  /** attention heads (default hidden / 64) */
+  heads?: number;
   /** at most this many pre-training steps (default 10,000) */
   pretrainSteps?: number;
   /** fine-tuning steps of each copy and of the control; default `finetuneEpochs` epochs of SST-2 train */
@@ -334,6 +336,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   for (const [k, v] of [['pretrainBatch', preBatch], ['finetuneBatch', ftBatch]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`main: ${k} must be a positive integer, got ${v}`);
   }
+  attentionHeads('main', o.hidden ?? 128, o.heads); // before anything is written
   if (preBatch % world || ftBatch % world) throw new RangeError(`main: ${world} ranks must divide the global batches (${preBatch} for pre-training, ${ftBatch} for fine-tuning)`);
   const main = rank === 0;
   const copies = o.soup ?? 1;
@@ -346,7 +349,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
   if (world > 1) log(`data-parallel over ${world} ranks: pre-training batch ${preBatch} = ${preBatch / world} x ${world}, fine-tuning batch ${ftBatch} = ${ftBatch / world} x ${world}`);
   if (o.pretrained !== undefined) {
     // the options whose defaults live here count as given when defined; the others when they turn something on
-    const given = (['vocabSize', 'hidden', 'layers', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'maskProbability', 'pretrainDropout'] as const).filter((k) => o[k] !== undefined);
+    const given = (['vocabSize', 'hidden', 'layers', 'heads', 'pretrainSteps', 'pretrainSeconds', 'pretrainLr', 'pretrainBatch', 'maskProbability', 'pretrainDropout'] as const).filter((k) => o[k] !== undefined);
     const set = [...Object.entries({ objective: o.objective === 'electra', pack: o.pack, wordVectors: o.wordVectors, bagOfWords: !!o.bagOfWords, selectiveMask: !!o.selectiveMask, wholeWordMask: o.wholeWordMask, extraText: !!o.extraText?.length, wikitext: o.wikitext }).filter(([, v]) => v).map(([k]) => k), ...given];
     if (set.length) throw new RangeError(`main: pretrained reuses an encoder, so the pre-training options (${set.join(', ')}) do not apply`);
     if (!fs.existsSync(path.join(o.pretrained, 'config.json')) || !fs.existsSync(path.join(o.pretrained, 'vocab.txt'))) {
@@ -389,7 +392,7 @@ export async function fromScratch(o: ScratchOptions): Promise<ScratchReport | nu
     const [steps, seconds] = [o.pretrainSteps ?? 10000, o.pretrainSeconds ?? 540];
     log(`pre-training: at most ${steps} steps of ${preBatch} within ${seconds}s`);
     const pre = await pretrain({
-      corpus, out: o.out, vocabSize: o.vocabSize ?? 8000, hidden: o.hidden ?? 128, layers: o.layers ?? 2, steps, seconds, seqLen, log,
+      corpus, out: o.out, vocabSize: o.vocabSize ?? 8000, hidden: o.hidden ?? 128, layers: o.layers ?? 2, heads: o.heads, steps, seconds, seqLen, log,
       objective: o.objective, learningRate: o.pretrainLr, seed: seed + 1, batchSize: preBatch / world, pack: o.pack, wordVectors: o.wordVectors, bagOfWords: o.bagOfWords, wholeWordMask: o.wholeWordMask, maskProbability: o.maskProbability, bf16: o.bf16, dropout: o.pretrainDropout,
       // the baseline's regression, trained first here, scores the word pieces and is reported as usual
       selectiveMask: o.selectiveMask ? {
